@@ -1,0 +1,7 @@
+"""`python -m assistant ...`: the command line (the window starts from `assistant` with no arguments)."""
+
+import sys
+
+from assistant.cli import main
+
+raise SystemExit(main(sys.argv[1:] or ["chat"]))

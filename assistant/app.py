@@ -1,0 +1,51 @@
+"""Composition root: builds the app's services once and hands them to the CLI or the window.
+
+No module-level singletons: whoever starts the app calls :func:`build_services` and passes
+the result down. Built on the main thread; the services themselves are thread-safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from assistant.config import AppPaths, default_paths
+from assistant.models import ModelLibrary
+from assistant.settings import AppSettings
+from assistant.store import Store
+from engine.client import EngineClient
+
+
+@dataclass
+class Services:
+    paths: AppPaths
+    store: Store
+    library: ModelLibrary
+    settings: AppSettings
+    _engine: EngineClient | None = field(default=None, repr=False)
+
+    @property
+    def engine(self) -> EngineClient:
+        """The engine worker starts on first use, so commands that need no model stay fast."""
+        if self._engine is None:
+            self._engine = EngineClient(self.settings.engine, log_path=self.paths.logs_dir / "engine.log")
+            self._engine.start()
+        return self._engine
+
+    def save_settings(self) -> None:
+        self.store.set_setting("app", "AppSettings", self.settings.to_dict())
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        self.store.close()
+
+
+def build_services(paths: AppPaths | None = None, sync_pack: bool = True) -> Services:
+    paths = (paths or default_paths()).ensure()
+    store = Store(paths.database)
+    library = ModelLibrary(store, paths)
+    if sync_pack:
+        library.sync_default_pack()
+    settings = AppSettings.load(store)
+    return Services(paths=paths, store=store, library=library, settings=settings)

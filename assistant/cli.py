@@ -1,0 +1,296 @@
+"""The `assistant` command line. Runs on the main thread of its own process.
+
+Every error a user can cause ends as one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from typing import Callable
+
+import assistant  # noqa: F401  (installs the privacy guard first)
+from assistant.app import Services, build_services
+from assistant.models import LibraryError, ModelRecord
+from assistant.store import StoreError
+from engine.client import EngineRequestError
+from engine.model_pack import PackError
+from engine.settings import SamplingParams
+
+EXIT_USER_ERROR = 2
+
+
+def _print_err(message: str) -> None:
+    print(f"assistant: {message}", file=sys.stderr)
+
+
+def _human_size(n: int | None) -> str:
+    if not n:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _human_count(n: int | None) -> str:
+    if not n:
+        return "?"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f}M"
+    return str(n)
+
+
+def format_metrics(metrics: dict) -> str:
+    parts = [f"{metrics.get('completion_tokens', 0)} tokens"]
+    if metrics.get("tokens_per_s"):
+        parts.append(f"{metrics['tokens_per_s']:.1f} tok/s")
+    if metrics.get("ttft_ms") is not None:
+        parts.append(f"first token {metrics['ttft_ms']:.0f} ms")
+    parts.append(f"prompt {metrics.get('prompt_tokens', 0)} tokens ({metrics.get('prompt_tokens_evaluated', 0)} new)")
+    return " · ".join(parts)
+
+
+# ----- models ---------------------------------------------------------------------------
+def cmd_models_list(args, services: Services) -> int:
+    records = services.library.list()
+    routes = services.library.routes()
+    rows = [("ID", "NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "SOURCE", "TASKS")]
+    for m in records:
+        meta = m.metadata
+        rows.append((m.id, m.display_name, str(meta.get("architecture") or "?"), _human_count(meta.get("parameter_count")),
+                     str(meta.get("quantization") or "?"), str(meta.get("context_length") or "?"),
+                     _human_size(m.size_bytes), m.source, ",".join(m.tasks)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    if routes:
+        print("\nChosen for tasks: " + ", ".join(f"{t} -> {m}" for t, m in sorted(routes.items())))
+    return 0
+
+
+def _print_model(m: ModelRecord, full_licence: bool = False) -> None:
+    meta = m.metadata
+    fields = [
+        ("id", m.id), ("name", m.display_name), ("path", m.path), ("source", m.source),
+        ("architecture", meta.get("architecture")), ("parameters", _human_count(meta.get("parameter_count"))),
+        ("quantization", meta.get("quantization")), ("context length", meta.get("context_length")),
+        ("layers", meta.get("block_count")), ("vocabulary", meta.get("vocab_size")),
+        ("file size", _human_size(m.size_bytes)), ("sha256", m.sha256 or "-"),
+        ("tasks", ", ".join(m.tasks)), ("licence", meta.get("licence") or meta.get("licence_name") or "-"),
+    ]
+    for key, value in fields:
+        print(f"{key:>15}: {value if value not in (None, '') else '-'}")
+    if m.licence_text:
+        text = m.licence_text if full_licence else m.licence_text[:400] + ("…" if len(m.licence_text) > 400 else "")
+        print(f"\nLicence text{'' if full_licence else ' (--licence for all of it)'}:\n{text}")
+
+
+def cmd_models_info(args, services: Services) -> int:
+    _print_model(services.library.get(args.name), full_licence=args.licence)
+    return 0
+
+
+def cmd_models_add(args, services: Services) -> int:
+    record = services.library.add(args.path, n_ctx=services.settings.engine.n_ctx)
+    print(f"Added {record.id}.")
+    _print_model(record)
+    return 0
+
+
+def cmd_models_remove(args, services: Services) -> int:
+    record = services.library.remove(args.name, delete_file=args.delete_file, confirmed=args.yes)
+    print(f"Removed {record.id} from the library" + (f" and deleted {record.path}." if args.delete_file else " (the file stays on disk)."))
+    return 0
+
+
+def cmd_models_prepare(args, services: Services) -> int:
+    records = services.library.sync_default_pack()
+    for m in records:
+        print(f"ready: {m.id}  ({m.path})")
+    return 0
+
+
+def cmd_models_route(args, services: Services) -> int:
+    services.library.set_route(args.task, None if args.model in ("auto", "default") else args.model)
+    print(f"{args.task} -> {services.library.for_task(args.task).id}")
+    return 0
+
+
+# ----- chat -----------------------------------------------------------------------------
+def _sampling_from_args(args, services: Services) -> SamplingParams:
+    base = services.settings.sampling.to_dict()
+    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens"):
+        value = getattr(args, name, None)
+        if value is not None:
+            base[name] = value
+    if args.stop:
+        base["stop"] = list(args.stop)
+    try:
+        return SamplingParams.from_dict(base)
+    except ValueError as exc:
+        raise LibraryError(str(exc)) from exc
+
+
+def _stream_reply(services: Services, model: ModelRecord, messages: list[dict], sampling: SamplingParams,
+                  write: Callable[[str], None], show_metrics: bool) -> tuple[str, dict | None]:
+    """Stream one reply; Ctrl+C cancels the reply (not the program). Returns text, metrics."""
+    handle = services.engine.chat(model.path, messages, sampling)
+    parts: list[str] = []
+
+    def on_text(text: str) -> None:
+        parts.append(text)
+        write(text)
+
+    try:
+        done = handle.stream(on_text)
+    except KeyboardInterrupt:
+        handle.cancel()
+        try:
+            for _ in handle.events(timeout=30):
+                pass
+        except (KeyboardInterrupt, TimeoutError):
+            pass
+        write("\n")
+        print("[stopped]", file=sys.stderr)
+        return "".join(parts), None
+    except EngineRequestError as exc:
+        if exc.kind == "cancelled":
+            return "".join(parts), None
+        write("\n")
+        raise
+    write("\n")
+    metrics = done.get("metrics") or {}
+    warning = (done.get("result") or {}).get("template_warning")
+    if warning:
+        print(f"note: {warning}", file=sys.stderr)
+    if show_metrics:
+        print(f"[{format_metrics(metrics)}]", file=sys.stderr)
+    return "".join(parts), metrics
+
+
+def cmd_chat(args, services: Services) -> int:
+    model = services.library.get(args.model) if args.model else services.library.for_task("chat")
+    sampling = _sampling_from_args(args, services)
+    system = args.system if args.system is not None else services.settings.default_system_prompt
+    messages: list[dict] = [{"role": "system", "content": system}] if system else []
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    if args.question:
+        messages.append({"role": "user", "content": " ".join(args.question)})
+        _stream_reply(services, model, messages, sampling, write, not args.quiet)
+        return 0
+
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Chatting with {model.display_name}. Ctrl+C stops a reply; /reset starts over; /exit or Ctrl+D quits.",
+              file=sys.stderr)
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            messages = [m for m in messages if m["role"] == "system"]
+            print("(new conversation)", file=sys.stderr)
+            continue
+        messages.append({"role": "user", "content": text})
+        if interactive:
+            write("assistant> ")
+        try:
+            reply, _metrics = _stream_reply(services, model, messages, sampling, write, not args.quiet)
+        except EngineRequestError as exc:
+            _print_err(str(exc))
+            messages.pop()
+            continue
+        if reply:
+            messages.append({"role": "assistant", "content": reply})
+        else:
+            messages.pop()
+    return 0
+
+
+# ----- parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assistant", description="A private, local assistant for small language models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    chat = sub.add_parser("chat", help="chat in the terminal (interactive, or one question)")
+    chat.add_argument("question", nargs="*", help="ask one question and exit")
+    chat.add_argument("--model", "-m", help="model id or name (default: the model chosen for chat)")
+    chat.add_argument("--system", "-s", help="system prompt")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--top-p", dest="top_p", type=float)
+    chat.add_argument("--top-k", dest="top_k", type=int)
+    chat.add_argument("--min-p", dest="min_p", type=float)
+    chat.add_argument("--repeat-penalty", dest="repeat_penalty", type=float)
+    chat.add_argument("--seed", type=int)
+    chat.add_argument("--max-tokens", dest="max_tokens", type=int)
+    chat.add_argument("--stop", action="append", default=[], help="stop word (repeatable)")
+    chat.add_argument("--quiet", "-q", action="store_true", help="no metrics line")
+    chat.set_defaults(handler=cmd_chat)
+
+    models = sub.add_parser("models", help="the model library")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    p = msub.add_parser("list", help="list installed models")
+    p.set_defaults(handler=cmd_models_list)
+    p = msub.add_parser("add", help="import a GGUF model file")
+    p.add_argument("path")
+    p.set_defaults(handler=cmd_models_add)
+    p = msub.add_parser("info", help="metadata and licence of a model")
+    p.add_argument("name")
+    p.add_argument("--licence", action="store_true", help="print the whole licence text")
+    p.set_defaults(handler=cmd_models_info)
+    p = msub.add_parser("remove", help="remove a model from the library")
+    p.add_argument("name")
+    p.add_argument("--delete-file", action="store_true", help="also delete the file from disk")
+    p.add_argument("--yes", action="store_true", help="confirm deleting the file")
+    p.set_defaults(handler=cmd_models_remove)
+    p = msub.add_parser("prepare", help="join and register the default model pack")
+    p.set_defaults(handler=cmd_models_prepare)
+    p = msub.add_parser("route", help="choose the model for a task (or 'auto')")
+    p.add_argument("task")
+    p.add_argument("model")
+    p.set_defaults(handler=cmd_models_route)
+
+    if importlib.util.find_spec("assistant.history_cli") is not None:
+        from assistant.history_cli import add_history_commands
+
+        add_history_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    services = None
+    try:
+        services = build_services()
+        return int(args.handler(args, services) or 0)
+    except (LibraryError, StoreError, EngineRequestError, PackError, OSError) as exc:
+        _print_err(str(exc))
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if services is not None:
+            services.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

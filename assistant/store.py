@@ -1,0 +1,360 @@
+"""The one SQLite store of the app: open, migrate, and the tables every feature shares.
+
+Threading: a :class:`Store` owns one connection and serialises every call with a lock, so
+it is the single owner of all writes; call it from worker threads (never the GUI thread)
+or from the CLI's main thread. Other modules (conversations, documents, ...) add their
+tables through :data:`MIGRATIONS` and their queries through methods that take the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import sqlite_utils
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """A problem with the database that the user can act on; str() is the message."""
+
+
+class NewerSchemaError(StoreError):
+    pass
+
+
+class CorruptDatabaseError(StoreError):
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db["models"].create(
+        {
+            "id": str,  # short stable name shown to the user, e.g. "smollm2-135m-instruct-q4_1"
+            "display_name": str,
+            "path": str,
+            "sha256": str,
+            "size_bytes": int,
+            "source": str,  # "pack" (default model pack), "user" (imported), "trained"
+            "metadata": str,  # JSON: engine.gguf_check.summarize() plus pack facts
+            "licence_text": str,
+            "added_at": float,
+        },
+        pk="id",
+    )
+    db["models"].create_index(["path"], unique=True)
+    db["settings"].create({"scope": str, "key": str, "value": str}, pk=("scope", "key"))
+
+
+# unicode61 with remove_diacritics 2 folds case and accents in every script it knows
+# ("Café" finds "cafe", "ΑΘΗΝΑ" finds "αθηνα"); prefix indexes make "word*" queries cheap.
+FTS_OPTIONS = "tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'"
+
+
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Conversations and messages, each with an external-content FTS5 index kept by triggers.
+
+    Both tables have an INTEGER PRIMARY KEY ``n`` besides their uuid ``id``: FTS5 external
+    content joins on the rowid, and only an INTEGER PRIMARY KEY rowid survives VACUUM.
+    """
+    statements = [
+        """CREATE TABLE conversations (
+            n INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            title TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            last_activity_at REAL NOT NULL,
+            pinned INTEGER NOT NULL DEFAULT 0 CHECK (pinned IN (0, 1)),
+            archived INTEGER NOT NULL DEFAULT 0 CHECK (archived IN (0, 1)),
+            deleted_at REAL
+        )""",
+        # The sidebar query: live conversations, pinned first, most recent activity first.
+        "CREATE INDEX conversations_by_activity ON conversations (archived, pinned, last_activity_at) "
+        "WHERE deleted_at IS NULL",
+        "CREATE INDEX conversations_in_trash ON conversations (deleted_at) WHERE deleted_at IS NOT NULL",
+        """CREATE TABLE messages (
+            n INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            text TEXT NOT NULL DEFAULT '',
+            model TEXT,
+            sampling TEXT NOT NULL DEFAULT '{}',
+            metrics TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'complete' CHECK (status IN ('complete', 'interrupted', 'streaming')),
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            documents TEXT NOT NULL DEFAULT '[]',
+            adapter TEXT
+        )""",
+        "CREATE INDEX messages_by_conversation ON messages (conversation_id, created_at, n)",
+        # Replies cut short by a crash are found at start without scanning every message.
+        "CREATE INDEX messages_streaming ON messages (status) WHERE status = 'streaming'",
+        f"CREATE VIRTUAL TABLE messages_fts USING fts5(text, content = 'messages', content_rowid = 'n', {FTS_OPTIONS})",
+        f"CREATE VIRTUAL TABLE conversations_fts USING fts5(title, content = 'conversations', content_rowid = 'n', {FTS_OPTIONS})",
+        # Triggers keep the indexes in the same transaction as the rows (cascaded deletes included).
+        """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, text) VALUES (new.n, new.text);
+        END""",
+        """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.n, old.text);
+        END""",
+        """CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.n, old.text);
+            INSERT INTO messages_fts (rowid, text) VALUES (new.n, new.text);
+        END""",
+        """CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations BEGIN
+            INSERT INTO conversations_fts (rowid, title) VALUES (new.n, new.title);
+        END""",
+        """CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations BEGIN
+            INSERT INTO conversations_fts (conversations_fts, rowid, title) VALUES ('delete', old.n, old.title);
+        END""",
+        """CREATE TRIGGER conversations_fts_update AFTER UPDATE OF title ON conversations BEGIN
+            INSERT INTO conversations_fts (conversations_fts, rowid, title) VALUES ('delete', old.n, old.title);
+            INSERT INTO conversations_fts (rowid, title) VALUES (new.n, new.title);
+        END""",
+    ]
+    # One statement at a time: executescript() would COMMIT the migration's transaction.
+    for statement in statements:
+        db.execute(statement)
+
+
+#: Forward migrations, in order; the schema version is their count. Append, never edit.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+
+
+# ----- settings scopes -------------------------------------------------------------------
+#: Scope of app-wide settings; models and conversations layer their own over it.
+APP_SCOPE = "app"
+
+
+def model_scope(model_id: str) -> str:
+    return f"model:{model_id}"
+
+
+def conversation_scope(conversation_id: str) -> str:
+    return f"conversation:{conversation_id}"
+
+
+def schema_version() -> int:
+    return len(MIGRATIONS)
+
+
+class Store:
+    """The app's database, opened with WAL; see the module docstring for threading."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open()
+
+    def _open(self) -> None:
+        """Connect, refuse newer or damaged files, switch to WAL and migrate forward."""
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA busy_timeout = 5000")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            found = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            # Locked, unreadable or missing folder: the file itself may be fine, so do not call it damaged.
+            self._close_quietly()
+            raise StoreError(f"Cannot open the database {self.path}: {exc}.") from exc
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            raise CorruptDatabaseError(
+                f"The database {self.path} is damaged ({exc}). It was kept as it is; "
+                "restore it from a backup (assistant history restore BACKUP) or move it away to start afresh.",
+                self.path,
+            ) from exc
+        if found > schema_version():
+            self._close_quietly()
+            raise NewerSchemaError(
+                f"The database {self.path} was written by a newer version of this app "
+                f"(schema {found}, this version knows up to {schema_version()}). "
+                "Nothing was changed; please update the app to open it."
+            )
+        try:
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose
+            # the last commits, never corrupt the file.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self.db = sqlite_utils.Database(self._conn)
+            self._migrate(found)
+        except sqlite3.DatabaseError as exc:
+            # A header that reads fine over damaged pages shows up here; each migration is one
+            # transaction, so a failed one leaves the file as it was.
+            self._close_quietly()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreError(f"Cannot prepare the database {self.path}: {exc}.") from exc
+            raise CorruptDatabaseError(
+                f"The database {self.path} is damaged ({exc}). It was kept as it is; "
+                "restore it from a backup (assistant history restore BACKUP) or move it away to start afresh.",
+                self.path,
+            ) from exc
+
+    def _close_quietly(self) -> None:
+        try:
+            self._conn.close()
+        except Exception:
+            pass
+
+    def _migrate(self, found: int) -> None:
+        for version in range(found + 1, schema_version() + 1):
+            with self.transaction():
+                MIGRATIONS[version - 1](self.db)
+                self._conn.execute(f"PRAGMA user_version = {version}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the store's lock; rolled back on any error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Several reads that see one consistent state (a read transaction) under the lock."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def integrity_problems(self) -> list[str]:
+        """``PRAGMA integrity_check`` findings; empty when the database is sound."""
+        with self.reading() as conn:
+            try:
+                rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError as exc:  # damage bad enough to stop the check itself
+                return [str(exc)]
+        return [] if rows == ["ok"] else rows
+
+    def backup_to(self, target: str | Path) -> None:
+        """Copy the whole database into the new file ``target`` with SQLite's backup API.
+
+        Runs under the lock, so the copy is one consistent state; the copy is switched to a
+        rollback journal so that it is one self-contained file (no -wal beside it). The
+        caller makes it atomic (write to a temp name, then rename).
+        """
+        with self._lock:
+            dest = sqlite3.connect(target, isolation_level=None)
+            try:
+                self._conn.backup(dest)
+                dest.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                dest.close()
+
+    @contextmanager
+    def offline(self) -> Iterator[Path]:
+        """Close the connection for file-level work on the database (a restore), then reopen.
+
+        Holds the lock throughout, so no other thread can use the store meanwhile. Reopening
+        runs the usual checks and migrations on whatever file is then at :attr:`path`.
+        """
+        with self._lock:
+            self._close_quietly()
+            try:
+                yield self.path
+            finally:
+                self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_quietly()
+
+    # ----- models -------------------------------------------------------------------------
+    def upsert_model(self, record: dict) -> None:
+        row = dict(record)
+        row.setdefault("added_at", time.time())
+        if isinstance(row.get("metadata"), dict):
+            row["metadata"] = json.dumps(row["metadata"])
+        with self.transaction():
+            self.db["models"].upsert(row, pk="id")
+
+    def list_models(self) -> list[dict]:
+        with self.reading():
+            rows = list(self.db["models"].rows_where(order_by="source, display_name"))
+        return [self._model_row(r) for r in rows]
+
+    def get_model(self, model_id: str) -> dict | None:
+        with self.reading():
+            rows = list(self.db["models"].rows_where("id = ?", [model_id]))
+        return self._model_row(rows[0]) if rows else None
+
+    def find_model_by_path(self, path: str) -> dict | None:
+        with self.reading():
+            rows = list(self.db["models"].rows_where("path = ?", [path]))
+        return self._model_row(rows[0]) if rows else None
+
+    def delete_model(self, model_id: str) -> None:
+        with self.transaction():
+            self.db["models"].delete_where("id = ?", [model_id])
+
+    @staticmethod
+    def _model_row(row: dict) -> dict:
+        row = dict(row)
+        row["metadata"] = json.loads(row.get("metadata") or "{}")
+        return row
+
+    # ----- settings -----------------------------------------------------------------------
+    def get_setting(self, scope: str, key: str, default: Any = None) -> Any:
+        with self.reading():
+            row = self._conn.execute(
+                "SELECT value FROM settings WHERE scope = ? AND key = ?", (scope, key)
+            ).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_setting(self, scope: str, key: str, value: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO settings(scope, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(scope, key) DO UPDATE SET value = excluded.value",
+                (scope, key, json.dumps(value)),
+            )
+
+    def load_settings(self, scope: str, cls: type[T]) -> T:
+        """A typed settings dataclass: stored values over the dataclass's defaults."""
+        stored = self.get_setting(scope, cls.__name__, {}) or {}
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in stored.items() if k in names})
+
+    def save_settings(self, scope: str, value: Any) -> None:
+        assert is_dataclass(value)
+        self.set_setting(scope, type(value).__name__, asdict(value))
+
+    def load_layered_settings(self, cls: type[T], *scopes: str) -> T:
+        """A typed settings dataclass from several scopes, later scopes winning field by field.
+
+        E.g. ``load_layered_settings(SamplingParams, APP_SCOPE, model_scope(m), conversation_scope(c))``:
+        the dataclass's defaults, then the app's, the model's and the conversation's values.
+        """
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        merged: dict[str, Any] = {}
+        for scope in scopes:
+            stored = self.get_setting(scope, cls.__name__, {}) or {}
+            merged.update({k: v for k, v in stored.items() if k in names})
+        return cls(**merged)

@@ -1,0 +1,400 @@
+"""A loaded GGUF model driven through llama.cpp's C API (llama-cpp-python's ctypes layer).
+
+Runs only inside the engine worker process, on its request thread; the one exception is
+:meth:`LoadedModel.request_cancel`, which the worker's stdin reader thread calls.
+
+Why the low-level API and not ``llama_cpp.Llama``: the high-level class samples in Python
+(copying the whole logit row into numpy each token) and leaves flash attention off, which
+costs about a fifth of the decode rate of a 135M model. Here sampling is llama.cpp's own
+sampler chain and the Python work per token is one decode call and one detokenise.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import llama_cpp
+
+from engine.settings import EngineSettings, SamplingParams
+
+log = logging.getLogger("engine.llama")
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+_LOG_LEVEL_WARN = 3  # GGML_LOG_LEVEL_WARN
+
+
+@llama_cpp.llama_log_callback
+def _forward_llama_log(level: int, text: bytes, _user_data) -> None:
+    # llama.cpp prints every tensor at load; keep warnings and errors for the worker log.
+    if level >= _LOG_LEVEL_WARN and level != 5 and text:
+        log.warning(text.decode("utf-8", "replace").rstrip())
+
+
+def init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+
+class EngineError(RuntimeError):
+    """A failure the user should see as one clear sentence."""
+
+
+class Cancelled(Exception):
+    """The request was cancelled by its caller; the partial text is in ``text``."""
+
+    def __init__(self, text: str = ""):
+        super().__init__("cancelled")
+        self.text = text
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    finish_reason: str  # "stop" (end token or stop word), "length", "cancelled"
+    metrics: dict = field(default_factory=dict)
+
+
+class _StopMatcher:
+    """Holds back text that could be the start of a stop string, so none is ever shown."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+        self.hit = False
+
+    def feed(self, text: str) -> str:
+        if not self.stops:
+            return text
+        self.pending += text
+        for stop in self.stops:
+            index = self.pending.find(stop)
+            if index >= 0:
+                out, self.pending, self.hit = self.pending[:index], "", True
+                return out
+        keep = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(stop[:n]):
+                    keep = max(keep, n)
+                    break
+        out = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(self.pending) - keep :]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+class LoadedModel:
+    """One model and one llama.cpp context (sequence 0), with its KV cache contents tracked."""
+
+    def __init__(self, path: str, settings: EngineSettings):
+        init_backend()
+        self.path = path
+        self.settings = settings
+        self._cancel = threading.Event()
+        # ctypes keeps only a weak hold on callbacks: keep ours alive as long as the context.
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._cancel.is_set())
+
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        if not settings.use_mmap:
+            model_params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
+        started = time.perf_counter()
+        self.model = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), model_params)
+        if not self.model:
+            raise EngineError(f"llama.cpp could not load the model {path}; the file may be damaged or of an unsupported architecture.")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+
+        ctx_params = llama_cpp.llama_context_default_params()
+        n_ctx_train = llama_cpp.llama_model_n_ctx_train(self.model) if hasattr(llama_cpp, "llama_model_n_ctx_train") else 0
+        n_ctx = int(settings.n_ctx)
+        if n_ctx_train and n_ctx > n_ctx_train:
+            n_ctx = n_ctx_train
+        ctx_params.n_ctx = n_ctx
+        ctx_params.n_batch = int(settings.n_batch)
+        ctx_params.n_ubatch = int(settings.n_batch)
+        ctx_params.n_threads = int(settings.n_threads)
+        ctx_params.n_threads_batch = int(settings.n_threads_batch)
+        ctx_params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        ctx_params.no_perf = False
+        self.ctx = llama_cpp.llama_init_from_model(self.model, ctx_params)
+        if not self.ctx:
+            llama_cpp.llama_model_free(self.model)
+            raise EngineError(f"llama.cpp could not create a context of {n_ctx} tokens for {path}; try a shorter context length.")
+        self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.load_ms = (time.perf_counter() - started) * 1000.0
+        #: Tokens whose keys and values sit in the KV cache, in order (sequence 0).
+        self.cached_tokens: list[int] = []
+        self._piece_buffer = ctypes.create_string_buffer(256)
+
+    # ----- metadata ---------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = llama_cpp.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        return buf.value.decode("utf-8", "replace")
+
+    def chat_template(self) -> str | None:
+        raw = llama_cpp.llama_model_chat_template(self.model, None)
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def token_text(self, token: int, special: bool = True) -> str:
+        return self._piece(token, special).decode("utf-8", "replace")
+
+    def special_token_text(self, getter: str) -> str:
+        fn = getattr(llama_cpp, getter, None)
+        if fn is None:
+            return ""
+        token = fn(self.vocab)
+        if token is None or token < 0:
+            return ""
+        return self.token_text(token)
+
+    # ----- tokens -----------------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            buf = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, parse_special)
+            if n >= 0:
+                return list(buf[:n])
+            capacity = -n
+
+    def _piece(self, token: int, special: bool = True) -> bytes:
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special)
+        if n < 0:
+            bigger = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, bigger, len(bigger), 0, special)
+            return bigger.raw[:n]
+        return self._piece_buffer.raw[:n]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self._piece(t, special=False) for t in tokens).decode("utf-8", "replace")
+
+    # ----- cancellation -----------------------------------------------------------------
+    def request_cancel(self) -> None:
+        """Thread-safe: stops the running prompt evaluation or generation soon."""
+        self._cancel.set()
+        # The abort callback reads self._cancel at call time, so a request's own flag
+        # (passed to generate) is what it sees.
+
+    # ----- evaluation -------------------------------------------------------------------
+    def _decode(self, tokens: list[int]) -> None:
+        array = (llama_cpp.llama_token * len(tokens))(*tokens)
+        batch = llama_cpp.llama_batch_get_one(array, len(tokens))
+        rc = llama_cpp.llama_decode(self.ctx, batch)
+        if rc == 0:
+            self.cached_tokens.extend(tokens)
+            return
+        # Whatever part of the batch made it into the cache is not tracked: drop it.
+        self._truncate_cache(len(self.cached_tokens))
+        if rc == 2 or self._cancel.is_set():
+            raise Cancelled()
+        if rc == 1:
+            raise EngineError("The context is full: no room left in the KV cache for this request.")
+        raise EngineError(f"llama.cpp failed to evaluate the prompt (code {rc}).")
+
+    def _truncate_cache(self, keep: int) -> None:
+        if keep < len(self.cached_tokens) or keep == 0:
+            if not llama_cpp.llama_memory_seq_rm(self.memory, 0, keep, -1):
+                llama_cpp.llama_memory_clear(self.memory, True)
+                keep = 0
+        del self.cached_tokens[keep:]
+
+    def clear_cache(self) -> None:
+        llama_cpp.llama_memory_clear(self.memory, True)
+        self.cached_tokens.clear()
+
+    def evaluate_prompt(self, prompt_tokens: list[int]) -> int:
+        """Bring the KV cache to hold ``prompt_tokens``, re-using the longest cached prefix.
+
+        Returns how many tokens had to be evaluated. The abort callback is installed only
+        here: checking it at every graph node costs nothing next to a batch of hundreds of
+        tokens, but it would slow one-token decode steps, where the generation loop checks
+        for cancellation between tokens anyway.
+        """
+        if len(prompt_tokens) >= self.n_ctx:
+            raise EngineError(
+                f"The prompt is {len(prompt_tokens)} tokens long but the context holds {self.n_ctx}; "
+                "shorten it or raise the context length in Settings."
+            )
+        common = 0
+        for cached, new in zip(self.cached_tokens, prompt_tokens):
+            if cached != new:
+                break
+            common += 1
+        # The last prompt token must be evaluated again so that its logits exist.
+        if common == len(prompt_tokens):
+            common -= 1
+        self._truncate_cache(common)
+        todo = prompt_tokens[common:]
+        llama_cpp.llama_set_abort_callback(self.ctx, self._abort_cb, None)
+        try:
+            step = max(1, int(self.settings.n_batch))
+            for start in range(0, len(todo), step):
+                if self._cancel.is_set():
+                    raise Cancelled()
+                self._decode(todo[start : start + step])
+        finally:
+            llama_cpp.llama_set_abort_callback(self.ctx, llama_cpp.ggml_abort_callback(), None)
+        return len(todo)
+
+    def _sampler(self, sampling: SamplingParams, seed: int):
+        chain_params = llama_cpp.llama_sampler_chain_default_params()
+        chain_params.no_perf = True
+        chain = llama_cpp.llama_sampler_chain_init(chain_params)
+        add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731
+        # top-k runs first: it cuts 49k candidates to a handful in one partial sort, so the
+        # repeat penalty (a hash look-up per candidate) and the rest touch only those. It
+        # differs from penalty-first only when a penalised token would fall below the k-th
+        # candidate, which at k=40 changes nothing a reader can see; it saves ~0.3 ms a token.
+        greedy = sampling.temperature <= 0
+        if sampling.top_k > 0 and not greedy:
+            add(llama_cpp.llama_sampler_init_top_k(int(sampling.top_k)))
+        if sampling.repeat_penalty != 1.0 and sampling.repeat_last_n != 0:
+            add(llama_cpp.llama_sampler_init_penalties(self.n_vocab, int(sampling.repeat_last_n), float(sampling.repeat_penalty), 0.0, 0.0))
+        if greedy:
+            add(llama_cpp.llama_sampler_init_greedy())
+            return chain
+        if sampling.top_p < 1.0:
+            add(llama_cpp.llama_sampler_init_top_p(float(sampling.top_p), 1))
+        if sampling.min_p > 0.0:
+            add(llama_cpp.llama_sampler_init_min_p(float(sampling.min_p), 1))
+        add(llama_cpp.llama_sampler_init_temp(float(sampling.temperature)))
+        add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    def generate(self, prompt_tokens: list[int], sampling: SamplingParams, on_text=None,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        """Evaluate the prompt (re-using the cache) and sample until an end token, a stop
+        string, ``max_tokens`` or cancellation. ``on_text`` receives text as it is produced;
+        ``cancel`` is the request's own flag, set by another thread to stop it."""
+        self._cancel = cancel if cancel is not None else threading.Event()
+        started = time.perf_counter()
+        llama_cpp.llama_perf_context_reset(self.ctx)
+        cached_before = len(self.cached_tokens)
+        try:
+            evaluated = self.evaluate_prompt(prompt_tokens)
+        except Cancelled:
+            exc = Cancelled("")
+            exc.metrics = {  # type: ignore[attr-defined]
+                "prompt_tokens": len(prompt_tokens),
+                "prompt_tokens_done": len(self.cached_tokens),
+                "completion_tokens": 0,
+                "finish_reason": "cancelled",
+            }
+            raise exc
+        prompt_done = time.perf_counter()
+        reused = len(prompt_tokens) - evaluated
+
+        seed = sampling.seed if sampling.seed >= 0 else random.getrandbits(32)
+        sampler = self._sampler(sampling, seed)
+        # Let the repeat penalty see the end of the prompt, as llama.cpp's CLI does.
+        for token in prompt_tokens[-int(sampling.repeat_last_n or 0):] if sampling.repeat_last_n else []:
+            llama_cpp.llama_sampler_accept(sampler, token)
+
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        stops = _StopMatcher(list(sampling.stop))
+        parts: list[str] = []
+        first_token_at: float | None = None
+        n_generated = 0
+        finish = "length"
+        single = (llama_cpp.llama_token * 1)()
+        try:
+            while n_generated < sampling.max_tokens:
+                if self._cancel.is_set():
+                    finish = "cancelled"
+                    break
+                token = llama_cpp.llama_sampler_sample(sampler, self.ctx, -1)
+                if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                    finish = "stop"
+                    break
+                n_generated += 1
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                text = stops.feed(decoder.decode(self._piece(token, special=False)))
+                if text:
+                    parts.append(text)
+                    if on_text is not None:
+                        on_text(text)
+                if stops.hit:
+                    finish = "stop"
+                    break
+                if len(self.cached_tokens) + 1 >= self.n_ctx:
+                    finish = "length"
+                    break
+                if n_generated >= sampling.max_tokens:
+                    break
+                single[0] = token
+                batch = llama_cpp.llama_batch_get_one(single, 1)
+                rc = llama_cpp.llama_decode(self.ctx, batch)
+                if rc != 0:
+                    self._truncate_cache(len(self.cached_tokens))
+                    raise EngineError(f"llama.cpp failed while generating (code {rc}).")
+                self.cached_tokens.append(token)
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+        tail = stops.flush() if not stops.hit else ""
+        tail += decoder.decode(b"", final=True)
+        if tail and finish != "cancelled":
+            parts.append(tail)
+            if on_text is not None:
+                on_text(tail)
+        finished = time.perf_counter()
+        text = "".join(parts)
+
+        perf = llama_cpp.llama_perf_context(self.ctx)
+        first = first_token_at or finished
+        decode_steps = max(0, n_generated - 1)
+        metrics = {
+            "prompt_tokens": len(prompt_tokens),
+            "prompt_tokens_evaluated": evaluated,
+            "prompt_tokens_done": len(prompt_tokens),
+            "prompt_tokens_cached": reused,
+            "cache_tokens_before": cached_before,
+            "completion_tokens": n_generated,
+            "ttft_ms": (first - started) * 1000.0,
+            "prompt_eval_ms": (prompt_done - started) * 1000.0,
+            "prompt_tokens_per_s": evaluated / (prompt_done - started) if evaluated and prompt_done > started else None,
+            "generation_ms": (finished - first) * 1000.0,
+            "tokens_per_s": decode_steps / (finished - first) if decode_steps and finished > first else None,
+            "total_ms": (finished - started) * 1000.0,
+            "llama_eval_tokens": int(perf.n_eval),
+            "llama_eval_ms": float(perf.t_eval_ms),
+            "llama_tokens_per_s": (perf.n_eval / perf.t_eval_ms * 1000.0) if perf.t_eval_ms > 0 else None,
+            "llama_prompt_eval_ms": float(perf.t_p_eval_ms),
+            "seed": seed,
+            "finish_reason": finish,
+        }
+        if finish == "cancelled":
+            exc = Cancelled(text)
+            exc.metrics = metrics  # type: ignore[attr-defined]
+            raise exc
+        return GenerationResult(text=text, finish_reason=finish, metrics=metrics)
+
+    def close(self) -> None:
+        if getattr(self, "ctx", None):
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            llama_cpp.llama_model_free(self.model)
+            self.model = None

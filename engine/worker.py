@@ -1,0 +1,322 @@
+"""The engine worker: ``python -m engine.worker``, one child process that owns every model.
+
+Protocol: one JSON object per line. In on stdin: ``{"id", "method", "params"}``. Out on
+the original stdout: ``{"id", "event", ...}`` with events ``status`` (state changes),
+``token`` (``text``), ``done`` (``result``, ``metrics``) and ``error`` (``message``,
+``kind``). ``{"method": "cancel", "params": {"id": ...}}`` cancels a running or queued
+request; ``shutdown`` ends the process.
+
+Threads: the main thread runs requests one at a time (llama.cpp contexts are not
+thread-safe); a reader thread parses stdin so that ``cancel`` reaches a running request
+at once. Anything llama.cpp prints goes to stderr: fd 1 is re-pointed at fd 2 and the
+protocol uses a private duplicate of the original stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from engine import privacy
+
+privacy.install()
+
+from engine.chat_template import RenderedPrompt, TemplateError, choose_fallback, render_chat  # noqa: E402
+from engine.gguf_check import MalformedModelError  # noqa: E402
+from engine.library import ModelTooLargeError, check_fits, inspect_model  # noqa: E402
+from engine.settings import EngineSettings, SamplingParams  # noqa: E402
+
+log = logging.getLogger("engine.worker")
+
+PROTOCOL_VERSION = 1
+
+
+class RequestError(Exception):
+    def __init__(self, message: str, kind: str = "error"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Worker:
+    def __init__(self, out, settings: EngineSettings):
+        self._out = out
+        self._out_lock = threading.Lock()
+        self.settings = settings
+        self.requests: "queue.Queue[dict | None]" = queue.Queue()
+        self._cancelled: set[str] = set()
+        self._state_lock = threading.Lock()
+        self._current_id: str | None = None
+        self._current_cancel = threading.Event()
+        self.models: dict[str, Any] = {}  # path -> LoadedModel; one at a time for now
+        self._model_meta: dict[str, dict] = {}
+
+    # ----- output -----------------------------------------------------------------------
+    def emit(self, request_id: str | None, event: str, **fields: Any) -> None:
+        line = json.dumps({"id": request_id, "event": event, **fields}, ensure_ascii=False)
+        with self._out_lock:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+    # ----- input (reader thread) --------------------------------------------------------
+    def read_loop(self, stream) -> None:
+        for raw in stream:
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                message = json.loads(raw)
+                if not isinstance(message, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                self.emit(None, "error", message=f"Unreadable request ({exc}).", kind="protocol")
+                continue
+            method = message.get("method")
+            if method == "cancel":
+                target = str((message.get("params") or {}).get("id", ""))
+                self._cancel(target)
+                continue
+            if method == "shutdown":
+                break
+            self.requests.put(message)
+        self.requests.put(None)  # stdin closed or shutdown: stop the current request, then exit
+        self._current_cancel.set()
+
+    def _cancel(self, target: str) -> None:
+        with self._state_lock:
+            if target == self._current_id:
+                self._current_cancel.set()
+            else:
+                self._cancelled.add(target)
+
+    # ----- request loop (main thread) ---------------------------------------------------
+    def serve(self) -> None:
+        while True:
+            message = self.requests.get()
+            if message is None:
+                return
+            request_id = str(message.get("id"))
+            with self._state_lock:
+                if request_id in self._cancelled:
+                    self._cancelled.discard(request_id)
+                    self.emit(request_id, "error", message="Cancelled before it started.", kind="cancelled")
+                    continue
+                self._current_id = request_id
+                self._current_cancel = threading.Event()
+            try:
+                handler = getattr(self, "do_" + str(message.get("method")), None)
+                if handler is None:
+                    raise RequestError(f"Unknown method {message.get('method')!r}.", "protocol")
+                result = handler(request_id, message.get("params") or {})
+                if result is not None:
+                    self.emit(request_id, "done", **result)
+            except RequestError as exc:
+                self.emit(request_id, "error", message=str(exc), kind=exc.kind)
+            except MalformedModelError as exc:
+                self.emit(request_id, "error", message=str(exc), kind="malformed_model")
+            except ModelTooLargeError as exc:
+                self.emit(request_id, "error", message=str(exc), kind="too_large")
+            except MemoryError:
+                self.emit(request_id, "error", message="The engine ran out of memory for this request.", kind="memory")
+            except Exception as exc:  # keep serving: one bad request must not end the engine
+                traceback.print_exc(file=sys.stderr)
+                self.emit(request_id, "error", message=f"The engine failed: {type(exc).__name__}: {exc}", kind="internal")
+            finally:
+                with self._state_lock:
+                    self._current_id = None
+
+    # ----- methods ----------------------------------------------------------------------
+    def do_ping(self, request_id: str, params: dict) -> dict:
+        return {"result": {"pid": os.getpid(), "protocol": PROTOCOL_VERSION, "loaded": list(self.models)}}
+
+    def do_inspect(self, request_id: str, params: dict) -> dict:
+        inspection = inspect_model(params["path"], with_hash=bool(params.get("hash", True)))
+        return {"result": {"summary": inspection.summary, "sha256": inspection.sha256}}
+
+    def _model(self, request_id: str, params: dict):
+        path = params.get("model")
+        if not path:
+            raise RequestError("No model was given for this request.", "bad_request")
+        settings = EngineSettings.from_dict({**self.settings.to_dict(), **(params.get("engine") or {})})
+        loaded = self.models.get(path)
+        if loaded is not None and loaded.settings == settings:
+            return loaded
+        from engine.llama_runtime import EngineError, LoadedModel
+
+        self.emit(request_id, "status", state="loading", model=path)
+        inspection = inspect_model(path, with_hash=False)
+        for old in list(self.models.values()):  # free the old one first: memory is the limit
+            old.close()
+        self.models.clear()
+        summary = inspection.summary
+        check_fits(summary.get("file_size") or os.path.getsize(path), summary.get("kv_bytes_per_token", 0),
+                   settings.n_ctx, os.path.basename(path))
+        try:
+            loaded = LoadedModel(path, settings)
+        except EngineError as exc:
+            raise RequestError(str(exc), "load_failed") from exc
+        self.models[path] = loaded
+        template = loaded.chat_template()
+        has_chatml = len(loaded.tokenize("<|im_start|>", add_special=False, parse_special=True)) == 1
+        self._model_meta[path] = {
+            "architecture": summary.get("architecture"),
+            "template": template,
+            "fallback": choose_fallback(summary.get("architecture"), template, has_chatml),
+            "bos": loaded.special_token_text("llama_vocab_bos"),
+            "eos": loaded.special_token_text("llama_vocab_eos"),
+            "add_bos": bool(llama_add_bos(loaded)),
+        }
+        self.emit(request_id, "status", state="ready", model=path, load_ms=round(loaded.load_ms, 1))
+        return loaded
+
+    def do_load(self, request_id: str, params: dict) -> dict:
+        loaded = self._model(request_id, params)
+        return {"result": {"model": loaded.path, "n_ctx": loaded.n_ctx, "load_ms": loaded.load_ms,
+                           "fallback_template": self._model_meta[loaded.path]["fallback"]}}
+
+    def do_unload(self, request_id: str, params: dict) -> dict:
+        for model in self.models.values():
+            model.close()
+        self.models.clear()
+        return {"result": {}}
+
+    def do_tokenize(self, request_id: str, params: dict) -> dict:
+        model = self._model(request_id, params)
+        tokens = model.tokenize(str(params.get("text", "")), bool(params.get("add_special", True)),
+                                bool(params.get("parse_special", True)))
+        return {"result": {"tokens": tokens}}
+
+    def _render(self, model, params: dict) -> RenderedPrompt:
+        meta = self._model_meta[model.path]
+        messages = params.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RequestError("A chat request needs at least one message.", "bad_request")
+        template = params.get("chat_template") or meta["template"]
+        fallback = params.get("fallback_template") or meta["fallback"]
+        try:
+            return render_chat(messages, template, bos_token=meta["bos"], eos_token=meta["eos"],
+                               fallback=fallback, force_fallback=bool(params.get("force_fallback_template")))
+        except TemplateError as exc:
+            raise RequestError(str(exc), "template") from exc
+
+    def _prompt_tokens(self, model, text: str) -> list[int]:
+        meta = self._model_meta[model.path]
+        # The template may already start with BOS; adding another confuses small models.
+        add_special = meta["add_bos"] and not (meta["bos"] and text.startswith(meta["bos"]))
+        return model.tokenize(text, add_special=add_special, parse_special=True)
+
+    def do_chat(self, request_id: str, params: dict) -> dict | None:
+        model = self._model(request_id, params)
+        sampling = self._sampling(params)
+        messages = list(params.get("messages") or [])
+        rendered = self._render(model, {**params, "messages": messages})
+        tokens = self._prompt_tokens(model, rendered.text)
+        # Keep the system prompt and the newest turns when a conversation outgrows the context.
+        budget = model.n_ctx - min(sampling.max_tokens, model.n_ctx // 2)
+        dropped = 0
+        while len(tokens) > budget and len(messages) > 1:
+            first = 1 if messages[0].get("role") == "system" and len(messages) > 2 else 0
+            if first >= len(messages) - 1:
+                break
+            del messages[first]
+            dropped += 1
+            rendered = self._render(model, {**params, "messages": messages})
+            tokens = self._prompt_tokens(model, rendered.text)
+        return self._generate(request_id, model, tokens, sampling,
+                              extra={"template": rendered.template_name, "template_warning": rendered.warning,
+                                     "messages_dropped": dropped})
+
+    def do_complete(self, request_id: str, params: dict) -> dict | None:
+        model = self._model(request_id, params)
+        sampling = self._sampling(params)
+        prompt = str(params.get("prompt", ""))
+        if not prompt:
+            raise RequestError("The prompt is empty.", "bad_request")
+        tokens = self._prompt_tokens(model, prompt)
+        return self._generate(request_id, model, tokens, sampling, extra={})
+
+    def _sampling(self, params: dict) -> SamplingParams:
+        try:
+            return SamplingParams.from_dict(params.get("sampling"))
+        except (TypeError, ValueError) as exc:
+            raise RequestError(str(exc), "bad_request") from exc
+
+    def _generate(self, request_id: str, model, tokens: list[int], sampling: SamplingParams, extra: dict):
+        from engine.llama_runtime import Cancelled, EngineError
+
+        emit = self.emit
+
+        def on_text(text: str) -> None:
+            emit(request_id, "token", text=text)
+
+        try:
+            result = model.generate(tokens, sampling, on_text=on_text, cancel=self._current_cancel)
+        except Cancelled as exc:
+            metrics = getattr(exc, "metrics", {})
+            self.emit(request_id, "error", message="Stopped.", kind="cancelled", partial=exc.text, metrics=metrics)
+            return None
+        except EngineError as exc:
+            raise RequestError(str(exc), "generation") from exc
+        return {"result": {"text": result.text, "finish_reason": result.finish_reason, **extra},
+                "metrics": result.metrics}
+
+
+def llama_add_bos(model) -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_vocab_get_add_bos(model.vocab))
+
+
+def _apply_memory_limit(limit: int) -> None:
+    """Cap the address space so that a hostile or oversized model fails here, not the desktop."""
+    try:
+        import resource
+
+        if limit <= 0:
+            import psutil
+
+            limit = int(psutil.virtual_memory().total * 0.75)
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, ValueError, OSError) as exc:
+        log.warning("could not set the worker's memory limit: %s", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m engine.worker")
+    parser.add_argument("--settings", default="{}", help="EngineSettings as JSON")
+    args = parser.parse_args(argv)
+    settings = EngineSettings.from_dict(json.loads(args.settings))
+
+    # The protocol gets a private copy of stdout; fd 1 now leads to stderr, so any printf
+    # inside llama.cpp or a library cannot corrupt the JSON stream.
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    out = os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1)
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _apply_memory_limit(int(settings.memory_limit_bytes))
+
+    worker = Worker(out, settings)
+    reader = threading.Thread(target=worker.read_loop, args=(sys.stdin,), name="engine-stdin", daemon=True)
+    reader.start()
+    worker.emit(None, "status", state="ready", pid=os.getpid(), protocol=PROTOCOL_VERSION)
+    worker.serve()
+    for model in worker.models.values():
+        model.close()
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

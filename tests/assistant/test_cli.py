@@ -1,0 +1,51 @@
+"""The `assistant` command line as a user runs it: a real process, the real default pack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, input_text: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ui.launcher", *args], cwd=ROOT, capture_output=True, text=True,
+                          input=input_text, timeout=timeout, env=dict(os.environ))
+
+
+def test_models_list_and_info():
+    listing = run_cli("models", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert "smollm2-135m-instruct" in listing.stdout and "gemma-3-270m" in listing.stdout
+    assert "Q4_1" in listing.stdout and "Q4_K_M" in listing.stdout
+    info = run_cli("models", "info", "gemma")
+    assert info.returncode == 0 and "gemma3" in info.stdout and "Gemma" in info.stdout
+
+
+def test_one_question_streams_an_answer_with_metrics():
+    result = run_cli("chat", "What is the capital of France?", "--temperature", "0", "--max-tokens", "40")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert "tok/s" in result.stderr and "first token" in result.stderr
+
+
+def test_interactive_chat_keeps_the_conversation():
+    result = run_cli("chat", "--temperature", "0", "--max-tokens", "30", "-q",
+                     input_text="My name is Ada.\nWhat is my name?\n/exit\n")
+    assert result.returncode == 0, result.stderr
+    assert "Ada" in result.stdout
+
+
+def test_user_errors_are_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"PK\x03\x04 not a model")
+    result = run_cli("models", "add", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "bad.gguf" in result.stderr
+    missing = run_cli("models", "info", "no-such-model")
+    assert missing.returncode == 2 and "No model called" in missing.stderr
+    sampling = run_cli("chat", "hi", "--top-p", "9")
+    assert sampling.returncode == 2 and "top-p" in sampling.stderr

@@ -1,0 +1,31 @@
+"""Engine fixtures: the real default models and one engine worker shared by a module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import model_pack
+from engine.client import EngineClient
+from engine.settings import EngineSettings
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> str:
+    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
+    assert path is not None, "the default model pack is not installed: run `make test`, which installs it"
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def gemma_path(tmp_path_factory) -> str:
+    return str(model_pack.join_parts(model_pack.GEMMA3, tmp_path_factory.mktemp("models")))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    client = EngineClient(EngineSettings())
+    client.start()
+    yield client
+    client.close()

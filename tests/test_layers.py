@@ -1,0 +1,57 @@
+"""The layer rules of ARCHITECTURE.md, checked on the source (AST), not by goodwill."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("assistant", "engine", "training", "ui")
+
+# package -> top-level modules it must never import
+FORBIDDEN = {
+    "engine": {"PySide6", "torch", "transformers", "peft", "assistant", "ui", "training"},
+    "assistant": {"PySide6", "torch", "transformers", "peft", "ui"},
+    "training": {"PySide6", "ui", "assistant"},
+    "ui": {"torch", "transformers", "peft", "training"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def _sources(package: str):
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_layer_imports(package):
+    offenders = []
+    for path in _sources(package):
+        bad = _imports(path) & FORBIDDEN[package]
+        if bad:
+            offenders.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
+    assert not offenders, "layer rule broken:\n" + "\n".join(offenders)
+
+
+def test_engine_worker_and_core_import_without_qt_or_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, assistant.cli, assistant.app, engine.worker, engine.client;"
+        "bad = [m for m in ('PySide6', 'torch', 'transformers') if m in sys.modules];"
+        "print(bad); raise SystemExit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
