@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from assistant.config import AppPaths, default_paths
+from assistant.conversations import Conversations
+from assistant.history import History
 from assistant.models import ModelLibrary
 from assistant.settings import AppSettings
 from assistant.store import Store
@@ -21,6 +23,8 @@ class Services:
     store: Store
     library: ModelLibrary
     settings: AppSettings
+    conversations: Conversations
+    history: History
     _engine: EngineClient | None = field(default=None, repr=False)
 
     @property
@@ -48,4 +52,9 @@ def build_services(paths: AppPaths | None = None, sync_pack: bool = True) -> Ser
     if sync_pack:
         library.sync_default_pack()
     settings = AppSettings.load(store)
-    return Services(paths=paths, store=store, library=library, settings=settings)
+    conversations = Conversations(store)
+    # A reply that was streaming when the app died is kept and marked interrupted.
+    conversations.recover_interrupted()
+    history = History(store, paths.backups_dir)
+    return Services(paths=paths, store=store, library=library, settings=settings,
+                    conversations=conversations, history=history)
