@@ -6,14 +6,15 @@ Every error a user can cause ends as one line on stderr and exit code 2, never a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from typing import Callable
 
 import assistant  # noqa: F401  (installs the privacy guard first)
 from assistant.app import Services, build_services
+from assistant.config import default_paths
+from assistant.history_cli import add_history_commands, store_error_message
 from assistant.models import LibraryError, ModelRecord
-from assistant.store import StoreError
+from assistant.store import Store, StoreError
 from engine.client import EngineRequestError
 from engine.model_pack import PackError
 from engine.settings import SamplingParams
@@ -137,14 +138,22 @@ def _sampling_from_args(args, services: Services) -> SamplingParams:
 
 
 def _stream_reply(services: Services, model: ModelRecord, messages: list[dict], sampling: SamplingParams,
-                  write: Callable[[str], None], show_metrics: bool) -> tuple[str, dict | None]:
-    """Stream one reply; Ctrl+C cancels the reply (not the program). Returns text, metrics."""
+                  write: Callable[[str], None], show_metrics: bool,
+                  conversation_id: str | None = None) -> tuple[str, dict | None]:
+    """Stream one reply, saving it as it streams; Ctrl+C cancels the reply (not the program)."""
+    conversations = services.conversations
+    if conversation_id is not None:
+        conversations.add_message(conversation_id, "user", messages[-1]["content"], model=model.id,
+                                  sampling=sampling.to_dict())
+        reply = conversations.begin_reply(conversation_id, model=model.id, sampling=sampling.to_dict())
     handle = services.engine.chat(model.path, messages, sampling)
     parts: list[str] = []
 
     def on_text(text: str) -> None:
         parts.append(text)
         write(text)
+        if conversation_id is not None:
+            reply.append(text)
 
     try:
         done = handle.stream(on_text)
@@ -157,14 +166,20 @@ def _stream_reply(services: Services, model: ModelRecord, messages: list[dict], 
             pass
         write("\n")
         print("[stopped]", file=sys.stderr)
+        if conversation_id is not None:
+            reply.interrupt()
         return "".join(parts), None
     except EngineRequestError as exc:
+        if conversation_id is not None:
+            reply.interrupt()
         if exc.kind == "cancelled":
             return "".join(parts), None
         write("\n")
         raise
     write("\n")
     metrics = done.get("metrics") or {}
+    if conversation_id is not None:
+        reply.finish(metrics)
     warning = (done.get("result") or {}).get("template_warning")
     if warning:
         print(f"note: {warning}", file=sys.stderr)
@@ -183,9 +198,19 @@ def cmd_chat(args, services: Services) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
+    conversation_id: str | None = None
+
+    def conversation() -> str:
+        nonlocal conversation_id
+        if conversation_id is None:
+            conversation_id = services.conversations.create(messages[-1]["content"][:80]).id
+            if system:
+                services.conversations.add_message(conversation_id, "system", system)
+        return conversation_id
+
     if args.question:
         messages.append({"role": "user", "content": " ".join(args.question)})
-        _stream_reply(services, model, messages, sampling, write, not args.quiet)
+        _stream_reply(services, model, messages, sampling, write, not args.quiet, conversation())
         return 0
 
     interactive = sys.stdin.isatty()
@@ -207,13 +232,15 @@ def cmd_chat(args, services: Services) -> int:
             break
         if text == "/reset":
             messages = [m for m in messages if m["role"] == "system"]
+            conversation_id = None
             print("(new conversation)", file=sys.stderr)
             continue
         messages.append({"role": "user", "content": text})
         if interactive:
             write("assistant> ")
         try:
-            reply, _metrics = _stream_reply(services, model, messages, sampling, write, not args.quiet)
+            reply, _metrics = _stream_reply(services, model, messages, sampling, write, not args.quiet,
+                                            conversation())
         except EngineRequestError as exc:
             _print_err(str(exc))
             messages.pop()
@@ -268,21 +295,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.set_defaults(handler=cmd_models_route)
 
-    if importlib.util.find_spec("assistant.history_cli") is not None:
-        from assistant.history_cli import add_history_commands
-
-        add_history_commands(sub)
+    add_history_commands(sub)
     return parser
+
+
+def _run_history(args) -> int:
+    """History commands need only the store; `restore` must also work on a damaged one."""
+    paths = default_paths().ensure()
+    store = None
+    try:
+        store = Store(paths.database)
+    except StoreError as exc:
+        if getattr(args, "needs_store", True):
+            _print_err(store_error_message(exc, paths.backups_dir))
+            return EXIT_USER_ERROR
+    try:
+        return int(args.handler(args, store) or 0)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "history":
+        return _run_history(args)
     services = None
     try:
         services = build_services()
         return int(args.handler(args, services) or 0)
-    except (LibraryError, StoreError, EngineRequestError, PackError, OSError) as exc:
+    except StoreError as exc:
+        _print_err(store_error_message(exc, default_paths().backups_dir))
+        return EXIT_USER_ERROR
+    except (LibraryError, EngineRequestError, PackError, OSError) as exc:
         _print_err(str(exc))
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

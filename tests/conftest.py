@@ -14,10 +14,34 @@ privacy.install()
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+@pytest.fixture(scope="session")
+def joined_pack_dir(tmp_path_factory):
+    """The split default model (Gemma) joined once per test session."""
+    from engine import model_pack
+
+    folder = tmp_path_factory.mktemp("pack")
+    if model_pack.is_installed(model_pack.GEMMA3):
+        model_pack.join_parts(model_pack.GEMMA3, folder)
+    return folder
+
+
 @pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
-    """Every test gets its own empty data folder; nothing touches the user's real one."""
+def data_dir(tmp_path, monkeypatch, joined_pack_dir):
+    """Every test gets its own data folder; nothing touches the user's real one.
+
+    The joined Gemma file is hard-linked in, as the app's own set-up would have left it,
+    so that each test does not copy and hash 250 MB again.
+    """
     folder = tmp_path / "data"
+    models = folder / "models"
+    models.mkdir(parents=True)
+    for item in joined_pack_dir.iterdir():
+        try:
+            os.link(item, models / item.name)
+        except OSError:
+            import shutil
+
+            shutil.copy2(item, models / item.name)
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(folder))
     return folder
 

@@ -49,3 +49,13 @@ def test_user_errors_are_one_clear_line(tmp_path):
     assert missing.returncode == 2 and "No model called" in missing.stderr
     sampling = run_cli("chat", "hi", "--top-p", "9")
     assert sampling.returncode == 2 and "top-p" in sampling.stderr
+
+
+def test_terminal_chats_are_kept_and_searchable():
+    asked = run_cli("chat", "-q", "--temperature", "0", "--max-tokens", "20", "Tell me about lighthouses.")
+    assert asked.returncode == 0, asked.stderr
+    found = run_cli("history", "search", "lighthouses")
+    assert found.returncode == 0, found.stderr
+    assert "[lighthouses]" in found.stdout and "user" in found.stdout
+    listing = run_cli("history", "list")
+    assert "Tell me about lighthouses." in listing.stdout

@@ -19,8 +19,8 @@ def smollm2_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def gemma_path(tmp_path_factory) -> str:
-    return str(model_pack.join_parts(model_pack.GEMMA3, tmp_path_factory.mktemp("models")))
+def gemma_path(joined_pack_dir) -> str:
+    return str(model_pack.join_parts(model_pack.GEMMA3, joined_pack_dir))
 
 
 @pytest.fixture(scope="module")

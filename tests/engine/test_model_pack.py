@@ -30,9 +30,10 @@ def test_gemma_parts_are_joined_once_and_checked(tmp_path):
 
 def test_damaged_join_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(model_pack, "expected_sha256", lambda model: "0" * 64)
+    target = tmp_path / "join-here"
     with pytest.raises(model_pack.PackError, match="damaged"):
-        model_pack.join_parts(model_pack.GEMMA3, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+        model_pack.join_parts(model_pack.GEMMA3, target)
+    assert list(target.iterdir()) == []
 
 
 def test_pack_models_metadata(gemma_path, smollm2_path):

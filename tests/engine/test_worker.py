@@ -213,3 +213,13 @@ def test_concurrent_callers_get_their_own_replies(engine, smollm2_path):
         t.join()
     assert "Paris" in results["t0"]["result"]["text"]
     assert "blue" in results["t1"]["result"]["text"].lower()
+
+
+def test_a_model_that_would_not_fit_is_refused_with_the_numbers(engine, smollm2_path):
+    # Under a 64 MiB memory cap the 94 MiB model cannot fit: refused before llama.cpp allocates.
+    with pytest.raises(EngineRequestError) as info:
+        engine.chat(smollm2_path, [{"role": "user", "content": "hi"}], GREEDY,
+                    engine={"memory_limit_bytes": 64 * 1024 * 1024}).result(timeout=60)
+    assert info.value.kind == "too_large"
+    assert "needs about" in str(info.value) and "is free" in str(info.value)
+    assert engine.ping()["pid"] == engine.pid
