@@ -12,6 +12,8 @@ from typing import Callable
 import assistant  # noqa: F401  (installs the privacy guard first)
 from assistant.app import Services, build_services
 from assistant.config import default_paths
+from assistant.documents import DocumentsError
+from assistant.documents_cli import add_documents_commands
 from assistant.history_cli import add_history_commands, store_error_message
 from assistant.models import LibraryError, ModelRecord
 from assistant.store import Store, StoreError
@@ -296,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_models_route)
 
     add_history_commands(sub)
+    add_documents_commands(sub)
     return parser
 
 
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         _print_err(store_error_message(exc, default_paths().backups_dir))
         return EXIT_USER_ERROR
-    except (LibraryError, EngineRequestError, PackError, OSError) as exc:
+    except (LibraryError, DocumentsError, EngineRequestError, PackError, OSError) as exc:
         _print_err(str(exc))
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

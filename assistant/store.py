@@ -130,8 +130,80 @@ def _migration_2(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+def _migration_documents(db: sqlite_utils.Database) -> None:
+    """Documents (issue 6): collections, files, chunks with FTS5 and a float32 vector BLOB.
+
+    ``chunks.n`` is an INTEGER PRIMARY KEY so the external-content FTS5 index joins on a
+    rowid that survives VACUUM; deleting a document cascades to its chunks, and the delete
+    trigger takes them out of the FTS index in the same transaction. ``doc_index_state``
+    holds one generation number, bumped by every write, so a reader's cached vector matrix
+    knows when it is stale without comparing rows.
+    """
+    statements = [
+        """CREATE TABLE doc_collections (
+            n INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE doc_watched (
+            collection_n INTEGER NOT NULL REFERENCES doc_collections (n) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            added_at REAL NOT NULL,
+            PRIMARY KEY (collection_n, path)
+        )""",
+        """CREATE TABLE doc_files (
+            n INTEGER PRIMARY KEY,
+            collection_n INTEGER NOT NULL REFERENCES doc_collections (n) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            type TEXT NOT NULL DEFAULT '',
+            title TEXT NOT NULL DEFAULT '',
+            sha256 TEXT NOT NULL DEFAULT '',
+            mtime REAL NOT NULL DEFAULT 0,
+            size INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'indexed', 'error')),
+            error TEXT,
+            notes TEXT NOT NULL DEFAULT '[]',
+            chunk_count INTEGER NOT NULL DEFAULT 0,
+            added_at REAL NOT NULL,
+            indexed_at REAL,
+            UNIQUE (collection_n, path)
+        )""",
+        """CREATE TABLE doc_chunks (
+            n INTEGER PRIMARY KEY,
+            file_n INTEGER NOT NULL REFERENCES doc_files (n) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            heading TEXT NOT NULL DEFAULT '',
+            page INTEGER,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            embedding BLOB
+        )""",
+        "CREATE INDEX doc_chunks_by_file ON doc_chunks (file_n, ordinal)",
+        f"CREATE VIRTUAL TABLE doc_chunks_fts USING fts5(text, heading, title, content = 'doc_chunks', "
+        f"content_rowid = 'n', {FTS_OPTIONS})",
+        """CREATE TRIGGER doc_chunks_fts_insert AFTER INSERT ON doc_chunks BEGIN
+            INSERT INTO doc_chunks_fts (rowid, text, heading, title) VALUES (new.n, new.text, new.heading, new.title);
+        END""",
+        """CREATE TRIGGER doc_chunks_fts_delete AFTER DELETE ON doc_chunks BEGIN
+            INSERT INTO doc_chunks_fts (doc_chunks_fts, rowid, text, heading, title)
+                VALUES ('delete', old.n, old.text, old.heading, old.title);
+        END""",
+        """CREATE TABLE doc_attachments (
+            conversation_id TEXT NOT NULL,
+            file_n INTEGER NOT NULL REFERENCES doc_files (n) ON DELETE CASCADE,
+            PRIMARY KEY (conversation_id, file_n)
+        )""",
+        "CREATE TABLE doc_index_state (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL)",
+        "INSERT INTO doc_index_state (id, generation) VALUES (1, 0)",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
 #: Forward migrations, in order; the schema version is their count. Append, never edit.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+MIGRATIONS.append(_migration_documents)  # issue 6: documents
 
 
 # ----- settings scopes -------------------------------------------------------------------

@@ -344,5 +344,27 @@ class EngineClient:
         handle = self.request("tokenize", {"model": str(model_path), "text": text, "add_special": add_special})
         return handle.result()["result"]["tokens"]
 
+    def embed(self, model_path: str, texts: list[str], timeout: float | None = None,
+              with_metrics: bool = False):
+        """Unit-length float32 embeddings of ``texts`` as lists of floats (one per text).
+
+        With ``with_metrics`` returns ``(vectors, metrics)`` where vectors is a float32
+        numpy array; any thread, blocks until the worker answers.
+        """
+        import base64
+
+        import numpy as np
+
+        if not texts:
+            empty = np.zeros((0, 0), dtype=np.float32)
+            return (empty, {}) if with_metrics else []
+        handle = self.request("embed", {"model": str(model_path), "texts": list(texts), "encoding": "base64"})
+        done = handle.result(timeout)
+        result = done["result"]
+        array = np.frombuffer(base64.b64decode(result["base64"]), dtype="<f4").reshape(result["count"], result["dim"])
+        if with_metrics:
+            return array.astype(np.float32), done.get("metrics", {})
+        return array.tolist()
+
     def stderr_tail(self, lines: int = 20) -> list[str]:
         return list(self._stderr_tail)[-lines:]

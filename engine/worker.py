@@ -279,6 +279,58 @@ class Worker:
         return {"result": {"text": result.text, "finish_reason": result.finish_reason, **extra},
                 "metrics": result.metrics}
 
+    # ----- embeddings (issue 6) ---------------------------------------------------------
+    def do_embed(self, request_id: str, params: dict) -> dict:
+        """Embed ``texts`` with the GGUF embedding model ``model``: unit float32 vectors.
+
+        The embedder is kept loaded beside the chat model (MiniLM is 45 MB), so retrieval
+        does not evict the chat model and vice versa. Vectors travel as lists of floats
+        rounded to float32 precision by the client's numpy, or base64 when ``encoding`` is
+        "base64" (4 bytes a value instead of ~20 characters of JSON).
+        """
+        path = params.get("model")
+        texts = params.get("texts")
+        if not path:
+            raise RequestError("No embedding model was given for this request.", "bad_request")
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise RequestError("An embed request needs a list of texts.", "bad_request")
+        embedders = self.__dict__.setdefault("embedders", {})
+        embedder = embedders.get(path)
+        if embedder is None:
+            from engine.embedder import Embedder
+            from engine.llama_runtime import EngineError
+
+            self.emit(request_id, "status", state="loading", model=path)
+            inspect_model(path, with_hash=False)  # the bounded header check before llama.cpp
+            for old in list(embedders.values()):
+                old.close()
+            embedders.clear()
+            threads = int(self.settings.n_threads_batch or self.settings.n_threads or 2)
+            try:
+                embedder = Embedder(path, n_threads=threads, n_batch=int(params.get("n_batch", 1024)),
+                                    n_seq_max=int(params.get("n_seq_max", 8)))
+            except EngineError as exc:
+                raise RequestError(str(exc), "load_failed") from exc
+            embedders[path] = embedder
+            self.emit(request_id, "status", state="ready", model=path)
+        from engine.llama_runtime import Cancelled, EngineError
+
+        try:
+            vectors, metrics = embedder.embed(texts, cancel=self._current_cancel)
+        except Cancelled:
+            self.emit(request_id, "error", message="Stopped.", kind="cancelled")
+            return None  # type: ignore[return-value]
+        except EngineError as exc:
+            raise RequestError(str(exc), "embed") from exc
+        if params.get("encoding") == "base64":
+            import base64
+
+            result = {"dim": int(vectors.shape[1]), "count": int(vectors.shape[0]),
+                      "base64": base64.b64encode(vectors.astype("<f4").tobytes()).decode("ascii")}
+        else:
+            result = {"dim": int(vectors.shape[1]), "count": int(vectors.shape[0]), "vectors": vectors.tolist()}
+        return {"result": result, "metrics": metrics}
+
 
 def llama_add_bos(model) -> bool:
     import llama_cpp

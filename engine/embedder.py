@@ -1,0 +1,148 @@
+"""Sentence embeddings through llama.cpp: a GGUF BERT model in an embedding context.
+
+Runs only inside the engine worker process, on its request thread (llama.cpp contexts are
+not thread-safe). Several texts go into one ``llama_encode`` call, each as its own
+sequence, and llama.cpp mean-pools each sequence (``llama_get_embeddings_seq``); the
+vectors come back L2-normalised, float32, as sentence-transformers' all-MiniLM-L6-v2
+pipeline (mean pooling + Normalize) makes them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+import llama_cpp
+import numpy as np
+
+from engine.llama_runtime import Cancelled, EngineError, init_backend
+
+#: sentence-transformers truncates MiniLM's input at 256 tokens (sentence_bert_config.json);
+#: doing the same keeps the vectors identical for long passages.
+MAX_SEQ_TOKENS = 256
+
+
+class Embedder:
+    """One embedding model and context; :meth:`embed` turns texts into unit vectors."""
+
+    def __init__(self, path: str, n_threads: int = 2, n_batch: int = 2048, n_seq_max: int = 32,
+                 max_tokens: int = MAX_SEQ_TOKENS):
+        init_backend()
+        self.path = path
+        self.max_tokens = int(max_tokens)
+        self._cancel = threading.Event()
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._cancel.is_set())
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        self.model = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), model_params)
+        if not self.model:
+            raise EngineError(f"llama.cpp could not load the embedding model {path}.")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_embd = int(llama_cpp.llama_model_n_embd(self.model))
+        n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self.model))
+        self.max_tokens = min(self.max_tokens, n_ctx_train) if n_ctx_train > 0 else self.max_tokens
+        # A non-causal model needs each sequence whole inside one micro-batch, so the batch
+        # and micro-batch are equal and at least one maximal sequence long.
+        self.n_batch = max(int(n_batch), self.max_tokens)
+        self.n_seq_max = max(1, int(n_seq_max))
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = self.n_batch
+        ctx_params.n_batch = self.n_batch
+        ctx_params.n_ubatch = self.n_batch
+        ctx_params.n_seq_max = self.n_seq_max
+        ctx_params.n_threads = int(n_threads)
+        ctx_params.n_threads_batch = int(n_threads)
+        ctx_params.embeddings = True
+        ctx_params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+        self.ctx = llama_cpp.llama_init_from_model(self.model, ctx_params)
+        if not self.ctx:
+            llama_cpp.llama_model_free(self.model)
+            self.model = None
+            raise EngineError(f"llama.cpp could not create an embedding context for {path}.")
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_seq_max)
+
+    def tokenize(self, text: str) -> list[int]:
+        """WordPiece tokens with [CLS] and [SEP], truncated as sentence-transformers does."""
+        data = text.encode("utf-8", "replace")
+        capacity = len(data) + 8
+        while True:
+            buf = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, capacity, True, False)
+            if n >= 0:
+                tokens = list(buf[:n])
+                break
+            capacity = -n
+        if len(tokens) > self.max_tokens:
+            tokens = tokens[: self.max_tokens - 1] + tokens[-1:]  # keep the closing [SEP]
+        return tokens
+
+    def _encode(self, groups: list[list[int]], out: np.ndarray, rows: list[int]) -> None:
+        batch = self._batch
+        n = 0
+        for seq, tokens in enumerate(groups):
+            for pos, token in enumerate(tokens):
+                batch.token[n] = token
+                batch.pos[n] = pos
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = True
+                n += 1
+        batch.n_tokens = n
+        rc = llama_cpp.llama_encode(self.ctx, batch)
+        if rc != 0:
+            if self._cancel.is_set():
+                raise Cancelled()
+            raise EngineError(f"llama.cpp failed to embed (code {rc}).")
+        for seq, row in enumerate(rows):
+            ptr = llama_cpp.llama_get_embeddings_seq(self.ctx, seq)
+            if not ptr:
+                raise EngineError("llama.cpp returned no embedding; is this an embedding model?")
+            out[row] = np.ctypeslib.as_array(ptr, shape=(self.n_embd,))
+
+    def embed(self, texts: list[str], cancel: threading.Event | None = None) -> tuple[np.ndarray, dict]:
+        """Unit-length float32 vectors, one row per text, and metrics (tokens, ms, texts/s)."""
+        self._cancel = cancel if cancel is not None else threading.Event()
+        started = time.perf_counter()
+        out = np.zeros((len(texts), self.n_embd), dtype=np.float32)
+        tokenized = [self.tokenize(t) for t in texts]
+        groups: list[list[int]] = []
+        rows: list[int] = []
+        used = 0
+        llama_cpp.llama_set_abort_callback(self.ctx, self._abort_cb, None)
+        try:
+            for row, tokens in enumerate(tokenized):
+                if groups and (used + len(tokens) > self.n_batch or len(groups) >= self.n_seq_max):
+                    self._encode(groups, out, rows)
+                    groups, rows, used = [], [], 0
+                if self._cancel.is_set():
+                    raise Cancelled()
+                groups.append(tokens)
+                rows.append(row)
+                used += len(tokens)
+            if groups:
+                self._encode(groups, out, rows)
+        finally:
+            llama_cpp.llama_set_abort_callback(self.ctx, llama_cpp.ggml_abort_callback(), None)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.maximum(norms, 1e-12)
+        elapsed = time.perf_counter() - started
+        metrics = {
+            "texts": len(texts),
+            "tokens": sum(len(t) for t in tokenized),
+            "truncated": sum(1 for t in tokenized if len(t) >= self.max_tokens),
+            "embed_ms": elapsed * 1000.0,
+            "texts_per_s": len(texts) / elapsed if elapsed > 0 else None,
+        }
+        return out, metrics
+
+    def close(self) -> None:
+        if getattr(self, "_batch", None) is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "ctx", None):
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            llama_cpp.llama_model_free(self.model)
+            self.model = None

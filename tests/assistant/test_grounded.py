@@ -1,0 +1,72 @@
+"""Grounded answers: budgeted prompt, cited sources, "answer only from my documents"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.documents import Documents, default_counter
+from assistant.grounded import DONT_KNOW, GroundedChat, format_sources
+from assistant.retrieval import Retriever
+from assistant.store import Store
+from engine import model_pack
+from tests.assistant import test_ingest as docfiles
+from tests.assistant.test_documents import embed, engine, minilm_gguf  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> str:
+    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
+    if path is None:
+        pytest.skip("the default model pack (SmolLM2) is not installed")
+    return str(path)
+
+
+@pytest.fixture()
+def chat(tmp_path, embed, engine, smollm2):  # noqa: F811
+    store = Store(tmp_path / "db.sqlite3")
+    documents = Documents(store, embed, default_counter())
+    files = docfiles.write_all_good(tmp_path / "docs")
+    (tmp_path / "docs" / "lighthouse.md").write_text(
+        "# Lighthouse Log\n\n## Keeper\n\nThe keeper of the Skerry lighthouse is named Ingrid Falk. "
+        "She lights the lamp at sunset.\n", encoding="utf-8")
+    list(documents.add_paths([tmp_path / "docs"]))
+    yield GroundedChat(Retriever(store, embed), engine, smollm2, context_tokens=2048, reply_tokens=64), files
+    store.close()
+
+
+def test_answer_cites_the_document_it_used(chat):
+    grounded, _files = chat
+    answer = grounded.ask("Who is the keeper of the Skerry lighthouse?", sampling={"temperature": 0, "seed": 1})
+    assert answer.used_model and answer.text
+    top = answer.sources[0]
+    assert top.path.endswith("lighthouse.md") and top.number == 1
+    assert top.location == "Lighthouse Log > Keeper" and "Ingrid Falk" in top.passage
+    assert "Ingrid" in answer.text  # a 135M model copies a name it was given
+    assert 0 < answer.budget["used"] <= answer.budget["total"]
+    assert "[1] lighthouse.md, Lighthouse Log > Keeper" in format_sources(answer.sources)
+
+
+def test_budget_limits_the_passages(chat):
+    grounded, _files = chat
+    small = grounded.prepare("Who is the keeper of the Skerry lighthouse?", budget_tokens=60)
+    assert small.budget["total"] == 60 and small.budget["used"] <= 60
+    assert len(small.sources) >= 1
+    large = grounded.prepare("Who is the keeper of the Skerry lighthouse?")
+    assert len(large.sources) > len(small.sources)
+    prompt = large.messages[0]["content"]
+    assert "[1]" in prompt and "Ingrid Falk" in prompt
+
+
+def test_only_documents_says_it_does_not_know(chat):
+    grounded, _files = chat
+    streamed = []
+    answer = grounded.ask("What is the airspeed velocity of an unladen swallow?", only_documents=True,
+                          on_text=streamed.append)
+    assert answer.text == DONT_KNOW and not answer.used_model and answer.sources == []
+    assert streamed == [DONT_KNOW]
+    # Covered questions still go to the model, with only relevant sources.
+    covered = grounded.prepare("Who keeps the Skerry lighthouse?", only_documents=True)
+    assert not covered.refuse and covered.sources[0].path.endswith("lighthouse.md")
+    assert DONT_KNOW in covered.messages[0]["content"]
