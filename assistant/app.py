@@ -6,6 +6,7 @@ the result down. Built on the main thread; the services themselves are thread-sa
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from assistant.config import AppPaths, default_paths
@@ -26,22 +27,26 @@ class Services:
     conversations: Conversations
     history: History
     _engine: EngineClient | None = field(default=None, repr=False)
+    _engine_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def engine(self) -> EngineClient:
-        """The engine worker starts on first use, so commands that need no model stay fast."""
-        if self._engine is None:
-            self._engine = EngineClient(self.settings.engine, log_path=self.paths.logs_dir / "engine.log")
-            self._engine.start()
-        return self._engine
+        """The engine worker starts on first use, so commands that need no model stay fast.
+        Any thread; the lock keeps two first callers from starting two workers."""
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = EngineClient(self.settings.engine, log_path=self.paths.logs_dir / "engine.log")
+                self._engine.start()
+            return self._engine
 
     def save_settings(self) -> None:
         self.store.set_setting("app", "AppSettings", self.settings.to_dict())
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
         self.store.close()
 
 

@@ -1,0 +1,112 @@
+"""UI fixtures: real services in the test's own data folder, the real window, and a clean end.
+
+The default model pack is registered once per session in a template folder (joining
+Gemma's parts and hashing the files takes seconds); each test copies only the template's
+small database, whose records point at the template's model files. Every test therefore
+starts from an empty history with the real default models.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from PySide6.QtCore import QCoreApplication, QEvent
+
+from assistant.app import build_services
+from assistant.config import AppPaths
+from engine.settings import SamplingParams
+
+
+@pytest.fixture(autouse=True)
+def delete_widgets_between_tests(qapp):
+    """After each test, delete what it left for deletion, then collect Python's garbage.
+
+    A Python-owned widget that is only reachable through reference cycles is freed whenever
+    the cyclic collector next runs; if that is in the middle of the next test's theme change,
+    while Qt walks every widget, the process crashes. Here it happens at a quiet moment.
+    """
+    yield
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+@pytest.fixture(scope="session")
+def pack_template(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pack-template")
+    services = build_services(AppPaths(folder))
+    try:
+        assert services.library.for_task("chat").id, "the default model pack is not installed: run `make test`"
+    finally:
+        services.close()
+    return folder
+
+
+@pytest.fixture
+def services(data_dir, pack_template):
+    paths = AppPaths(data_dir).ensure()
+    for suffix in ("", "-wal", "-shm"):
+        source = pack_template / f"assistant.sqlite3{suffix}"
+        if source.exists():
+            shutil.copy2(source, paths.database.parent / source.name)
+    built = build_services(paths, sync_pack=False)
+    # Greedy and short: replies are reproducible and quick on two cores.
+    built.settings.sampling = SamplingParams(temperature=0.0, max_tokens=32, seed=7)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def theme(qapp):
+    from ui.theme import ThemeController
+
+    controller = ThemeController(qapp)
+    controller.apply("system", 0)
+    yield controller
+    controller.restore()
+
+
+@pytest.fixture
+def window(qtbot, qapp, services, theme):
+    """The real main window with real services, shown (offscreen), closed and waited for at the end."""
+    from ui.app import create_window
+
+    win = create_window(services, theme=theme)
+    win.show()
+    qtbot.waitExposed(win)
+    # The panes fill from jobs; a test starts when the chat can send (not when the engine is
+    # ready: the tests that chat wait for their reply, however long loading takes).
+    qtbot.waitUntil(lambda: win.chat.ready, timeout=60000)
+    yield win
+    win.shutdown()
+    win.close()
+    # Deleted now, by Qt (see delete_widgets_between_tests for why not "whenever").
+    win.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    del win
+    gc.collect()
+    qapp.processEvents()
+
+
+def wait_idle(qtbot, win, timeout: int = 120000) -> None:
+    """Wait until the chat pane has finished its reply (stored as complete or interrupted)."""
+    qtbot.waitUntil(lambda: not win.chat.busy, timeout=timeout)
+
+
+def link_joined_models(template: Path, data_dir: Path) -> None:
+    """For a child process that syncs the default pack at start (``ui.app.run``): give it the
+    template's joined files as hard links, so that it does not join Gemma's 250 MB again."""
+    target = data_dir / "models"
+    target.mkdir(parents=True, exist_ok=True)
+    for source in sorted((template / "models").iterdir()):  # the model, then its .sha256 stamp
+        link = target / source.name
+        if not link.exists():
+            try:
+                os.link(source, link)
+            except OSError:
+                shutil.copy2(source, link)

@@ -1,0 +1,216 @@
+"""The chat pane, driven through the real window with the real default model (SmolLM2)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextFormat
+from PySide6.QtWidgets import QApplication
+
+from engine.settings import SamplingParams
+from tests.ui.conftest import wait_idle
+from ui.chat_pane import MessageView
+from ui.theme import COLORS
+
+
+def type_and_send(qtbot, win, text: str) -> None:
+    win.chat.focus_composer()
+    qtbot.keyClicks(win.chat.composer, text)
+    qtbot.keyClick(win.chat.composer, Qt.Key.Key_Return)
+
+
+def wait_streaming(qtbot, win, chars: int = 5) -> None:
+    """Wait until the reply has streamed ``chars`` characters; fail at once, saying why, if it ended."""
+
+    def streaming() -> bool:
+        view = win.chat.streaming_view
+        if not win.chat.busy:
+            raise RuntimeError(f"the reply ended before streaming {chars} characters; "
+                                 f"banner: {win.chat.banner.label.text()!r}, engine: {win.engine_label.text()!r}")
+        return view is not None and len(view.text) > chars
+
+    qtbot.waitUntil(streaming, timeout=120000)
+
+
+def stored(services, win):
+    return services.conversations.messages(win.chat.conversation_id)
+
+
+def test_send_streams_a_reply_from_the_real_model(qtbot, window, services):
+    tokens: list[str] = []
+    type_and_send(qtbot, window, "What is the capital of France?")
+    assert window.chat.busy and window.chat.stop_button.isVisible()
+    assert window.chat.composer.toPlainText() == ""
+
+    def count_tokens():
+        view = window.chat.streaming_view
+        if view is not None and view.text and (not tokens or tokens[-1] != view.text):
+            tokens.append(view.text)
+        return len(tokens) >= 2
+
+    # Seen while streaming: the text grows in the view before the reply is finished.
+    qtbot.waitUntil(count_tokens, timeout=120000)
+    wait_idle(qtbot, window)
+
+    messages = stored(services, window)
+    assert [m.role for m in messages] == ["user", "assistant"]
+    user, reply = messages
+    assert user.text == "What is the capital of France?"
+    assert reply.status == "complete" and reply.text.strip()
+    assert reply.metrics["completion_tokens"] >= 1 and reply.metrics["tokens_per_s"] > 0
+    assert reply.model == services.library.for_task("chat").id
+
+    view = window.chat.views[-1]
+    assert view.text == reply.text
+    assert "tokens/s" in view.metrics_label.text() and "first token" in view.metrics_label.text()
+    assert view.regenerate_button.isVisible() and window.chat.views[0].edit_button.isVisible()
+    assert not view.interrupted_tag.isVisible()
+    assert not window.chat.banner.isVisible()
+    # The conversation is in the sidebar, titled by its first message, and selected.
+    qtbot.waitUntil(lambda: window.sidebar.item_for(window.chat.conversation_id) is not None, timeout=10000)
+    item = window.sidebar.item_for(window.chat.conversation_id)
+    assert item.text() == "What is the capital of France?"
+    assert window.chat.title_label.text() == "What is the capital of France?"
+    # Each conversation remembers its model.
+    assert services.conversations.get_setting(window.chat.conversation_id, "model") == reply.model
+
+
+@pytest.mark.parametrize("how", ["escape", "button"])
+def test_stop_keeps_the_partial_reply_marked_interrupted(qtbot, window, services, how):
+    services.settings.sampling = SamplingParams(temperature=0.0, max_tokens=400, seed=7)
+    type_and_send(qtbot, window, "Write a long story about a dragon who learns to bake bread.")
+    wait_streaming(qtbot, window)
+    if how == "escape":
+        qtbot.keyClick(window.chat.composer, Qt.Key.Key_Escape)
+    else:
+        qtbot.mouseClick(window.chat.stop_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=60000)
+
+    reply = stored(services, window)[-1]
+    assert reply.role == "assistant" and reply.status == "interrupted"
+    assert reply.text.strip()
+    assert reply.metrics.get("completion_tokens", 0) < 400
+    view = window.chat.views[-1]
+    assert view.interrupted_tag.isVisible()
+    assert view.text == reply.text
+    assert not window.chat.banner.isVisible()  # a stop is the user's choice, not an error
+    assert window.chat.send_button.isVisible() and not window.chat.stop_button.isVisible()
+
+
+def test_engine_death_mid_reply_keeps_the_partial_reply_and_says_so(qtbot, window, services):
+    services.settings.sampling = SamplingParams(temperature=0.0, max_tokens=400, seed=7)
+    type_and_send(qtbot, window, "Tell me everything you know about the history of ships.")
+    wait_streaming(qtbot, window)
+    pid = services.engine.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_idle(qtbot, window, timeout=60000)
+
+    conversation_id = window.chat.conversation_id
+    messages = services.conversations.messages(conversation_id)
+    reply = messages[-1]
+    assert reply.status == "interrupted" and reply.text.strip()
+    assert window.chat.views[-1].interrupted_tag.isVisible()
+    assert window.chat.banner.isVisible()
+    banner = window.chat.banner.label.text()
+    assert "stopped unexpectedly" in banner and "kept and marked interrupted" in banner
+    # The engine restarts by itself and the conversation goes on where it was.
+    qtbot.waitUntil(lambda: services.engine.pid not in (None, pid) and window.engine_state == "ready",
+                    timeout=60000)
+    services.settings.sampling = SamplingParams(temperature=0.0, max_tokens=8, seed=7)
+    type_and_send(qtbot, window, "Thanks!")
+    wait_idle(qtbot, window)
+    after = services.conversations.messages(conversation_id)
+    assert [m.id for m in after[: len(messages)]] == [m.id for m in messages]
+    assert after[-1].status == "complete" and after[-1].role == "assistant"
+
+
+def test_regenerate_and_edit_the_last_message(qtbot, window, services):
+    services.settings.sampling = SamplingParams(temperature=0.0, max_tokens=8, seed=7)
+    type_and_send(qtbot, window, "Say hello.")
+    wait_idle(qtbot, window)
+    first_reply = window.chat.views[-1].message_id
+
+    qtbot.mouseClick(window.chat.views[-1].regenerate_button, Qt.MouseButton.LeftButton)
+    assert window.chat.busy
+    wait_idle(qtbot, window)
+    roles = [v.role for v in window.chat.views]
+    assert roles == ["user", "assistant"]
+    assert window.chat.views[-1].message_id != first_reply
+    assert window.chat.view_for(first_reply) is None
+
+    qtbot.mouseClick(window.chat.views[0].edit_button, Qt.MouseButton.LeftButton)
+    assert window.chat.composer.toPlainText() == "Say hello."
+    assert window.chat.edit_banner.isVisible()
+    window.chat.composer.clear()
+    type_and_send(qtbot, window, "Say goodbye.")
+    wait_idle(qtbot, window)
+    assert [v.role for v in window.chat.views] == ["user", "assistant"]
+    assert window.chat.views[0].text == "Say goodbye."
+    # The store keeps every message; the ones replaced leave the conversation as shown and sent.
+    from ui import operations
+
+    view = operations.load_conversation(services, window.chat.conversation_id)
+    assert [m.text for m in view.messages][0] == "Say goodbye."
+    assert len(view.messages) == 2
+    assert len(services.conversations.messages(window.chat.conversation_id)) == 5
+
+
+def test_composer_enter_sends_shift_enter_adds_a_line_and_it_grows(qtbot, window):
+    composer = window.chat.composer
+    composer.setFocus()
+    start_height = composer.height()
+    qtbot.keyClicks(composer, "line one")
+    qtbot.keyClick(composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(composer, "line two")
+    qtbot.keyClick(composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(composer, "line three")
+    assert composer.toPlainText() == "line one\nline two\nline three"
+    assert not window.chat.busy
+    qtbot.waitUntil(lambda: composer.height() > start_height, timeout=5000)
+    for _ in range(20):
+        qtbot.keyClick(composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    tallest = composer.height()
+    assert composer.lines_shown() == 8 and tallest < 400
+
+
+def test_persona_is_kept_per_conversation(qtbot, window, services):
+    services.settings.sampling = SamplingParams(temperature=0.0, max_tokens=4, seed=7)
+    window.chat.persona_button.click()
+    assert window.chat.persona_panel.isVisible()
+    window.chat.persona_edit.setPlainText("You are a pirate.")
+    window.chat.persona_save.click()
+    type_and_send(qtbot, window, "Hello")
+    wait_idle(qtbot, window)
+    cid = window.chat.conversation_id
+    assert services.conversations.get_setting(cid, "system_prompt") == "You are a pirate."
+    window.chat.new_conversation()
+    qtbot.waitUntil(lambda: window.chat.conversation_id is None and window.chat.persona_edit.toPlainText() == "",
+                    timeout=10000)
+    window.chat.open_conversation(cid)
+    qtbot.waitUntil(lambda: window.chat.persona_edit.toPlainText() == "You are a pirate.", timeout=10000)
+
+
+def test_markdown_replies_render_code_lists_and_tables(qtbot, qapp):
+    view = MessageView("assistant", COLORS["light"])
+    qtbot.addWidget(view)
+    view.set_text("Steps:\n\n- one\n- two\n\n```python\nprint('hi')\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    document = view.body.document()
+    assert "print('hi')" in document.toPlainText()
+    code_blocks = []
+    block = document.begin()
+    while block.isValid():
+        if block.blockFormat().hasProperty(QTextFormat.Property.BlockCodeLanguage):
+            code_blocks.append(block)
+        block = block.next()
+    assert code_blocks and code_blocks[0].blockFormat().background().color().name() == COLORS["light"]["code_bg"]
+    fragment = code_blocks[0].begin().fragment()
+    assert fragment.charFormat().fontFamilies()  # a monospace family is set
+    assert any(type(f).__name__ == "QTextTable" for f in document.rootFrame().childFrames())
+    assert any(document.findBlockByNumber(i).textList() is not None for i in range(document.blockCount()))
+    view.copy()
+    assert QApplication.clipboard().text() == view.text

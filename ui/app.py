@@ -1,0 +1,110 @@
+"""Starts the desktop window: ``run()`` for the ``assistant`` command, ``create_window()`` for tests.
+
+What happens on which thread, in order:
+
+1. main thread: the privacy guard, the QApplication, the theme (following the system), the
+   window (empty panes, engine status "not running"), ``show()``;
+2. main thread, event loop: the first paint. Nothing before it touches the database, the
+   model files or the engine, so the window appears fast;
+3. pool thread: :func:`assistant.app.build_services` (opens the store, syncs the default
+   model pack, which joins Gemma's parts on the very first start);
+4. main thread: :meth:`MainWindow.set_services` fills the panes, then a pool thread starts
+   the engine worker, whose status the window shows as it changes;
+5. at exit: the window stops its reply and waits for its jobs, then the services (and the
+   engine worker) are closed.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Callable
+
+import assistant  # noqa: F401  (installs the privacy guard before anything else is imported)
+
+from PySide6.QtWidgets import QApplication
+
+from ui.main_window import MainWindow
+from ui.theme import ThemeController
+
+if TYPE_CHECKING:
+    from assistant.app import Services
+
+#: Called with a milestone name ("first_paint", "services_ready", "services_failed") and the window.
+Milestone = Callable[[str, MainWindow], None]
+
+
+def application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (created once per process); Fusion so that our palettes look the same everywhere."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+        app.setStyle("Fusion")
+    app.setApplicationName("Local Assistant")
+    app.setApplicationDisplayName("Local Assistant")
+    app.setOrganizationName("local-assistant")
+    app.setDesktopFileName("local-assistant")
+    return app
+
+
+def create_window(services: "Services | None" = None, theme: ThemeController | None = None) -> MainWindow:
+    """A main window (not shown); with ``services`` its panes are filled at once.
+
+    The caller keeps ownership of ``services`` and closes them after ``window.shutdown()``.
+    """
+    app = application()
+    if theme is None:
+        theme = ThemeController(app)
+        theme.apply("system", 0)
+    window = MainWindow(theme=theme)
+    if services is not None:
+        window.set_services(services)
+    return window
+
+
+def _build_services(holder: dict) -> "Services":
+    """Pool thread: open the store and the library (the slow part of starting)."""
+    from assistant.app import build_services
+
+    services = build_services()
+    holder["services"] = services  # closed by run() even if the window is gone by now
+    return services
+
+
+def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None) -> int:
+    """Show the window, build the services after its first paint, run until it closes."""
+    app = application(argv)
+    theme = ThemeController(app)
+    theme.apply("system", 0)
+    window = MainWindow(theme=theme)
+    holder: dict = {}
+
+    def milestone(name: str) -> None:
+        if on_milestone is not None:
+            on_milestone(name, window)
+
+    def ready(services: "Services") -> None:
+        window.set_services(services)
+        milestone("services_ready")
+
+    def failed(message: str, _exc: BaseException) -> None:
+        window.show_services_error(message)
+        milestone("services_failed")
+
+    def painted() -> None:
+        milestone("first_paint")
+        window.jobs.run(_build_services, holder, on_done=ready, on_error=failed)
+
+    window.sig_window_painted.connect(painted)
+    window.show()
+    try:
+        code = app.exec()
+    finally:
+        window.shutdown()
+        services = holder.get("services")
+        if services is not None:
+            services.close()
+    return int(code)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

@@ -1,0 +1,848 @@
+"""The chat: messages rendered as Markdown, a composer, Stop, regenerate, edit, copy.
+
+GUI thread only. Everything that touches the store or the engine goes through
+:class:`ui.jobs.Jobs` (``ui.operations`` on a pool thread, or a streaming
+:class:`ui.jobs.ReplyJob`), so typing, scrolling and Stop stay responsive while a reply
+streams. Every message is stored as it happens, so a crash or a dead engine loses nothing:
+a reply cut short is kept and marked "interrupted".
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui import operations
+from ui.markdown import SafeTextBrowser, render
+from ui.theme import COLORS
+
+if TYPE_CHECKING:
+    from assistant.app import Services
+    from ui.jobs import Jobs, ReplyJob
+    from ui.operations import ConversationView, Turn
+
+#: Widest a message column gets: long lines are hard to read.
+MAX_COLUMN_WIDTH = 860
+#: Streaming text is re-rendered at most this often (Markdown layout costs more than a token).
+RENDER_INTERVAL_MS = 50
+#: Composer height limits, in lines of text.
+COMPOSER_MIN_LINES = 1
+COMPOSER_MAX_LINES = 8
+
+
+def format_metrics(metrics: dict) -> str:
+    """Small print under a reply: speed, time to first token, token counts."""
+    parts = []
+    speed = metrics.get("tokens_per_s")
+    if isinstance(speed, (int, float)) and speed > 0:
+        parts.append(f"{speed:.1f} tokens/s")
+    ttft = metrics.get("ttft_ms")
+    if isinstance(ttft, (int, float)) and ttft >= 0:
+        parts.append(f"first token {ttft / 1000:.2f} s")
+    completion = metrics.get("completion_tokens")
+    if isinstance(completion, int):
+        parts.append(f"{completion} tokens")
+    prompt = metrics.get("prompt_tokens")
+    if isinstance(prompt, int):
+        parts.append(f"prompt {prompt}")
+    return " · ".join(parts)
+
+
+class MessageText(SafeTextBrowser):
+    """A message body: as tall as its text, so the column scrolls, not each message."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("MessageText")
+        self.setAccessibleName("Message text")
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.document().setDocumentMargin(2)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self._fit()
+
+    def _fit(self, *_: Any) -> None:
+        height = int(self.document().size().height()) + 2 * self.frameWidth() + 2
+        bar = self.horizontalScrollBar()
+        if bar.isVisible():
+            height += bar.sizeHint().height()
+        if height != self.height():
+            self.setFixedHeight(max(height, 20))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._fit()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        # The column scrolls; a message never does vertically.
+        event.ignore()
+
+
+class MessageView(QFrame):
+    """One message: who wrote it, its text, small print, and its actions."""
+
+    sig_edit_requested = Signal(str)  # message id
+    sig_regenerate_requested = Signal(str)  # message id
+
+    def __init__(self, role: str, colors: dict, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("MessageCard")
+        self.setProperty("role", role)
+        self.role = role
+        self.message_id: str | None = None
+        self.text = ""
+        self.status = "complete"
+        self.colors = colors
+        self.setMaximumWidth(MAX_COLUMN_WIDTH)
+        self.setAccessibleName("Your message" if role == "user" else "Assistant's reply")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 6, 8, 8)
+        layout.setSpacing(2)
+        header = QHBoxLayout()
+        self.role_label = QLabel("You" if role == "user" else "Assistant")
+        self.role_label.setObjectName("MessageRole")
+        self.interrupted_tag = QLabel("interrupted")
+        self.interrupted_tag.setObjectName("InterruptedTag")
+        self.interrupted_tag.setAccessibleName("Reply interrupted")
+        self.interrupted_tag.hide()
+        header.addWidget(self.role_label)
+        header.addWidget(self.interrupted_tag)
+        header.addStretch(1)
+        header.setSpacing(6)
+        self.copy_button = self._action("Copy", "Copy this message", self.copy)
+        self.edit_button = self._action("Edit", "Edit and resend your last message",
+                                        lambda: self.sig_edit_requested.emit(self.message_id or ""))
+        self.regenerate_button = self._action("Regenerate", "Write this reply again",
+                                              lambda: self.sig_regenerate_requested.emit(self.message_id or ""))
+        for button in (self.copy_button, self.edit_button, self.regenerate_button):
+            header.addWidget(button)
+        self.edit_button.hide()
+        self.regenerate_button.hide()
+        layout.addLayout(header)
+
+        self.body = MessageText(self)
+        layout.addWidget(self.body)
+
+        # Small print under a reply: model, speed, time to first token.
+        self.metrics_label = QLabel("")
+        self.metrics_label.setObjectName("Metrics")
+        self.metrics_label.setAccessibleName("Reply metrics")
+        self.metrics_label.hide()
+        layout.addWidget(self.metrics_label)
+
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(RENDER_INTERVAL_MS)
+        self._render_timer.timeout.connect(self._render)
+
+    def _action(self, text: str, accessible: str, slot) -> QToolButton:
+        button = QToolButton(self)
+        button.setObjectName("MessageAction")
+        button.setText(text)
+        button.setAccessibleName(accessible)
+        button.setToolTip(accessible)
+        button.setCursor(Qt.CursorShape.PointingHandCursor)
+        button.clicked.connect(slot)
+        return button
+
+    # ----- content -------------------------------------------------------------------
+    def set_text(self, text: str) -> None:
+        self.text = text
+        self._render()
+
+    def append_text(self, text: str) -> None:
+        self.text += text
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def set_placeholder(self, text: str) -> None:
+        self.body.setPlainText(text)
+
+    def _render(self) -> None:
+        if self.role == "user":
+            # What the user typed is shown as typed: no Markdown surprises in their own words.
+            self.body.setPlainText(self.text)
+        else:
+            render(self.body.document(), self.text, self.colors, self.body.font())
+
+    def set_colors(self, colors: dict) -> None:
+        self.colors = colors
+        self._render()
+
+    def set_message(self, message) -> None:
+        """Show a stored :class:`~assistant.conversations.Message`."""
+        self.message_id = message.id
+        self.status = message.status
+        self._render_timer.stop()
+        self.set_text(message.text)
+        self.interrupted_tag.setVisible(message.status == "interrupted")
+        bits = []
+        if self.role == "assistant" and message.model:
+            bits.append(message.model)
+        metrics = format_metrics(message.metrics or {})
+        if metrics:
+            bits.append(metrics)
+        self.metrics_label.setText(" · ".join(bits))
+        self.metrics_label.setVisible(bool(bits))
+
+    def set_streaming(self, model_label: str) -> None:
+        self.status = "streaming"
+        self.metrics_label.setText(f"{model_label} · writing…" if model_label else "writing…")
+        self.metrics_label.show()
+
+    def set_actions(self, edit: bool, regenerate: bool) -> None:
+        self.edit_button.setVisible(edit)
+        self.regenerate_button.setVisible(regenerate)
+
+    def set_found(self, found: bool) -> None:
+        self.setProperty("found", "true" if found else "false")
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.text)
+
+
+class Composer(QPlainTextEdit):
+    """The message box: Enter sends, Shift+Enter adds a line, it grows with its text."""
+
+    sig_send_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Composer")
+        self.setAccessibleName("Message")
+        self.setAccessibleDescription("Type a message. Enter sends it, Shift+Enter adds a line.")
+        self.setPlaceholderText("Message the assistant (Enter sends, Shift+Enter adds a line)")
+        self.setTabChangesFocus(True)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().documentLayout().documentSizeChanged.connect(self._grow)
+        self._grow()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self.textCursor().insertText("\n")
+                return
+            if not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+                self.sig_send_requested.emit()
+                return
+        super().keyPressEvent(event)
+
+    def lines_shown(self) -> int:
+        # QPlainTextEdit's layout measures its document in lines (wrapped ones included).
+        lines = int(self.document().documentLayout().documentSize().height())
+        return max(COMPOSER_MIN_LINES, min(COMPOSER_MAX_LINES, lines))
+
+    def _grow(self, *_: Any) -> None:
+        line = self.fontMetrics().lineSpacing()
+        margins = self.contentsMargins()
+        height = self.lines_shown() * line + int(2 * self.document().documentMargin()) + margins.top() + margins.bottom() + 6
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._grow()
+
+
+class Banner(QFrame):
+    """A one-line notice at the top of a pane (engine trouble, edit mode) with a close button."""
+
+    sig_banner_closed = Signal()
+
+    def __init__(self, name: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Banner")
+        self.setProperty("kind", "info")
+        self.setAccessibleName(name)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.label, 1)
+        self.close_button = QToolButton(self)
+        self.close_button.setText("✕")
+        self.close_button.setAutoRaise(True)
+        self.close_button.setAccessibleName(f"Close {name.lower()}")
+        self.close_button.clicked.connect(self.dismiss)
+        layout.addWidget(self.close_button)
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "info") -> None:
+        self.label.setText(text)
+        self.setProperty("kind", kind)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.show()
+
+    def dismiss(self) -> None:
+        self.hide()
+        self.sig_banner_closed.emit()
+
+
+class ChatPane(QWidget):
+    """One conversation at a time; see the module docstring for threading."""
+
+    sig_conversation_changed = Signal(str)  # the conversation now shown ("" for a new one)
+    sig_conversations_changed = Signal()  # titles or activity changed: the sidebar refreshes
+    sig_reply_finished = Signal(str)  # status of the reply that just ended
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("ChatPane")
+        self.setAccessibleName("Chat")
+        self.services: Services | None = None
+        self.jobs: Jobs | None = None
+        self.colors = COLORS["light"]
+        self.conversation_id: str | None = None
+        self.model_id: str | None = None
+        self.system_prompt = ""
+        self.models: list = []
+        self.views: list[MessageView] = []
+        self.reply: ReplyJob | None = None
+        self.streaming_view: MessageView | None = None
+        self.editing_message_id: str | None = None
+        self._busy = False
+        self._stop_requested = False
+        self._generation = 0  # bumps on every switch: results for a conversation left behind are dropped
+        self._loading = False
+        self._build()
+
+    # ----- layout ----------------------------------------------------------------------
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+
+        header = QFrame(self)
+        header.setObjectName("ChatHeader")
+        row = QHBoxLayout(header)
+        row.setContentsMargins(14, 8, 10, 8)
+        self.title_label = QLabel("New conversation")
+        self.title_label.setObjectName("ConversationTitle")
+        self.title_label.setAccessibleName("Conversation title")
+        row.addWidget(self.title_label, 1)
+        model_caption = QLabel("Model")
+        model_caption.setObjectName("MutedLabel")
+        row.addWidget(model_caption)
+        self.model_combo = QComboBox(self)
+        self.model_combo.setAccessibleName("Model for this conversation")
+        self.model_combo.setToolTip("The model that answers in this conversation")
+        self.model_combo.setMinimumContentsLength(28)
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.currentIndexChanged.connect(self._on_model_chosen)
+        model_caption.setBuddy(self.model_combo)
+        row.addWidget(self.model_combo)
+        self.persona_button = QPushButton("Persona…")
+        self.persona_button.setCheckable(True)
+        self.persona_button.setAccessibleName("Show the system prompt of this conversation")
+        self.persona_button.setToolTip("The system prompt (persona) of this conversation")
+        self.persona_button.toggled.connect(self._toggle_persona)
+        row.addWidget(self.persona_button)
+        outer.addWidget(header)
+
+        self.persona_panel = QFrame(self)
+        self.persona_panel.setObjectName("ChatHeader")
+        persona = QVBoxLayout(self.persona_panel)
+        persona.setContentsMargins(14, 6, 10, 8)
+        caption = QLabel("System prompt for this conversation (empty: the model's own default)")
+        caption.setObjectName("MutedLabel")
+        persona.addWidget(caption)
+        self.persona_edit = QPlainTextEdit(self.persona_panel)
+        self.persona_edit.setAccessibleName("System prompt")
+        self.persona_edit.setPlaceholderText("For example: You are a concise assistant who answers in plain English.")
+        self.persona_edit.setFixedHeight(70)
+        self.persona_edit.setTabChangesFocus(True)
+        caption.setBuddy(self.persona_edit)
+        persona.addWidget(self.persona_edit)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        self.persona_save = QPushButton("Use this prompt")
+        self.persona_save.setAccessibleName("Save the system prompt")
+        self.persona_save.clicked.connect(self._save_persona)
+        buttons.addWidget(self.persona_save)
+        persona.addLayout(buttons)
+        self.persona_panel.hide()
+        outer.addWidget(self.persona_panel)
+
+        banners = QVBoxLayout()
+        banners.setContentsMargins(12, 6, 12, 0)
+        banners.setSpacing(4)
+        self.banner = Banner("Chat notice", self)
+        self.edit_banner = Banner("Editing notice", self)
+        self.edit_banner.sig_banner_closed.connect(self.cancel_edit)
+        banners.addWidget(self.banner)
+        banners.addWidget(self.edit_banner)
+        outer.addLayout(banners)
+
+        self.scroll = QScrollArea(self)
+        self.scroll.setObjectName("MessageScroll")
+        self.scroll.setAccessibleName("Messages")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # The messages sit in a column of readable width, centred in whatever space there is.
+        self.column = QWidget()
+        self.column.setObjectName("MessageColumn")
+        centring = QHBoxLayout(self.column)
+        centring.setContentsMargins(0, 0, 0, 0)
+        centring.addStretch(1)
+        self.inner_column = QWidget(self.column)
+        self.inner_column.setObjectName("MessageColumn")
+        self.inner_column.setMaximumWidth(MAX_COLUMN_WIDTH)
+        self.inner_column.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        centring.addWidget(self.inner_column, 100)
+        centring.addStretch(1)
+        self.column_layout = QVBoxLayout(self.inner_column)
+        self.column_layout.setContentsMargins(16, 14, 16, 14)
+        self.column_layout.setSpacing(10)
+        self.empty_label = QLabel("Ask anything. Everything you write stays on this computer.")
+        self.empty_label.setObjectName("EmptyChat")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.column_layout.addStretch(1)
+        self.column_layout.addWidget(self.empty_label)
+        self.column_layout.addStretch(1)
+        self.scroll.setWidget(self.column)
+        self.scroll.verticalScrollBar().rangeChanged.connect(self._follow_bottom)
+        outer.addWidget(self.scroll, 1)
+
+        bar = QFrame(self)
+        bar.setObjectName("ComposerBar")
+        composer_row = QHBoxLayout(bar)
+        composer_row.setContentsMargins(12, 8, 12, 10)
+        self.composer = Composer(bar)
+        self.composer.sig_send_requested.connect(self.send)
+        self.composer.textChanged.connect(self._update_buttons)
+        composer_row.addWidget(self.composer, 1)
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("PrimaryButton")
+        self.send_button.setAccessibleName("Send message")
+        self.send_button.setToolTip("Send (Enter)")
+        self.send_button.clicked.connect(self.send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("StopButton")
+        self.stop_button.setAccessibleName("Stop the reply")
+        self.stop_button.setToolTip("Stop the reply (Esc)")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.hide()
+        composer_row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        composer_row.addWidget(self.stop_button, 0, Qt.AlignmentFlag.AlignBottom)
+        outer.addWidget(bar)
+
+        self.escape_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        self.escape_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.escape_shortcut.activated.connect(self._on_escape)
+        self._at_bottom = True
+        self.scroll.verticalScrollBar().valueChanged.connect(self._remember_position)
+        self._update_buttons()
+
+    # ----- services --------------------------------------------------------------------
+    def set_services(self, services: "Services", jobs: "Jobs") -> None:
+        self.services = services
+        self.jobs = jobs
+        self.new_conversation()
+
+    def set_colors(self, colors: dict) -> None:
+        self.colors = colors
+        for view in self.views:
+            view.set_colors(colors)
+
+    @property
+    def ready(self) -> bool:
+        """A message can be sent: the services and the list of chat models are loaded."""
+        return self.services is not None and bool(self.models) and not self._loading and not self._busy
+
+    @property
+    def busy(self) -> bool:
+        """True from Send until the reply is stored (finished, stopped or failed)."""
+        return self._busy
+
+    # ----- opening conversations ---------------------------------------------------------
+    def new_conversation(self) -> None:
+        if self.services is None or self.jobs is None:
+            return
+        self._leave_current()
+        self.conversation_id = None
+        generation = self._generation
+        self.jobs.run(operations.new_conversation_view, self.services,
+                      on_done=lambda view: self._show_view(view, generation),
+                      on_error=self._show_error)
+        self.sig_conversation_changed.emit("")
+        self.focus_composer()
+
+    def open_conversation(self, conversation_id: str, message_id: str | None = None) -> None:
+        if self.services is None or self.jobs is None:
+            return
+        if conversation_id == self.conversation_id and not self._loading:
+            if message_id:  # already showing: a second click on a hit only scrolls
+                self.reveal_message(message_id)
+            return
+        self._leave_current()
+        self.conversation_id = conversation_id
+        self._loading = True
+        generation = self._generation
+        self.jobs.run(operations.load_conversation, self.services, conversation_id,
+                      on_done=lambda view: self._show_view(view, generation, message_id),
+                      on_error=self._show_error)
+        self.sig_conversation_changed.emit(conversation_id)
+
+    def _leave_current(self) -> None:
+        # A reply keeps being saved by its job; leaving stops it (kept, marked interrupted).
+        if self._busy:
+            self.stop()
+        self._generation += 1
+        self._set_busy(False)
+        self.reply = None
+        self.streaming_view = None
+        self.cancel_edit()
+        self.banner.hide()
+
+    def _show_view(self, view: "ConversationView", generation: int, message_id: str | None = None) -> None:
+        if generation != self._generation:
+            return
+        self._loading = False
+        self.conversation_id = view.conversation.id if view.conversation else None
+        self.title_label.setText(view.conversation.title if view.conversation else "New conversation")
+        self.system_prompt = view.system_prompt or ""
+        self.persona_edit.setPlainText(self.system_prompt)
+        self._fill_models(view.models, view.model_id)
+        self._clear_views()
+        for message in view.messages:
+            if message.role in ("user", "assistant"):
+                self._add_view(message.role).set_message(message)
+        self._refresh_actions()
+        if message_id:
+            self.reveal_message(message_id)
+        else:
+            self._at_bottom = True
+            QTimer.singleShot(0, self, self._scroll_to_bottom)
+
+    def refresh_models(self) -> None:
+        """Reload the model list after the library changed (GUI thread; the list comes from a job)."""
+        if self.services is None or self.jobs is None:
+            return
+        self.jobs.run(operations.chat_models, self.services,
+                      on_done=lambda models: self._fill_models(models, self.model_id))
+
+    def _fill_models(self, models: list, selected: str | None) -> None:
+        self.models = list(models)
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for model in self.models:
+            self.model_combo.addItem(model.display_name, model.id)
+        index = self.model_combo.findData(selected) if selected else -1
+        if index < 0 and self.models:
+            index = 0
+        self.model_combo.setCurrentIndex(index)
+        self.model_combo.blockSignals(False)
+        self.model_id = self.model_combo.currentData() if index >= 0 else selected
+        if not self.models:
+            self.banner.show_message("No chat model is installed. Import a GGUF model on the Models page.", "warning")
+        self._update_buttons()
+
+    def _on_model_chosen(self, index: int) -> None:
+        model_id = self.model_combo.itemData(index)
+        if not model_id or model_id == self.model_id:
+            return
+        self.model_id = model_id
+        if self.conversation_id and self.services and self.jobs:
+            self.jobs.run(operations.set_conversation_setting, self.services, self.conversation_id,
+                          operations.SETTING_MODEL, model_id, on_error=self._show_error)
+
+    def _toggle_persona(self, shown: bool) -> None:
+        self.persona_panel.setVisible(shown)
+        if shown:
+            self.persona_edit.setFocus()
+
+    def _save_persona(self) -> None:
+        self.system_prompt = self.persona_edit.toPlainText().strip()
+        self.persona_button.setChecked(False)
+        if self.conversation_id and self.services and self.jobs:
+            self.jobs.run(operations.set_conversation_setting, self.services, self.conversation_id,
+                          operations.SETTING_SYSTEM_PROMPT, self.system_prompt, on_error=self._show_error)
+
+    # ----- message views -------------------------------------------------------------------
+    def _clear_views(self) -> None:
+        for view in self.views:
+            self.column_layout.removeWidget(view)
+            view.deleteLater()
+        self.views = []
+        self._show_empty(True)
+
+    def _add_view(self, role: str) -> MessageView:
+        view = MessageView(role, self.colors, self.inner_column)
+        view.sig_edit_requested.connect(self.edit_message)
+        view.sig_regenerate_requested.connect(self.regenerate)
+        # Before the trailing stretch, so messages stack from the top.
+        self.column_layout.insertWidget(self.column_layout.count() - 1, view)
+        self.views.append(view)
+        self._show_empty(False)
+        return view
+
+    def _show_empty(self, empty: bool) -> None:
+        # Empty: the hint sits in the middle. Otherwise messages stack from the top.
+        self.empty_label.setVisible(empty)
+        self.column_layout.setStretch(0, 1 if empty else 0)
+
+    def _remove_views(self, message_ids: list[str]) -> None:
+        for view in [v for v in self.views if v.message_id in set(message_ids)]:
+            self.views.remove(view)
+            self.column_layout.removeWidget(view)
+            view.deleteLater()
+        if not self.views:
+            self._show_empty(True)
+
+    def view_for(self, message_id: str) -> MessageView | None:
+        return next((v for v in self.views if v.message_id == message_id), None)
+
+    def _refresh_actions(self) -> None:
+        last_user = next((v for v in reversed(self.views) if v.role == "user" and v.message_id), None)
+        last = self.views[-1] if self.views else None
+        for view in self.views:
+            can_act = not self._busy
+            view.set_actions(edit=can_act and view is last_user,
+                             regenerate=can_act and view is last and view.role == "assistant" and bool(view.message_id))
+
+    def reveal_message(self, message_id: str) -> bool:
+        """Scroll to a message and mark it (a search hit); False if it is not shown."""
+        view = self.view_for(message_id)
+        for other in self.views:
+            other.set_found(other is view)
+        if view is None:
+            return False
+        self._at_bottom = False
+        # After the layout has placed the new widgets, or the position is stale.
+        QTimer.singleShot(0, view, lambda: self.scroll.ensureWidgetVisible(view, 0, 40))
+        QTimer.singleShot(50, view, lambda: self.scroll.ensureWidgetVisible(view, 0, 40))
+        return True
+
+    def _remember_position(self, value: int) -> None:
+        bar = self.scroll.verticalScrollBar()
+        self._at_bottom = value >= bar.maximum() - 8
+
+    def _follow_bottom(self, _min: int, _max: int) -> None:
+        if self._at_bottom:
+            self._scroll_to_bottom()
+
+    def _scroll_to_bottom(self) -> None:
+        bar = self.scroll.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    # ----- sending ------------------------------------------------------------------------
+    def focus_composer(self) -> None:
+        self.composer.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def _update_buttons(self) -> None:
+        ready = self.services is not None and not self._busy and bool(self.models)
+        self.send_button.setEnabled(ready and bool(self.composer.toPlainText().strip()))
+        self.send_button.setVisible(not self._busy)
+        self.stop_button.setVisible(self._busy)
+        self.model_combo.setEnabled(not self._busy)
+
+    def _set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self._update_buttons()
+        self._refresh_actions()
+
+    def _model_label(self) -> str:
+        return self.model_id or ""
+
+    def send(self, text: str | None = None) -> bool:
+        """Send the composer's text (or ``text``); False if nothing was sent."""
+        if text is None or not isinstance(text, str):
+            text = self.composer.toPlainText()
+        text = text.strip()
+        if not text or self._busy or self.services is None or self.jobs is None or not self.models:
+            return False
+        self.composer.clear()
+        self.banner.hide()
+        replace_from = self.editing_message_id
+        self.editing_message_id = None
+        self.edit_banner.hide()
+        self._stop_requested = False
+        self._set_busy(True)
+        user_view = self._add_view("user")
+        user_view.set_text(text)
+        reply_view = self._add_view("assistant")
+        reply_view.set_placeholder("…")
+        reply_view.set_streaming(self._model_label())
+        self.streaming_view = reply_view
+        self._at_bottom = True
+        generation = self._generation
+        self.jobs.run(
+            operations.start_turn, self.services, self.conversation_id, text, self.model_id, self.system_prompt,
+            replace_from,
+            on_done=lambda turn: self._turn_ready(turn, generation, user_view),
+            on_error=lambda message, exc: self._turn_failed(message, generation, [user_view, reply_view], text),
+        )
+        return True
+
+    def regenerate(self, message_id: str = "") -> bool:
+        if self._busy or self.conversation_id is None or self.services is None or self.jobs is None:
+            return False
+        last = self.views[-1] if self.views else None
+        reply_id = message_id or (last.message_id if last and last.role == "assistant" else None)
+        self.banner.hide()
+        self._stop_requested = False
+        self._set_busy(True)
+        old = self.view_for(reply_id) if reply_id else None
+        if old is not None:
+            old.setEnabled(False)  # it goes when the new reply starts
+        reply_view = self._add_view("assistant")
+        reply_view.set_placeholder("…")
+        reply_view.set_streaming(self._model_label())
+        self.streaming_view = reply_view
+        self._at_bottom = True
+        generation = self._generation
+        self.jobs.run(
+            operations.regenerate_turn, self.services, self.conversation_id, reply_id, self.model_id,
+            self.system_prompt,
+            on_done=lambda turn: self._turn_ready(turn, generation, None),
+            on_error=lambda message, exc: self._turn_failed(message, generation, [reply_view], None),
+        )
+        return True
+
+    def edit_message(self, message_id: str) -> None:
+        """Put the last user message back in the composer; sending replaces it and what followed."""
+        view = self.view_for(message_id)
+        if view is None or self._busy:
+            return
+        self.editing_message_id = message_id
+        self.composer.setPlainText(view.text)
+        cursor = self.composer.textCursor()
+        cursor.movePosition(cursor.MoveOperation.End)
+        self.composer.setTextCursor(cursor)
+        self.edit_banner.show_message("Editing your last message: Send replaces it and the reply after it. "
+                                      "Esc cancels.", "info")
+        self.focus_composer()
+
+    def cancel_edit(self) -> None:
+        if self.editing_message_id is not None:
+            self.editing_message_id = None
+            self.composer.clear()
+        self.edit_banner.hide()
+
+    def stop(self) -> None:
+        """Stop the reply; what arrived so far is kept and marked interrupted."""
+        if not self._busy:
+            return
+        self._stop_requested = True
+        if self.reply is not None:
+            self.reply.stop()
+        self.stop_button.setEnabled(False)  # until the job confirms: a second click changes nothing
+
+    def _on_escape(self) -> None:
+        if self._busy:
+            self.stop()
+        elif self.editing_message_id is not None:
+            self.cancel_edit()
+
+    def _turn_ready(self, turn: "Turn", generation: int, user_view: MessageView | None) -> None:
+        if generation != self._generation or self.jobs is None or self.services is None:
+            return
+        self._remove_views(turn.hidden)
+        if user_view is not None and turn.user_message is not None:
+            user_view.set_message(turn.user_message)
+        new = self.conversation_id is None
+        self.conversation_id = turn.conversation.id
+        self.title_label.setText(turn.conversation.title)
+        if new:
+            self.sig_conversation_changed.emit(turn.conversation.id)
+        self.sig_conversations_changed.emit()
+        view = self.streaming_view
+        self.reply = self.jobs.start_reply(
+            self.services, turn,
+            on_started=lambda message_id: self._reply_started(message_id, view, generation),
+            on_token=lambda text: self._token(text, view, generation),
+            on_finished=lambda message: self._reply_ended(message, view, generation, "complete", ""),
+            on_failed=lambda kind, text, message: self._reply_ended(message, view, generation, kind, text),
+        )
+        if self.reply is not None and self._stop_requested:
+            self.reply.stop()
+
+    def _turn_failed(self, message: str, generation: int, views: list[MessageView], text: str | None) -> None:
+        if generation != self._generation:
+            return
+        for view in views:
+            if view in self.views:
+                self.views.remove(view)
+                self.column_layout.removeWidget(view)
+                view.deleteLater()
+        for view in self.views:
+            view.setEnabled(True)
+        if not self.views:
+            self._show_empty(True)
+        if text and not self.composer.toPlainText():
+            self.composer.setPlainText(text)  # nothing typed is lost
+        self.streaming_view = None
+        self._set_busy(False)
+        self.stop_button.setEnabled(True)
+        self.banner.show_message(message, "error")
+
+    def _reply_started(self, message_id: str, view: MessageView | None, generation: int) -> None:
+        if generation != self._generation or view is None:
+            return
+        view.message_id = message_id
+
+    def _token(self, text: str, view: MessageView | None, generation: int) -> None:
+        if generation != self._generation or view is None:
+            return
+        if not view.text:
+            view.body.clear()
+        view.append_text(text)
+
+    def _reply_ended(self, message, view: MessageView | None, generation: int, kind: str, text: str) -> None:
+        if generation != self._generation:
+            return
+        self.reply = None
+        self.streaming_view = None
+        self.stop_button.setEnabled(True)
+        if view is not None:
+            if message is not None:
+                view.set_message(message)
+            elif not view.text and view in self.views:
+                self.views.remove(view)
+                self.column_layout.removeWidget(view)
+                view.deleteLater()
+        self._set_busy(False)
+        if kind not in ("complete", "cancelled"):
+            kept = " The partial reply was kept and marked interrupted." if message is not None and message.text \
+                else ""
+            self.banner.show_message(f"{text}{kept}", "error")
+        self.sig_conversations_changed.emit()
+        self.sig_reply_finished.emit(message.status if message is not None else kind)
+        self._refresh_actions()
+
+    def _show_error(self, message: str, _exc: BaseException | None = None) -> None:
+        self._loading = False
+        self.banner.show_message(message, "error")
+
+    def conversation_deleted(self, conversation_id: str) -> None:
+        """The sidebar moved this conversation to the trash: show a fresh chat instead."""
+        if conversation_id == self.conversation_id:
+            self.new_conversation()
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(720, 600)

@@ -1,0 +1,387 @@
+"""The main window: navigation, the panes, the engine status, keyboard shortcuts.
+
+GUI thread only. The window is built and painted before the services exist (they are built
+on a pool thread after the first paint, see :mod:`ui.app`); :meth:`MainWindow.set_services`
+then fills the panes. It never owns the services: whoever built them closes them, after
+:meth:`MainWindow.shutdown` has stopped and waited for the window's own work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+    QAbstractItemView,
+    QHeaderView,
+)
+
+from ui.chat_pane import Banner, ChatPane
+from ui.jobs import EngineStatusBridge, Jobs
+from ui.models_pane import ModelsPane
+from ui.settings_pane import SettingsPane
+from ui.sidebar import Sidebar
+
+if TYPE_CHECKING:
+    from assistant.app import Services
+    from ui.theme import ThemeController
+
+#: (key, label, what is coming) for each page of the navigation, in order.
+PAGES = (
+    ("chat", "Chat", ""),
+    ("translate", "Translate", "Translate text between languages with the multilingual Gemma model, offline."),
+    ("sentiment", "Sentiment", "Tell whether a text is positive, negative or neutral, one text or a whole file."),
+    ("documents", "Documents", "Import your PDFs, Word files and notes, and chat with them: answers cite the passages."),
+    ("train", "Train", "Teach a model your documents (LoRA), and make it smaller and faster: distill, prune, quantize."),
+    ("models", "Models", ""),
+    ("settings", "Settings", ""),
+)
+
+#: Every shortcut, as the help lists it.
+SHORTCUTS = (
+    ("Ctrl+N", "New chat"),
+    ("Ctrl+F", "Search all conversations"),
+    ("Ctrl+K", "Focus the message box"),
+    ("Ctrl+,", "Settings"),
+    ("Enter", "Send the message"),
+    ("Shift+Enter", "New line in the message"),
+    ("Esc", "Stop the reply (or cancel editing)"),
+    ("F2", "Rename the selected conversation"),
+    ("Delete", "Delete the selected conversation (Undo offered)"),
+    ("F1", "Keyboard shortcuts"),
+    ("Ctrl+Q", "Quit"),
+)
+
+ENGINE_STATES = {
+    "stopped": "Engine: not running",
+    "starting": "Engine: starting…",
+    "loading": "Engine: loading model…",
+    "ready": "Engine: ready",
+    "error": "Engine: error",
+}
+
+
+class ComingSoonPane(QWidget):
+    """A page whose feature is not built yet: it says what is coming, and nothing can break."""
+
+    def __init__(self, title: str, text: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setAccessibleName(title)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(28, 24, 28, 24)
+        heading = QLabel(title)
+        heading.setObjectName("PaneTitle")
+        layout.addWidget(heading)
+        body = QLabel(f"{text}\n\nComing soon. Like everything here, it will run on this computer only.")
+        body.setObjectName("ComingSoon")
+        body.setWordWrap(True)
+        body.setAccessibleName(f"{title}: coming soon")
+        layout.addWidget(body)
+        layout.addStretch(1)
+
+
+class ShortcutsDialog(QDialog):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        self.setAccessibleName("Keyboard shortcuts")
+        layout = QVBoxLayout(self)
+        table = QTableWidget(len(SHORTCUTS), 2, self)
+        table.setAccessibleName("Shortcut list")
+        table.setHorizontalHeaderLabels(["Keys", "Action"])
+        table.verticalHeader().hide()
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        for row, (keys, action) in enumerate(SHORTCUTS):
+            native = QKeySequence(keys).toString(QKeySequence.SequenceFormat.NativeText) or keys
+            table.setItem(row, 0, QTableWidgetItem(native))
+            table.setItem(row, 1, QTableWidgetItem(action))
+        table.resizeColumnToContents(0)
+        layout.addWidget(table)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.button(QDialogButtonBox.StandardButton.Close).setAccessibleName("Close shortcuts")
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(440, 420)
+
+
+class _FirstPaintWatcher(QObject):
+    """Emits once, right after the window's first paint has been handed to the screen."""
+
+    def __init__(self, window: "MainWindow"):
+        super().__init__(window)
+        self.window = window
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if obj is self.window and event.type() == QEvent.Type.Paint:
+            self.window.removeEventFilter(self)
+            # Zero-delay: runs after this paint pass (and its flush) completes.
+            QTimer.singleShot(0, self.window, self.window._first_painted)
+        return False
+
+
+class MainWindow(QMainWindow):
+    sig_window_painted = Signal()  # once, after the first paint
+    sig_services_ready = Signal()
+
+    def __init__(self, theme: "ThemeController | None" = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Local Assistant")
+        self.setWindowIcon(QIcon(str(Path(__file__).resolve().parent.parent / "resources" / "icons" / "app.svg")))
+        self.setAccessibleName("Local Assistant")
+        self.theme = theme
+        self.services: Services | None = None
+        self.jobs = Jobs(self)
+        self.painted = False
+        self.engine_state = "stopped"
+        self.engine_info: dict = {}
+        self.status_bridge = EngineStatusBridge(self)
+        self.status_bridge.sig_engine_status_changed.connect(self._on_engine_status)
+        self.shortcuts_dialog: ShortcutsDialog | None = None
+        self._shut_down = False
+        self._build()
+        self._build_actions()
+        self._watcher = _FirstPaintWatcher(self)
+        if theme is not None:
+            theme.sig_theme_changed.connect(self._on_theme_changed)
+            if theme.scheme:
+                self._on_theme_changed(theme.scheme)
+        self.resize(1180, 760)
+
+    # ----- layout ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        central = QWidget(self)
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+
+        self.nav = QListWidget(central)
+        self.nav.setObjectName("NavList")
+        self.nav.setAccessibleName("Navigation")
+        self.nav.setFixedWidth(150)
+        self.nav.setSpacing(0)
+        self.nav.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.nav.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.stack = QStackedWidget(central)
+        self.stack.setAccessibleName("Pages")
+
+        self.sidebar = Sidebar()
+        self.chat = ChatPane()
+        chat_page = QSplitter(Qt.Orientation.Horizontal)
+        chat_page.setAccessibleName("Chat page")
+        chat_page.setChildrenCollapsible(False)
+        chat_page.setHandleWidth(1)
+        chat_page.addWidget(self.sidebar)
+        chat_page.addWidget(self.chat)
+        chat_page.setStretchFactor(0, 0)
+        chat_page.setStretchFactor(1, 1)
+        chat_page.setSizes([270, 900])
+        self.models = ModelsPane()
+        self.settings_pane = SettingsPane()
+        self.pages: dict[str, QWidget] = {}
+        for key, label, coming in PAGES:
+            if key == "chat":
+                page = chat_page
+            elif key == "models":
+                page = self.models
+            elif key == "settings":
+                page = self.settings_pane
+            else:
+                page = ComingSoonPane(label, coming)
+            self.pages[key] = page
+            self.stack.addWidget(page)
+            item = QListWidgetItem(label)
+            item.setData(Qt.ItemDataRole.UserRole, key)
+            item.setSizeHint(QSize(140, 36))
+            self.nav.addItem(item)
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.nav.setCurrentRow(0)
+
+        right = QWidget(central)
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.setSpacing(0)
+        self.window_banner = Banner("Window notice", right)
+        right_layout.addWidget(self.window_banner)
+        right_layout.addWidget(self.stack, 1)
+        layout.addWidget(self.nav)
+        layout.addWidget(right, 1)
+        self.setCentralWidget(central)
+
+        self.engine_label = QLabel(ENGINE_STATES["stopped"])
+        self.engine_label.setObjectName("EngineStatus")
+        self.engine_label.setAccessibleName("Engine status")
+        self.engine_label.setProperty("state", "stopped")
+        self.library_label = QLabel("Opening your library…")
+        self.library_label.setAccessibleName("Library status")
+        self.statusBar().addWidget(self.library_label, 1)
+        self.statusBar().addPermanentWidget(self.engine_label)
+        self.statusBar().setSizeGripEnabled(False)
+
+        self.sidebar.sig_new_chat_requested.connect(self.new_chat)
+        self.sidebar.sig_conversation_selected.connect(self.open_conversation)
+        self.sidebar.sig_hit_activated.connect(self.open_hit)
+        self.sidebar.sig_conversation_deleted.connect(self.chat.conversation_deleted)
+        self.chat.sig_conversation_changed.connect(self.sidebar.set_current)
+        self.chat.sig_conversations_changed.connect(self.sidebar.refresh)
+        self.models.sig_library_changed.connect(self.chat.refresh_models)
+        self.settings_pane.sig_appearance_changed.connect(self._apply_appearance)
+
+    def _build_actions(self) -> None:
+        menu = self.menuBar()
+        menu.setAccessibleName("Menu bar")
+        file_menu = menu.addMenu("&File")
+        view_menu = menu.addMenu("&View")
+        help_menu = menu.addMenu("&Help")
+        self.actions_by_name: dict[str, QAction] = {}
+
+        def action(menu_, name: str, text: str, keys, slot) -> QAction:
+            act = QAction(text, self)
+            act.setShortcut(QKeySequence(keys))
+            # Window-wide, whichever pane has the focus.
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            act.triggered.connect(slot)
+            menu_.addAction(act)
+            self.actions_by_name[name] = act
+            return act
+
+        action(file_menu, "new_chat", "New chat", "Ctrl+N", self.new_chat)
+        action(file_menu, "search", "Search history…", "Ctrl+F", self.focus_search)
+        action(file_menu, "composer", "Write a message", "Ctrl+K", self.focus_composer)
+        file_menu.addSeparator()
+        action(file_menu, "quit", "Quit", QKeySequence.StandardKey.Quit, self.close)
+        for key, label, _ in PAGES:
+            keys = "Ctrl+," if key == "settings" else QKeySequence()
+            action(view_menu, f"page_{key}", label, keys, lambda _checked=False, k=key: self.show_page(k))
+        action(help_menu, "shortcuts", "Keyboard shortcuts", "F1", self.show_shortcuts)
+        # Qt's own "more menus" button, shown when the window is too narrow for the menu bar.
+        for button in menu.findChildren(QToolButton):
+            button.setAccessibleName("More menus")
+
+    # ----- services ----------------------------------------------------------------------------
+    def set_services(self, services: "Services") -> None:
+        """Fill the panes; start the engine worker in the background (its status shows at once)."""
+        self.services = services
+        self.library_label.setText(f"Library: {services.paths.data_dir}")
+        if self.theme is not None:
+            self.theme.apply(services.settings.theme, services.settings.font_size)
+        self.sidebar.set_services(services, self.jobs)
+        self.chat.set_services(services, self.jobs)
+        self.models.set_services(services, self.jobs)
+        self.settings_pane.set_services(services, self.jobs)
+        self.jobs.run(_start_engine, services, self.status_bridge.callback, self.jobs.engine_lock,
+                      on_error=lambda message, _exc: self._on_engine_status("error", {"message": message}))
+        self.sig_services_ready.emit()
+
+    def show_services_error(self, message: str) -> None:
+        """The library could not be opened (damaged or newer database...): say so, keep running."""
+        self.library_label.setText("The library could not be opened.")
+        self.window_banner.show_message(message, "error")
+
+    def _on_engine_status(self, state: str, info: dict) -> None:
+        self.engine_state = state
+        self.engine_info = dict(info)
+        text = ENGINE_STATES.get(state, f"Engine: {state}")
+        model = info.get("model")
+        if state == "loading" and model:
+            text = f"Engine: loading {Path(str(model)).name}…"
+        elif state == "ready" and model:
+            text = f"Engine: ready · {Path(str(model)).name}"
+        elif state == "error" and info.get("message"):
+            text = f"Engine: {info['message']}"
+        self.engine_label.setText(text)
+        self.engine_label.setToolTip(text)
+        self.engine_label.setProperty("state", state)
+        self.engine_label.style().unpolish(self.engine_label)
+        self.engine_label.style().polish(self.engine_label)
+
+    # ----- navigation and shortcuts -------------------------------------------------------------
+    def show_page(self, key: str) -> None:
+        self.nav.setCurrentRow([k for k, _l, _c in PAGES].index(key))
+
+    @property
+    def current_page(self) -> str:
+        return PAGES[self.nav.currentRow()][0]
+
+    def new_chat(self) -> None:
+        self.show_page("chat")
+        self.chat.new_conversation()
+
+    def open_conversation(self, conversation_id: str) -> None:
+        self.show_page("chat")
+        self.chat.open_conversation(conversation_id)
+
+    def open_hit(self, conversation_id: str, message_id: str) -> None:
+        self.show_page("chat")
+        self.chat.open_conversation(conversation_id, message_id or None)
+
+    def focus_search(self) -> None:
+        self.show_page("chat")
+        self.sidebar.focus_search()
+
+    def focus_composer(self) -> None:
+        self.show_page("chat")
+        self.chat.focus_composer()
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        if self.shortcuts_dialog is None:
+            self.shortcuts_dialog = ShortcutsDialog(self)
+        self.shortcuts_dialog.open()
+        return self.shortcuts_dialog
+
+    # ----- appearance ---------------------------------------------------------------------------
+    def _apply_appearance(self, theme: str, font_size: int) -> None:
+        if self.theme is not None:
+            self.theme.apply(theme, font_size)
+
+    def _on_theme_changed(self, scheme: str) -> None:
+        from ui.theme import COLORS
+
+        self.chat.set_colors(COLORS[scheme])
+
+    # ----- lifetime -----------------------------------------------------------------------------
+    def _first_painted(self) -> None:
+        if not self.painted:
+            self.painted = True
+            self.sig_window_painted.emit()
+
+    def shutdown(self) -> None:
+        """Stop the reply, save pending settings, wait for every job; GUI thread, at close."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.settings_pane.flush()
+        self.chat.stop()
+        # Waits for the stopped reply and the settings save started just above.
+        self.jobs.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def _start_engine(services: "Services", on_status: Any, lock: Any) -> str:
+    """Pool thread: start the engine worker (a process spawn) and report its status."""
+    with lock:
+        engine = services.engine
+        engine.on_status = on_status
+    # The "starting" report came before we could listen; repeat the state it is in now.
+    on_status(engine.state, {})
+    return engine.state

@@ -1,0 +1,135 @@
+"""Markdown for replies: Qt's own CommonMark + GitHub tables, styled for reading.
+
+``QTextDocument.setMarkdown`` does the parsing; this module then gives code blocks and
+inline code a monospace font and a tinted background, and tables visible borders, in the
+colours of the current theme. Raw HTML in Markdown is not interpreted: a reply is text from
+a model, and it must not be able to pull images or other files into the window.
+
+GUI thread only (QTextDocument and QTextBrowser belong to the thread that made them).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontDatabase,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+    QTextFormat,
+    QTextFrameFormat,
+    QTextTable,
+    QTextTableFormat,
+)
+from PySide6.QtWidgets import QTextBrowser
+
+MARKDOWN_FEATURES = QTextDocument.MarkdownFeature(
+    QTextDocument.MarkdownFeature.MarkdownDialectGitHub.value | QTextDocument.MarkdownFeature.MarkdownNoHTML.value
+)
+
+
+def monospace_font(size_like: QFont | None = None) -> QFont:
+    font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    if size_like is not None and size_like.pointSizeF() > 0:
+        # Monospace faces look larger than proportional ones at the same size.
+        font.setPointSizeF(max(6.0, size_like.pointSizeF() * 0.92))
+    return font
+
+
+def _is_code_block(block) -> bool:
+    return block.blockFormat().hasProperty(QTextFormat.Property.BlockCodeLanguage)
+
+
+def render(document: QTextDocument, text: str, colors: dict, base_font: QFont | None = None) -> None:
+    """Replace ``document``'s content with ``text`` as styled Markdown."""
+    document.setMarkdown(text, MARKDOWN_FEATURES)
+    mono = monospace_font(base_font or document.defaultFont())
+    code_bg = QColor(colors["code_bg"])
+    families = mono.families() or [mono.family()]
+
+    cursor = QTextCursor(document)
+    cursor.beginEditBlock()
+    block = document.begin()
+    previous_was_code = False
+    while block.isValid():
+        following = block.next()
+        if _is_code_block(block):
+            fmt = QTextBlockFormat(block.blockFormat())
+            fmt.setBackground(QBrush(code_bg))
+            fmt.setLeftMargin(4)
+            fmt.setRightMargin(4)
+            # A fenced block is several QTextBlocks: space only above the first and below the last.
+            fmt.setTopMargin(0 if previous_was_code else 6)
+            fmt.setBottomMargin(0 if following.isValid() and _is_code_block(following) else 6)
+            fmt.setNonBreakableLines(True)
+            cursor.setPosition(block.position())
+            cursor.setBlockFormat(fmt)
+            char = QTextCharFormat()
+            char.setFontFamilies(families)
+            char.setFontPointSize(mono.pointSizeF())
+            cursor.setPosition(block.position() + max(0, block.length() - 1), QTextCursor.MoveMode.KeepAnchor)
+            cursor.mergeCharFormat(char)
+            previous_was_code = True
+        else:
+            previous_was_code = False
+            iterator = block.begin()
+            while not iterator.atEnd():
+                fragment = iterator.fragment()
+                if fragment.isValid() and fragment.charFormat().fontFixedPitch():
+                    char = QTextCharFormat()
+                    char.setFontFamilies(families)
+                    char.setBackground(QBrush(code_bg))
+                    cursor.setPosition(fragment.position())
+                    cursor.setPosition(fragment.position() + fragment.length(), QTextCursor.MoveMode.KeepAnchor)
+                    cursor.mergeCharFormat(char)
+                iterator += 1
+        block = following
+
+    for frame in document.rootFrame().childFrames():
+        if isinstance(frame, QTextTable):
+            _style_table(frame, colors)
+    cursor.endEditBlock()
+
+
+def _style_table(table: QTextTable, colors: dict) -> None:
+    fmt = QTextTableFormat(table.format())
+    fmt.setBorder(1)
+    fmt.setBorderStyle(QTextFrameFormat.BorderStyle.BorderStyle_Solid)
+    fmt.setBorderBrush(QBrush(QColor(colors["border"])))
+    fmt.setBorderCollapse(True)
+    fmt.setCellPadding(4)
+    fmt.setCellSpacing(0)
+    fmt.setTopMargin(4)
+    fmt.setBottomMargin(4)
+    table.setFormat(fmt)
+    for column in range(table.columns()):
+        cell = table.cellAt(0, column)
+        char = cell.format()
+        char.setBackground(QBrush(QColor(colors["alt_base"])))
+        cell.setFormat(char)
+        # The importer marks only some header cells bold; make the whole header row bold.
+        cursor = cell.firstCursorPosition()
+        cursor.setPosition(cell.lastCursorPosition().position(), QTextCursor.MoveMode.KeepAnchor)
+        bold = QTextCharFormat()
+        bold.setFontWeight(QFont.Weight.Bold)
+        cursor.mergeCharFormat(bold)
+
+
+class SafeTextBrowser(QTextBrowser):
+    """A read-only browser that never loads a resource and never follows a link.
+
+    Text shown here comes from models and model files; it must not read files or open
+    addresses behind the user's back.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+
+    def loadResource(self, type_: int, name: QUrl):  # noqa: N802 (Qt's name)
+        return None

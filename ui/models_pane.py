@@ -1,0 +1,454 @@
+"""The model library: metadata and licence, import (file dialog, drag and drop), remove,
+and which model serves which task.
+
+GUI thread only. Importing hashes and checks the whole file, so it runs as a job; a file
+that is not GGUF, is malformed or would not fit in memory gives one clear dialog and leaves
+the library unchanged (the core guarantees the latter). Dialogs are opened with ``open()``,
+never ``exec()``: the window keeps running behind them, and tests can answer them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui import operations
+from ui.markdown import SafeTextBrowser
+
+if TYPE_CHECKING:
+    from assistant.app import Services
+    from ui.jobs import Jobs
+
+TASK_LABELS = {
+    "chat": "Chat",
+    "translate": "Translate",
+    "classify": "Sentiment",
+    "complete": "Writing suggestions",
+    "embed": "Embeddings",
+}
+
+
+def human_size(n: int | None) -> str:
+    if not n:
+        return "unknown"
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"
+
+
+def human_count(n: Any) -> str:
+    if not isinstance(n, (int, float)) or n <= 0:
+        return "unknown"
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}".replace(".0", "")
+    return str(int(n))
+
+
+def licence_body(html: str) -> str:
+    """The licence itself out of a saved web page: its <article> or <main>, without the site's menus."""
+    lowered = html.lower()
+    for tag in ("article", "main"):
+        start = lowered.find(f"<{tag}")
+        end = lowered.rfind(f"</{tag}>")
+        if start >= 0 and end > start:
+            return html[start:end + len(tag) + 3]
+    return html
+
+
+def _local_paths(mime) -> list[str]:
+    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()] if mime.hasUrls() else []
+
+
+class ModelsPane(QWidget):
+    sig_library_changed = Signal()  # a model was added or removed, or a route changed
+    sig_import_finished = Signal(int, int)  # added, refused
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("ModelsPane")
+        self.setAccessibleName("Models")
+        self.setAcceptDrops(True)
+        self.services: Services | None = None
+        self.jobs: Jobs | None = None
+        self.view: operations.LibraryView | None = None
+        self.file_dialog: QFileDialog | None = None
+        self.active_dialog: QMessageBox | None = None  # the question or error showing now
+        self.importing = False
+        self._filling = False
+        self._build()
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(20, 16, 20, 16)
+        outer.setSpacing(10)
+        top = QHBoxLayout()
+        title = QLabel("Models")
+        title.setObjectName("PaneTitle")
+        top.addWidget(title)
+        top.addStretch(1)
+        self.import_button = QPushButton("Import GGUF…")
+        self.import_button.setObjectName("PrimaryButton")
+        self.import_button.setAccessibleName("Import a model file")
+        self.import_button.clicked.connect(self.open_import_dialog)
+        self.remove_button = QPushButton("Remove…")
+        self.remove_button.setAccessibleName("Remove the selected model")
+        self.remove_button.clicked.connect(self.ask_remove)
+        top.addWidget(self.import_button)
+        top.addWidget(self.remove_button)
+        outer.addLayout(top)
+
+        self.drop_zone = QFrame(self)
+        self.drop_zone.setObjectName("DropZone")
+        self.drop_zone.setAccessibleName("Drop model files here")
+        drop_row = QHBoxLayout(self.drop_zone)
+        self.drop_label = QLabel("Drop .gguf files here to import them. Files are checked before any model opens them.")
+        self.drop_label.setObjectName("MutedLabel")
+        self.drop_label.setWordWrap(True)
+        drop_row.addWidget(self.drop_label)
+        outer.addWidget(self.drop_zone)
+
+        # Left: the models and which serves which task. Right: the selected model's details.
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.setChildrenCollapsible(False)
+        left = QWidget(splitter)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 8, 0)
+        self.list = QListWidget(left)
+        self.list.setObjectName("ModelList")
+        self.list.setAccessibleName("Installed models")
+        self.list.currentItemChanged.connect(lambda *_: self._show_details())
+        self.list.setMinimumWidth(300)
+        left_layout.addWidget(self.list, 1)
+        self.routes_box = QGroupBox("Which model serves which task", left)
+        self.routes_form = QFormLayout(self.routes_box)
+        self.routes_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.route_combos: dict[str, QComboBox] = {}
+        left_layout.addWidget(self.routes_box)
+
+        details = QWidget(splitter)
+        details_layout = QVBoxLayout(details)
+        details_layout.setContentsMargins(8, 0, 0, 0)
+        self.form = QFormLayout()
+        self.form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        self.form.setVerticalSpacing(4)
+        self.fields: dict[str, QLabel] = {}
+        for key, label in (("display_name", "Name"), ("id", "Id"), ("source", "Source"),
+                           ("architecture", "Architecture"), ("parameters", "Parameters"),
+                           ("quantization", "Quantization"), ("context_length", "Context length"),
+                           ("size", "Size on disk"), ("tasks", "Tasks"), ("path", "File"), ("sha256", "SHA-256")):
+            value = QLabel("")
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setWordWrap(True)
+            value.setAccessibleName(label)
+            # A path or a hash has no spaces to wrap at; it must not widen the whole window.
+            value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            self.fields[key] = value
+            self.form.addRow(label, value)
+        details_layout.addLayout(self.form)
+        licence_caption = QLabel("Licence")
+        licence_caption.setObjectName("MessageRole")
+        details_layout.addWidget(licence_caption)
+        self.licence = SafeTextBrowser(details)
+        self.licence.setAccessibleName("Licence text")
+        self.licence.setMinimumHeight(120)
+        licence_caption.setBuddy(self.licence)
+        details_layout.addWidget(self.licence, 1)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        outer.addWidget(splitter, 1)
+
+        self.status = QLabel("")
+        self.status.setObjectName("MutedLabel")
+        self.status.setAccessibleName("Library status")
+        outer.addWidget(self.status)
+        self._update_buttons()
+
+    # ----- data ----------------------------------------------------------------------------
+    def set_services(self, services: "Services", jobs: "Jobs") -> None:
+        self.services = services
+        self.jobs = jobs
+        self.refresh()
+
+    def refresh(self, select: str | None = None) -> None:
+        if self.services is None or self.jobs is None:
+            return
+        self.jobs.run(operations.library_view, self.services,
+                      on_done=lambda view: self._fill(view, select), on_error=self._error)
+
+    def _fill(self, view: operations.LibraryView, select: str | None = None) -> None:
+        self.view = view
+        current = select or (self.list.currentItem().data(Qt.ItemDataRole.UserRole) if self.list.currentItem() else None)
+        self.list.clear()
+        for model in view.models:
+            quant = model.metadata.get("quantization") or ""
+            item = QListWidgetItem(f"{model.display_name}\n{human_size(model.size_bytes)}"
+                                   + (f" · {quant}" if quant else "") + (" · default pack" if model.source == "pack" else ""))
+            item.setData(Qt.ItemDataRole.UserRole, model.id)
+            self.list.addItem(item)
+            if model.id == current:
+                self.list.setCurrentItem(item)
+        if self.list.currentItem() is None and self.list.count():
+            self.list.setCurrentRow(0)
+        self._fill_routes(view)
+        self._show_details()
+        self.status.setText(f"{len(view.models)} model{'s' if len(view.models) != 1 else ''} in the library.")
+
+    def _fill_routes(self, view: operations.LibraryView) -> None:
+        self._filling = True
+        for task in view.tasks:
+            combo = self.route_combos.get(task)
+            if combo is None:
+                combo = QComboBox(self.routes_box)
+                combo.setAccessibleName(f"Model for {TASK_LABELS.get(task, task)}")
+                combo.currentIndexChanged.connect(lambda _i, t=task: self._route_chosen(t))
+                self.route_combos[task] = combo
+                self.routes_form.addRow(TASK_LABELS.get(task, task), combo)
+            combo.clear()
+            effective = view.effective.get(task)
+            auto = f"Automatic ({effective})" if effective else "Automatic (no model can do this yet)"
+            combo.addItem(auto, None)
+            for model in view.models:
+                if task in model.tasks and (model.is_gguf or task == "embed"):
+                    combo.addItem(model.display_name, model.id)
+            chosen = view.routes.get(task)
+            index = combo.findData(chosen) if chosen else 0
+            combo.setCurrentIndex(max(0, index))
+        self._filling = False
+
+    def _route_chosen(self, task: str) -> None:
+        if self._filling or self.services is None or self.jobs is None:
+            return
+        model_id = self.route_combos[task].currentData()
+        self.jobs.run(operations.set_route, self.services, task, model_id,
+                      on_done=lambda view: (self._fill(view), self.sig_library_changed.emit()),
+                      on_error=self._error)
+
+    def selected_model(self):
+        item = self.list.currentItem()
+        if item is None or self.view is None:
+            return None
+        model_id = item.data(Qt.ItemDataRole.UserRole)
+        return next((m for m in self.view.models if m.id == model_id), None)
+
+    def _show_details(self) -> None:
+        model = self.selected_model()
+        self._update_buttons()
+        if model is None:
+            for value in self.fields.values():
+                value.setText("")
+            self.licence.clear()
+            return
+        meta = model.metadata or {}
+        values = {
+            "display_name": model.display_name,
+            "id": model.id,
+            "source": {"pack": "Default model pack", "user": "Imported", "trained": "Trained here"}.get(
+                model.source, model.source),
+            "architecture": meta.get("architecture") or "unknown",
+            "parameters": human_count(meta.get("parameter_count")),
+            "quantization": meta.get("quantization") or "unknown",
+            "context_length": f"{meta['context_length']:,} tokens" if meta.get("context_length") else "unknown",
+            "size": human_size(model.size_bytes),
+            "tasks": ", ".join(TASK_LABELS.get(t, t) for t in model.tasks) or "none",
+            "path": model.path,
+            "sha256": model.sha256 or "not computed",
+        }
+        for key, text in values.items():
+            self.fields[key].setText(str(text))
+            self.fields[key].setToolTip(str(text))
+        licence = model.licence_text or meta.get("licence") or "No licence is stated in this file."
+        if licence.lstrip().lower().startswith(("<!doctype", "<html")):
+            self.licence.setHtml(licence_body(licence))
+        else:
+            self.licence.setPlainText(licence)
+
+    def _update_buttons(self) -> None:
+        model = self.selected_model()
+        ready = self.services is not None and not self.importing
+        self.import_button.setEnabled(ready)
+        removable = ready and model is not None and model.source != "pack"
+        self.remove_button.setEnabled(removable)
+        self.remove_button.setToolTip("Models of the default pack cannot be removed." if model is not None
+                                      and model.source == "pack" else "Take the model out of the library")
+
+    # ----- import ------------------------------------------------------------------------------
+    def open_import_dialog(self) -> QFileDialog:
+        """The file dialog, opened without blocking; choosing files imports them."""
+        dialog = QFileDialog(self, "Import a GGUF model")
+        dialog.setAccessibleName("Choose model files")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setNameFilters(["GGUF models (*.gguf)", "All files (*)"])
+        dialog.setDirectory(str(Path.home()))
+        dialog.filesSelected.connect(self.import_paths)
+        dialog.finished.connect(lambda _r: dialog.deleteLater())
+        self.file_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def import_paths(self, paths: list[str]) -> None:
+        paths = [p for p in paths if p]
+        if not paths or self.services is None or self.jobs is None or self.importing:
+            return
+        self.importing = True
+        self._update_buttons()
+        names = ", ".join(Path(p).name for p in paths)
+        self.status.setText(f"Checking {names}…")
+        self.jobs.run(operations.import_models, self.services, paths, on_done=self._imported, on_error=self._import_failed)
+
+    def _imported(self, outcome: operations.ImportOutcome) -> None:
+        self.importing = False
+        self._update_buttons()
+        if outcome.added:
+            self.refresh(select=outcome.added[-1].id)
+            self.sig_library_changed.emit()
+            self.status.setText("Added " + ", ".join(m.display_name for m in outcome.added) + ".")
+        if outcome.errors:
+            self.status.setText("Nothing was added." if not outcome.added else self.status.text())
+            self.show_error("The model could not be imported", "\n\n".join(outcome.errors))
+        self.sig_import_finished.emit(len(outcome.added), len(outcome.errors))
+
+    def _import_failed(self, message: str, _exc: Any) -> None:
+        self.importing = False
+        self._update_buttons()
+        self.show_error("The model could not be imported", message)
+        self.sig_import_finished.emit(0, 1)
+
+    # drag and drop (GUI thread: only paths travel, the job reads the files)
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if _local_paths(event.mimeData()) and self.services is not None:
+            event.acceptProposedAction()
+            self._set_drop_active(True)
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        if _local_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802
+        self._set_drop_active(False)
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        self._set_drop_active(False)
+        paths = _local_paths(event.mimeData())
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.import_paths(paths)
+
+    def _set_drop_active(self, active: bool) -> None:
+        self.drop_zone.setProperty("active", "true" if active else "false")
+        self.drop_zone.style().unpolish(self.drop_zone)
+        self.drop_zone.style().polish(self.drop_zone)
+
+    # ----- remove ---------------------------------------------------------------------------------
+    def ask_remove(self) -> QMessageBox | None:
+        """First question: take it out of the library, and optionally delete the file."""
+        model = self.selected_model()
+        if model is None or model.source == "pack":
+            return None
+        box = QMessageBox(QMessageBox.Icon.Question, "Remove model",
+                          f"Remove “{model.display_name}” from the library?", parent=self)
+        box.setInformativeText(f"The file stays on disk unless you tick the box:\n{model.path}")
+        # Parented to the box: a parentless check box would be freed by Python under Qt's feet.
+        check = QCheckBox("Also delete the file from disk", box)
+        check.setAccessibleName("Also delete the model file from disk")
+        box.setCheckBox(check)
+        remove = box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
+        remove.setAccessibleName("Remove the model")
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+
+        def answered(_result: int) -> None:
+            self.active_dialog = None
+            if box.clickedButton() is not remove:
+                return
+            if box.checkBox().isChecked():
+                self._ask_delete_file(model)
+            else:
+                self._remove(model.id, delete_file=False)
+
+        box.finished.connect(answered)
+        box.finished.connect(lambda _r: box.deleteLater())
+        self.active_dialog = box
+        box.open()
+        return box
+
+    def _ask_delete_file(self, model) -> QMessageBox:
+        """The second confirmation: a file is never deleted on one click."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete model file",
+                          f"Delete {Path(model.path).name} from disk for good?", parent=self)
+        box.setInformativeText(f"{model.path}\n\nThis cannot be undone.")
+        delete = box.addButton("Delete file", QMessageBox.ButtonRole.DestructiveRole)
+        delete.setAccessibleName("Delete the model file")
+        keep = box.addButton("Keep the file", QMessageBox.ButtonRole.RejectRole)
+        keep.setAccessibleName("Remove from the library but keep the file")
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+
+        def answered(_result: int) -> None:
+            self.active_dialog = None
+            clicked = box.clickedButton()
+            if clicked is delete:
+                self._remove(model.id, delete_file=True, confirmed=True)
+            elif clicked is keep:
+                self._remove(model.id, delete_file=False)
+
+        box.finished.connect(answered)
+        box.finished.connect(lambda _r: box.deleteLater())
+        self.active_dialog = box
+        box.open()
+        return box
+
+    def _remove(self, model_id: str, delete_file: bool, confirmed: bool = False) -> None:
+        if self.services is None or self.jobs is None:
+            return
+        self.jobs.run(operations.remove_model, self.services, model_id, delete_file, confirmed,
+                      on_done=self._removed, on_error=self._error)
+
+    def _removed(self, record) -> None:
+        self.status.setText(f"Removed {record.display_name}.")
+        self.refresh()
+        self.sig_library_changed.emit()
+
+    # ----- messages ------------------------------------------------------------------------------
+    def show_error(self, title: str, text: str) -> QMessageBox:
+        """One clear dialog, window-modal and non-blocking."""
+        if self.active_dialog is not None:
+            self.active_dialog.close()
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAccessibleName(title)
+        box.finished.connect(lambda _r: setattr(self, "active_dialog", None))
+        box.finished.connect(lambda _r: box.deleteLater())
+        self.active_dialog = box
+        box.open()
+        return box
+
+    def _error(self, message: str, _exc: Any = None) -> None:
+        self.show_error("The model library", message)
