@@ -18,8 +18,7 @@ from tests.assistant.test_documents import embed, engine, minilm_gguf  # noqa: F
 @pytest.fixture(scope="module")
 def smollm2() -> str:
     path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    if path is None:
-        pytest.skip("the default model pack (SmolLM2) is not installed")
+    assert path is not None, "the default model pack (SmolLM2) is missing: `make test` installs it"
     return str(path)
 
 

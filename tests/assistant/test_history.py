@@ -597,18 +597,24 @@ def test_export_to_a_missing_or_impossible_folder_leaves_nothing(history, conver
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == ["a-file"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_export_to_a_read_only_folder_is_a_clear_error(history, conversations, tmp_path):
     conversations.create("x")
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
+    if os.geteuid() == 0:
+        # Root ignores file modes; sysfs refuses new files even to root.
+        folder, restore = Path("/sys/kernel"), None
+    else:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o500)
+        restore = folder
+    before = sorted(p.name for p in folder.iterdir())
     try:
         with pytest.raises(HistoryError, match="Permission denied"):
             history.export(folder / "out.json", "json")
-        assert list(folder.iterdir()) == []
+        assert sorted(p.name for p in folder.iterdir()) == before
     finally:
-        folder.chmod(0o700)
+        if restore is not None:
+            restore.chmod(0o700)
 
 
 DISK_FULL_CHILD = """
