@@ -13,7 +13,6 @@ keeps a row with ``status = 'error'`` and its message, and no chunks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -33,6 +32,7 @@ from assistant.ingest import (
     parse_file,
 )
 from assistant.store import Store
+from engine.library import sha256_file
 
 #: Collection used when the user names none.
 DEFAULT_COLLECTION = "default"
@@ -63,14 +63,6 @@ class Progress:
     chunks: int = 0
     message: str = ""
     totals: dict = field(default_factory=dict)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def engine_embedder(services) -> EmbedFn:
@@ -245,7 +237,7 @@ class Documents:
             return "unchanged", 0
         document = parse_file(path)  # IngestError: caller records it
         # Hash after parsing so that a refused file (too large, wrong type) is never read whole.
-        sha = file_sha256(path)
+        sha = sha256_file(path)
         if existing and not force and existing["status"] == "indexed" and existing["sha256"] == sha:
             with self.store.transaction() as conn:  # touched, not changed: remember the new mtime
                 conn.execute("UPDATE doc_files SET mtime = ?, size = ? WHERE n = ?", (stat.st_mtime, stat.st_size, existing["n"]))

@@ -64,7 +64,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from assistant.atomic import WriteFailedError, atomic_write
+from assistant.atomic import WriteFailedError, atomic_write, fsync_dir
 from assistant.config import default_paths
 from assistant.conversations import (
     MAX_TITLE_CHARS,
@@ -480,20 +480,6 @@ def _remove_quietly(path: Path) -> None:
             pass
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable; some filesystems cannot, which is no error."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -568,8 +554,8 @@ def _swap_in(db_path: Path, prepared: Path, keep_as: Path) -> Path | None:
                 pass
         _remove_quietly(prepared)
         raise HistoryError(f"Cannot replace {db_path}: {exc.strerror or exc}; nothing was changed.") from None
-    _fsync_dir(db_path.parent)
-    _fsync_dir(keep_as.parent)
+    fsync_dir(db_path.parent)
+    fsync_dir(keep_as.parent)
     return keep_as if moved else None
 
 
@@ -901,7 +887,7 @@ class History:
             self._store.backup_to(tmp)
             _fsync_file(tmp)
             os.replace(tmp, final)
-            _fsync_dir(self.backups_dir)
+            fsync_dir(self.backups_dir)
         except (sqlite3.Error, OSError) as exc:
             _remove_quietly(tmp)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc

@@ -120,14 +120,6 @@ def expected_sha256(model: PackModel) -> str | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(4 * 1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def joined_path(model: PackModel, models_dir: Path) -> Path:
     return Path(models_dir) / model.file
 

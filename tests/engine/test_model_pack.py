@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from engine import model_pack
-from engine.library import ModelTooLargeError, check_fits, inspect_model
+from engine.library import ModelTooLargeError, check_fits, inspect_model, sha256_file
 
 
 def test_pack_is_located_without_importing_the_packages():
@@ -21,7 +21,7 @@ def test_pack_is_located_without_importing_the_packages():
 def test_gemma_parts_are_joined_once_and_checked(tmp_path):
     target = model_pack.join_parts(model_pack.GEMMA3, tmp_path)
     assert target.name == "gemma-3-270m-q4_k_m.gguf"
-    assert model_pack._sha256(target) == model_pack.expected_sha256(model_pack.GEMMA3)
+    assert sha256_file(target) == model_pack.expected_sha256(model_pack.GEMMA3)
     mtime = target.stat().st_mtime_ns
     assert model_pack.join_parts(model_pack.GEMMA3, tmp_path) == target
     assert target.stat().st_mtime_ns == mtime, "a second call must not join again"
