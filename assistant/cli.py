@@ -15,6 +15,7 @@ from assistant.config import default_paths
 from assistant.documents import DocumentsError
 from assistant.documents_cli import add_documents_commands
 from assistant.history_cli import add_history_commands, store_error_message
+from assistant.tasks_cli import add_task_commands
 from assistant.models import LibraryError, ModelRecord
 from assistant.store import Store, StoreError
 from engine.client import EngineRequestError
@@ -299,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_history_commands(sub)
     add_documents_commands(sub)
+    add_task_commands(sub)
     return parser
 
 

@@ -366,5 +366,19 @@ class EngineClient:
             return array.astype(np.float32), done.get("metrics", {})
         return array.tolist()
 
+    def classify(self, model_path: str, texts: list[str], labels: list[str], prefix: str = "",
+                 template: str = "{text}", **options: Any) -> RequestHandle:
+        """Label log-probabilities for many texts (worker ``classify``); ``scores`` events
+        carry each finished batch, the ``done`` result all of them."""
+        return self.request("classify", {"model": str(model_path), "texts": list(texts), "labels": list(labels),
+                                         "prefix": prefix, "template": template, **options})
+
+    def generate_batch(self, model_path: str, items: list[str], prefix: str = "", max_tokens: int | list[int] = 256,
+                       stop: list[str] | None = None, **options: Any) -> RequestHandle:
+        """Greedy continuations of prefix + each item, side by side (worker ``generate_batch``);
+        ``token`` events carry ``index``, ``item`` events each finished continuation."""
+        return self.request("generate_batch", {"model": str(model_path), "items": list(items), "prefix": prefix,
+                                               "max_tokens": max_tokens, "stop": list(stop or []), **options})
+
     def stderr_tail(self, lines: int = 20) -> list[str]:
         return list(self._stderr_tail)[-lines:]

@@ -391,7 +391,23 @@ class LoadedModel:
             raise exc
         return GenerationResult(text=text, finish_reason=finish, metrics=metrics)
 
+    # ----- many sequences at once (classification, batched translation) -----------------
+    def batch_context(self):
+        """The model's multi-sequence context (:mod:`engine.classify`), created on first use
+        so that chat-only sessions never pay its memory. Same thread rules as the model."""
+        context = getattr(self, "_batch_context", None)
+        if context is None:
+            from engine.classify import BatchContext
+
+            context = self._batch_context = BatchContext(self)
+        return context
+
     def close(self) -> None:
+        # The batch context shares this model's weights: free it before them.
+        context = getattr(self, "_batch_context", None)
+        if context is not None:
+            context.close()
+            self._batch_context = None
         if getattr(self, "ctx", None):
             llama_cpp.llama_free(self.ctx)
             self.ctx = None

@@ -254,6 +254,106 @@ class Worker:
         tokens = self._prompt_tokens(model, prompt)
         return self._generate(request_id, model, tokens, sampling, extra={})
 
+    # ----- many items at once: label scoring and batched greedy continuation -------------
+    def _batch_inputs(self, model, params: dict, key: str) -> tuple[list[int], list]:
+        """The prefix's tokens (the app's own text: special tokens parsed) and the items."""
+        items = params.get(key)
+        if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+            raise RequestError(f"'{key}' must be a list of strings.", "bad_request")
+        prefix = str(params.get("prefix", ""))
+        meta = self._model_meta[model.path]
+        prefix_tokens = model.tokenize(prefix, add_special=bool(meta["add_bos"]), parse_special=True)
+        return prefix_tokens, items
+
+    def do_classify(self, request_id: str, params: dict) -> dict | None:
+        """Score ``texts`` by the log-probability of each label's first token after
+        ``prefix`` + ``template`` (with ``{text}`` replaced by the text). Emits a ``scores``
+        event per decoded batch (``start``, ``scores``) so that a cancelled request keeps
+        its finished part; the text itself is tokenized with special tokens left as text."""
+        from engine.llama_runtime import Cancelled, EngineError
+
+        model = self._model(request_id, params)
+        prefix_tokens, texts = self._batch_inputs(model, params, "texts")
+        template = str(params.get("template", "{text}"))
+        if template.count("{text}") != 1:
+            raise RequestError("The classification template must contain {text} exactly once.", "bad_request")
+        before, after = template.split("{text}")
+        head = model.tokenize(before, add_special=False, parse_special=True) if before else []
+        tail = model.tokenize(after, add_special=False, parse_special=True) if after else []
+        labels = params.get("labels")
+        if not isinstance(labels, list) or len(labels) < 2:
+            raise RequestError("Classification needs at least two labels.", "bad_request")
+        label_tokens = []
+        for label in labels:
+            tokens = model.tokenize(str(label), add_special=False, parse_special=False)
+            if not tokens:
+                raise RequestError(f"The label {label!r} has no tokens.", "bad_request")
+            label_tokens.append(tokens[0])
+        if len(set(label_tokens)) != len(label_tokens):
+            raise RequestError("Two labels start with the same token, so their scores cannot be told apart; "
+                               "choose label words that differ in their first token.", "bad_request")
+        suffixes = []
+        for text in texts:
+            body = model.tokenize(text, add_special=False, parse_special=False) if text else []
+            suffixes.append(head + body + tail)
+        started = time.perf_counter()
+        context = model.batch_context()
+        try:
+            evaluated = context.set_prefix(prefix_tokens, cancel=self._current_cancel)
+            scores = context.score(
+                suffixes, label_tokens, cancel=self._current_cancel,
+                on_batch=lambda start, rows: self.emit(request_id, "scores", start=start, scores=rows))
+        except Cancelled:
+            self.emit(request_id, "error", message="Stopped.", kind="cancelled")
+            return None
+        except EngineError as exc:
+            raise RequestError(str(exc), "classification") from exc
+        elapsed = time.perf_counter() - started
+        n_tokens = sum(len(context.clip(s)) for s in suffixes)
+        return {"result": {"scores": scores, "label_tokens": label_tokens},
+                "metrics": {"items": len(texts), "prefix_tokens": len(prefix_tokens), "prefix_tokens_evaluated": evaluated,
+                            "item_tokens": n_tokens, "total_ms": elapsed * 1000.0,
+                            "items_per_s": len(texts) / elapsed if elapsed > 0 else None}}
+
+    def do_generate_batch(self, request_id: str, params: dict) -> dict | None:
+        """Greedy continuation of ``prefix`` + each of ``items``, many side by side. Streams
+        ``token`` events with ``index`` and ``text`` and an ``item`` event (``index``, ``text``,
+        ``finish_reason``) as each item finishes, so a cancelled request keeps those."""
+        from engine.llama_runtime import Cancelled, EngineError
+
+        model = self._model(request_id, params)
+        prefix_tokens, items = self._batch_inputs(model, params, "items")
+        stop = params.get("stop") or []
+        if not isinstance(stop, list) or not all(isinstance(x, str) for x in stop):
+            raise RequestError("Stop words must be a list of strings.", "bad_request")
+        max_tokens = params.get("max_tokens", 256)
+        max_tokens = list(max_tokens) if isinstance(max_tokens, list) else [max_tokens] * len(items)
+        if len(max_tokens) != len(items) or not all(isinstance(n, int) and n >= 1 for n in max_tokens):
+            raise RequestError("max_tokens must be a positive whole number (or one per item).", "bad_request")
+        # The items carry the user's text: special tokens stay text, so typing "<eos>" cannot end a prompt.
+        suffixes = [model.tokenize(item, add_special=False, parse_special=False) for item in items]
+        started = time.perf_counter()
+        context = model.batch_context()
+        emit = self.emit
+        try:
+            evaluated = context.set_prefix(prefix_tokens, cancel=self._current_cancel)
+            texts = context.generate(
+                suffixes, max_tokens, stop, cancel=self._current_cancel,
+                on_text=lambda index, text: emit(request_id, "token", index=index, text=text),
+                on_done=lambda index, text, reason: emit(request_id, "item", index=index, text=text,
+                                                         finish_reason=reason),
+                max_parallel=params.get("max_parallel"))
+        except Cancelled:
+            self.emit(request_id, "error", message="Stopped.", kind="cancelled")
+            return None
+        except EngineError as exc:
+            raise RequestError(str(exc), "generation") from exc
+        elapsed = time.perf_counter() - started
+        return {"result": {"texts": texts},
+                "metrics": {"items": len(items), "prefix_tokens": len(prefix_tokens),
+                            "prefix_tokens_evaluated": evaluated,
+                            "item_tokens": sum(len(s) for s in suffixes), "total_ms": elapsed * 1000.0}}
+
     def _sampling(self, params: dict) -> SamplingParams:
         try:
             return SamplingParams.from_dict(params.get("sampling"))
