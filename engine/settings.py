@@ -46,6 +46,10 @@ class EngineSettings:
     # Cap on the worker's address space in bytes (0 = 75% of physical memory), so a hostile
     # model file can exhaust only the worker, never the desktop.
     memory_limit_bytes: int = 0
+    # Models kept loaded at once (least recently used unloaded first): the chat, translate and
+    # embedding models of the default pack stay warm, so moving between pages never reloads;
+    # fewer are kept when free memory is short.
+    max_loaded_models: int = 3
 
     def to_dict(self) -> dict:
         return asdict(self)

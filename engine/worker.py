@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from typing import Any
 
 from engine import privacy
@@ -54,7 +55,8 @@ class Worker:
         self._state_lock = threading.Lock()
         self._current_id: str | None = None
         self._current_cancel = threading.Event()
-        self.models: dict[str, Any] = {}  # path -> LoadedModel; one at a time for now
+        # path -> LoadedModel, least recently used first (see EngineSettings.max_loaded_models)
+        self.models: OrderedDict[str, Any] = OrderedDict()
         self._model_meta: dict[str, dict] = {}
 
     # ----- output -----------------------------------------------------------------------
@@ -146,19 +148,29 @@ class Worker:
         settings = EngineSettings.from_dict({**self.settings.to_dict(), **(params.get("engine") or {})})
         loaded = self.models.get(path)
         if loaded is not None and loaded.settings == settings:
+            self.models.move_to_end(path)
             return loaded
         from engine.llama_runtime import EngineError, LoadedModel
 
         self.emit(request_id, "status", state="loading", model=path)
         inspection = inspect_model(path, with_hash=False)
-        for old in list(self.models.values()):  # free the old one first: memory is the limit
-            old.close()
-        self.models.clear()
+        if loaded is not None:  # same file, other settings: this copy goes
+            self._unload(path)
+        while len(self.models) >= max(1, int(settings.max_loaded_models)):
+            self._unload(next(iter(self.models)))
         summary = inspection.summary
         # llama.cpp caps the context at what the model was trained for; so does the estimate.
         n_ctx = min(int(settings.n_ctx), int(summary.get("context_length") or settings.n_ctx))
-        check_fits(summary.get("file_size") or os.path.getsize(path), summary.get("kv_bytes_per_token", 0),
-                   n_ctx, os.path.basename(path), free=self._free_memory(settings))
+        while True:
+            try:
+                check_fits(summary.get("file_size") or os.path.getsize(path), summary.get("kv_bytes_per_token", 0),
+                           n_ctx, os.path.basename(path), free=self._free_memory(settings))
+                break
+            except ModelTooLargeError:
+                if not self.models:
+                    raise
+                # Memory is the limit: unload the least recently used model and look again.
+                self._unload(next(iter(self.models)))
         try:
             loaded = LoadedModel(path, settings)
         except EngineError as exc:
@@ -176,6 +188,11 @@ class Worker:
         }
         self.emit(request_id, "status", state="ready", model=path, load_ms=round(loaded.load_ms, 1))
         return loaded
+
+    def _unload(self, path: str) -> None:
+        model = self.models.pop(path, None)
+        if model is not None:
+            model.close()
 
     @staticmethod
     def _free_memory(settings: EngineSettings) -> int:

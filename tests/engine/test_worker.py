@@ -223,3 +223,24 @@ def test_a_model_that_would_not_fit_is_refused_with_the_numbers(engine, smollm2_
     assert info.value.kind == "too_large"
     assert "needs about" in str(info.value) and "is free" in str(info.value)
     assert engine.ping()["pid"] == engine.pid
+
+
+def test_models_stay_warm_across_tasks_and_the_least_recent_goes_first(smollm2_path, gemma_path, tmp_path):
+    import shutil
+
+    third = tmp_path / "smollm2-copy.gguf"
+    shutil.copyfile(smollm2_path, third)
+    settings = EngineSettings(max_loaded_models=2, n_ctx=512)
+    with EngineClient(settings=settings) as client:
+        def loads(path: str) -> int:
+            handle = client.request("complete", {"model": path, "prompt": "Hello", "sampling": {"max_tokens": 1, "temperature": 0}})
+            return sum(1 for event in handle.events() if event.get("event") == "status" and event.get("state") == "loading")
+
+        assert loads(smollm2_path) == 1
+        assert loads(gemma_path) == 1
+        assert loads(smollm2_path) == 0, "switching back to a warm model does not reload it"
+        assert set(client.ping()["loaded"]) == {smollm2_path, gemma_path}
+        assert loads(str(third)) == 1
+        loaded = client.ping()["loaded"]
+        assert gemma_path not in loaded, "the least recently used model was unloaded"
+        assert set(loaded) == {smollm2_path, str(third)}
