@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from ui import operations
 from ui.markdown import SafeTextBrowser, render
+from ui.suggesting_edit import SuggestingTextEdit, SuggestionController
 from ui.theme import COLORS
 
 if TYPE_CHECKING:
@@ -222,8 +223,9 @@ class MessageView(QFrame):
         QGuiApplication.clipboard().setText(self.text)
 
 
-class Composer(QPlainTextEdit):
-    """The message box: Enter sends, Shift+Enter adds a line, it grows with its text."""
+class Composer(SuggestingTextEdit):
+    """The message box: Enter sends, Shift+Enter adds a line, it grows with its text; grey
+    writing suggestions as the user types (Tab accepts)."""
 
     sig_send_requested = Signal()
 
@@ -238,7 +240,7 @@ class Composer(QPlainTextEdit):
         self.document().documentLayout().documentSizeChanged.connect(self._grow)
         self._grow()
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+    def handle_key(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
                 self.textCursor().insertText("\n")
@@ -246,7 +248,7 @@ class Composer(QPlainTextEdit):
             if not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
                 self.sig_send_requested.emit()
                 return
-        super().keyPressEvent(event)
+        super().handle_key(event)
 
     def lines_shown(self) -> int:
         # QPlainTextEdit's layout measures its document in lines (wrapped ones included).
@@ -318,6 +320,7 @@ class ChatPane(QWidget):
         self.colors = COLORS["light"]
         self.conversation_id: str | None = None
         self.model_id: str | None = None
+        self.suggestions: SuggestionController | None = None  # built with the services
         self.system_prompt = ""
         self.models: list = []
         self.views: list[MessageView] = []
@@ -460,9 +463,32 @@ class ChatPane(QWidget):
 
     # ----- services --------------------------------------------------------------------
     def set_services(self, services: "Services", jobs: "Jobs") -> None:
+        from assistant.suggestions import Suggester
+
         self.services = services
         self.jobs = jobs
+        # Suggestions continue the text with the conversation's own model: it is the one the
+        # engine has loaded, so asking costs no model switch.
+        suggester = Suggester(lambda: services.engine, self._suggestion_model_path,
+                              lambda: bool(services.settings.suggestions_enabled))
+        self.suggestions = SuggestionController(self.composer, suggester, self)
         self.new_conversation()
+
+    def _suggestion_model_path(self) -> str:
+        """Any thread: the file of the conversation's model (the chat default if none is chosen)."""
+        services = self.services
+        model_id = self.model_id
+        if model_id:
+            try:
+                return services.library.get(model_id).path
+            except Exception:
+                pass  # removed meanwhile: the default chat model is the sensible fallback
+        return services.library.for_task("chat").path
+
+    def shutdown_suggestions(self) -> None:
+        """GUI thread, at close: no more suggestions; wait for the one being asked."""
+        if self.suggestions is not None:
+            self.suggestions.shutdown()
 
     def set_colors(self, colors: dict) -> None:
         self.colors = colors

@@ -89,6 +89,15 @@ class DocumentsPane(QWidget):
         self.answer.setOpenLinks(False)
         self.answer.anchorClicked.connect(self._open_link)
         self.passage = QTextBrowser()
+        for widget, name in ((self.collection, "Collection"), (add_files, "Add files"), (add_folder, "Add folder"),
+                             (self.remove_button, "Remove selected documents"), (self.reindex_button, "Re-index"),
+                             (self.cancel_button, "Cancel indexing"), (self.progress, "Indexing progress"),
+                             (self.progress_label, "Indexing status"), (self.files, "Indexed documents"),
+                             (self.question, "Question about your documents"),
+                             (self.only_documents, "Answer only from my documents"),
+                             (self.budget_label, "Context budget"), (self.answer, "Answer with sources"),
+                             (self.passage, "Source passage")):
+            widget.setAccessibleName(name)
 
         buttons = QHBoxLayout()
         for widget in (self.collection, add_files, add_folder, self.remove_button, self.reindex_button, self.cancel_button):

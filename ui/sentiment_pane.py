@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -129,6 +130,14 @@ class SentimentPane(QWidget):
         self.results_table.setHorizontalHeaderLabels(["Line", "Text", "Label", "Confidence"])
         self.results_table.horizontalHeader().setStretchLastSection(False)
         self.results_table.setColumnWidth(1, 420)
+        self.results_table.setAccessibleName("Results")
+        self.results_table.setCornerButtonEnabled(False)  # select-all by a nameless corner is no help
+        for corner in self.results_table.findChildren(QAbstractButton):
+            corner.setAccessibleName("Select all results")
+        for button, name in ((self.analyse_button, "Analyse text"), (self.open_button, "Open a file"),
+                             (self.run_button, "Analyse file"), (self.stop_button, "Stop analysis"),
+                             (self.export_button, "Export results as CSV")):
+            button.setAccessibleName(name)
         self.chart = DistributionChart()
         self.status = QLabel("")
         self.status.setWordWrap(True)

@@ -17,7 +17,6 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -30,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from assistant.suggestions import Suggester
 from ui.jobs import _foreign_thread_bookkeeping  # reused: Python's bookkeeping for pool threads
+from ui.suggesting_edit import SuggestingTextEdit, SuggestionController
 from assistant.translation import (
     SUPPORTED,
     SegmentDone,
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 #: Pause in typing before the text is translated again.
 TRANSLATE_DEBOUNCE_MS = 700
-#: Pause in typing before a suggestion is asked for.
-SUGGEST_DEBOUNCE_MS = 250
 
 
 def _user_message(exc: BaseException) -> str:
@@ -88,71 +86,6 @@ class GeneratorJob(QRunnable):
                 self.signals.sig_job_finished.emit()
 
 
-class SuggestingTextEdit(QPlainTextEdit):
-    """A text box that shows a grey suggestion after the cursor; Tab accepts it, any other
-    key dismisses it (and is typed as usual). GUI thread only."""
-
-    sig_suggestion_wanted = Signal(str)  # the text before the cursor, after a pause
-    sig_suggestion_dismissed = Signal()
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.suggestion = ""
-        self.suggestions_enabled = True
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(SUGGEST_DEBOUNCE_MS)
-        self._timer.timeout.connect(self._ask)
-
-    def _ask(self) -> None:
-        cursor = self.textCursor()
-        if self.suggestions_enabled and cursor.atEnd() and not cursor.hasSelection():
-            self.sig_suggestion_wanted.emit(self.toPlainText())
-
-    def show_suggestion(self, text: str, for_text: str) -> None:
-        """Shown only if the text has not changed since it was asked for."""
-        if for_text == self.toPlainText() and text:
-            self.suggestion = text
-            self.viewport().update()
-
-    def dismiss(self) -> None:
-        self._timer.stop()
-        if self.suggestion:
-            self.suggestion = ""
-            self.viewport().update()
-        self.sig_suggestion_dismissed.emit()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() == Qt.Key.Key_Tab and self.suggestion:
-            text, self.suggestion = self.suggestion, ""
-            self.moveCursor(self.textCursor().MoveOperation.End)
-            self.insertPlainText(text)
-            self.viewport().update()
-            return
-        self.dismiss()
-        super().keyPressEvent(event)
-        if event.text() and self.suggestions_enabled:
-            self._timer.start()
-
-    def paintEvent(self, event) -> None:
-        super().paintEvent(event)
-        if not self.suggestion:
-            return
-        rect = self.cursorRect()
-        painter = QPainter(self.viewport())
-        color = QColor(self.palette().text().color())
-        color.setAlpha(110)
-        painter.setPen(color)
-        painter.setFont(self.font())
-        baseline = rect.top() + self.fontMetrics().ascent()
-        painter.drawText(rect.right() + 1, baseline, self.suggestion)
-        painter.end()
-
-
-class _SuggestionBridge(QObject):
-    sig_suggestion_received = Signal(str, str)  # suggestion, the text it continues
-
-
 class TranslatePane(QWidget):
     """Self-contained: give it the services; call :meth:`shutdown` before it goes away."""
 
@@ -184,6 +117,8 @@ class TranslatePane(QWidget):
         self.translate_button = QPushButton("Translate")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
+        self.translate_button.setAccessibleName("Translate now")
+        self.stop_button.setAccessibleName("Stop translating")
         top = QHBoxLayout()
         top.addWidget(QLabel("From"))
         top.addWidget(self.source_combo)
@@ -220,25 +155,7 @@ class TranslatePane(QWidget):
         self.translate_button.clicked.connect(self.translate)
         self.stop_button.clicked.connect(self.stop)
 
-        self._bridge = _SuggestionBridge(self)
-        self._bridge.sig_suggestion_received.connect(self.source_edit.show_suggestion)
-        self.source_edit.sig_suggestion_wanted.connect(self._want_suggestion)
-        self.source_edit.sig_suggestion_dismissed.connect(self.suggester.cancel)
-
-    # ----- suggestions ------------------------------------------------------------------
-    def _want_suggestion(self, text: str) -> None:
-        bridge = self._bridge
-
-        def deliver(suggestion) -> None:  # the suggester's private thread
-            if not self._closed:
-                bridge.sig_suggestion_received.emit(suggestion.text, text)
-
-        def ask() -> None:  # a pool thread: the engine starts lazily and may take a moment
-            with _foreign_thread_bookkeeping():
-                if not self._closed:
-                    self.suggester.request(text, deliver)
-
-        self.pool.start(ask)
+        self.suggestions = SuggestionController(self.source_edit, self.suggester, self)
 
     # ----- translation ------------------------------------------------------------------
     @property
@@ -329,5 +246,5 @@ class TranslatePane(QWidget):
         self.stop()
         for job in list(self._jobs):
             job.stop()
-        self.suggester.cancel()
+        self.suggestions.shutdown(timeout_ms)
         return self.pool.waitForDone(timeout_ms)

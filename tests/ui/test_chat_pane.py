@@ -214,3 +214,32 @@ def test_markdown_replies_render_code_lists_and_tables(qtbot, qapp):
     assert any(document.findBlockByNumber(i).textList() is not None for i in range(document.blockCount()))
     view.copy()
     assert QApplication.clipboard().text() == view.text
+
+
+def test_composer_suggests_the_next_words_tab_accepts_and_typing_dismisses(qtbot, window):
+    composer = window.chat.composer
+    qtbot.waitUntil(lambda: window.chat.ready, timeout=60000)
+    composer.setFocus()
+    qtbot.keyClicks(composer, "The capital of France is")
+    qtbot.waitUntil(lambda: bool(composer.suggestion), timeout=120000)
+    suggestion = composer.suggestion
+    qtbot.keyClick(composer, Qt.Key.Key_Tab)
+    assert composer.toPlainText() == "The capital of France is" + suggestion
+    assert composer.hasFocus(), "Tab with a suggestion accepts it instead of moving the focus"
+    qtbot.keyClicks(composer, " and")
+    assert composer.suggestion == "", "typing on dismisses"
+    qtbot.keyClick(composer, Qt.Key.Key_Tab)
+    assert not composer.hasFocus(), "without a suggestion Tab moves the focus as before"
+
+
+def test_composer_suggestions_follow_the_setting(qtbot, window, services):
+    qtbot.waitUntil(lambda: window.chat.ready and window.settings_pane.isEnabled(), timeout=60000)
+    window.settings_pane.suggestions.setChecked(False)
+    window.settings_pane.flush()
+    qtbot.waitUntil(lambda: not window.chat.composer.suggestions_enabled, timeout=30000)
+    assert services.settings.suggestions_enabled is False
+    composer = window.chat.composer
+    composer.setFocus()
+    qtbot.keyClicks(composer, "The capital of France is")
+    qtbot.wait(1500)
+    assert composer.suggestion == ""
