@@ -1,0 +1,340 @@
+"""Training jobs as the app sees them: prepare, check, start, follow, cancel, resume.
+
+Qt-free core under the Train pane (and usable from the CLI). The work itself runs in its
+own process, ``python -m training.run JOB.json`` (torch never enters the GUI process);
+this module writes the job folder, checks before anything starts that the job can work
+(data, architecture, memory, disk) and raises :class:`TrainingJobError` with a readable
+message when not, then spawns the process and turns its JSON lines into typed events.
+
+Threading: :meth:`TrainingJobs.prepare_documents` reads the database and writes files, and
+:meth:`TrainingProcess.events` blocks on the child's output: call them from a worker thread
+(the GUI's pool / QProcess adapter), never the GUI thread. :meth:`TrainingProcess.cancel`
+is safe from any thread (it only sends SIGTERM; the job saves a checkpoint and exits 3).
+
+The two torch-free helpers of the training package it imports (``training.resources``,
+``training.base_model.check_architecture``, ``training.lora.config``) keep one definition
+of "supported" and "fits this machine" for both processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from assistant.atomic import atomic_write, atomic_write_text
+from assistant.config import AppPaths
+from training.base_model import BaseModelError, check_architecture, is_cached
+from training.lora.config import PRESETS, LoraTrainConfig, preset
+from training.resources import ResourceError, check_resources
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Rough characters per token of these models' tokenizers on prose; only for the early
+#: "too little text" check, the job counts real tokens again.
+CHARS_PER_TOKEN = 4.0
+#: Training blocks (plus one held out) the early check asks for; training.datasets has the same.
+MIN_BLOCKS = 5
+#: Lines of the job's stderr quoted when it dies without saying why.
+STDERR_TAIL_LINES = 8
+
+
+class TrainingJobError(ValueError):
+    """A job that cannot start or went wrong; str() is the message for the user."""
+
+
+# ----- typed events -----------------------------------------------------------------------
+@dataclass
+class TrainingEvent:
+    """One line of a job's progress; ``data`` holds every field the line had."""
+
+    kind: str  # start, step, eval, checkpoint, message, resumed, done, error, cancelled
+    data: dict = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.kind in ("done", "error", "cancelled")
+
+
+@dataclass
+class StepEvent(TrainingEvent):
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    tokens_per_s: float = 0.0
+    eta_s: float = 0.0
+
+
+def parse_event(line: str) -> TrainingEvent | None:
+    """A progress line as a typed event; None for anything that is not one (stray output)."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        return None
+    kind = data["event"]
+    if kind == "step":
+        return StepEvent(kind, data, int(data.get("step", 0)), int(data.get("total_steps", 0)), data.get("loss"),
+                         float(data.get("tokens_per_s", 0.0)), float(data.get("eta_s", 0.0)))
+    return TrainingEvent(kind, data)
+
+
+# ----- documents from the store -------------------------------------------------------------
+def _merge_chunks(chunks: list[str]) -> str:
+    """A file's text from its stored chunks: each chunk repeats the last paragraphs of the one
+    before (retrieval overlap), which training must not see twice."""
+    pieces: list[str] = []
+    for chunk in chunks:
+        parts = chunk.split("\n\n")
+        overlap = 0
+        for k in range(min(len(parts), len(pieces)), 0, -1):
+            if pieces[-k:] == parts[:k]:
+                overlap = k
+                break
+        pieces.extend(parts[overlap:])
+    return "\n\n".join(pieces)
+
+
+def collection_documents(store, collections: list[str]) -> list[dict]:
+    """[{"title", "text"}] of every indexed file in ``collections`` (names), in path order."""
+    if not collections:
+        raise TrainingJobError("Choose at least one document collection to train on.")
+    with store.reading() as conn:
+        known = {r[0]: r[1] for r in conn.execute("SELECT name, n FROM doc_collections")}
+        missing = [c for c in collections if c not in known]
+        if missing:
+            raise TrainingJobError(f"No document collection called {', '.join(map(repr, missing))} "
+                                   f"(collections: {', '.join(sorted(known)) or 'none'}).")
+        ids = [known[c] for c in collections]
+        marks = ",".join("?" * len(ids))
+        files = conn.execute(f"SELECT n, title, path FROM doc_files WHERE collection_n IN ({marks}) "
+                             f"AND status = 'indexed' ORDER BY path", ids).fetchall()
+        docs = []
+        for file_n, title, path in files:
+            chunks = [r[0] for r in conn.execute("SELECT text FROM doc_chunks WHERE file_n = ? ORDER BY ordinal",
+                                                 (file_n,))]
+            text = _merge_chunks(chunks)
+            if text.strip():
+                docs.append({"title": title or Path(path).name, "text": text})
+    if not docs:
+        raise TrainingJobError(f"The collection{'s' if len(collections) > 1 else ''} {', '.join(collections)} "
+                               "hold no indexed documents with text. Add documents first.")
+    return docs
+
+
+# ----- jobs -----------------------------------------------------------------------------------
+@dataclass
+class JobSpec:
+    """A prepared job folder; ``job`` is what job.json holds."""
+
+    folder: Path
+    job: dict
+
+    @property
+    def job_file(self) -> Path:
+        return self.folder / "job.json"
+
+
+class TrainingJobs:
+    """Prepares and starts training jobs under ``<data>/training``. One per app (Services)."""
+
+    def __init__(self, paths: AppPaths, store=None, python: str | None = None):
+        self.paths = paths
+        self.store = store
+        self.python = python or sys.executable
+
+    @property
+    def root(self) -> Path:
+        return self.paths.data_dir / "training"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def cache_root(self) -> Path:
+        return self.root / "base-cache"
+
+    # ----- checks -----------------------------------------------------------------------------
+    def _config(self, preset_name: str, settings: dict | None) -> LoraTrainConfig:
+        if preset_name not in PRESETS:
+            raise TrainingJobError(f"Unknown preset {preset_name!r}; choose {', '.join(PRESETS)}.")
+        try:
+            LoraTrainConfig.from_dict(settings or {})
+            return preset(preset_name, **(settings or {}))
+        except (TypeError, ValueError) as exc:
+            raise TrainingJobError(str(exc)) from exc
+
+    def check(self, base_gguf: Path, config: LoraTrainConfig, out_dir: Path, tokens: int | None = None) -> None:
+        """Everything that can be known before the job starts; raises TrainingJobError."""
+        try:
+            check_architecture(Path(base_gguf))
+        except BaseModelError as exc:
+            raise TrainingJobError(str(exc)) from exc
+        if tokens is not None:
+            needed = MIN_BLOCKS * config.seq_len
+            if tokens < needed:
+                raise TrainingJobError(f"Too little text: about {tokens} tokens, at least {needed} are needed "
+                                       f"({MIN_BLOCKS} blocks of {config.seq_len}). Add more documents.")
+        try:
+            check_resources(Path(base_gguf), self.cache_root, out_dir, config)
+        except ResourceError as exc:
+            raise TrainingJobError(str(exc)) from exc
+
+    # ----- preparing ----------------------------------------------------------------------------
+    def _new_folder(self, name: str) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = self.runs_dir / f"{stamp}-{name}-{uuid.uuid4().hex[:6]}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def _job(self, folder: Path, base_gguf: Path, dataset: dict, preset_name: str, settings: dict | None,
+             name: str) -> JobSpec:
+        job = {"kind": "lora", "name": name, "base_gguf": str(Path(base_gguf).resolve()),
+               "cache_root": str(self.cache_root), "output_dir": str(folder), "dataset": dataset,
+               "preset": preset_name, "settings": dict(settings or {}), "created_at": time.time()}
+        atomic_write_text(folder / "job.json", json.dumps(job, indent=2))
+        return JobSpec(folder, job)
+
+    def prepare_documents(self, collections: list[str], base_gguf: Path, preset_name: str = "balanced",
+                          settings: dict | None = None, name: str = "documents") -> JobSpec:
+        """A continued pre-training job on the text of ``collections`` (worker thread)."""
+        if self.store is None:
+            raise TrainingJobError("No document store is open.")
+        config = self._config(preset_name, settings)
+        docs = collection_documents(self.store, list(collections))
+        tokens = int(sum(len(d["text"]) for d in docs) / CHARS_PER_TOKEN)
+        self.check(base_gguf, config, self.runs_dir, tokens)
+        folder = self._new_folder(name)
+        with atomic_write(folder / "documents.jsonl") as handle:
+            for doc in docs:
+                handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        return self._job(folder, base_gguf, {"type": "documents", "path": str(folder / "documents.jsonl"),
+                                             "collections": list(collections)}, preset_name, settings, name)
+
+    def prepare_translation(self, memory_file: Path, base_gguf: Path, source: str | None = None,
+                            target: str | None = None, preset_name: str = "balanced",
+                            settings: dict | None = None, name: str = "translation") -> JobSpec:
+        """A job teaching the translator's prompt format from a TSV/TMX translation memory."""
+        from training.datasets import DatasetError, read_translation_memory
+
+        config = self._config(preset_name, settings)
+        try:
+            src, tgt, pairs = read_translation_memory(Path(memory_file))
+        except DatasetError as exc:
+            raise TrainingJobError(str(exc)) from exc
+        if len(pairs) < 20:
+            raise TrainingJobError(f"{Path(memory_file).name} has {len(pairs)} usable pairs; at least 20 are needed.")
+        source, target = source or src, target or tgt
+        if {source, target} != {src, tgt}:
+            raise TrainingJobError(f"{Path(memory_file).name} holds {src}/{tgt} pairs, not {source}->{target}.")
+        tokens = int(sum(len(s) + len(t) + 20 for s, t in pairs) / CHARS_PER_TOKEN)
+        self.check(base_gguf, config, self.runs_dir, tokens)
+        folder = self._new_folder(name)
+        return self._job(folder, base_gguf, {"type": "translation_memory", "path": str(Path(memory_file).resolve()),
+                                             "source": source, "target": target}, preset_name, settings, name)
+
+    # ----- running ------------------------------------------------------------------------------
+    def start(self, spec: JobSpec, resume: bool = False) -> "TrainingProcess":
+        return TrainingProcess.spawn(self.python, spec.job_file, resume)
+
+    def resume(self, folder: Path) -> "TrainingProcess":
+        folder = Path(folder)
+        job_file = folder / "job.json"
+        if not job_file.is_file():
+            raise TrainingJobError(f"{folder} is not a training job folder (no job.json).")
+        if not (folder / "checkpoints" / "latest").is_file():
+            raise TrainingJobError("This job has no checkpoint yet; start it again instead of resuming.")
+        return TrainingProcess.spawn(self.python, job_file, resume=True)
+
+    def runs(self) -> list[dict]:
+        """Job folders, newest first, with their result when finished."""
+        out = []
+        if self.runs_dir.is_dir():
+            for folder in sorted(self.runs_dir.iterdir(), reverse=True):
+                if not (folder / "job.json").is_file():
+                    continue
+                result = folder / "result.json"
+                out.append({"folder": str(folder), "job": json.loads((folder / "job.json").read_text()),
+                            "result": json.loads(result.read_text()) if result.is_file() else None,
+                            "resumable": (folder / "checkpoints" / "latest").is_file() and not result.is_file()})
+        return out
+
+
+class TrainingProcess:
+    """A running ``python -m training.run``; iterate :meth:`events` on a worker thread."""
+
+    def __init__(self, process: subprocess.Popen, job_file: Path, log_path: Path):
+        self.process = process
+        self.job_file = job_file
+        self.log_path = log_path
+        self.result: dict | None = None
+
+    @classmethod
+    def spawn(cls, python: str, job_file: Path, resume: bool = False) -> "TrainingProcess":
+        log_path = job_file.parent / "stderr.log"
+        log = open(log_path, "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+        args = [python, "-m", "training.run", str(job_file)] + (["--resume"] if resume else [])
+        try:
+            process = subprocess.Popen(args, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=log, env=env, text=True, encoding="utf-8", bufsize=1)
+        finally:
+            log.close()
+        return cls(process, job_file, log_path)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def events(self) -> Iterator[TrainingEvent]:
+        """Progress events until the job ends; the last one is always final (done/error/cancelled)."""
+        final = None
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            event = parse_event(line)
+            if event is None:
+                continue
+            if event.kind == "done":
+                self.result = event.data.get("result")
+            if event.final:
+                final = event
+            yield event
+        code = self.process.wait()
+        self.process.stdout.close()
+        if final is None:
+            yield TrainingEvent("error", {"message": self._death_message(code), "exit_code": code})
+
+    def _death_message(self, code: int) -> str:
+        tail = ""
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            tail = "\n".join(lines[-STDERR_TAIL_LINES:])
+        except OSError:
+            pass
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return (f"The training process {how} before finishing; it can be resumed from its last checkpoint."
+                + (f"\n{tail}" if tail else ""))
+
+    def cancel(self) -> None:
+        """Ask the job to save and stop (SIGTERM); it ends with a ``cancelled`` event."""
+        if self.process.poll() is None:
+            try:
+                self.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout)

@@ -1,0 +1,186 @@
+"""Training jobs from the app's side: a job from document collections in the real store or a
+translation memory, the checks before start, the process's typed events, cancel and resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant import training_jobs as tj
+from assistant.config import AppPaths
+from assistant.documents import Documents
+from assistant.store import Store
+from engine import model_pack
+
+PEPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "documents" / "typing-peps"
+SMALL = {"rank": 4, "alpha": 8, "seq_len": 32, "batch_size": 2, "max_steps": 3, "eval_blocks": 2,
+         "warmup_steps": 0, "checkpoint_every": 1000, "threads": 1}
+
+
+def hashed_embed(texts):
+    """Unit vectors from the text's hash: the store needs an embedding per chunk; training
+    never reads them, so the engine's embedder is not needed here."""
+    out = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(8) for t in texts]).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def smollm2():
+    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
+    assert path is not None, "the default model pack (SmolLM2) is missing: `make test` installs it"
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "db.sqlite3")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def jobs_(data_dir, store):
+    paths = AppPaths(data_dir)
+    service = tj.TrainingJobs(paths, store)
+    # Share the test session's dequantized base cache instead of making a new one per test.
+    shared = Path(__file__).resolve().parents[2] / ".pytest_cache" / "training-base-cache"
+    shared.mkdir(parents=True, exist_ok=True)
+    service.root.mkdir(parents=True, exist_ok=True)
+    (service.root / "base-cache").symlink_to(shared)
+    return service
+
+
+def add_docs(store, names, collection="peps"):
+    assert PEPS.is_dir(), f"the shared corpus {PEPS} is missing"
+    docs = Documents(store, hashed_embed)
+    progress = list(docs.add_paths([PEPS / n for n in names], collection))
+    assert progress[-1].totals["errors"] == 0
+    return docs
+
+
+def test_stored_chunks_give_back_each_document_once(store):
+    add_docs(store, ["pep-0526.rst", "pep-0593.rst"])
+    docs = tj.collection_documents(store, ["peps"])
+    assert [d["title"] for d in docs] and len(docs) == 2
+    for doc in docs:
+        paragraphs = [p for p in doc["text"].split("\n\n") if len(p) > 80]
+        # the chunks' retrieval overlap is removed: no long paragraph appears twice in a row
+        assert all(a != b for a, b in zip(paragraphs, paragraphs[1:]))
+    with store.reading() as conn:
+        stored = sum(len(r[0]) for r in conn.execute("SELECT text FROM doc_chunks"))
+    assert sum(len(d["text"]) for d in docs) < stored  # overlap was there and is gone
+
+
+def test_documents_job_runs_with_typed_events(jobs_, store, smollm2):
+    add_docs(store, ["pep-0526.rst"])
+    spec = jobs_.prepare_documents(["peps"], smollm2, "quick", SMALL, name="peps")
+    assert spec.job_file.is_file() and (spec.folder / "documents.jsonl").is_file()
+    job = json.loads(spec.job_file.read_text())
+    assert job["dataset"]["collections"] == ["peps"] and job["preset"] == "quick"
+    process = jobs_.start(spec)
+    events = list(process.events())
+    assert events[-1].kind == "done", events[-1].data
+    steps = [e for e in events if isinstance(e, tj.StepEvent)]
+    assert [s.step for s in steps] == [1, 2, 3] and all(s.tokens_per_s > 0 for s in steps)
+    assert process.result["steps"] == 3 and Path(process.result["adapter_dir"]).is_dir()
+    runs = jobs_.runs()
+    assert runs[0]["result"]["steps"] == 3 and not runs[0]["resumable"]
+
+
+def test_cancel_then_resume(jobs_, store, smollm2):
+    add_docs(store, ["pep-0526.rst"])
+    spec = jobs_.prepare_documents(["peps"], smollm2, "quick", {**SMALL, "max_steps": 4})
+    process = jobs_.start(spec)
+    events = []
+    for event in process.events():
+        events.append(event)
+        if isinstance(event, tj.StepEvent) and event.step == 1:
+            process.cancel()
+    assert events[-1].kind == "cancelled" and process.wait() == 3
+    assert jobs_.runs()[0]["resumable"]
+    resumed = list(jobs_.resume(spec.folder).events())
+    assert resumed[-1].kind == "done" and resumed[-1].data["result"]["steps"] == 4
+    assert any(e.kind == "resumed" for e in resumed)
+
+
+def test_a_killed_job_is_reported_not_hidden(jobs_, store, smollm2):
+    add_docs(store, ["pep-0526.rst"])
+    spec = jobs_.prepare_documents(["peps"], smollm2, "quick", {**SMALL, "max_steps": 50})
+    process = jobs_.start(spec)
+    events = []
+    for event in process.events():
+        events.append(event)
+        if event.kind == "start":
+            process.kill()
+    assert events[-1].kind == "error" and "killed by signal 9" in events[-1].data["message"]
+
+
+def test_clear_errors_before_the_job_starts(jobs_, store, smollm2, tmp_path):
+    with pytest.raises(tj.TrainingJobError, match="No document collection called 'nope'"):
+        jobs_.prepare_documents(["nope"], smollm2)
+    with pytest.raises(tj.TrainingJobError, match="at least one document collection"):
+        jobs_.prepare_documents([], smollm2)
+    Documents(store, hashed_embed).collection_id("empty", create=True)
+    with pytest.raises(tj.TrainingJobError, match="no indexed documents"):
+        jobs_.prepare_documents(["empty"], smollm2)
+    short = tmp_path / "short.txt"
+    short.write_text("A single short note.", encoding="utf-8")
+    list(Documents(store, hashed_embed).add_paths([short], "short"))
+    with pytest.raises(tj.TrainingJobError, match="Too little text"):
+        jobs_.prepare_documents(["short"], smollm2)
+
+    add_docs(store, ["pep-0526.rst"])
+    with pytest.raises(tj.TrainingJobError, match="Not enough memory"):
+        jobs_.prepare_documents(["peps"], smollm2, settings={"batch_size": 100000, "seq_len": 32})
+    with pytest.raises(tj.TrainingJobError, match="Unknown preset"):
+        jobs_.prepare_documents(["peps"], smollm2, "fastest")
+
+    import gguf
+
+    bert = tmp_path / "bert.gguf"
+    writer = gguf.GGUFWriter(str(bert), "bert")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(tj.TrainingJobError, match="'bert' model"):
+        jobs_.prepare_documents(["peps"], bert)
+
+    memory = tmp_path / "memory.tsv"
+    memory.write_text("eng\tfra\nhello\tbonjour\n", encoding="utf-8")
+    with pytest.raises(tj.TrainingJobError, match="1 usable pairs"):
+        jobs_.prepare_translation(memory, smollm2)
+    assert not list(jobs_.runs_dir.glob("*")) if jobs_.runs_dir.exists() else True  # nothing half-made
+
+
+def test_translation_memory_job_is_prepared(jobs_, smollm2, tmp_path):
+    memory = tmp_path / "memory.tsv"
+    memory.write_text("eng\tfra\n" + "".join(f"I see {i} birds.\tJe vois {i} oiseaux.\n" for i in range(200)),
+                      encoding="utf-8")
+    spec = jobs_.prepare_translation(memory, smollm2, "en", "fr", "quick", SMALL)
+    assert spec.job["dataset"] == {"type": "translation_memory", "path": str(memory.resolve()),
+                                   "source": "en", "target": "fr"}
+    with pytest.raises(tj.TrainingJobError, match="not en->de"):
+        jobs_.prepare_translation(memory, smollm2, "en", "de")
+
+
+def test_progress_lines_parse_to_typed_events():
+    step = tj.parse_event('{"event": "step", "step": 3, "total_steps": 9, "loss": 2.5, "tokens_per_s": 120.0, "eta_s": 30}')
+    assert isinstance(step, tj.StepEvent) and (step.step, step.total_steps, step.loss, step.eta_s) == (3, 9, 2.5, 30.0)
+    assert tj.parse_event('{"event": "done", "result": {}}').final
+    assert tj.parse_event("Warning: something printed by a library") is None
+    assert tj.parse_event("[1, 2]") is None
+
+
+def test_importing_the_job_core_does_not_import_torch():
+    code = ("import sys, assistant.training_jobs; bad = [m for m in ('torch', 'transformers', 'peft') "
+            "if m in sys.modules]; print(bad); raise SystemExit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,55 @@
+"""Fixtures of the training tests: the default GGUF models and their dequantized base cache.
+
+The cache is shared by the whole test session (dequantizing costs a minute per model on two
+cores) and kept in ``.pytest_cache`` between sessions: it is keyed by the GGUF's name, size and
+mtime, so a changed model is dequantized again. ``test_base_model`` builds its own fresh cache
+to test creation itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import model_pack
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_CACHE = ROOT / ".pytest_cache" / "training-base-cache"
+PEPS = Path("/work/shared/data/documents/typing-peps")
+if not PEPS.is_dir():
+    PEPS = ROOT.parent / "shared" / "data" / "documents" / "typing-peps"
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
+    assert path is not None, "the default model pack (SmolLM2) is missing: `make test` installs it"
+    return path
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf(joined_pack_dir) -> Path:
+    path = model_pack.locate(model_pack.GEMMA3, joined_pack_dir)
+    assert path is not None, "the default model pack (Gemma 3 270M) is missing: `make test` installs it"
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_cache_root() -> Path:
+    SHARED_CACHE.mkdir(parents=True, exist_ok=True)
+    return SHARED_CACHE
+
+
+@pytest.fixture(scope="session")
+def smollm2_base(smollm2_gguf, base_cache_root):
+    """(model, tokenizer) of SmolLM2 from the cache; tests must not change the model in place."""
+    from training.base_model import load_base
+
+    return load_base(smollm2_gguf, base_cache_root)
+
+
+@pytest.fixture(scope="session")
+def peps_dir() -> Path:
+    assert PEPS.is_dir(), f"the shared corpus {PEPS} is missing"
+    return PEPS

@@ -1,0 +1,115 @@
+"""``python -m training.run`` as a process: progress lines, outputs, kill -9 then --resume,
+SIGTERM saves and exits, and clear errors before a job starts."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from tests.training import jobs
+
+
+def _read_until(proc, predicate) -> list[dict]:
+    seen = []
+    for line in proc.stdout:
+        event = json.loads(line)
+        seen.append(event)
+        if predicate(event):
+            return seen
+    raise AssertionError(f"the job ended before the awaited event; stderr:\n{proc.stderr.read()[-3000:]}")
+
+
+def _no_temp_files(folder):
+    return [p for p in folder.rglob("*") if p.name.startswith(".")]
+
+
+def test_job_reports_progress_and_writes_its_outputs(tmp_path, smollm2_gguf, base_cache_root):
+    job = jobs.lora_job(tmp_path, smollm2_gguf, base_cache_root, max_steps=3)
+    spec = json.loads(job.read_text())
+    spec["export_gguf"] = True  # the llama.cpp adapter through training.export.lora_gguf
+    job.write_text(json.dumps(spec))
+    code, events, err = jobs.run(job)
+    assert code == 0, err[-3000:]
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "done" and "start" in kinds and "eval" in kinds
+    steps = [e for e in events if e["event"] == "step"]
+    assert [s["step"] for s in steps] == [1, 2, 3]
+    for s in steps:
+        assert s["total_steps"] == 3 and isinstance(s["loss"], float) and s["tokens_per_s"] > 0 and s["eta_s"] >= 0
+    result = events[-1]["result"]
+    out = tmp_path / "run"
+    assert result["steps"] == 3 and result["adapter_dir"] == str(out / "adapter")
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    saved = json.loads((out / "job.json").read_text())
+    assert saved["settings"]["max_steps"] == 3 and saved["resolved_settings"]["rank"] == 4
+    assert json.loads((out / "adapter" / "training_config.json").read_text())["kind"] == "lora"
+    assert json.loads((out / "result.json").read_text())["steps"] == 3
+    assert (out / "held_out.jsonl").read_text().strip()
+    assert result["adapter_gguf"] == str(out / "adapter.gguf") and (out / "adapter.gguf").stat().st_size > 0
+    assert result["eval_loss_after"] < result["eval_loss_before"]
+    assert not _no_temp_files(out)
+
+
+def test_kill_9_mid_run_then_resume_finishes(tmp_path, smollm2_gguf, base_cache_root):
+    job = jobs.lora_job(tmp_path, smollm2_gguf, base_cache_root, max_steps=6, checkpoint_every=2)
+    proc = jobs.start(job)
+    try:
+        _read_until(proc, lambda e: e["event"] == "step" and e["step"] == 3)  # checkpoint 2 is written
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    code, events, err = jobs.run(job, "--resume")
+    assert code == 0, err[-3000:]
+    resumed = [e for e in events if e["event"] == "resumed"]
+    assert resumed and resumed[0]["step"] >= 2
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    assert steps == list(range(resumed[0]["step"] + 1, 7))
+    assert events[-1]["event"] == "done" and events[-1]["result"]["steps"] == 6
+    assert events[-1]["result"]["eval_loss_before"] is not None  # kept from the first start
+    assert not _no_temp_files(tmp_path / "run")
+
+
+def test_sigterm_saves_and_exits_cleanly_then_resumes(tmp_path, smollm2_gguf, base_cache_root):
+    job = jobs.lora_job(tmp_path, smollm2_gguf, base_cache_root, max_steps=5, checkpoint_every=1000)
+    proc = jobs.start(job)
+    _read_until(proc, lambda e: e["event"] == "step" and e["step"] == 1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate()
+    assert proc.returncode == 3, err[-3000:]
+    tail = jobs.parse(out)
+    assert tail[-1]["event"] == "cancelled" and tail[-1]["step"] >= 1
+    checkpoint = [e for e in tail if e["event"] == "checkpoint"]
+    assert checkpoint and checkpoint[-1]["step"] == tail[-1]["step"]
+    assert not (tmp_path / "run" / "adapter").exists(), "a cancelled job must not leave a finished adapter"
+    code, events, err = jobs.run(job, "--resume")
+    assert code == 0, err[-3000:]
+    assert events[-1]["result"]["steps"] == 5
+
+
+def test_sigterm_while_preparing_stops_at_once(tmp_path, smollm2_gguf, base_cache_root):
+    job = jobs.lora_job(tmp_path, smollm2_gguf, base_cache_root)
+    proc = jobs.start(job)
+    _read_until(proc, lambda e: e["event"] == "message")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate()
+    assert proc.returncode == 3, err[-3000:]
+    assert jobs.parse(out)[-1]["event"] == "cancelled"
+
+
+def test_bad_input_is_one_clear_error(tmp_path, smollm2_gguf, base_cache_root):
+    job = jobs.lora_job(tmp_path, smollm2_gguf, base_cache_root)
+    (tmp_path / "notes.txt").write_text("Only a line.", encoding="utf-8")
+    code, events, _ = jobs.run(job)
+    assert code == 2 and events[-1]["event"] == "error"
+    assert "Too little text" in events[-1]["message"]
+
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    code, events, _ = jobs.run(tmp_path / "bad.json")
+    assert code == 2 and "cannot be read" in events[-1]["message"]
+
+    spec = json.loads(job.read_text())
+    spec["base_gguf"] = str(tmp_path / "missing.gguf")
+    job.write_text(json.dumps(spec))
+    code, events, _ = jobs.run(job)
+    assert code == 2 and "does not exist" in events[-1]["message"]

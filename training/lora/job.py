@@ -1,0 +1,157 @@
+"""The "lora" job kind: ``run_job(job, reporter) -> result`` for ``python -m training.run``.
+
+Runs in the training process, main thread (every rank under torchrun).
+
+Job file keys:
+  kind: "lora"
+  base_gguf: path of the installed GGUF the adapter is for
+  cache_root: folder of the dequantized base cache (<data>/training/base-cache)
+  output_dir: where job.json, checkpoints/, adapter/, adapter.gguf, result.json go
+  dataset: see training.datasets
+  preset: quick | balanced | thorough; settings: {LoraTrainConfig field: value} on top
+  resume: set by ``training.run --resume``
+  export_gguf: true (default) -> adapter.gguf through training.export.lora_gguf when present
+
+Output folder, when the job is done: ``job.json`` (the config that made everything in it),
+``adapter/`` (peft), ``adapter.gguf`` (llama.cpp LoRA), ``held_out.jsonl`` (texts never
+trained on, for perplexity through llama.cpp), ``result.json``. Finished artefacts are
+written under temporary names and renamed, so a kill never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from training import datasets as ds
+from training.base_model import check_architecture, load_base
+from training.lora.config import config_from_job
+from training.lora.trainer import LoraTrainer, dist_info, write_json_atomic
+from training.progress import ProgressReporter
+from training.resources import check_resources
+
+
+def _export_gguf(adapter_dir: Path, base_gguf: Path, out_dir: Path, reporter: ProgressReporter) -> str | None:
+    try:
+        exporter = importlib.import_module("training.export.lora_gguf")
+    except ModuleNotFoundError:
+        reporter.message("The GGUF adapter exporter is not installed; only the peft adapter was written.")
+        return None
+    target = out_dir / "adapter.gguf"
+    fd, tmp = tempfile.mkstemp(prefix=".adapter.", suffix=".gguf.part", dir=out_dir)
+    os.close(fd)
+    try:
+        written = Path(exporter.export_lora_adapter(adapter_dir, base_gguf, Path(tmp)))
+        os.replace(written, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(target)
+
+
+def _check_exportable(arch: str, base_gguf: Path) -> None:
+    """Refuse before training what the GGUF adapter exporter could not write afterwards."""
+    try:
+        exporter = importlib.import_module("training.export.lora_gguf")
+    except ModuleNotFoundError:
+        return
+    spec = getattr(exporter, "arch_spec", None)
+    if spec is not None:
+        spec(arch, f"The base model {base_gguf.name}")
+
+
+def run_job(job: dict, reporter: ProgressReporter) -> dict:
+    import torch
+
+    dist = dist_info()
+    if dist.active and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and job.get("settings", {}).get("device", "auto") != "cpu" else "gloo"
+        torch.distributed.init_process_group(backend)
+    try:
+        return _run(job, reporter, dist)
+    finally:
+        if dist.active and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
+    config = config_from_job(job)
+    base_gguf = Path(job["base_gguf"])
+    out_dir = Path(job["output_dir"])
+    cache_root = Path(job.get("cache_root") or out_dir.parent / "base-cache")
+    arch = check_architecture(base_gguf)
+    if job.get("export_gguf", True):
+        _check_exportable(arch, base_gguf)
+    check_resources(base_gguf, cache_root, out_dir, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if dist.rank == 0:
+        write_json_atomic(out_dir / "job.json", {**job, "resolved_settings": config.to_dict(), "architecture": arch})
+
+    reporter.message("Preparing the base model (dequantized once, then cached)...")
+    model, tokenizer = load_base(base_gguf, cache_root)
+    reporter.message("Preparing the training data...")
+    data = ds.build(job["dataset"], tokenizer, config.seq_len, config.eval_fraction, config.seed)
+    if dist.rank == 0:
+        write_json_atomic(out_dir / "data.json", data.stats)
+        _write_held_out(out_dir / "held_out.jsonl", data.eval_texts)
+
+    trainer = LoraTrainer(model, tokenizer, data, config, out_dir, reporter, dist)
+    checkpoint = trainer.latest_checkpoint() if job.get("resume") else None
+    eval_before = None
+    if checkpoint is not None:
+        trainer.load_checkpoint(checkpoint)
+        state_file = out_dir / "eval_before.json"
+        if state_file.is_file():
+            eval_before = json.loads(state_file.read_text()).get("eval_loss")
+        reporter.emit("resumed", step=trainer.step, path=str(checkpoint))
+    else:
+        eval_before = trainer.evaluate()
+        if dist.rank == 0:
+            write_json_atomic(out_dir / "eval_before.json", {"eval_loss": eval_before})
+    reporter.emit("start", total_steps=trainer.total_steps, step=trainer.step, device=str(trainer.device),
+                  world_size=dist.world_size, train_blocks=int(len(data.train_ids)), seq_len=config.seq_len,
+                  eval_loss=eval_before, **{k: v for k, v in data.stats.items() if k in ("documents", "pairs")})
+    stats = trainer.train()
+    eval_after = trainer.evaluate()
+    reporter.emit("eval", step=trainer.step, eval_loss=eval_after,
+                  perplexity=math.exp(eval_after) if eval_after is not None else None)
+
+    result = {"output_dir": str(out_dir), **stats, "device": str(trainer.device), "world_size": dist.world_size,
+              "eval_loss_before": eval_before, "eval_loss_after": eval_after,
+              "perplexity_before": math.exp(eval_before) if eval_before is not None else None,
+              "perplexity_after": math.exp(eval_after) if eval_after is not None else None,
+              "held_out": str(out_dir / "held_out.jsonl"), "adapter_dir": None, "adapter_gguf": None}
+    if dist.rank == 0:
+        adapter_dir = out_dir / "adapter"
+        tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
+        try:
+            trainer.peft_model.save_pretrained(tmp)
+            (tmp / "training_config.json").write_text(json.dumps(job, indent=2, default=str), encoding="utf-8")
+            if adapter_dir.exists():
+                shutil.rmtree(adapter_dir)
+            os.replace(tmp, adapter_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        result["adapter_dir"] = str(adapter_dir)
+        if job.get("export_gguf", True):
+            reporter.message("Writing the llama.cpp adapter (GGUF)...")
+            result["adapter_gguf"] = _export_gguf(adapter_dir, base_gguf, out_dir, reporter)
+        write_json_atomic(out_dir / "result.json", result)
+    trainer._barrier()
+    return result
+
+
+def _write_held_out(path: Path, texts: list[str]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".held_out.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        for text in texts:
+            handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

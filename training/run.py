@@ -1,0 +1,103 @@
+"""Entry point of a training job: ``python -m training.run JOB.json [--resume]``.
+
+This module *is* the training process's main thread. It reads the job file, installs the
+SIGTERM/SIGINT handler (which only sets ``reporter.stop_requested``; the job saves a
+checkpoint at its next step boundary and raises ``JobCancelled``), dispatches on
+``job["kind"]`` to ``training.<kind>.job.run_job(job, reporter)`` and reports the outcome as
+the last JSON line:
+
+  {"event": "done", "result": {...}}     exit 0
+  {"event": "error", "message": "..."}   exit 2 (the message is for the user; a traceback,
+                                          if the error was unexpected, goes to stderr)
+  {"event": "cancelled", "step": N}      exit 3 (resume with --resume)
+
+The same command runs under ``torchrun --nproc_per_node N -m training.run JOB.json``; only
+rank 0 writes progress lines and artefacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+# Before anything imports transformers/huggingface_hub: offline, no telemetry, no sockets.
+from engine import privacy
+
+privacy.install()
+
+from training.progress import JobCancelled, ProgressReporter  # noqa: E402
+
+EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 2, 3
+KINDS = ("lora", "distill", "prune", "quantize_lab")
+
+
+class JobFileError(ValueError):
+    """The job file is missing, unreadable or incomplete."""
+
+
+def read_job(path: Path) -> dict:
+    path = Path(path)
+    try:
+        job = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise JobFileError(f"The job file {path} does not exist.") from exc
+    except (OSError, ValueError) as exc:
+        raise JobFileError(f"The job file {path} cannot be read: {exc}") from exc
+    if not isinstance(job, dict) or job.get("kind") not in KINDS:
+        raise JobFileError(f"The job file {path.name} must be an object with kind one of {', '.join(KINDS)}.")
+    return job
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is written for the user (no traceback needed)."""
+    errors: list[type[BaseException]] = [JobFileError, ValueError, MemoryError, OSError]
+    for module, name in (("training.datasets", "DatasetError"), ("training.base_model", "BaseModelError"),
+                         ("training.resources", "ResourceError"), ("training.export.common", "ExportError"),
+                         ("training.export.lora_gguf", "ExportError")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
+    parser.add_argument("job", type=Path, help="job file (JSON)")
+    parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
+    args = parser.parse_args(argv)
+
+    reporter = ProgressReporter(sys.stdout, rank=int(os.environ.get("RANK", 0)))
+    signal.signal(signal.SIGTERM, reporter.request_stop)
+    signal.signal(signal.SIGINT, reporter.request_stop)
+    try:
+        job = read_job(args.job)
+        if args.resume:
+            job["resume"] = True
+        module = importlib.import_module(f"training.{job['kind']}.job")
+        result = module.run_job(job, reporter)
+    except JobCancelled as exc:
+        reporter.emit("cancelled", step=exc.args[0] if exc.args else None)
+        return EXIT_CANCELLED
+    except _user_errors() as exc:
+        if not isinstance(exc, JobFileError):
+            traceback.print_exc()  # stderr is the job's log; the user sees the message line
+        reporter.emit("error", message=str(exc) or type(exc).__name__, type=type(exc).__name__)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: the user gets one line, the log gets the traceback
+        traceback.print_exc()
+        reporter.emit("error", message=f"The training job failed unexpectedly ({type(exc).__name__}: {exc}).",
+                      type=type(exc).__name__)
+        return EXIT_ERROR
+    reporter.emit("done", result=result)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
