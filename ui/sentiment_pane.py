@@ -38,6 +38,7 @@ from assistant.sentiment import (
     export_csv,
     read_table,
 )
+from assistant.sentiment_student import StudentAnalyzer, student_files
 from ui.translate_pane import GeneratorJob
 
 if TYPE_CHECKING:
@@ -103,7 +104,15 @@ class SentimentPane(QWidget):
         self.text_edit.setAccessibleName("Text to analyse")
         self.analyse_button = QPushButton("Analyse")
         self.single_result = QLabel("")
+        # The language model (the teacher) or a fast student taught by it (issue 8).
+        self.model_combo = QComboBox()
+        self.model_combo.setAccessibleName("Sentiment model")
+        self.model_combo.addItem("Language model (most accurate)", "")
+        for student_path in student_files(services.paths.models_dir):
+            self.model_combo.addItem(f"Student: {student_path.stem} (fast)", str(student_path))
+        self.model_combo.currentIndexChanged.connect(self._choose_model)
         single = QHBoxLayout()
+        single.addWidget(self.model_combo)
         single.addWidget(self.text_edit, 1)
         single.addWidget(self.analyse_button)
         single.addWidget(self.single_result)
@@ -156,6 +165,12 @@ class SentimentPane(QWidget):
         self.run_button.clicked.connect(self.run_batch)
         self.stop_button.clicked.connect(self.stop)
         self.export_button.clicked.connect(self._choose_export)
+
+    def _choose_model(self, index: int) -> None:
+        path = self.model_combo.itemData(index)
+        # Both are cheap to build: a student opens its file and MiniLM on first use, in the job.
+        self.analyzer = (StudentAnalyzer.from_services(self.services, path) if path
+                         else SentimentAnalyzer.from_services(self.services))
 
     # ----- jobs -------------------------------------------------------------------------
     @property
