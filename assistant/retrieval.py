@@ -40,6 +40,15 @@ so than that the their them then there these this to was what when where which w
 about into not no yes should would could may might must shall has have had been being we they he she our""".split())
 
 
+def _scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``matrix @ query`` without BLAS. OpenBLAS splits even a 1,300 x 384 product over its
+    threads, and on a busy machine (or beside the engine worker embedding the question)
+    waiting for them costs tens of milliseconds; numpy's own single-threaded loop takes
+    0.1 ms there (p50 against ~40 ms, measured side by side on a loaded two-core machine)
+    and is faster at 50,000 rows too."""
+    return np.einsum("ij,j->i", matrix, query)
+
+
 @dataclass
 class Hit:
     chunk_id: int
@@ -110,14 +119,18 @@ class _IVF:
         self.sorted_matrix = np.ascontiguousarray(matrix[order])
 
     def search(self, query: np.ndarray, nprobe: int, mask: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-        lists = np.argsort(-(self.centroids @ query))[:nprobe]
+        lists = np.argpartition(-_scores(self.centroids, query), min(nprobe, len(self.centroids)) - 1)[:nprobe]
         rows = np.concatenate([np.arange(self.bounds[c], self.bounds[c + 1]) for c in lists])
-        scores = self.sorted_matrix[rows] @ query
+        scores = _scores(self.sorted_matrix[rows], query)
         original = self.order[rows]
         if mask is not None:
             keep = mask[original]
             scores, original = scores[keep], original[keep]
-        top = np.argsort(-scores)[:k]
+        if len(scores) > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            top = top[np.argsort(-scores[top])]
+        else:
+            top = np.argsort(-scores)
         return original[top], scores[top]
 
 
@@ -142,6 +155,8 @@ class Retriever:
         self.nprobe = nprobe  # lists searched; measured recall vs exact in benchmarks/retrieval.py
         self._lock = threading.Lock()
         self._cache: _Matrix | None = None
+        # (index generation, chunk count, {term: document frequency}) for BM25 term pruning.
+        self._df_cache: tuple[int, int | None, dict[str, int]] = (-1, None, {})
 
     # ----- the vector matrix ------------------------------------------------------------------
     def _generation(self) -> int:
@@ -181,13 +196,36 @@ class Retriever:
         terms = match.split(" OR ")
         if len(terms) < 2:
             return match
+        words = [t.strip('"') for t in terms]
+        # Counts are cached per index generation: the chunk count and the terms' document
+        # frequencies were a few ms of every query at 50,000 chunks, and they only change
+        # when documents do.
+        generation = self._generation()
+        with self._lock:
+            if self._df_cache[0] != generation:
+                self._df_cache = (generation, None, {})
+            _, total, cached = self._df_cache
+            df = {w: cached[w] for w in words if w in cached}
         with self.store.reading() as conn:
-            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.doc_chunks_vocab USING fts5vocab(main, doc_chunks_fts, row)")
-            total = conn.execute("SELECT COUNT(*) FROM doc_chunks").fetchone()[0]
+            if total is None:
+                total = int(conn.execute("SELECT COUNT(*) FROM doc_chunks").fetchone()[0])
             if total < 2000:
-                return match  # small collections are fast anyway; keep every signal
-            df = dict(conn.execute(f"SELECT term, doc FROM temp.doc_chunks_vocab WHERE term IN ({','.join('?' * len(terms))})",
-                                   [t.strip('"') for t in terms]).fetchall())
+                new_df = {}
+            else:
+                missing = [w for w in dict.fromkeys(words) if w not in df]
+                new_df = {w: 0 for w in missing}
+                if missing:
+                    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.doc_chunks_vocab "
+                                 "USING fts5vocab(main, doc_chunks_fts, row)")
+                    new_df.update(conn.execute(f"SELECT term, doc FROM temp.doc_chunks_vocab WHERE term IN "
+                                               f"({','.join('?' * len(missing))})", missing).fetchall())
+        with self._lock:
+            if self._df_cache[0] == generation:
+                self._df_cache[2].update(new_df)
+                self._df_cache = (generation, total, self._df_cache[2])
+        if total < 2000:
+            return match  # small collections are fast anyway; keep every signal
+        df.update(new_df)
         kept = [t for t in terms if df.get(t.strip('"'), 0) <= MAX_TERM_SHARE * total]
         return " OR ".join(kept) if kept else match
 
@@ -232,7 +270,7 @@ class Retriever:
         if use_ivf:
             rows, scores = cache.ivf.search(vector, self.nprobe, mask, k)
         else:
-            scores = cache.matrix @ vector
+            scores = _scores(cache.matrix, vector)
             if mask is not None:
                 scores = np.where(mask, scores, -np.inf)
             k_eff = min(k, len(scores))

@@ -264,8 +264,10 @@ class SentimentAnalyzer:
             # Progress per engine batch would need a thread; per chunk keeps this a plain generator.
             _rows, cancelled, m = self._score(model, prefix, [_clean(t) for _, t in chunk], on_rows, cancel)
             results.extend(fresh)
-            for key in ("items", "total_ms"):
+            for key in ("items", "item_tokens", "total_ms"):
                 metrics[key] = metrics.get(key, 0) + (m.get(key) or 0)
+            if m.get("prefix_tokens"):
+                metrics["prefix_tokens"] = m["prefix_tokens"]
             yield SentimentProgress(len(results), total, fresh)
             if cancelled or (cancel is not None and cancel.is_set()):
                 cancelled = True

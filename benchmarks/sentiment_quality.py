@@ -35,11 +35,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# OpenMP threads that spin while waiting lose ~half the engine's speed on a busy two-core
+# machine (measured 1.8x on this one); the worker inherits this, as in benchmarks/retrieval.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 from engine import privacy  # noqa: E402
 
 privacy.install()
 
 from assistant.config import default_paths  # noqa: E402
+from benchmarks import compute_bound  # noqa: E402
 from assistant.sentiment import PromptConfig, SentimentAnalyzer, SentimentFinished  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
@@ -122,7 +127,7 @@ def accuracy(gold: list[int], pred: list[int]) -> float:
     return sum(1 for g, p in zip(gold, pred) if g == p) / len(gold) if gold else float("nan")
 
 
-def run(analyzer: SentimentAnalyzer, texts: list[str]) -> tuple[list, float]:
+def run(analyzer: SentimentAnalyzer, texts: list[str], with_metrics: bool = False):
     analyzer.bias(analyzer.model_path(), analyzer.prefix())  # prefix and calibration cached first
     started = time.perf_counter()
     final = None
@@ -131,6 +136,8 @@ def run(analyzer: SentimentAnalyzer, texts: list[str]) -> tuple[list, float]:
             final = event
     elapsed = time.perf_counter() - started
     assert final is not None and not final.bad_rows
+    if with_metrics:
+        return final.results, elapsed, final.metrics
     return final.results, elapsed
 
 
@@ -157,11 +164,23 @@ def main() -> int:
     with EngineClient(EngineSettings()) as engine:
         # (a) the method
         method = SentimentAnalyzer(engine, _Library(gemma), neutral_below=0.0)
-        results, seconds = run(method, texts)
+        results, seconds, run_metrics = run(method, texts, with_metrics=True)
+        gflops_now = compute_bound.gemm_gflops()  # the machine's rate right after, same load
         pred = [1 if r.positive >= 0.5 else 0 for r in results]
         figures["accuracy"] = round(accuracy(gold, pred), 4)
         figures["macro_f1"] = round(macro_f1(gold, pred), 4)
         figures["sentences_per_s"] = round(len(texts) / seconds, 2)
+        # The arithmetic the target needs, against what this machine multiplies per second
+        # now (benchmarks/compute_bound.py): the ceiling no batching or caching can pass.
+        tokens = run_metrics.get("item_tokens", 0) / max(1, run_metrics.get("items", 0))
+        prefix_tokens = run_metrics.get("prefix_tokens", 0)
+        per_sentence = compute_bound.gflop_per_text(compute_bound.model_shape(gemma), tokens,
+                                                    prefix_tokens + tokens / 2, head=True)
+        figures["tokens_per_sentence"] = round(tokens, 1)
+        figures["gflop_per_sentence"] = round(per_sentence, 2)
+        figures["machine_gemm_gflops"] = round(gflops_now, 1)
+        figures["sentences_per_s_ceiling"] = round(gflops_now / per_sentence, 1)
+        figures["gflops_needed_for_target"] = round(50 * per_sentence, 1)
         for source in ("imdb", "amazon", "yelp"):
             idx = [i for i, s in enumerate(sources) if s == source]
             figures[f"accuracy_{source}"] = round(accuracy([gold[i] for i in idx], [pred[i] for i in idx]), 4)
@@ -208,6 +227,9 @@ def main() -> int:
         cells = [f"{acc:>8.4f}", f"{f1:>8.4f}" if f1 is not None else f"{'':>8}",
                  f"{speed:>8.2f}" if speed is not None else f"{'':>8}"]
         print(f"{name:<48} | " + " | ".join(cells))
+    print(f"compute: {figures['tokens_per_sentence']} tokens and {figures['gflop_per_sentence']} GFLOP a sentence; "
+          f"this machine multiplies {figures['machine_gemm_gflops']} GFLOP/s now, so at most "
+          f"{figures['sentences_per_s_ceiling']} sentences/s; 50/s needs {figures['gflops_needed_for_target']} GFLOP/s")
     met = figures["accuracy"] >= 0.93 and figures["sentences_per_s"] >= 50
     print(json.dumps({"benchmark": "sentiment_quality", "figures": figures,
                       "targets": {"accuracy": 0.93, "sentences_per_s": 50}, "met": met}))

@@ -92,3 +92,29 @@ def test_ivf_index_agrees_with_exact_scan(indexed):
         approx = {c for c, _ in ivf.dense(q, k=10)}
         agree.append(len(exact & approx) / 10)
     assert np.mean(agree) >= 0.9
+
+
+def test_bm25_term_pruning_follows_the_index(indexed):
+    """Near-ubiquitous terms leave a large collection's BM25 query; the document counts
+    behind that are cached per index generation, so new chunks change the decision."""
+    store, _documents, _retriever, _files = indexed
+    with store.reading() as conn:
+        file_n = conn.execute("SELECT n FROM doc_files LIMIT 1").fetchone()[0]
+
+    def add(texts: list[str], start: int) -> None:
+        with store.transaction() as conn:
+            conn.executemany("INSERT INTO doc_chunks (file_n, ordinal, text) VALUES (?, ?, ?)",
+                             [(file_n, start + i, t) for i, t in enumerate(texts)])
+            conn.execute("UPDATE doc_index_state SET generation = generation + 1")
+
+    retriever = Retriever(store, lambda texts: None)
+    add([f"filler passage {i}" for i in range(2400)] + [f"common zebra {i}" for i in range(100)], 10_000)
+    query = fts_query("common zebra")
+    assert retriever._prune(query) == query  # "common" is in 4% of the chunks: kept
+    assert retriever._prune(query) == query  # from the cache: same answer
+    add([f"common word {i}" for i in range(400)], 20_000)  # now in ~17%
+    assert retriever._prune(query) == '"zebra"'
+    hits = retriever.bm25("common zebra", k=5)
+    with store.reading() as conn:
+        texts = [conn.execute("SELECT text FROM doc_chunks WHERE n = ?", (c,)).fetchone()[0] for c, _ in hits]
+    assert len(texts) == 5 and all("zebra" in t for t in texts)
