@@ -6,6 +6,7 @@ previous file and no stray temp file behind.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise WriteFailedError(exc.errno, f"Cannot write to {target.parent}: {exc.strerror}") from exc
+    except ValueError as exc:  # a NUL byte in the name: no file system accepts it
+        raise WriteFailedError(errno.EINVAL, f"{str(target)!r} is not a valid file name") from exc
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle

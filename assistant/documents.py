@@ -98,9 +98,15 @@ class Documents:
                  chunk_tokens: int = 180, overlap_tokens: int = 40):
         self.store = store
         self.embed = embed
-        self.counter = counter or default_counter()
+        self._counter = counter  # the default one loads MiniLM's vocabulary: only when chunking
         self.chunk_tokens = chunk_tokens  # passage budget; MiniLM reads 256 tokens with the heading line
         self.overlap_tokens = overlap_tokens  # carried into the next passage so no sentence loses its context
+
+    @property
+    def counter(self) -> WordPiece:
+        if self._counter is None:
+            self._counter = default_counter()
+        return self._counter
 
     # ----- collections ------------------------------------------------------------------
     def collection_id(self, name: str, create: bool = False) -> int:
@@ -150,11 +156,17 @@ class Documents:
                 errors: list[tuple[str, str]]) -> list[Path]:
         files: list[Path] = []
         for raw in paths:
-            path = Path(raw).expanduser()
+            if not str(raw).strip():  # Path("") is the working folder: never what was meant
+                errors.append(("", "An empty path was given; choose a file or a folder."))
+                continue
             try:
+                path = Path(raw).expanduser()
                 path = path.resolve()
             except OSError:
                 pass
+            except ValueError:  # a NUL byte: no file can have this name
+                errors.append((repr(str(raw)), f"{str(raw)!r} is not a valid file name."))
+                continue
             if path.is_dir():
                 with self.store.transaction() as conn:
                     conn.execute("INSERT OR IGNORE INTO doc_watched (collection_n, path, added_at) VALUES (?, ?, ?)",
@@ -412,11 +424,18 @@ def _like_prefix(path: str) -> str:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    """Supported files under ``folder``, recursively, skipping hidden files and folders."""
+    """Supported files under ``folder``, recursively, skipping hidden files and folders.
+
+    Links are followed only while they stay inside ``folder`` (os.walk does not enter linked
+    folders): a folder the user adds must never pull in files from elsewhere on the disk.
+    """
     out = []
+    root_real = os.path.realpath(folder)
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             if not name.startswith(".") and document_type(name) is not None:
-                out.append(Path(root) / name)
+                path = Path(root) / name
+                if os.path.commonpath([root_real, os.path.realpath(path)]) == root_real:
+                    out.append(path)
     return out

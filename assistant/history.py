@@ -390,6 +390,8 @@ def read_export_file(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_IMPOR
         raise HistoryError(f"Cannot read {path}: permission denied.") from None
     except OSError as exc:
         raise HistoryError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    except ValueError:  # a NUL byte in the name
+        raise HistoryError(f"{str(path)!r} is not a valid file name.") from None
     if len(data) > max_bytes:
         raise HistoryError(f"{path} is too large to import (the limit is {max_bytes / 1e6:.0f} MB).")
     try:
@@ -783,7 +785,10 @@ class History:
             raise HistoryError(f"Export format must be json or md, not {fmt!r}.")
         target = Path(path)
         if target.is_dir():
-            what = f"conversation-{conversation_id[:12]}" if conversation_id else "history"
+            # An imported id can hold "/", "..", NUL: only safe characters reach the file name,
+            # so the export lands in the chosen folder and nowhere else.
+            safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", conversation_id[:12]) if conversation_id else ""
+            what = f"conversation-{safe_id}" if conversation_id else "history"
             target = target / f"{what}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.{fmt}"
         if fmt == "json":
             doc = self.export_document(conversation_id, include_deleted=include_deleted)

@@ -30,6 +30,11 @@ class NewerSchemaError(StoreError):
     pass
 
 
+class DiskFullError(StoreError, sqlite3.OperationalError):
+    """A write found the disk full; it was rolled back and everything saved before is intact.
+    Also an OperationalError, so code that already handled SQLite's own error still does."""
+
+
 class CorruptDatabaseError(StoreError):
     def __init__(self, message: str, path: Path):
         super().__init__(message)
@@ -295,11 +300,17 @@ class Store:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
                 self._conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite may already have rolled back by itself (a full disk does that).
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and not isinstance(exc, StoreError) \
+                        and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise DiskFullError(
+                        f"The disk holding {self.path.parent} is full, so this change was not saved; "
+                        "everything saved before is intact. Free some space and try again.") from exc
+                raise
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:

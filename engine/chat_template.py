@@ -53,6 +53,26 @@ class _RefusingSandbox(ImmutableSandboxedEnvironment):
     def unsafe_undefined(self, obj, attribute):
         raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} object is unsafe")
 
+    # The sandbox guards attributes, not sizes: ``'a' * 10**10`` or ``9 ** (9 ** 9)`` would
+    # allocate gigabytes or compute for minutes before the output cap could see anything.
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(left, int) and isinstance(right, int) \
+                and abs(left) > 1 and right * max(abs(left).bit_length(), 1) > 4096:
+            raise SecurityError("a power larger than 4096 bits is unsafe")
+        if operator in ("*", "+"):
+            size = 0
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int):
+                        size = len(seq) * n
+            elif isinstance(left, (str, bytes, list, tuple)) and isinstance(right, (str, bytes, list, tuple)):
+                size = len(left) + len(right)
+            if size > MAX_RENDERED_CHARS:
+                raise SecurityError(f"a value of {size} items is larger than a prompt may be")
+        return super().call_binop(context, operator, left, right)
+
 
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
@@ -135,7 +155,8 @@ def render_chat(
                 raise
             warning = f"{exc} The {fallback} template was used instead."
         except (jinja2.TemplateError, TypeError, ValueError, AttributeError, IndexError, KeyError,
-                RecursionError, OverflowError, ArithmeticError) as exc:
+                RecursionError, OverflowError, ArithmeticError, MemoryError) as exc:
+            # MemoryError: a template that grows a value past the worker's address-space cap.
             warning = f"The model's chat template failed ({type(exc).__name__}: {exc}); the {fallback} template was used instead."
     text = _render(fallback_source(fallback), clean, bos_token, eos_token, add_generation_prompt)
     return RenderedPrompt(text=text, template_name=fallback, warning=warning)
