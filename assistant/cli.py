@@ -255,6 +255,49 @@ def cmd_chat(args, services: Services) -> int:
     return 0
 
 
+# ----- serve ----------------------------------------------------------------------------
+def cmd_serve(args, services: Services) -> int:
+    """Run the local OpenAI-compatible API until Ctrl+C or SIGTERM (main thread)."""
+    import signal
+
+    from assistant.api_server import EXPOSE_FLAG, ApiServer, ApiServerConfig, ApiServerError, is_loopback
+    from assistant.settings import api_token_path, load_or_create_api_token
+
+    port = services.settings.api_server_port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise LibraryError(f"--port must be between 0 and 65535, not {port}.")
+    config = ApiServerConfig(host=args.host, port=port, allow_non_loopback=args.expose)
+    token = load_or_create_api_token(services.paths.data_dir, rotate=args.new_token)
+    server = ApiServer(services, config, token=token)
+    try:
+        server.start()
+    except ApiServerError as exc:
+        _print_err(str(exc))
+        return EXIT_USER_ERROR
+    if not is_loopback(server.host):
+        _print_err(f"warning: listening on {server.host} ({EXPOSE_FLAG}): anyone who can reach this address "
+                   "and has the token can use your models.")
+    print(f"OpenAI-compatible API at {server.url}")
+    print(f"Token: {token}" if args.show_token else
+          f"Token: in {api_token_path(services.paths.data_dir)} (print it with --show-token)")
+    print("Models: " + ", ".join(m.id for m in services.library.list()))
+    print("Ctrl+C stops.", flush=True)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    print("Stopped.", file=sys.stderr)
+    return 0
+
+
 # ----- parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assistant", description="A private, local assistant for small language models.")
@@ -298,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.set_defaults(handler=cmd_models_route)
 
+    serve = sub.add_parser("serve", help="local OpenAI-compatible API on 127.0.0.1, with a bearer token")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless you also "
+                                                           "pass --i-understand-this-exposes-the-api)")
+    serve.add_argument("--port", type=int, help="port (default: the one in Settings, 8642; 0 picks a free one)")
+    serve.add_argument("--show-token", action="store_true", help="print the bearer token")
+    serve.add_argument("--new-token", action="store_true", help="replace the token with a fresh one")
+    serve.add_argument("--i-understand-this-exposes-the-api", dest="expose", action="store_true",
+                       help="allow a --host other than loopback: other machines can then reach the API")
+    serve.set_defaults(handler=cmd_serve)
+
     add_history_commands(sub)
     add_documents_commands(sub)
     add_task_commands(sub)
@@ -330,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         services = build_services()
         return int(args.handler(args, services) or 0)
+    except BrokenPipeError:
+        # The reader went away (`assistant models list | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except StoreError as exc:
         _print_err(store_error_message(exc, default_paths().backups_dir))
         return EXIT_USER_ERROR

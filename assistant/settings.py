@@ -5,9 +5,16 @@ Plain dataclasses; load and save on any worker thread (the store serialises).
 
 from __future__ import annotations
 
+import os
+import secrets
+import stat
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from engine.settings import EngineSettings, SamplingParams
+
+#: The local API server's bearer token lives in this file of the data folder (mode 0600).
+API_TOKEN_FILE = "api_token"
 
 
 @dataclass
@@ -24,6 +31,11 @@ class AppSettings:
     suggestions_enabled: bool = True
     # The system prompt of new conversations; empty uses the model's own default.
     default_system_prompt: str = ""
+    # The local OpenAI-compatible API (Settings switch): off until the user turns it on.
+    api_server_enabled: bool = False
+    # Its port on 127.0.0.1; 8642 is clear of the usual local model servers (Ollama 11434,
+    # llama.cpp 8080, LM Studio 1234).
+    api_server_port: int = 8642
 
     @classmethod
     def load(cls, store) -> "AppSettings":
@@ -35,7 +47,38 @@ class AppSettings:
             font_size=int(data.get("font_size", cls.font_size)),
             suggestions_enabled=bool(data.get("suggestions_enabled", cls.suggestions_enabled)),
             default_system_prompt=str(data.get("default_system_prompt", cls.default_system_prompt)),
+            api_server_enabled=bool(data.get("api_server_enabled", cls.api_server_enabled)),
+            api_server_port=int(data.get("api_server_port", cls.api_server_port)),
         )
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def api_token_path(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / API_TOKEN_FILE
+
+
+def load_or_create_api_token(data_dir: str | os.PathLike, rotate: bool = False) -> str:
+    """The API server's bearer token, generated on first use (or with ``rotate``).
+
+    Any thread. Written atomically; the temp file is created 0600 (mkstemp), so the token
+    is never readable by other users, not even for a moment. A token file that has
+    become readable by others is tightened back to 0600.
+    """
+    from assistant.atomic import atomic_write_text
+
+    path = api_token_path(data_dir)
+    if not rotate:
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            token = ""
+        if token:
+            if stat.S_IMODE(path.stat().st_mode) & 0o077:
+                os.chmod(path, 0o600)
+            return token
+    token = secrets.token_urlsafe(32)
+    atomic_write_text(path, token + "\n")
+    os.chmod(path, 0o600)  # mkstemp already made it 0600; say so explicitly for other umasks
+    return token

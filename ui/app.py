@@ -17,7 +17,7 @@ What happens on which thread, in order:
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import assistant  # noqa: F401  (installs the privacy guard before anything else is imported)
 
@@ -28,6 +28,9 @@ from ui.theme import ThemeController
 
 if TYPE_CHECKING:
     from assistant.app import Services
+
+#: The reverse-DNS id of the desktop entry, AppStream metainfo and icon (packaging/).
+DESKTOP_ID = "io.github.local_assistant.LocalAssistant"
 
 #: Called with a milestone name ("first_paint", "services_ready", "services_failed") and the window.
 Milestone = Callable[[str, MainWindow], None]
@@ -42,7 +45,9 @@ def application(argv: list[str] | None = None) -> QApplication:
     app.setApplicationName("Local Assistant")
     app.setApplicationDisplayName("Local Assistant")
     app.setOrganizationName("local-assistant")
-    app.setDesktopFileName("local-assistant")
+    # The desktop entry's name (packaging/): lets Wayland and task bars match the window to
+    # its entry and icon.
+    app.setDesktopFileName(DESKTOP_ID)
     return app
 
 
@@ -70,9 +75,23 @@ def _build_services(holder: dict) -> "Services":
     return services
 
 
-def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None) -> int:
-    """Show the window, build the services after its first paint, run until it closes."""
+def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None,
+        open_files: Sequence[str] = ()) -> int:
+    """Show the window, build the services after its first paint, run until it closes.
+
+    ``open_files`` (.gguf paths, "Open with") are imported once the library is open. If a
+    window of the same library is already running, they are handed to it, it comes to the
+    front, and this returns 0 at once (:mod:`ui.single_instance`).
+    """
     app = application(argv)
+    from assistant.config import default_paths
+    from ui.single_instance import SingleInstance, close_on_signals, serve_window
+
+    instance = SingleInstance(default_paths().data_dir)
+    if instance.pass_to_running(list(open_files)):
+        print("Local Assistant is already open: its window was brought to the front"
+              + (" and imports the files." if open_files else "."), file=sys.stderr)
+        return 0
     theme = ThemeController(app)
     theme.apply("system", 0)
     window = MainWindow(theme=theme)
@@ -95,10 +114,15 @@ def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None)
         window.jobs.run(_build_services, holder, on_done=ready, on_error=failed)
 
     window.sig_window_painted.connect(painted)
+    serve_window(instance, window)
+    window.drop_importer.import_files(list(open_files))
+    restore_signals = close_on_signals(window)
     window.show()
     try:
         code = app.exec()
     finally:
+        restore_signals()
+        instance.close()
         window.shutdown()
         services = holder.get("services")
         if services is not None:

@@ -1,5 +1,5 @@
 """Settings: engine threads and context, sampling defaults, theme, font size, the default
-persona. Saved in the store (a job) a moment after each change; theme and font size apply
+persona, the local API server switch (with its address and token). Saved in the store (a job) a moment after each change; theme and font size apply
 at once. GUI thread only.
 """
 
@@ -9,13 +9,17 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QPushButton,
     QPlainTextEdit,
     QScrollArea,
     QSpinBox,
@@ -44,6 +48,7 @@ class SettingsPane(QWidget):
         self.setAccessibleName("Settings")
         self.services: Services | None = None
         self.jobs: Jobs | None = None
+        self.api_switch = None  # assistant.api_server.ServerSwitch, once services arrive
         self._loading = False
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
@@ -152,6 +157,8 @@ class SettingsPane(QWidget):
         form.addRow("", self.suggestions)
         layout.addWidget(chat)
 
+        layout.addWidget(self._build_api(body))
+
         self.status = QLabel("")
         self.status.setObjectName("MutedLabel")
         self.status.setAccessibleName("Settings status")
@@ -159,12 +166,127 @@ class SettingsPane(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+    def _build_api(self, body: QWidget) -> QGroupBox:
+        box = QGroupBox("Local API server", body)
+        form = QFormLayout(box)
+        self.api_enabled = QCheckBox("Serve an OpenAI-compatible API to other programs on this computer", self)
+        self.api_enabled.setAccessibleName("Local API server")
+        self.api_enabled.setToolTip("Editors and scripts can use your models at the address below, with the "
+                                    "token. Only this computer can connect (127.0.0.1).")
+        self.api_enabled.toggled.connect(self._api_toggled)
+        self.api_port = QSpinBox(self)
+        self.api_port.setRange(1024, 65535)
+        self.api_port.setAccessibleName("API server port")
+        self.api_port.setMaximumWidth(220)
+        self.api_port.editingFinished.connect(self._api_port_changed)
+        self.api_url = QLineEdit(self)
+        self.api_url.setReadOnly(True)
+        self.api_url.setAccessibleName("API address")
+        self.api_token = QLineEdit(self)
+        self.api_token.setReadOnly(True)
+        self.api_token.setEchoMode(QLineEdit.EchoMode.Password)  # shown on request: screens get shared
+        self.api_token.setAccessibleName("API token")
+        self.api_show_token = QPushButton("Show", self)
+        self.api_show_token.setCheckable(True)
+        self.api_show_token.setAccessibleName("Show API token")
+        self.api_show_token.toggled.connect(self._api_show_toggled)
+        self.api_copy_url = QPushButton("Copy", self)
+        self.api_copy_url.setAccessibleName("Copy API address")
+        self.api_copy_url.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.api_url.text()))
+        self.api_copy_token = QPushButton("Copy", self)
+        self.api_copy_token.setAccessibleName("Copy API token")
+        self.api_copy_token.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.api_token.text()))
+        url_row = QHBoxLayout()
+        url_row.addWidget(self.api_url, 1)
+        url_row.addWidget(self.api_copy_url)
+        token_row = QHBoxLayout()
+        token_row.addWidget(self.api_token, 1)
+        token_row.addWidget(self.api_show_token)
+        token_row.addWidget(self.api_copy_token)
+        self.api_status = QLabel("Off.")
+        self.api_status.setObjectName("MutedLabel")
+        self.api_status.setAccessibleName("API server status")
+        self.api_status.setWordWrap(True)
+        form.addRow("", self.api_enabled)
+        form.addRow("Port", self.api_port)
+        form.addRow("Address", url_row)
+        form.addRow("Token", token_row)
+        form.addRow("", self.api_status)
+        return box
+
+    # ----- local API server ------------------------------------------------------------------
+    def _api_show_toggled(self, shown: bool) -> None:
+        self.api_token.setEchoMode(QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password)
+        self.api_show_token.setText("Hide" if shown else "Show")
+
+    def _api_url_for(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/v1"
+
+    def _api_toggled(self, enabled: bool) -> None:
+        if self._loading or self.services is None or self.jobs is None:
+            return
+        self.services.settings.api_server_enabled = enabled
+        self._api_apply()
+
+    def _api_port_changed(self) -> None:
+        if self.services is None or self.api_port.value() == self.services.settings.api_server_port:
+            return
+        self.services.settings.api_server_port = self.api_port.value()
+        self.api_url.setText(self._api_url_for(self.api_port.value()))
+        self._api_apply()
+
+    def _api_apply(self) -> None:
+        """Start or stop the server as the switch says, and save the choice (a job)."""
+        services, switch = self.services, self.api_switch
+        settings = services.settings
+        self.api_status.setText("Starting…" if settings.api_server_enabled else "Stopping…")
+
+        def apply() -> dict | None:
+            services.save_settings()
+            # Reads the switch when it runs: of several quick flips, the last one wins.
+            return switch.apply(lambda: (bool(settings.api_server_enabled), int(settings.api_server_port)))
+
+        self.jobs.run(apply, on_done=lambda _info: self._api_show(), on_error=self._api_failed)
+
+    def _api_show(self) -> None:
+        info = self.api_switch.info() if self.api_switch is not None else None
+        if info is None:
+            self.api_status.setText("Off.")
+            return
+        self.api_url.setText(info["url"])
+        self.api_token.setText(info["token"])
+        self.api_status.setText("On: other programs on this computer can use your models at this address "
+                                "with this token (OpenAI-compatible).")
+
+    def _api_failed(self, message: str, _exc: Any) -> None:
+        self.api_status.setText(message)
+        self._loading = True  # show the switch off without starting another round
+        try:
+            self.api_enabled.setChecked(bool(self.api_switch and self.api_switch.running))
+        finally:
+            self._loading = False
+        if self.services is not None:
+            self.services.settings.api_server_enabled = self.api_enabled.isChecked()
+
+    def shutdown_api(self) -> None:
+        """Stop the API server for good (GUI thread, the window is closing): joins its threads."""
+        if self.api_switch is not None:
+            self.api_switch.close()
+
     # ----- data ----------------------------------------------------------------------------
     def set_services(self, services: "Services", jobs: "Jobs") -> None:
+        from assistant.api_server import ServerSwitch
+
         self.services = services
         self.jobs = jobs
+        self.api_switch = ServerSwitch(services)
         self.load(services.settings)
         self.setEnabled(True)
+        # The token is shown while the server is off too, so it can be set up in a tool first.
+        switch = self.api_switch
+        jobs.run(switch.token, on_done=self.api_token.setText, on_error=self._api_failed)
+        if services.settings.api_server_enabled:
+            self._api_apply()
 
     def load(self, settings) -> None:
         """Show ``settings`` (an AppSettings, already in memory) without saving anything."""
@@ -185,6 +307,10 @@ class SettingsPane(QWidget):
             self.font_size.setValue(int(settings.font_size))
             self.system_prompt.setPlainText(settings.default_system_prompt)
             self.suggestions.setChecked(bool(settings.suggestions_enabled))
+            self.api_enabled.setChecked(bool(getattr(settings, "api_server_enabled", False)))
+            port = int(getattr(settings, "api_server_port", 8642))
+            self.api_port.setValue(port)
+            self.api_url.setText(self._api_url_for(port))
         finally:
             self._loading = False
 
@@ -238,6 +364,7 @@ class SettingsPane(QWidget):
         self.status.setText(message)
 
     def flush(self) -> None:
-        """Save now if a change is waiting (the window is closing)."""
+        """Save now if a change is waiting, and stop the API server (the window is closing)."""
         if self._save_timer.isActive():
             self.save()
+        self.shutdown_api()

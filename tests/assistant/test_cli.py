@@ -59,3 +59,13 @@ def test_terminal_chats_are_kept_and_searchable():
     assert "[lighthouses]" in found.stdout and "user" in found.stdout
     listing = run_cli("history", "list")
     assert "Tell me about lighthouses." in listing.stdout
+
+
+def test_output_into_a_closed_pipe_is_not_an_error():
+    # `assistant models list | head -0`: the reader is gone before the first line is written.
+    process = subprocess.Popen([sys.executable, "-m", "ui.launcher", "models", "list"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0, stderr
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr
