@@ -87,6 +87,18 @@ class RequestHandle:
         self._client.cancel(self.id)
 
 
+def _adapter_option(adapters) -> dict:
+    """``adapters`` as the protocol carries them: paths as strings, scales as floats."""
+    if adapters is None:
+        return {}
+    items = []
+    for item in adapters:
+        if isinstance(item, (str, os.PathLike)):
+            item = {"path": item}
+        items.append({"path": os.fspath(item["path"]), "scale": float(item.get("scale", 1.0))})
+    return {"adapters": items}
+
+
 def _info(event: dict) -> dict:
     return {k: v for k, v in event.items() if k not in ("event", "state")}
 
@@ -329,16 +341,30 @@ class EngineClient:
         return self.request("inspect", {"path": str(path)}).result(timeout)["result"]
 
     def chat(self, model_path: str, messages: list[dict], sampling: SamplingParams | dict | None = None,
-             **options: Any) -> RequestHandle:
+             adapters: list[dict] | None = None, **options: Any) -> RequestHandle:
+        """``adapters``: GGUF LoRA adapters for this request, ``[{"path": ..., "scale": 1.0}]``;
+        the worker switches them on the loaded base (none when omitted)."""
         if isinstance(sampling, SamplingParams):
             sampling = sampling.to_dict()
-        return self.request("chat", {"model": str(model_path), "messages": messages, "sampling": sampling or {}, **options})
+        return self.request("chat", {"model": str(model_path), "messages": messages, "sampling": sampling or {},
+                                     **_adapter_option(adapters), **options})
 
     def complete(self, model_path: str, prompt: str, sampling: SamplingParams | dict | None = None,
-                 **options: Any) -> RequestHandle:
+                 adapters: list[dict] | None = None, **options: Any) -> RequestHandle:
         if isinstance(sampling, SamplingParams):
             sampling = sampling.to_dict()
-        return self.request("complete", {"model": str(model_path), "prompt": prompt, "sampling": sampling or {}, **options})
+        return self.request("complete", {"model": str(model_path), "prompt": prompt, "sampling": sampling or {},
+                                         **_adapter_option(adapters), **options})
+
+    def load_adapter(self, model_path: str, adapter_path: str, timeout: float | None = None) -> dict:
+        """Check a GGUF LoRA adapter against a base model and load it (inactive) in the
+        worker; returns its alpha, rank and tensor count. Raises EngineRequestError of kind
+        ``bad_adapter`` with a clear message when it does not fit."""
+        return self.request("load_adapter", {"model": str(model_path), "path": str(adapter_path)}).result(timeout)["result"]
+
+    def adapters(self, timeout: float | None = 60.0) -> dict:
+        """Loaded and active adapters per loaded model, and how many base loads happened."""
+        return self.request("adapters").result(timeout)["result"]
 
     def tokenize(self, model_path: str, text: str, add_special: bool = True) -> list[int]:
         handle = self.request("tokenize", {"model": str(model_path), "text": text, "add_special": add_special})
@@ -371,14 +397,16 @@ class EngineClient:
         """Label log-probabilities for many texts (worker ``classify``); ``scores`` events
         carry each finished batch, the ``done`` result all of them."""
         return self.request("classify", {"model": str(model_path), "texts": list(texts), "labels": list(labels),
-                                         "prefix": prefix, "template": template, **options})
+                                         "prefix": prefix, "template": template,
+                                         **_adapter_option(options.pop("adapters", None)), **options})
 
     def generate_batch(self, model_path: str, items: list[str], prefix: str = "", max_tokens: int | list[int] = 256,
                        stop: list[str] | None = None, **options: Any) -> RequestHandle:
         """Greedy continuations of prefix + each item, side by side (worker ``generate_batch``);
         ``token`` events carry ``index``, ``item`` events each finished continuation."""
         return self.request("generate_batch", {"model": str(model_path), "items": list(items), "prefix": prefix,
-                                               "max_tokens": max_tokens, "stop": list(stop or []), **options})
+                                               "max_tokens": max_tokens, "stop": list(stop or []),
+                                               **_adapter_option(options.pop("adapters", None)), **options})
 
     def stderr_tail(self, lines: int = 20) -> list[str]:
         return list(self._stderr_tail)[-lines:]

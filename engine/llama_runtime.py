@@ -143,6 +143,10 @@ class LoadedModel:
         #: Tokens whose keys and values sit in the KV cache, in order (sequence 0).
         self.cached_tokens: list[int] = []
         self._piece_buffer = ctypes.create_string_buffer(256)
+        #: LoRA adapters loaded on these weights: (path, size, mtime_ns, inode) -> llama.cpp handle.
+        self._adapters: dict[tuple, object] = {}
+        #: The adapters applied to the contexts now, as ((key, scale), ...); () is the base model.
+        self.active_adapters: tuple[tuple[tuple, float], ...] = ()
 
     # ----- metadata ---------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -400,7 +404,76 @@ class LoadedModel:
             from engine.classify import BatchContext
 
             context = self._batch_context = BatchContext(self)
+            self._apply_adapters(context.ctx)
         return context
+
+    # ----- LoRA adapters ----------------------------------------------------------------
+    @staticmethod
+    def adapter_key(path: str) -> tuple:
+        """Identity of an adapter file: a re-exported file under the same name is a new one."""
+        import os
+
+        stat = os.stat(path)
+        # The inode too: an atomic re-export (rename) within one timestamp tick is still new.
+        return (path, int(stat.st_size), int(stat.st_mtime_ns), int(stat.st_ino))
+
+    def load_adapter(self, path: str):
+        """Load a GGUF LoRA adapter onto these weights once (kept until the model closes).
+
+        The caller has validated the file (the bounded header check, its architecture and
+        shapes against this model: see the worker); llama.cpp still refuses anything off.
+        """
+        key = self.adapter_key(path)
+        handle = self._adapters.get(key)
+        if handle is None:
+            # An older version of the same file is dropped, unless a context still uses it.
+            in_use = {k for k, _ in self.active_adapters}
+            for old in [k for k in self._adapters if k[0] == path and k not in in_use]:
+                llama_cpp.llama_adapter_lora_free(self._adapters.pop(old))
+            handle = llama_cpp.llama_adapter_lora_init(self.model, path.encode("utf-8"))
+            if not handle:
+                raise EngineError(f"llama.cpp could not load the LoRA adapter {path}; "
+                                  "it may be damaged or made for another model.")
+            self._adapters[key] = handle
+        return key
+
+    def loaded_adapters(self) -> list[str]:
+        return sorted({key[0] for key in self._adapters})
+
+    def set_adapters(self, adapters: list[tuple[str, float]]) -> bool:
+        """Make exactly ``adapters`` ((path, scale), ...) active, loading any not loaded yet,
+        without reloading the base. Returns True when the set changed: then every cached
+        key and value was computed with other weights, so the chat cache and the batch
+        context's prefix are dropped."""
+        wanted = tuple((self.load_adapter(path), float(scale)) for path, scale in adapters)
+        if wanted == self.active_adapters:
+            return False
+        previous, self.active_adapters = self.active_adapters, wanted
+        try:
+            self._apply_adapters(self.ctx)
+            context = getattr(self, "_batch_context", None)
+            if context is not None:
+                self._apply_adapters(context.ctx)
+                llama_cpp.llama_memory_clear(context.memory, True)
+                context.prefix.clear()
+        except EngineError:
+            self.active_adapters = previous
+            try:  # back to what was active, so the model stays usable
+                self._apply_adapters(self.ctx)
+            except EngineError:
+                pass
+            raise
+        finally:
+            self.clear_cache()
+        return True
+
+    def _apply_adapters(self, ctx) -> None:
+        count = len(self.active_adapters)
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * max(1, count))(
+            *[self._adapters[key] for key, _ in self.active_adapters])
+        scales = (ctypes.c_float * max(1, count))(*[scale for _, scale in self.active_adapters])
+        if llama_cpp.llama_set_adapters_lora(ctx, handles, count, scales) != 0:
+            raise EngineError("llama.cpp could not apply the LoRA adapters to the model.")
 
     def close(self) -> None:
         # The batch context shares this model's weights: free it before them.

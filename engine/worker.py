@@ -58,6 +58,11 @@ class Worker:
         # path -> LoadedModel, least recently used first (see EngineSettings.max_loaded_models)
         self.models: OrderedDict[str, Any] = OrderedDict()
         self._model_meta: dict[str, dict] = {}
+        #: How many times a base model was loaded from disk (adapter switches must not add to it).
+        self.model_loads = 0
+        # Adapter files that passed the checks, per (adapter key, base path): re-checking a
+        # header on every request would cost a file read per message.
+        self._adapter_ok: dict[tuple, dict] = {}
 
     # ----- output -----------------------------------------------------------------------
     def emit(self, request_id: str | None, event: str, **fields: Any) -> None:
@@ -135,7 +140,8 @@ class Worker:
 
     # ----- methods ----------------------------------------------------------------------
     def do_ping(self, request_id: str, params: dict) -> dict:
-        return {"result": {"pid": os.getpid(), "protocol": PROTOCOL_VERSION, "loaded": list(self.models)}}
+        return {"result": {"pid": os.getpid(), "protocol": PROTOCOL_VERSION, "loaded": list(self.models),
+                           "model_loads": self.model_loads}}
 
     def do_inspect(self, request_id: str, params: dict) -> dict:
         inspection = inspect_model(params["path"], with_hash=bool(params.get("hash", True)))
@@ -176,6 +182,7 @@ class Worker:
         except EngineError as exc:
             raise RequestError(str(exc), "load_failed") from exc
         self.models[path] = loaded
+        self.model_loads += 1
         template = loaded.chat_template()
         has_chatml = len(loaded.tokenize("<|im_start|>", add_special=False, parse_special=True)) == 1
         self._model_meta[path] = {
@@ -185,6 +192,8 @@ class Worker:
             "bos": loaded.special_token_text("llama_vocab_bos"),
             "eos": loaded.special_token_text("llama_vocab_eos"),
             "add_bos": bool(llama_add_bos(loaded)),
+            # Base tensor shapes in ggml order, to tell whether an adapter fits this model.
+            "tensor_shapes": {t.name: tuple(t.shape) for t in inspection.header.tensors},
         }
         self.emit(request_id, "status", state="ready", model=path, load_ms=round(loaded.load_ms, 1))
         return loaded
@@ -209,6 +218,125 @@ class Worker:
         loaded = self._model(request_id, params)
         return {"result": {"model": loaded.path, "n_ctx": loaded.n_ctx, "load_ms": loaded.load_ms,
                            "fallback_template": self._model_meta[loaded.path]["fallback"]}}
+
+    # ----- LoRA adapters ----------------------------------------------------------------
+    #: More adapters than this on one request is a mistake, not a use.
+    MAX_ADAPTERS = 8
+
+    def _task_model(self, request_id: str, params: dict):
+        """The request's model with exactly the request's ``adapters`` active (none when
+        absent): each request says which adapters it wants, so a conversation or a task
+        switches them per request while the base stays loaded."""
+        from engine.llama_runtime import EngineError
+
+        model = self._model(request_id, params)
+        wanted = self._adapter_list(model, params.get("adapters"))
+        try:
+            model.set_adapters(wanted)
+        except EngineError as exc:
+            raise RequestError(str(exc), "bad_adapter") from exc
+        except OSError as exc:  # the file went away between the check and the load
+            raise RequestError(f"The adapter {exc.filename or ''} cannot be read: {exc.strerror or exc}.",
+                               "bad_adapter") from exc
+        return model
+
+    def _adapter_list(self, model, raw) -> list[tuple[str, float]]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list) or len(raw) > self.MAX_ADAPTERS:
+            raise RequestError(f"'adapters' must be a list of at most {self.MAX_ADAPTERS} "
+                               "{\"path\": ..., \"scale\": ...} objects.", "bad_request")
+        wanted = []
+        for item in raw:
+            if isinstance(item, str):
+                item = {"path": item}
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item["path"]:
+                raise RequestError("Each adapter needs a \"path\" to a GGUF LoRA file.", "bad_request")
+            scale = item.get("scale", 1.0)
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not -100.0 <= float(scale) <= 100.0:
+                raise RequestError(f"The adapter scale must be a number (usually 0 to 1), not {scale!r}.", "bad_request")
+            path = os.path.abspath(os.path.expanduser(item["path"]))
+            self._check_adapter(model, path)
+            wanted.append((path, float(scale)))
+        return wanted
+
+    def _check_adapter(self, model, path: str) -> dict:
+        """The bounded header check of an adapter file and its fit to ``model``: a GGUF LoRA
+        adapter of the same architecture whose every tensor pairs with a base tensor of the
+        right shape. Raises RequestError (kind ``bad_adapter``) with a clear message."""
+        from engine.gguf_check import check_gguf
+        from engine.llama_runtime import LoadedModel
+
+        name = os.path.basename(path)
+        try:
+            key = (LoadedModel.adapter_key(path), model.path)
+        except FileNotFoundError:
+            raise RequestError(f"The adapter {path} does not exist.", "bad_adapter") from None
+        except OSError as exc:
+            raise RequestError(f"The adapter {path} cannot be read: {exc.strerror or exc}.", "bad_adapter") from None
+        known = self._adapter_ok.get(key)
+        if known is not None:
+            return known
+        try:
+            header = check_gguf(path)
+        except MalformedModelError as exc:
+            raise RequestError(f"The adapter {name} cannot be used: {exc}", "bad_adapter") from exc
+        meta = header.metadata
+        base_meta = self._model_meta[model.path]
+        base_arch = base_meta.get("architecture")
+        if meta.get("general.type") != "adapter" or meta.get("adapter.type") != "lora":
+            what = "a full model" if meta.get("general.type") in (None, "model") else f"a {meta.get('general.type')!r} file"
+            raise RequestError(f"{name} is not a LoRA adapter (it is {what}); choose a GGUF LoRA adapter file.",
+                               "bad_adapter")
+        if meta.get("general.architecture") != base_arch:
+            raise RequestError(f"{name} was made for a {meta.get('general.architecture')!r} model, but "
+                               f"{os.path.basename(model.path)} is a {base_arch!r} model.", "bad_adapter")
+        if not isinstance(meta.get("adapter.lora.alpha"), (int, float)):
+            raise RequestError(f"{name} has no LoRA alpha (adapter.lora.alpha); it is not a complete adapter.",
+                               "bad_adapter")
+        shapes = base_meta["tensor_shapes"]
+        tensors = {t.name: tuple(t.shape) for t in header.tensors}
+        if not tensors:
+            raise RequestError(f"{name} holds no LoRA tensors.", "bad_adapter")
+        for tensor_name, shape in tensors.items():
+            base_name, _, half = tensor_name.rpartition(".")
+            base = shapes.get(base_name)
+            partner = tensors.get(base_name + (".lora_b" if half == "lora_a" else ".lora_a"))
+            if half not in ("lora_a", "lora_b") or base is None or partner is None or len(shape) != 2 or len(base) != 2:
+                raise RequestError(f"{name} changes {tensor_name}, which {os.path.basename(model.path)} does not "
+                                   "have: the adapter was made for another model.", "bad_adapter")
+            a, b = (shape, partner) if half == "lora_a" else (partner, shape)
+            if a[0] != base[0] or b[1] != base[1] or a[1] != b[0]:
+                raise RequestError(f"{name} does not fit {os.path.basename(model.path)}: {base_name} has another shape "
+                                   "there; the adapter was made for another model.", "bad_adapter")
+        info = {"path": path, "alpha": float(meta["adapter.lora.alpha"]), "tensors": len(tensors),
+                "rank": max(t[1] for n, t in tensors.items() if n.endswith(".lora_a")),
+                "name": meta.get("general.name")}
+        self._adapter_ok[key] = info
+        return info
+
+    def do_load_adapter(self, request_id: str, params: dict) -> dict:
+        """Check and load an adapter onto a base model ahead of use (it stays inactive)."""
+        from engine.llama_runtime import EngineError
+
+        model = self._model(request_id, params)
+        path = params.get("path")
+        if not isinstance(path, str) or not path:
+            raise RequestError("No adapter path was given.", "bad_request")
+        path = os.path.abspath(os.path.expanduser(path))
+        info = self._check_adapter(model, path)
+        try:
+            model.load_adapter(path)
+        except EngineError as exc:
+            raise RequestError(str(exc), "bad_adapter") from exc
+        return {"result": {**info, "model": model.path}}
+
+    def do_adapters(self, request_id: str, params: dict) -> dict:
+        """Which adapters each loaded model holds and which are active, and the load count."""
+        models = [{"model": path, "loaded": model.loaded_adapters(),
+                   "active": [{"path": key[0], "scale": scale} for key, scale in model.active_adapters]}
+                  for path, model in self.models.items()]
+        return {"result": {"models": models, "model_loads": self.model_loads}}
 
     def do_unload(self, request_id: str, params: dict) -> dict:
         for model in self.models.values():
@@ -242,7 +370,7 @@ class Worker:
         return model.tokenize(text, add_special=add_special, parse_special=True)
 
     def do_chat(self, request_id: str, params: dict) -> dict | None:
-        model = self._model(request_id, params)
+        model = self._task_model(request_id, params)
         sampling = self._sampling(params)
         messages = list(params.get("messages") or [])
         rendered = self._render(model, {**params, "messages": messages})
@@ -263,7 +391,7 @@ class Worker:
                                      "messages_dropped": dropped})
 
     def do_complete(self, request_id: str, params: dict) -> dict | None:
-        model = self._model(request_id, params)
+        model = self._task_model(request_id, params)
         sampling = self._sampling(params)
         prompt = str(params.get("prompt", ""))
         if not prompt:
@@ -289,7 +417,7 @@ class Worker:
         its finished part; the text itself is tokenized with special tokens left as text."""
         from engine.llama_runtime import Cancelled, EngineError
 
-        model = self._model(request_id, params)
+        model = self._task_model(request_id, params)
         prefix_tokens, texts = self._batch_inputs(model, params, "texts")
         template = str(params.get("template", "{text}"))
         if template.count("{text}") != 1:
@@ -338,7 +466,7 @@ class Worker:
         ``finish_reason``) as each item finishes, so a cancelled request keeps those."""
         from engine.llama_runtime import Cancelled, EngineError
 
-        model = self._model(request_id, params)
+        model = self._task_model(request_id, params)
         prefix_tokens, items = self._batch_inputs(model, params, "items")
         stop = params.get("stop") or []
         if not isinstance(stop, list) or not all(isinstance(x, str) for x in stop):
@@ -394,7 +522,8 @@ class Worker:
         except EngineError as exc:
             raise RequestError(str(exc), "generation") from exc
         return {"result": {"text": result.text, "finish_reason": result.finish_reason, **extra},
-                "metrics": result.metrics}
+                "metrics": {**result.metrics, "model_loads": self.model_loads,
+                            "adapters": [{"path": key[0], "scale": scale} for key, scale in model.active_adapters]}}
 
     # ----- embeddings (issue 6) ---------------------------------------------------------
     def do_embed(self, request_id: str, params: dict) -> dict:
@@ -424,8 +553,9 @@ class Worker:
             embedders.clear()
             threads = int(self.settings.n_threads_batch or self.settings.n_threads or 2)
             try:
-                embedder = Embedder(path, n_threads=threads, n_batch=int(params.get("n_batch", 1024)),
-                                    n_seq_max=int(params.get("n_seq_max", 8)))
+                # Embedder's own batch shape unless the request names one (see its docstring).
+                shape = {k: int(params[k]) for k in ("n_batch", "n_seq_max") if params.get(k) is not None}
+                embedder = Embedder(path, n_threads=threads, **shape)
             except EngineError as exc:
                 raise RequestError(str(exc), "load_failed") from exc
             embedders[path] = embedder
