@@ -28,6 +28,8 @@ class Services:
     history: History
     _engine: EngineClient | None = field(default=None, repr=False)
     _engine_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _documents: tuple | None = field(default=None, repr=False)
+    _documents_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def engine(self) -> EngineClient:
@@ -38,6 +40,19 @@ class Services:
                 self._engine = EngineClient(self.settings.engine, log_path=self.paths.logs_dir / "engine.log")
                 self._engine.start()
             return self._engine
+
+    def documents_core(self):
+        """The one (Documents, Retriever) pair of the app, built on first use: the embedding
+        model is converted to GGUF once and the retriever keeps its vector matrix in memory,
+        so the Documents page, the chat and the CLI share them. Any thread but the GUI's."""
+        with self._documents_lock:
+            if self._documents is None:
+                from assistant.documents import Documents, default_counter, engine_embedder
+                from assistant.retrieval import Retriever
+
+                embed = engine_embedder(self)
+                self._documents = (Documents(self.store, embed, default_counter(self)), Retriever(self.store, embed))
+            return self._documents
 
     def save_settings(self) -> None:
         self.store.set_setting("app", "AppSettings", self.settings.to_dict())

@@ -31,7 +31,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import resources
 from assistant import langdetect
@@ -341,9 +341,12 @@ class Translator:
     """Translates text through the engine; see the module docstring. Thread-safe: each call
     works on its own request; :meth:`cancel` may come from any thread."""
 
-    def __init__(self, engine, library, memory: TranslationMemory | None = None, memory_dir: Path | None = None):
+    def __init__(self, engine, library, memory: TranslationMemory | None = None, memory_dir: Path | None = None,
+                 adapters: Callable[[str], list[dict]] | None = None):
         self._engine = engine  # an EngineClient, or a zero-argument callable returning one (lazy start)
         self.library = library
+        # model path -> the engine's ``adapters`` for translation with it (the user's choice)
+        self._adapters = adapters or (lambda _model: [])
         self.memory = memory if memory is not None else TranslationMemory()
         if memory is None and memory_dir is not None:
             self.memory.add_folder(memory_dir)
@@ -352,8 +355,12 @@ class Translator:
 
     @classmethod
     def from_services(cls, services) -> "Translator":
+        from assistant.adapters import ActiveAdapters
+
+        active = ActiveAdapters(services.store)
         return cls(lambda: services.engine, services.library,
-                   memory_dir=services.paths.data_dir / "translation_memory")
+                   memory_dir=services.paths.data_dir / "translation_memory",
+                   adapters=lambda model: active.for_model("translate", model))
 
     @property
     def engine(self):
@@ -403,7 +410,8 @@ class Translator:
         items = [segment_prompt(pieces[i].text, source, target,
                                 self.memory.nearest(pieces[i].text, source, target)) for i in todo]
         handle = self.engine.generate_batch(model, items, prefix=fixed_prefix(source, target),
-                                            max_tokens=[max_tokens_for(pieces[i].text) for i in todo], stop=["\n"])
+                                            max_tokens=[max_tokens_for(pieces[i].text) for i in todo], stop=["\n"],
+                                            adapters=self._adapters(model))
         with self._lock:
             self._handles.add(handle)
         cancelled = False

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -22,6 +25,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -102,6 +106,7 @@ class MessageView(QFrame):
 
     sig_edit_requested = Signal(str)  # message id
     sig_regenerate_requested = Signal(str)  # message id
+    sig_source_opened = Signal(int)  # chunk id of a cited passage
 
     def __init__(self, role: str, colors: dict, parent: QWidget | None = None):
         super().__init__(parent)
@@ -149,6 +154,19 @@ class MessageView(QFrame):
         self.metrics_label.setAccessibleName("Reply metrics")
         self.metrics_label.hide()
         layout.addWidget(self.metrics_label)
+
+        # The passages from the user's documents that the reply was given, each a link.
+        self.sources: list[dict] = []
+        self.sources_label = QLabel("")
+        self.sources_label.setObjectName("Sources")
+        self.sources_label.setAccessibleName("Sources of this reply")
+        self.sources_label.setWordWrap(True)
+        self.sources_label.setTextFormat(Qt.TextFormat.RichText)
+        self.sources_label.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse
+                                                   | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
+        self.sources_label.linkActivated.connect(self._source_link)
+        self.sources_label.hide()
+        layout.addWidget(self.sources_label)
 
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -204,6 +222,23 @@ class MessageView(QFrame):
             bits.append(metrics)
         self.metrics_label.setText(" · ".join(bits))
         self.metrics_label.setVisible(bool(bits))
+
+    def set_sources(self, sources: list[dict]) -> None:
+        """Show the cited passages under the reply: "[1] file, page 3", each opens the passage."""
+        from html import escape
+
+        self.sources = list(sources)
+        if not self.sources:
+            self.sources_label.hide()
+            return
+        links = [f'<a href="chunk:{int(s["chunk_id"])}">[{int(s["number"])}] {escape(s["file"])}, '
+                 f'{escape(s["location"])}</a>' for s in self.sources]
+        self.sources_label.setText("Sources: " + " · ".join(links))
+        self.sources_label.show()
+
+    def _source_link(self, link: str) -> None:
+        if link.startswith("chunk:") and link[6:].isdigit():
+            self.sig_source_opened.emit(int(link[6:]))
 
     def set_streaming(self, model_label: str) -> None:
         self.status = "streaming"
@@ -304,6 +339,37 @@ class Banner(QFrame):
         self.sig_banner_closed.emit()
 
 
+class SourceDialog(QDialog):
+    """A cited passage: its file, its page or section, and the text. GUI thread."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Source")
+        self.setAccessibleName("Source passage")
+        self.resize(620, 420)
+        layout = QVBoxLayout(self)
+        self.where = QLabel("")
+        self.where.setAccessibleName("Where the passage is")
+        self.where.setWordWrap(True)
+        self.where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.where)
+        self.passage = QTextBrowser(self)
+        self.passage.setAccessibleName("Passage")
+        layout.addWidget(self.passage, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        for button in buttons.buttons():
+            button.setAccessibleName("Close the source")
+        layout.addWidget(buttons)
+        self.source: dict = {}
+
+    def show_source(self, source: dict) -> None:
+        self.source = dict(source)
+        self.where.setText(f"{source['path']} · {source['location']}")
+        self.passage.setPlainText(source["passage"])
+        self.open()
+
+
 class ChatPane(QWidget):
     """One conversation at a time; see the module docstring for threading."""
 
@@ -321,6 +387,9 @@ class ChatPane(QWidget):
         self.conversation_id: str | None = None
         self.model_id: str | None = None
         self.suggestions: SuggestionController | None = None  # built with the services
+        self.documents_choice: dict | None = None  # see operations.SETTING_DOCUMENTS
+        self.collections: list[dict] = []
+        self.source_dialog: SourceDialog | None = None
         self.system_prompt = ""
         self.models: list = []
         self.views: list[MessageView] = []
@@ -365,6 +434,34 @@ class ChatPane(QWidget):
         self.persona_button.toggled.connect(self._toggle_persona)
         row.addWidget(self.persona_button)
         outer.addWidget(header)
+
+        # Documents attached to the conversation: the passages that answer each message go
+        # into the prompt, and the reply cites them.
+        documents_bar = QFrame(self)
+        documents_bar.setObjectName("ChatHeader")
+        documents_row = QHBoxLayout(documents_bar)
+        documents_row.setContentsMargins(14, 0, 10, 6)
+        documents_caption = QLabel("Documents")
+        documents_caption.setObjectName("MutedLabel")
+        documents_row.addWidget(documents_caption)
+        self.documents_combo = QComboBox(self)
+        self.documents_combo.setAccessibleName("Documents used in this conversation")
+        self.documents_combo.setToolTip("Answer from your own documents (imported on the Documents page)")
+        self.documents_combo.addItem("None", None)
+        self.documents_combo.currentIndexChanged.connect(self._on_documents_chosen)
+        documents_caption.setBuddy(self.documents_combo)
+        documents_row.addWidget(self.documents_combo)
+        self.only_documents = QCheckBox("Only from my documents")
+        self.only_documents.setAccessibleName("Answer only from my documents")
+        self.only_documents.setToolTip("The assistant says it does not know when your documents do not cover the question")
+        self.only_documents.setEnabled(False)
+        self.only_documents.toggled.connect(lambda _on: self._on_documents_chosen())
+        documents_row.addWidget(self.only_documents)
+        self.budget_label = QLabel("")
+        self.budget_label.setObjectName("MutedLabel")
+        self.budget_label.setAccessibleName("Passages in the prompt")
+        documents_row.addWidget(self.budget_label, 1)
+        outer.addWidget(documents_bar)
 
         self.persona_panel = QFrame(self)
         self.persona_panel.setObjectName("ChatHeader")
@@ -472,6 +569,7 @@ class ChatPane(QWidget):
         suggester = Suggester(lambda: services.engine, self._suggestion_model_path,
                               lambda: bool(services.settings.suggestions_enabled))
         self.suggestions = SuggestionController(self.composer, suggester, self)
+        self.refresh_collections()
         self.new_conversation()
 
     def _suggestion_model_path(self) -> str:
@@ -554,10 +652,14 @@ class ChatPane(QWidget):
         self.system_prompt = view.system_prompt or ""
         self.persona_edit.setPlainText(self.system_prompt)
         self._fill_models(view.models, view.model_id)
+        self._set_documents_choice(view.documents)
+        self.budget_label.setText("")
         self._clear_views()
         for message in view.messages:
             if message.role in ("user", "assistant"):
-                self._add_view(message.role).set_message(message)
+                message_view = self._add_view(message.role)
+                message_view.set_message(message)
+                message_view.set_sources(view.sources.get(message.id, []))
         self._refresh_actions()
         if message_id:
             self.reveal_message(message_id)
@@ -587,6 +689,64 @@ class ChatPane(QWidget):
         if not self.models:
             self.banner.show_message("No chat model is installed. Import a GGUF model on the Models page.", "warning")
         self._update_buttons()
+
+    # ----- documents ----------------------------------------------------------------------------
+    def refresh_collections(self) -> None:
+        """Reload the document collections (after the Documents page changed them)."""
+        if self.services is None or self.jobs is None:
+            return
+        self.jobs.run(operations.document_collections, self.services, on_done=self._fill_collections)
+
+    def _fill_collections(self, collections: list[dict]) -> None:
+        self.collections = list(collections)
+        self._set_documents_choice(self.documents_choice)
+
+    def _set_documents_choice(self, choice: dict | None) -> None:
+        """Fill the chooser and select ``choice`` without saving it again."""
+        self.documents_choice = dict(choice) if choice else None
+        combo = self.documents_combo
+        combo.blockSignals(True)
+        self.only_documents.blockSignals(True)
+        combo.clear()
+        combo.addItem("None", None)
+        combo.addItem("All my documents", "all")
+        for collection in self.collections:
+            combo.addItem(f"{collection['name']} ({collection['files']} files)", collection["id"])
+        index = 0
+        if choice:
+            wanted = choice.get("collections")
+            index = 1 if not wanted else max(0, combo.findData(wanted[0]))
+        combo.setCurrentIndex(index)
+        self.only_documents.setChecked(bool(choice and choice.get("only")))
+        self.only_documents.setEnabled(index > 0)
+        self.only_documents.blockSignals(False)
+        combo.blockSignals(False)
+
+    def _on_documents_chosen(self, *_: Any) -> None:
+        data = self.documents_combo.currentData()
+        self.only_documents.setEnabled(data is not None)
+        if data is None:
+            choice = None
+        else:
+            choice = {"collections": None if data == "all" else [int(data)], "only": self.only_documents.isChecked()}
+        if choice == self.documents_choice:
+            return
+        self.documents_choice = choice
+        if self.conversation_id and self.services and self.jobs:
+            self.jobs.run(operations.set_conversation_setting, self.services, self.conversation_id,
+                          operations.SETTING_DOCUMENTS, choice, on_error=self._show_error)
+
+    def open_source(self, chunk_id: int) -> None:
+        """Show a cited passage with its file and place (read on a worker thread)."""
+        if self.services is None or self.jobs is None:
+            return
+        self.jobs.run(operations.open_source, self.services, chunk_id, on_done=self._show_source,
+                      on_error=self._show_error)
+
+    def _show_source(self, source: dict) -> None:
+        if self.source_dialog is None:
+            self.source_dialog = SourceDialog(self)
+        self.source_dialog.show_source(source)
 
     def _on_model_chosen(self, index: int) -> None:
         model_id = self.model_combo.itemData(index)
@@ -621,6 +781,7 @@ class ChatPane(QWidget):
         view = MessageView(role, self.colors, self.inner_column)
         view.sig_edit_requested.connect(self.edit_message)
         view.sig_regenerate_requested.connect(self.regenerate)
+        view.sig_source_opened.connect(self.open_source)
         # Before the trailing stretch, so messages stack from the top.
         self.column_layout.insertWidget(self.column_layout.count() - 1, view)
         self.views.append(view)
@@ -719,7 +880,7 @@ class ChatPane(QWidget):
         generation = self._generation
         self.jobs.run(
             operations.start_turn, self.services, self.conversation_id, text, self.model_id, self.system_prompt,
-            replace_from,
+            replace_from, self.documents_choice,
             on_done=lambda turn: self._turn_ready(turn, generation, user_view),
             on_error=lambda message, exc: self._turn_failed(message, generation, [user_view, reply_view], text),
         )
@@ -798,6 +959,11 @@ class ChatPane(QWidget):
             self.sig_conversation_changed.emit(turn.conversation.id)
         self.sig_conversations_changed.emit()
         view = self.streaming_view
+        if view is not None:
+            view.set_sources(turn.sources)
+        if turn.budget:
+            self.budget_label.setText(f"{len(turn.sources)} passages · {turn.budget['used']} of "
+                                      f"{turn.budget['total']} prompt tokens")
         self.reply = self.jobs.start_reply(
             self.services, turn,
             on_started=lambda message_id: self._reply_started(message_id, view, generation),

@@ -122,15 +122,10 @@ class DocumentsPane(QWidget):
 
     # ----- core objects (built lazily on a pool thread: the embedder converts once) ------------
     def _core(self):
-        """Pool thread: the Documents and Retriever, built once."""
+        """Pool thread: the app's one Documents and Retriever (shared with the chat)."""
         if self._documents is None:
-            from assistant.documents import Documents, default_counter, engine_embedder
-            from assistant.retrieval import Retriever
-
             with self.jobs.engine_lock:
-                self._embed = engine_embedder(self.services)
-            self._documents = Documents(self.services.store, self._embed, default_counter(self.services))
-            self._retriever = Retriever(self.services.store, self._embed)
+                self._documents, self._retriever = self.services.documents_core()
         return self._documents, self._retriever
 
     # ----- jobs ---------------------------------------------------------------------------------

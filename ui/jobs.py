@@ -143,17 +143,33 @@ class ReplyJob(QRunnable):
 
     def _run(self) -> None:
         turn = self.turn
+        from assistant.adapters import ActiveAdapters
+
+        sources = getattr(turn, "sources", None) or []
+        # The adapter the user chose for chat, if it was trained for this conversation's model.
+        adapters = ActiveAdapters(self.services.store).for_model("chat", turn.model.path)
         writer = self.services.conversations.begin_reply(
-            turn.conversation.id, model=turn.model.id, sampling=turn.sampling
+            turn.conversation.id, model=turn.model.id, sampling=turn.sampling,
+            documents=[f"chunk:{source['chunk_id']}" for source in sources],
+            adapter=adapters[0]["path"] if adapters else None,
         )
         self.signals.sig_reply_started.emit(writer.message_id)
         try:
             if self._stop.is_set():
                 self.signals.sig_reply_failed.emit("cancelled", "Stopped.", writer.interrupt())
                 return
+            if getattr(turn, "refuse", False):
+                # "Only from my documents" and nothing relevant was found: a small model would
+                # make an answer up, so the reply says so without asking it.
+                from assistant.grounded import DONT_KNOW
+
+                writer.append(DONT_KNOW)
+                self.signals.sig_token_received.emit(DONT_KNOW)
+                self.signals.sig_reply_finished.emit(writer.finish({}))
+                return
             with self.engine_lock:  # Services.engine starts the worker on first use: once, not twice
                 engine = self.services.engine
-            handle = engine.chat(turn.model.path, turn.prompt, turn.sampling)
+            handle = engine.chat(turn.model.path, turn.prompt, turn.sampling, adapters=adapters)
         except Exception as exc:
             message = writer.interrupt()
             self.signals.sig_reply_failed.emit(getattr(exc, "kind", "error"), user_message(exc), message)

@@ -45,13 +45,25 @@ if TYPE_CHECKING:
 #: (key, label, what is coming) for each page of the navigation, in order.
 PAGES = (
     ("chat", "Chat", ""),
-    ("translate", "Translate", "Translate text between languages with the multilingual Gemma model, offline."),
-    ("sentiment", "Sentiment", "Tell whether a text is positive, negative or neutral, one text or a whole file."),
-    ("documents", "Documents", "Import your PDFs, Word files and notes, and chat with them: answers cite the passages."),
-    ("train", "Train", "Teach a model your documents (LoRA), and make it smaller and faster: distill, prune, quantize."),
+    ("translate", "Translate", ""),
+    ("sentiment", "Sentiment", ""),
+    ("documents", "Documents", ""),
+    ("train", "Train", ""),
+    ("compress", "Compress", ""),
     ("models", "Models", ""),
     ("settings", "Settings", ""),
 )
+
+#: Pages whose pane is built once the services exist: key -> the pane's module and class.
+SERVICE_PAGES = {
+    "translate": ("ui.translate_pane", "TranslatePane"),
+    "sentiment": ("ui.sentiment_pane", "SentimentPane"),
+    "documents": ("ui.documents_pane", "DocumentsPane"),
+    "train": ("ui.train_pane", "TrainPane"),
+    "compress": ("ui.compress_pane", "CompressPane"),
+}
+#: Of those, the panes that share the window's pool (shut down with it) instead of their own.
+SHARED_POOL_PAGES = ("documents", "train")
 
 #: Every shortcut, as the help lists it.
 SHORTCUTS = (
@@ -137,6 +149,35 @@ class _FirstPaintWatcher(QObject):
         return False
 
 
+class ServicePage(QWidget):
+    """A page whose pane needs the services: a short notice until they exist, then the pane.
+
+    GUI thread only. The window paints before the library is open (see :mod:`ui.app`), so
+    these panes are built in :meth:`MainWindow.set_services`, not in the constructor.
+    """
+
+    def __init__(self, title: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setAccessibleName(f"{title} page")
+        self.pane: QWidget | None = None
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self.notice = QLabel(f"{title}: opening your library…", self)
+        self.notice.setAccessibleName(f"{title} status")
+        self.notice.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._layout.addWidget(self.notice)
+
+    def set_pane(self, pane: QWidget) -> None:
+        self.notice.hide()
+        self._layout.addWidget(pane)
+        self.pane = pane
+
+    def shutdown(self) -> None:
+        """Stop the pane's work and wait for it (GUI thread, at close)."""
+        if self.pane is not None and hasattr(self.pane, "shutdown"):
+            self.pane.shutdown()
+
+
 class MainWindow(QMainWindow):
     sig_window_painted = Signal()  # once, after the first paint
     sig_services_ready = Signal()
@@ -155,9 +196,13 @@ class MainWindow(QMainWindow):
         self.status_bridge = EngineStatusBridge(self)
         self.status_bridge.sig_engine_status_changed.connect(self._on_engine_status)
         self.shortcuts_dialog: ShortcutsDialog | None = None
+        self.translate = self.sentiment = self.documents = self.train = self.compress = None  # with the services
         self._shut_down = False
         self._build()
         self._build_actions()
+        from ui import drop_import  # .gguf files dropped anywhere on the window, or opened with the app
+
+        self.drop_importer = drop_import.install(self)
         self._watcher = _FirstPaintWatcher(self)
         if theme is not None:
             theme.sig_theme_changed.connect(self._on_theme_changed)
@@ -203,6 +248,8 @@ class MainWindow(QMainWindow):
                 page = self.models
             elif key == "settings":
                 page = self.settings_pane
+            elif key in SERVICE_PAGES:
+                page = ServicePage(label)
             else:
                 page = ComingSoonPane(label, coming)
             self.pages[key] = page
@@ -286,9 +333,39 @@ class MainWindow(QMainWindow):
         self.chat.set_services(services, self.jobs)
         self.models.set_services(services, self.jobs)
         self.settings_pane.set_services(services, self.jobs)
+        self._build_service_pages(services)
         self.jobs.run(_start_engine, services, self.status_bridge.callback, self.jobs.engine_lock,
                       on_error=lambda message, _exc: self._on_engine_status("error", {"message": message}))
         self.sig_services_ready.emit()
+
+    def _build_service_pages(self, services: "Services") -> None:
+        import importlib
+
+        for key, (module_name, class_name) in SERVICE_PAGES.items():
+            page = self.pages[key]
+            pane_class = getattr(importlib.import_module(module_name), class_name)
+            if key in SHARED_POOL_PAGES:
+                pane = pane_class(services, self.jobs)
+            else:
+                pane = pane_class(services)
+            page.set_pane(pane)
+        self.translate = self.pages["translate"].pane
+        self.sentiment = self.pages["sentiment"].pane
+        self.documents = self.pages["documents"].pane
+        self.documents.sig_documents_changed.connect(self.chat.refresh_collections)
+        self.train = self.pages["train"].pane
+        self.compress = self.pages["compress"].pane
+        # A compressed model put in the library shows on the Models page and in the chat's list.
+        self.compress.sig_model_added.connect(lambda _record: self.models.refresh())
+        self.compress.sig_model_added.connect(lambda _record: self.chat.refresh_models())
+        self.documents.sig_documents_changed.connect(self.train.refresh)
+        self.settings_pane.sig_settings_saved.connect(self._on_settings_saved)
+
+    def _on_settings_saved(self) -> None:
+        enabled = bool(self.services.settings.suggestions_enabled) if self.services else False
+        for controller in (self.chat.suggestions, getattr(self.translate, "suggestions", None)):
+            if controller is not None:
+                controller.set_enabled(enabled)
 
     def show_services_error(self, message: str) -> None:
         """The library could not be opened (damaged or newer database...): say so, keep running."""
@@ -369,6 +446,9 @@ class MainWindow(QMainWindow):
         self._shut_down = True
         self.settings_pane.flush()
         self.chat.stop()
+        self.chat.shutdown_suggestions()
+        for key in SERVICE_PAGES:
+            self.pages[key].shutdown()
         # Waits for the stopped reply and the settings save started just above.
         self.jobs.shutdown()
 

@@ -12,11 +12,16 @@ Per-conversation settings (kept with ``Conversations.set_setting``):
 * ``system_prompt``: the conversation's persona / system prompt;
 * ``hidden_messages``: ids of messages that were regenerated or edited away. The core has
   no way to delete one message, so they stay in the store (and in exports) but leave the
-  conversation as shown and as sent to the model.
+  conversation as shown and as sent to the model;
+* ``documents``: the documents attached to the conversation, ``{"collections": None (all)
+  or [collection ids], "only": bool}``; absent or None when the chat does not use them.
+  Each reply then keeps the ids of the passages it was given (``Message.documents``, as
+  ``"chunk:<id>"``) so its sources show again when the conversation is reopened.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -30,6 +35,11 @@ if TYPE_CHECKING:  # only for annotations; see the module docstring for why not 
 SETTING_MODEL = "model"
 SETTING_SYSTEM_PROMPT = "system_prompt"
 SETTING_HIDDEN = "hidden_messages"
+SETTING_DOCUMENTS = "documents"
+#: Prefix of a passage id in ``Message.documents``.
+CHUNK_REF = "chunk:"
+#: Highest temperature for replies from documents: higher lets a small model wander off them.
+GROUNDED_TEMPERATURE = 0.2
 #: Longest automatic title taken from the first message: a sidebar line, not a paragraph.
 AUTO_TITLE_CHARS = 60
 
@@ -43,6 +53,8 @@ class ConversationView:
     model_id: str | None
     system_prompt: str
     models: list  # ModelRecord objects that can chat
+    documents: dict | None = None  # the attached documents (see SETTING_DOCUMENTS)
+    sources: dict = field(default_factory=dict)  # reply message id -> [source dicts]
 
 
 @dataclass
@@ -55,6 +67,9 @@ class Turn:
     model: "ModelRecord"
     sampling: "SamplingParams"
     hidden: list = field(default_factory=list)  # message ids this turn took out of view
+    sources: list = field(default_factory=list)  # source dicts of the passages in the prompt
+    budget: dict | None = None  # {"used", "total"} prompt tokens of passages, with documents
+    refuse: bool = False  # "only from my documents" and nothing relevant: no model call
 
 
 @dataclass
@@ -156,8 +171,90 @@ def load_conversation(services: "Services", conversation_id: str) -> Conversatio
     system_prompt = conversations.get_setting(conversation_id, SETTING_SYSTEM_PROMPT)
     if system_prompt is None:
         system_prompt = services.settings.default_system_prompt
-    return ConversationView(conversation, _visible_messages(services, conversation_id), model_id, system_prompt,
-                            chat_models(services))
+    messages = _visible_messages(services, conversation_id)
+    sources = {m.id: stored_sources(services, m.documents) for m in messages if m.role == "assistant" and m.documents}
+    return ConversationView(conversation, messages, model_id, system_prompt, chat_models(services),
+                            documents=conversations.get_setting(conversation_id, SETTING_DOCUMENTS),
+                            sources={k: v for k, v in sources.items() if v})
+
+
+# ----- documents in the chat ---------------------------------------------------------------------
+def document_collections(services: "Services") -> list[dict]:
+    """The collections the chat can attach: id, name, files, chunks."""
+    from assistant.documents import Documents
+
+    return Documents(services.store, None).collections()
+
+
+def _source_dict(number: int, chunk: dict) -> dict:
+    page, heading = chunk.get("page"), chunk.get("heading") or ""
+    location = f"page {page}" + (f", {heading}" if heading else "") if page else (heading or "(beginning)")
+    return {"number": number, "chunk_id": int(chunk["id"]), "path": chunk["path"], "file": os.path.basename(chunk["path"]),
+            "location": location, "passage": chunk["text"]}
+
+
+def stored_sources(services: "Services", refs: list) -> list[dict]:
+    """The sources of a stored reply, numbered as they were in its prompt; passages since
+    removed from the index are left out."""
+    from assistant.documents import Documents
+
+    documents = Documents(services.store, None)
+    found = []
+    for number, ref in enumerate(refs or [], start=1):
+        text = str(ref)
+        if text.startswith(CHUNK_REF) and text[len(CHUNK_REF):].isdigit():
+            chunk = documents.chunk(int(text[len(CHUNK_REF):]))
+            if chunk is not None:
+                found.append(_source_dict(number, chunk))
+    return found
+
+
+def open_source(services: "Services", chunk_id: int) -> dict:
+    """One passage with its file and place, for the source viewer."""
+    from assistant.documents import Documents
+
+    chunk = Documents(services.store, None).chunk(int(chunk_id))
+    if chunk is None:
+        raise LookupError("This passage is no longer in your documents (the file was removed or re-indexed).")
+    return _source_dict(0, chunk)
+
+
+def _ground(services: "Services", prompt: list[dict], question: str, choice: dict, model: "ModelRecord") -> dict:
+    """Put the passages that answer ``question`` into the prompt's system message, within
+    the token budget left by the conversation itself. Worker thread (engine and store)."""
+    from assistant.grounded import GroundedChat
+    from assistant.retrieval import Scope
+
+    _documents, retriever = services.documents_core()
+    engine = services.engine
+    n_ctx = int(services.settings.engine.n_ctx)
+    history = "\n".join(m["content"] for m in prompt[:-1])
+    used_by_history = len(engine.tokenize(model.path, history, add_special=False)) if history else 0
+    reply_tokens = int(services.settings.sampling.max_tokens or 256)
+    chat = GroundedChat(retriever, engine, model.path, context_tokens=max(256, n_ctx - used_by_history),
+                        reply_tokens=min(reply_tokens, n_ctx // 4))
+    collections = choice.get("collections")
+    prepared = chat.prepare(question, Scope(collections=list(collections)) if collections else None,
+                            only_documents=bool(choice.get("only")))
+    # The instruction goes with the persona; the passages go right before the question,
+    # where a small model attends to them (measured: in the system message SmolLM2 often
+    # answered from its own imagination).
+    instruction, _, passages = prepared.messages[0]["content"].partition("\n\nSources:\n\n")
+    if prompt and prompt[0]["role"] == "system":
+        prompt[0] = {"role": "system", "content": prompt[0]["content"].rstrip() + "\n\n" + instruction}
+    else:
+        prompt.insert(0, {"role": "system", "content": instruction})
+    prompt[-1] = {"role": "user", "content": f"Sources:\n\n{passages}\n\nQuestion: {prompt[-1]['content']}"}
+    sources = [{"number": s.number, "chunk_id": s.chunk_id, "path": s.path, "file": os.path.basename(s.path),
+                "location": s.location, "passage": s.passage} for s in prepared.sources]
+    return {"sources": sources, "budget": prepared.budget, "refuse": prepared.refuse}
+
+
+def _grounded_sampling(sampling: "SamplingParams") -> "SamplingParams":
+    """Answers from documents keep close to the passages: a low temperature (0.2 at most)."""
+    from dataclasses import replace
+
+    return replace(sampling, temperature=min(float(sampling.temperature), GROUNDED_TEMPERATURE))
 
 
 def build_prompt(system_prompt: str, messages: Iterable["Message"]) -> list[dict]:
@@ -188,11 +285,14 @@ def start_turn(
     model_id: str | None,
     system_prompt: str,
     replace_from: str | None = None,
+    documents: dict | None = None,
 ) -> Turn:
     """Store the user's message (creating the conversation if needed) and prepare the reply.
 
     ``replace_from``: the id of the user message being edited; it and everything after it
-    leave the conversation before the edited text is added.
+    leave the conversation before the edited text is added. ``documents``: the attached
+    documents (see ``SETTING_DOCUMENTS``); the passages that answer the message go into the
+    prompt.
     """
     from assistant.conversations import DEFAULT_TITLE
 
@@ -203,6 +303,8 @@ def start_turn(
         conversation_id = conversation.id
         conversations.set_setting(conversation_id, SETTING_MODEL, model.id)
         conversations.set_setting(conversation_id, SETTING_SYSTEM_PROMPT, system_prompt)
+        if documents:
+            conversations.set_setting(conversation_id, SETTING_DOCUMENTS, documents)
     elif conversations.get(conversation_id).title == DEFAULT_TITLE:
         conversations.rename(conversation_id, _auto_title(text))
     hidden: list[str] = []
@@ -213,13 +315,17 @@ def start_turn(
             hidden = ids[ids.index(replace_from):]
             _hide(services, conversation_id, hidden)
     user_message = conversations.add_message(conversation_id, "user", text, model=model.id)
+    prompt = build_prompt(system_prompt, _visible_messages(services, conversation_id))
+    grounded = _ground(services, prompt, text, documents, model) if documents else {}
+    sampling = services.settings.sampling
     return Turn(
         conversation=conversations.get(conversation_id),
         user_message=user_message,
-        prompt=build_prompt(system_prompt, _visible_messages(services, conversation_id)),
+        prompt=prompt,
         model=model,
-        sampling=services.settings.sampling,
+        sampling=_grounded_sampling(sampling) if grounded else sampling,
         hidden=hidden,
+        **grounded,
     )
 
 
@@ -229,13 +335,20 @@ def regenerate_turn(services: "Services", conversation_id: str, reply_id: str | 
     model = _model_for(services, model_id)
     hidden = [reply_id] if reply_id else []
     _hide(services, conversation_id, hidden)
+    visible = _visible_messages(services, conversation_id)
+    prompt = build_prompt(system_prompt, visible)
+    documents = services.conversations.get_setting(conversation_id, SETTING_DOCUMENTS)
+    question = next((m.text for m in reversed(visible) if m.role == "user"), "")
+    grounded = _ground(services, prompt, question, documents, model) if documents and question else {}
+    sampling = services.settings.sampling
     return Turn(
         conversation=services.conversations.get(conversation_id),
         user_message=None,
-        prompt=build_prompt(system_prompt, _visible_messages(services, conversation_id)),
+        prompt=prompt,
         model=model,
-        sampling=services.settings.sampling,
+        sampling=_grounded_sampling(sampling) if grounded else sampling,
         hidden=hidden,
+        **grounded,
     )
 
 

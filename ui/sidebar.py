@@ -111,6 +111,9 @@ class Sidebar(QFrame):
         self.list.itemActivated.connect(self._on_item_activated)
         self.list.itemChanged.connect(self._on_item_renamed)
         self.list.setUniformItemSizes(True)
+        # A long title is elided ("…"), never a horizontal scroll bar; the tooltip has it all.
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         layout.addWidget(self.list, 1)
 
         self.results = QListWidget(self)

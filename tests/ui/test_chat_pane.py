@@ -243,3 +243,64 @@ def test_composer_suggestions_follow_the_setting(qtbot, window, services):
     qtbot.keyClicks(composer, "The capital of France is")
     qtbot.wait(1500)
     assert composer.suggestion == ""
+
+
+def _index_note(services, tmp_path, name: str, text: str) -> None:
+    note = tmp_path / name
+    note.write_text(text, encoding="utf-8")
+    documents, _retriever = services.documents_core()
+    events = list(documents.add_paths([str(note)], "notes"))
+    assert not [e for e in events if getattr(e, "kind", "") == "error"], events
+
+
+def test_chat_with_attached_documents_cites_and_opens_its_sources(qtbot, window, services, tmp_path):
+    _index_note(services, tmp_path, "garden.md",
+                "# Garden notes\n\nThe greenhouse key is kept by Margit Holloway, the head gardener, under the "
+                "blue flowerpot. The tomatoes are watered every Tuesday and Friday morning.\n")
+    qtbot.waitUntil(lambda: window.chat.ready, timeout=60000)
+    window.chat.refresh_collections()
+    qtbot.waitUntil(lambda: window.chat.documents_combo.findText("notes (1 files)") >= 0, timeout=30000)
+    window.chat.documents_combo.setCurrentIndex(window.chat.documents_combo.findText("notes (1 files)"))
+    type_and_send(qtbot, window, "Who keeps the greenhouse key?")
+    wait_idle(qtbot, window)
+    reply = window.chat.views[-1]
+    assert reply.role == "assistant" and reply.sources, window.chat.banner.label.text()
+    assert reply.sources[0]["file"] == "garden.md" and "flowerpot" in reply.sources[0]["passage"]
+    assert "garden.md" in reply.sources_label.text() and "passages" in window.chat.budget_label.text()
+    assert "Margit" in reply.text, reply.text  # a 135M model copies a name it was given
+
+    stored_reply = stored(services, window)[-1]
+    assert stored_reply.documents == [f"chunk:{reply.sources[0]['chunk_id']}"]
+    chosen = window.chat.documents_combo.currentData()
+    assert services.conversations.get_setting(window.chat.conversation_id, "documents") == \
+        {"collections": [chosen], "only": False}
+
+    reply.sources_label.linkActivated.emit(f"chunk:{reply.sources[0]['chunk_id']}")
+    qtbot.waitUntil(lambda: window.chat.source_dialog is not None and window.chat.source_dialog.isVisible(), timeout=30000)
+    assert "flowerpot" in window.chat.source_dialog.passage.toPlainText()
+    assert "garden.md" in window.chat.source_dialog.where.text()
+    window.chat.source_dialog.reject()
+
+    conversation_id = window.chat.conversation_id
+    window.chat.new_conversation()
+    qtbot.waitUntil(lambda: window.chat.conversation_id is None and not window.chat.views, timeout=30000)
+    assert window.chat.documents_combo.currentIndex() == 0, "a new chat starts without documents"
+    window.chat.open_conversation(conversation_id)
+    qtbot.waitUntil(lambda: len(window.chat.views) == 2, timeout=30000)
+    assert window.chat.views[-1].sources and window.chat.documents_combo.currentText().startswith("notes")
+
+
+def test_only_from_my_documents_says_it_does_not_know_without_the_model(qtbot, window, services, tmp_path):
+    from assistant.grounded import DONT_KNOW
+
+    _index_note(services, tmp_path, "garden.md", "# Garden notes\n\nThe tomatoes are watered every Tuesday.\n")
+    qtbot.waitUntil(lambda: window.chat.ready, timeout=60000)
+    window.chat.refresh_collections()
+    qtbot.waitUntil(lambda: window.chat.documents_combo.count() > 2, timeout=30000)
+    window.chat.documents_combo.setCurrentIndex(1)  # all my documents
+    window.chat.only_documents.setChecked(True)
+    type_and_send(qtbot, window, "Who won the football world cup in 1998?")
+    wait_idle(qtbot, window)
+    reply = stored(services, window)[-1]
+    assert reply.text == DONT_KNOW and reply.status == "complete"
+    assert window.chat.views[-1].text == DONT_KNOW

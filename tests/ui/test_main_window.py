@@ -272,3 +272,16 @@ def test_run_paints_before_opening_the_library_and_never_imports_torch(data_dir,
     assert seen["code"] == 0 and seen["pages"] == len(PAGES)
     assert seen["first_paint"] < seen["services_ready"]
     assert seen["torch"] is False
+
+
+def test_translate_sentiment_and_documents_pages_hold_their_real_panes(qtbot, window):
+    from ui.documents_pane import DocumentsPane
+    from ui.sentiment_pane import SentimentPane
+    from ui.translate_pane import TranslatePane
+
+    qtbot.waitUntil(lambda: window.translate is not None, timeout=30000)
+    for key, kind in (("translate", TranslatePane), ("sentiment", SentimentPane), ("documents", DocumentsPane)):
+        window.show_page(key)
+        page = window.stack.currentWidget()
+        assert isinstance(page.pane, kind) and page.pane.isVisible()
+        assert not page.notice.isVisible()

@@ -1,0 +1,93 @@
+"""The Train pane with the real core: checks before a job starts, and a real LoRA run
+(quick preset, SmolLM2 from the default pack) followed live, its result and "use in chat"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PEPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "documents" / "typing-peps"
+
+
+def _window_pane(qtbot, window):
+    qtbot.waitUntil(lambda: window.train is not None, timeout=30000)
+    window.show_page("train")
+    pane = window.train
+    qtbot.waitUntil(lambda: pane.model_combo.count() > 0, timeout=30000)
+    return pane
+
+
+def test_only_trainable_models_are_offered_and_bad_choices_say_why(qtbot, window, tmp_path):
+    pane = _window_pane(qtbot, window)
+    labels = [pane.model_combo.itemText(i) for i in range(pane.model_combo.count())]
+    paths = [pane.model_combo.itemData(i) for i in range(pane.model_combo.count())]
+    assert any("SmolLM2" in label for label in labels) and all(p.endswith(".gguf") for p in paths)
+    assert pane.collections.count() == 0
+    pane.start()
+    assert "Tick at least one document collection" in pane.status.text()
+    assert not pane.busy
+
+    memory = tmp_path / "tiny.tsv"
+    memory.write_text("en\tfr\nhello\tbonjour\nthank you\tmerci\n", encoding="utf-8")
+    pane.from_memory.setChecked(True)
+    pane.memory_path.setText(str(memory))
+    pane.start()
+    qtbot.waitUntil(lambda: not pane.busy, timeout=60000)
+    assert "at least 20 are needed" in pane.status.text(), pane.status.text()
+    assert pane.start_button.isEnabled()
+
+
+def test_a_real_run_is_followed_live_and_its_adapter_is_used_in_chat(qtbot, window, services):
+    from assistant.adapters import ActiveAdapters
+
+    assert PEPS.is_dir(), f"the shared corpus is missing: {PEPS}"
+    documents, _retriever = services.documents_core()
+    # The smallest document that still makes enough blocks: the path matters here, not the epoch.
+    files = [f for f in sorted(PEPS.glob("*.rst"), key=lambda f: f.stat().st_size) if f.stat().st_size > 12_000][:1]
+    assert files, f"no .rst files in {PEPS}"
+    list(documents.add_paths([str(f) for f in files], "peps"))
+
+    # The dequantized base is the training tests' shared cache (built once per machine and
+    # session), linked where this test's data folder keeps it.
+    from engine import model_pack
+    from tests.training.conftest import SHARED_CACHE
+    from training.base_model import cached_base_dir
+
+    smollm2_gguf = model_pack.locate(model_pack.SMOLLM2, services.paths.models_dir)
+    SHARED_CACHE.mkdir(parents=True, exist_ok=True)
+    cached_base_dir(Path(smollm2_gguf), SHARED_CACHE)
+    (services.paths.data_dir / "training").mkdir(exist_ok=True)
+    (services.paths.data_dir / "training" / "base-cache").symlink_to(SHARED_CACHE, target_is_directory=True)
+
+    pane = _window_pane(qtbot, window)
+    pane.refresh()
+    qtbot.waitUntil(lambda: pane.collections.count() == 1, timeout=30000)
+    smollm2 = next(i for i in range(pane.model_combo.count()) if "SmolLM2" in pane.model_combo.itemText(i))
+    pane.model_combo.setCurrentIndex(smollm2)
+    pane.preset_combo.setCurrentIndex(pane.preset_combo.findData("quick"))
+    pane.max_steps.setValue(2)  # two optimizer steps: the whole path, not the whole epoch
+    with qtbot.waitSignal(pane.sig_training_finished, timeout=1_800_000) as finished:
+        pane.start()
+        assert pane.busy and pane.cancel_button.isEnabled()
+    result = finished.args[0]
+    assert result, pane.status.text()
+    kinds = [e.kind for e in pane.events]
+    assert "start" in kinds and kinds.index("start") < kinds.index("step") and kinds[-1] == "done", kinds
+    assert pane.chart.steps and len(pane.chart.steps) == len(pane.chart.losses)
+    assert pane.result_box.isVisible() and "perplexity" in pane.result_summary.text().lower()
+    assert result["adapter_gguf"] and Path(result["adapter_gguf"]).is_file()
+    assert pane.runs.count() >= 1
+
+    with qtbot.waitSignal(pane.sig_adapter_activated, timeout=120_000):
+        pane.use_chat.click()
+    assert ActiveAdapters(services.store).get("chat").path == str(Path(result["adapter_gguf"]).resolve())
+
+    window.show_page("chat")
+    window.chat.focus_composer()
+    qtbot.keyClicks(window.chat.composer, "What is a type hint?")
+    from PySide6.QtCore import Qt
+
+    qtbot.keyClick(window.chat.composer, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not window.chat.busy, timeout=300_000)
+    reply = services.conversations.messages(window.chat.conversation_id)[-1]
+    assert reply.role == "assistant" and reply.status == "complete", window.chat.banner.label.text()
+    assert reply.adapter == str(Path(result["adapter_gguf"]).resolve()), "the reply was written with the adapter"

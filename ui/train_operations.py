@@ -1,0 +1,97 @@
+"""Small operations the Train pane calls; each runs on a worker thread of :class:`ui.jobs.Jobs`.
+
+Qt-free (like :mod:`ui.operations`); core modules are imported inside the functions so
+that opening the window does not import the training package's helpers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from assistant.app import Services
+
+#: Architectures the trainer and the GGUF exporters support.
+TRAINABLE_ARCHITECTURES = ("llama", "gemma3")
+
+
+@dataclass
+class TrainView:
+    collections: list = field(default_factory=list)  # {"name", "files", "chunks"}
+    models: list = field(default_factory=list)  # {"label", "path", "architecture"}
+    runs: list = field(default_factory=list)  # {"label", "folder", "result", "resumable"}
+
+
+def _jobs(services: "Services"):
+    from assistant.training_jobs import TrainingJobs
+
+    return TrainingJobs(services.paths, services.store)
+
+
+def _run_label(run: dict) -> str:
+    job = run.get("job") or {}
+    when = time.strftime("%d %b %H:%M", time.localtime(float(job.get("created_at") or 0)))
+    dataset = job.get("dataset") or {}
+    what = ", ".join(dataset.get("collections") or []) or Path(str(dataset.get("path", ""))).name
+    base = Path(str(job.get("base_gguf", ""))).name
+    result = run.get("result")
+    if result:
+        state = "finished"
+    elif run.get("resumable"):
+        state = "stopped, can resume"
+    else:
+        state = "not finished"
+    return f"{when} · {job.get('preset', '')} · {what} · {base} · {state}"
+
+
+def train_view(services: "Services") -> TrainView:
+    from assistant.documents import Documents
+
+    collections = [c for c in Documents(services.store, None).collections() if c["chunks"]]
+    models = []
+    for record in services.library.list():
+        architecture = str((record.metadata or {}).get("architecture") or "")
+        if architecture in TRAINABLE_ARCHITECTURES and str(record.path).endswith(".gguf"):
+            models.append({"label": record.display_name, "path": record.path, "architecture": architecture})
+    runs = [{**run, "label": _run_label(run)} for run in _jobs(services).runs()]
+    return TrainView(collections, models, runs)
+
+
+def prepare_documents_job(services: "Services", collections: list[str], model_path: str, preset: str,
+                          settings: dict | None = None):
+    """Check and prepare a job on the collections' text, then start its process."""
+    jobs = _jobs(services)
+    spec = jobs.prepare_documents(collections, Path(model_path), preset, settings)
+    return jobs.start(spec)
+
+
+def prepare_translation_job(services: "Services", memory_file: str, model_path: str, preset: str,
+                            settings: dict | None = None):
+    jobs = _jobs(services)
+    spec = jobs.prepare_translation(Path(memory_file), Path(model_path), preset_name=preset, settings=settings)
+    return jobs.start(spec)
+
+
+def resume_job(services: "Services", folder: str):
+    return _jobs(services).resume(Path(folder))
+
+
+def with_job(result: dict | None, job_file: Path) -> dict | None:
+    """The job's result with the base model it was trained for (from its job.json)."""
+    import json
+
+    if not result:
+        return result
+    job = json.loads(Path(job_file).read_text(encoding="utf-8"))
+    return {**result, "base_gguf": job.get("base_gguf", "")}
+
+
+def activate_adapter(services: "Services", task: str, adapter_path: str, base_path: str) -> None:
+    """Use the adapter for ``task`` from the next reply on; the engine checks it fits first."""
+    from assistant.adapters import ActiveAdapters
+
+    services.engine.load_adapter(base_path, adapter_path, timeout=120)
+    ActiveAdapters(services.store).set(task, adapter_path, base_path)

@@ -1,0 +1,506 @@
+"""The Train pane: teach a model the user's documents or translation memory (LoRA).
+
+GUI thread only. The work runs in its own process (``python -m training.run``, started by
+:class:`assistant.training_jobs.TrainingJobs`); a pool thread of the window's
+:class:`ui.jobs.Jobs` reads the process's progress lines and hands each event to the GUI
+thread through ``sig_training_event`` (queued). Cancel sends SIGTERM: the job saves a
+checkpoint and stops, and Resume carries on from it. Closing the window does the same, so
+nothing is lost. When a run ends, its result card shows held-out perplexity before and
+after (measured by the job through llama.cpp on the GGUF the user will run), sample
+outputs before and after, and buttons to use the adapter in chat or for translation.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui import train_operations as ops
+
+if TYPE_CHECKING:
+    from assistant.app import Services
+    from ui.jobs import Jobs
+
+#: What each preset means, in the user's words.
+PRESET_TEXT = {
+    "quick": "Quick: a light adapter (rank 8, attention only), one pass. Minutes on a laptop.",
+    "balanced": "Balanced: rank 16 on every layer, one pass. The usual choice.",
+    "thorough": "Thorough: rank 32, two passes. Learns the most; takes about four times as long.",
+}
+
+
+def _format_eta(seconds: Any) -> str:
+    try:
+        seconds = int(float(seconds))
+    except (TypeError, ValueError):
+        return "…"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds} s"
+
+
+class _EventSignals(QObject):
+    sig_training_event = Signal(object)  # assistant.training_jobs.TrainingEvent
+
+
+class LossChart(QWidget):
+    """Training loss by step (pyqtgraph), with the held-out loss as points when measured."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        import pyqtgraph as pg
+
+        self.setAccessibleName("Loss chart")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.plot = pg.PlotWidget(self)
+        self.plot.setAccessibleName("Training loss by step")
+        self.plot.setBackground(None)
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("left", "loss")
+        self.plot.addLegend(offset=(-10, 10))
+        self.train_curve = self.plot.plot([], [], pen=pg.mkPen("#3b82f6", width=2), name="training")
+        self.eval_points = self.plot.plot([], [], pen=None, symbol="o", symbolBrush="#f97316", name="held-out")
+        layout.addWidget(self.plot)
+        self.steps: list[float] = []
+        self.losses: list[float] = []
+        self.eval_steps: list[float] = []
+        self.eval_losses: list[float] = []
+
+    def clear(self) -> None:
+        self.steps, self.losses, self.eval_steps, self.eval_losses = [], [], [], []
+        self.train_curve.setData([], [])
+        self.eval_points.setData([], [])
+
+    def add_step(self, step: float, loss: float) -> None:
+        self.steps.append(float(step))
+        self.losses.append(float(loss))
+        self.train_curve.setData(self.steps, self.losses)
+
+    def add_eval(self, step: float, loss: float) -> None:
+        self.eval_steps.append(float(step))
+        self.eval_losses.append(float(loss))
+        self.eval_points.setData(self.eval_steps, self.eval_losses)
+
+
+class TrainPane(QWidget):
+    """Self-contained: give it the services and the window's jobs; call :meth:`shutdown` at close."""
+
+    sig_training_finished = Signal(object)  # the result dict (or None when it failed or was cancelled)
+    sig_adapter_activated = Signal(str, str)  # task, adapter path
+
+    def __init__(self, services: "Services", jobs: "Jobs", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.services = services
+        self.jobs = jobs
+        self.process = None  # the running assistant.training_jobs.TrainingProcess
+        self._process_lock = threading.Lock()
+        self._cancel_requested = False
+        self.result: dict | None = None
+        self.events: list = []  # this run's events, for the status line and tests
+        self._signals = _EventSignals()
+        self._signals.sig_training_event.connect(self._on_event)
+        self._build()
+        self.refresh()
+
+    # ----- layout ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        setup = QGroupBox("Teach a model")
+        setup.setAccessibleName("Training set-up")
+        form = QFormLayout(setup)
+        self.source_group = QButtonGroup(self)
+        self.from_documents = QRadioButton("My documents")
+        self.from_documents.setAccessibleName("Learn from my documents")
+        self.from_memory = QRadioButton("A translation memory (TSV or TMX)")
+        self.from_memory.setAccessibleName("Learn from a translation memory")
+        self.from_documents.setChecked(True)
+        for button in (self.from_documents, self.from_memory):
+            self.source_group.addButton(button)
+            button.toggled.connect(self._source_changed)
+        self.collections = QListWidget()
+        self.collections.setAccessibleName("Document collections to learn from")
+        self.collections.setMaximumHeight(90)
+        self.memory_path = QLineEdit()
+        self.memory_path.setAccessibleName("Translation memory file")
+        self.memory_path.setPlaceholderText("pairs.tsv or memory.tmx")
+        self.memory_browse = QPushButton("Browse…")
+        self.memory_browse.setAccessibleName("Choose a translation memory file")
+        self.memory_browse.clicked.connect(self._choose_memory)
+        memory_row = QHBoxLayout()
+        memory_row.addWidget(self.memory_path, 1)
+        memory_row.addWidget(self.memory_browse)
+        form.addRow(self.from_documents)
+        form.addRow(self.collections)
+        form.addRow(self.from_memory)
+        form.addRow(memory_row)
+        self.model_combo = QComboBox()
+        self.model_combo.setAccessibleName("Model to teach")
+        form.addRow("Model", self.model_combo)
+        self.preset_combo = QComboBox()
+        self.preset_combo.setAccessibleName("Training preset")
+        for name in PRESET_TEXT:
+            self.preset_combo.addItem(name.capitalize(), name)
+        self.preset_combo.setCurrentIndex(1)
+        self.preset_text = QLabel(PRESET_TEXT["balanced"])
+        self.preset_text.setAccessibleName("What the preset does")
+        self.preset_text.setWordWrap(True)
+        self.preset_combo.currentIndexChanged.connect(
+            lambda _i: self.preset_text.setText(PRESET_TEXT[self.preset_combo.currentData()]))
+        form.addRow("Preset", self.preset_combo)
+        form.addRow(self.preset_text)
+        self.max_steps = QSpinBox()
+        self.max_steps.setAccessibleName("Stop after this many steps (0: the preset's full run)")
+        self.max_steps.setRange(0, 100000)
+        self.max_steps.setSpecialValueText("full run")
+        self.max_steps.setToolTip("For a quick try: stop after this many steps instead of the preset's passes")
+        form.addRow("Steps", self.max_steps)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.start_button.setAccessibleName("Start training")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setAccessibleName("Cancel training (it can be resumed)")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch(1)
+        form.addRow(buttons)
+
+        runs_box = QGroupBox("Earlier runs")
+        runs_box.setAccessibleName("Earlier runs")
+        runs_layout = QVBoxLayout(runs_box)
+        self.runs = QListWidget()
+        self.runs.setAccessibleName("Earlier training runs")
+        self.runs.currentItemChanged.connect(self._run_selected)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setAccessibleName("Resume the selected run")
+        self.resume_button.setEnabled(False)
+        self.resume_button.clicked.connect(self.resume_selected)
+        runs_layout.addWidget(self.runs)
+        runs_layout.addWidget(self.resume_button)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(setup)
+        left_layout.addWidget(runs_box, 1)
+
+        self.progress = QProgressBar()
+        self.progress.setAccessibleName("Training progress")
+        self.status = QLabel("Choose what to learn from and press Start.")
+        self.status.setAccessibleName("Training status")
+        self.status.setWordWrap(True)
+        self.chart = LossChart()
+
+        self.result_box = QGroupBox("Result")
+        self.result_box.setAccessibleName("Training result")
+        result_layout = QVBoxLayout(self.result_box)
+        self.result_summary = QLabel("")
+        self.result_summary.setAccessibleName("Perplexity before and after")
+        self.result_summary.setWordWrap(True)
+        self.result_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        samples = QHBoxLayout()
+        self.sample_before = QPlainTextEdit()
+        self.sample_before.setReadOnly(True)
+        self.sample_before.setAccessibleName("Sample output before training")
+        self.sample_after = QPlainTextEdit()
+        self.sample_after.setReadOnly(True)
+        self.sample_after.setAccessibleName("Sample output after training")
+        for caption, box in (("Before", self.sample_before), ("After", self.sample_after)):
+            column = QVBoxLayout()
+            label = QLabel(caption)
+            label.setBuddy(box)
+            column.addWidget(label)
+            column.addWidget(box)
+            samples.addLayout(column)
+        use_row = QHBoxLayout()
+        self.use_chat = QPushButton("Use in chat")
+        self.use_chat.setAccessibleName("Use this adapter in chat")
+        self.use_chat.clicked.connect(lambda: self.use_adapter("chat"))
+        self.use_translate = QPushButton("Use for translation")
+        self.use_translate.setAccessibleName("Use this adapter for translation")
+        self.use_translate.clicked.connect(lambda: self.use_adapter("translate"))
+        use_row.addWidget(self.use_chat)
+        use_row.addWidget(self.use_translate)
+        use_row.addStretch(1)
+        result_layout.addWidget(self.result_summary)
+        result_layout.addLayout(samples)
+        result_layout.addLayout(use_row)
+        self.result_box.hide()
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.progress)
+        right_layout.addWidget(self.status)
+        right_layout.addWidget(self.chart, 2)
+        right_layout.addWidget(self.result_box, 2)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setAccessibleName("Training")
+        splitter.setChildrenCollapsible(False)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([380, 700])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 12, 16, 12)
+        layout.addWidget(splitter)
+        self._source_changed()
+
+    # ----- state --------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.process is not None
+
+    def _source_changed(self, *_: Any) -> None:
+        documents = self.from_documents.isChecked()
+        self.collections.setEnabled(documents)
+        self.memory_path.setEnabled(not documents)
+        self.memory_browse.setEnabled(not documents)
+
+    def _choose_memory(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Translation memory", "",
+                                              "Translation memory (*.tsv *.tmx *.txt);;All files (*)")
+        if path:
+            self.memory_path.setText(path)
+            self.from_memory.setChecked(True)
+
+    def refresh(self) -> None:
+        """Reload collections, trainable models and earlier runs (read on a worker thread)."""
+        self.jobs.run(ops.train_view, self.services, on_done=self._fill, on_error=self._failed)
+
+    def _fill(self, view: "ops.TrainView") -> None:
+        checked = {self.collections.item(i).data(Qt.ItemDataRole.UserRole)
+                   for i in range(self.collections.count())
+                   if self.collections.item(i).checkState() == Qt.CheckState.Checked}
+        self.collections.clear()
+        for collection in view.collections:
+            item = QListWidgetItem(f"{collection['name']} ({collection['files']} files)")
+            item.setData(Qt.ItemDataRole.UserRole, collection["name"])
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if collection["name"] in checked or len(view.collections) == 1
+                               else Qt.CheckState.Unchecked)
+            self.collections.addItem(item)
+        current = self.model_combo.currentData()
+        self.model_combo.clear()
+        for model in view.models:
+            self.model_combo.addItem(model["label"], model["path"])
+        index = self.model_combo.findData(current) if current else -1
+        self.model_combo.setCurrentIndex(max(0, index))
+        self.runs.clear()
+        for run in view.runs:
+            item = QListWidgetItem(run["label"])
+            item.setData(Qt.ItemDataRole.UserRole, run)
+            self.runs.addItem(item)
+        if not view.models:
+            self.status.setText("No model that can be trained is installed (llama or gemma3 GGUF models can).")
+        self.start_button.setEnabled(bool(view.models) and not self.busy)
+
+    def _run_selected(self, item: QListWidgetItem | None, _previous=None) -> None:
+        run = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        self.resume_button.setEnabled(bool(run and run.get("resumable")) and not self.busy)
+        if run and run.get("result") and not self.busy:
+            self.result = {**run["result"], "base_gguf": (run.get("job") or {}).get("base_gguf", "")}
+            self._show_result(self.result)
+
+    def chosen_collections(self) -> list[str]:
+        return [self.collections.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.collections.count())
+                if self.collections.item(i).checkState() == Qt.CheckState.Checked]
+
+    # ----- running ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Check and prepare the job on a worker thread, then follow its process."""
+        if self.busy:
+            return
+        model_path = self.model_combo.currentData()
+        if not model_path:
+            self.status.setText("Choose a model to teach.")
+            return
+        preset = self.preset_combo.currentData()
+        settings = {"max_steps": self.max_steps.value()} if self.max_steps.value() else {}
+        if self.from_documents.isChecked():
+            collections = self.chosen_collections()
+            if not collections:
+                self.status.setText("Tick at least one document collection (add documents on the Documents page).")
+                return
+            prepare = (ops.prepare_documents_job, self.services, collections, model_path, preset, settings)
+        else:
+            memory = self.memory_path.text().strip()
+            if not memory:
+                self.status.setText("Choose a translation memory file (TSV with source and target columns, or TMX).")
+                return
+            prepare = (ops.prepare_translation_job, self.services, memory, model_path, preset, settings)
+        self._begin("Checking the data, memory and disk…")
+        self.jobs.run(*prepare, on_done=self._follow, on_error=self._start_failed)
+
+    def resume_selected(self) -> None:
+        item = self.runs.currentItem()
+        run = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        if not run or self.busy:
+            return
+        self._begin("Resuming from the last checkpoint…")
+        self.jobs.run(ops.resume_job, self.services, run["folder"], on_done=self._follow, on_error=self._start_failed)
+
+    def _begin(self, text: str) -> None:
+        self.process = "starting"  # busy until the job is followed or failed to start
+        self._cancel_requested = False
+        self.events = []
+        self.result = None
+        self.result_box.hide()
+        self.chart.clear()
+        self.progress.setRange(0, 0)
+        self.status.setText(text)
+        self.start_button.setEnabled(False)
+        self.resume_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+
+    def _start_failed(self, message: str, _exc: Any = None) -> None:
+        self.process = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status.setText(message)
+        self.cancel_button.setEnabled(False)
+        self.start_button.setEnabled(self.model_combo.count() > 0)
+
+    def _follow(self, process) -> None:
+        with self._process_lock:
+            self.process = process
+            cancel = self._cancel_requested
+        if cancel:
+            process.cancel()
+        signals = self._signals
+
+        def read() -> dict | None:  # pool thread, for the whole run
+            for event in process.events():
+                signals.sig_training_event.emit(event)
+            return ops.with_job(process.result, process.job_file)
+
+        self.jobs.run(read, on_done=self._ended, on_error=self._start_failed)
+
+    def cancel(self) -> None:
+        """Ask the job to save a checkpoint and stop; Resume carries on from it."""
+        with self._process_lock:
+            self._cancel_requested = True
+            process = self.process
+        if process is not None and not isinstance(process, str):
+            process.cancel()
+        self.cancel_button.setEnabled(False)
+        self.status.setText("Stopping: saving a checkpoint…")
+
+    def _on_event(self, event) -> None:
+        self.events.append(event)
+        data = event.data
+        if event.kind == "start":
+            total = int(data.get("total_steps") or 0)
+            self.progress.setRange(0, max(1, total))
+            self.progress.setValue(int(data.get("step") or 0))
+            self.status.setText(f"Training on {data.get('train_blocks', '?')} blocks of {data.get('seq_len', '?')} "
+                                f"tokens ({data.get('device', 'cpu')}).")
+            if data.get("eval_loss") is not None:
+                self.chart.add_eval(float(data.get("step") or 0), float(data["eval_loss"]))
+        elif event.kind == "step":
+            total = int(data.get("total_steps") or self.progress.maximum() or 1)
+            self.progress.setRange(0, max(1, total))
+            self.progress.setValue(int(data.get("step") or 0))
+            if data.get("loss") is not None:
+                self.chart.add_step(float(data["step"]), float(data["loss"]))
+            self.status.setText(f"Step {data.get('step')} of {total} · loss {float(data.get('loss') or 0):.3f} · "
+                                f"{float(data.get('tokens_per_s') or 0):.0f} tokens/s · "
+                                f"about {_format_eta(data.get('eta_s'))} left")
+        elif event.kind == "eval" and data.get("eval_loss") is not None:
+            self.chart.add_eval(float(data.get("step") or 0), float(data["eval_loss"]))
+        elif event.kind == "message" and data.get("text", data.get("message")):
+            self.status.setText(str(data.get("text", data.get("message"))))
+        elif event.kind == "resumed":
+            self.status.setText(f"Resumed at step {data.get('step')}.")
+        elif event.kind == "cancelled":
+            self.status.setText("Stopped. A checkpoint was saved: select the run under Earlier runs and Resume.")
+        elif event.kind == "error":
+            self.status.setText(str(data.get("message") or "The training job failed."))
+
+    def _ended(self, result: dict | None) -> None:
+        self.process = None
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if result else 0)
+        self.result = result
+        if result:
+            self._show_result(result)
+            self.status.setText("Done.")
+        self.refresh()
+        self.sig_training_finished.emit(result)
+
+    def _show_result(self, result: dict) -> None:
+        lines = []
+        before, after = result.get("gguf_perplexity_before"), result.get("gguf_perplexity_after")
+        if before and after:
+            change = (after - before) / before * 100
+            lines.append(f"Held-out perplexity through llama.cpp: {before:.2f} → {after:.2f} ({change:+.1f}%)")
+        elif result.get("perplexity_before") and result.get("perplexity_after"):
+            lines.append(f"Held-out perplexity (training process): {result['perplexity_before']:.2f} → "
+                         f"{result['perplexity_after']:.2f}")
+        if result.get("tokens_per_s"):
+            lines.append(f"{float(result['tokens_per_s']):.0f} tokens/s on {result.get('device', 'cpu')}")
+        if result.get("adapter_gguf"):
+            lines.append(f"Adapter: {result['adapter_gguf']}")
+        else:
+            lines.append("No llama.cpp adapter was written, so it cannot be used in chat yet.")
+        self.result_summary.setText("\n".join(lines))
+        self.sample_before.setPlainText(result.get("sample_before", ""))
+        self.sample_after.setPlainText(result.get("sample_after", ""))
+        usable = bool(result.get("adapter_gguf"))
+        self.use_chat.setEnabled(usable)
+        self.use_translate.setEnabled(usable)
+        self.result_box.show()
+
+    def use_adapter(self, task: str) -> None:
+        """Make the finished adapter the one used for ``task`` (chat or translate)."""
+        result = self.result or {}
+        if not result.get("adapter_gguf"):
+            return
+        path = result["adapter_gguf"]
+        self.jobs.run(ops.activate_adapter, self.services, task, path, result.get("base_gguf", ""),
+                      on_done=lambda _r: self._activated(task, path), on_error=self._failed)
+
+    def _activated(self, task: str, path: str) -> None:
+        self.status.setText(f"The adapter is now used for {'chat' if task == 'chat' else 'translation'}.")
+        self.sig_adapter_activated.emit(task, path)
+
+    def _failed(self, message: str, _exc: Any = None) -> None:
+        self.status.setText(message)
+
+    def shutdown(self) -> None:
+        """GUI thread, at close: a running job saves a checkpoint and stops (resumable)."""
+        with self._process_lock:
+            process = self.process
+            self._cancel_requested = True
+        if process is not None and not isinstance(process, str):
+            process.cancel()
