@@ -1,0 +1,506 @@
+"""The "distill" job kind: ``run_job(job, reporter) -> result`` for ``python -m training.run``.
+
+Runs in the training process, main thread.
+
+Job file keys:
+  kind: "distill"
+  teacher_gguf: the installed GGUF that teaches (any model in the library, a fine-tuned one too)
+  student_gguf: an installed, smaller GGUF to teach -- or leave it out and give
+  prune: {PruneConfig fields}: the student is cut out of the teacher (see training.prune)
+  cache_root: folder of the dequantized base cache (<data>/training/base-cache)
+  output_dir: where job.json, checkpoints/, student/, student.gguf, distill.json go
+  dataset: see training.datasets (the user's documents)
+  preset: quick | balanced | thorough; settings: {DistillConfig field: value} on top
+  export_gguf: true (default) -> student.gguf (f16) next to the HF folder
+  quantize: optional llama.cpp type ("Q8_0", "Q4_K_M", ...) -> student.<type>.gguf as well
+  resume: set by ``training.run --resume``
+
+Everything the user can get wrong (no data, a teacher too large for this machine's memory, a
+student larger than its teacher, logit distillation between different tokenizers) is refused
+with one clear message before any model is loaded. ``distill.json`` next to the artefacts
+records how they were made: teacher, student, data, losses, steps, tokens, pruning choices.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import struct
+from pathlib import Path
+
+from gguf import GGUFValueType as _VT
+
+from training import datasets as ds
+from training.base_model import SUPPORTED_ARCHITECTURES, BaseModelError, load_base
+from training.distill.config import DistillConfig, config_from_job
+from training.lora.trainer import write_json_atomic
+from training.progress import JobCancelled, ProgressReporter
+from training.resources import PROCESS_OVERHEAD, ResourceError
+
+#: Bytes of training state per student parameter: fp32 weight, gradient, AdamW's two moments.
+TRAIN_BYTES_PER_PARAM = 16
+#: Bytes per teacher parameter: the fp32 copy the teacher runs in.
+TEACHER_BYTES_PER_PARAM = 4
+
+
+class DistillError(ValueError):
+    """The distillation asked for cannot run; str() says why and what to do instead."""
+
+
+# ----- checks made before anything is loaded --------------------------------------------------
+def check_dataset_spec(spec: dict | None) -> None:
+    """Fail early, with the reason, when the dataset names no text."""
+    if not spec:
+        raise ds.DatasetError("The job names no training data. Choose documents to distill on.")
+    kind = spec.get("type")
+    if kind == "text_files":
+        paths = [Path(p) for p in spec.get("paths") or []]
+        if not paths:
+            raise ds.DatasetError("No documents were chosen to distill on. Add documents first.")
+        for p in paths:
+            if not p.is_file():
+                raise ds.DatasetError(f"{p} does not exist or is not a file.")
+        if sum(p.stat().st_size for p in paths) == 0:
+            raise ds.DatasetError("The chosen documents are empty; there is no text to distill on.")
+    elif kind in ("documents", "translation_memory"):
+        path = Path(spec.get("path") or "")
+        if not path.is_file() or path.stat().st_size == 0:
+            raise ds.DatasetError(f"The training data {path} does not exist or is empty.")
+    else:
+        raise ds.DatasetError(f"Unknown dataset type {kind!r} (documents, text_files, translation_memory).")
+
+
+def tokenizer_signature(gguf_path: Path) -> str:
+    """A hash of the GGUF's vocabulary (the token strings in order): equal means the two models
+    number their words the same way, so their logits can be compared position by position."""
+    return _header(Path(gguf_path))["tokenizer"]
+
+
+#: Bytes of each fixed-size GGUF metadata value type.
+_SCALAR_SIZES: dict[int, int] = {int(t): struct.calcsize(f) for t, f in (
+    (_VT.UINT8, "<B"), (_VT.INT8, "<b"), (_VT.UINT16, "<H"), (_VT.INT16, "<h"), (_VT.UINT32, "<I"),
+    (_VT.INT32, "<i"), (_VT.FLOAT32, "<f"), (_VT.BOOL, "<B"), (_VT.UINT64, "<Q"), (_VT.INT64, "<q"),
+    (_VT.FLOAT64, "<d"))}
+_U64 = struct.Struct("<Q")
+
+
+def _skip_value(m, pos: int, vtype: int) -> int:
+    """Offset just past one metadata value of type ``vtype`` at ``pos`` (the file is already
+    validated by engine.gguf_check, so counts and lengths are within the file)."""
+    if vtype == _VT.STRING:
+        return pos + 8 + _U64.unpack_from(m, pos)[0]
+    if vtype == _VT.ARRAY:
+        element, count = struct.unpack_from("<IQ", m, pos)
+        pos += 12
+        if element in _SCALAR_SIZES:
+            return pos + count * _SCALAR_SIZES[element]
+        if element == _VT.STRING:
+            for _ in range(count):
+                pos += 8 + _U64.unpack_from(m, pos)[0]
+            return pos
+        for _ in range(count):
+            pos = _skip_value(m, pos, element)
+        return pos
+    return pos + _SCALAR_SIZES[vtype]
+
+
+def _vocabulary_digest(path: str) -> str:
+    """sha256 of the raw ``tokenizer.ggml.model`` and ``tokenizer.ggml.tokens`` values (lengths
+    and bytes of every token, in order); "" when the file has no vocabulary.
+
+    Hashes the array's bytes in one go from a memory map instead of building a Python object
+    per token: ``gguf.GGUFReader`` needs minutes for Gemma's 262k tokens on a busy laptop,
+    this needs well under a second."""
+    import mmap
+
+    wanted = (b"tokenizer.ggml.model", b"tokenizer.ggml.tokens")
+    found: dict[bytes, bytes] = {}
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        (n_kv,) = struct.unpack_from("<Q", m, 16)
+        pos = 24  # magic, version, tensor count, metadata count
+        for _ in range(n_kv):
+            (key_len,) = struct.unpack_from("<Q", m, pos)
+            key = m[pos + 8:pos + 8 + key_len]
+            (vtype,) = struct.unpack_from("<I", m, pos + 8 + key_len)
+            start = pos + 12 + key_len
+            pos = _skip_value(m, start, vtype)
+            if key in wanted:
+                found[key] = m[start:pos]
+                if len(found) == len(wanted):
+                    break
+    if b"tokenizer.ggml.tokens" not in found:
+        return ""
+    digest = hashlib.sha256()
+    for key in wanted:
+        digest.update(key + b"\0" + found.get(key, b"") + b"\0")
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _header_cached(path: str, size: int, mtime_ns: int) -> dict:
+    # One parse per file, with engine.gguf_check's bounded header reader (seconds, where
+    # gguf.GGUFReader takes minutes for a 262k-word vocabulary).
+    from engine.gguf_check import ArraySummary, MalformedModelError, check_gguf
+
+    try:
+        header = check_gguf(path)
+    except MalformedModelError as exc:
+        raise DistillError(f"{Path(path).name} cannot be used: {exc}") from exc
+    meta = header.metadata
+    arch = meta.get("general.architecture") if isinstance(meta.get("general.architecture"), str) else ""
+
+    def integer(key: str, default: int) -> int:
+        value = meta.get(key)
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else default
+
+    tokens = meta.get("tokenizer.ggml.tokens")
+    vocab = tokens.length if isinstance(tokens, ArraySummary) else len(tokens) if isinstance(tokens, list) else 50_000
+    return {"architecture": arch, "params": sum(t.n_elements for t in header.tensors),
+            "hidden": integer(f"{arch}.embedding_length", 1024), "layers": integer(f"{arch}.block_count", 32),
+            "ffn": integer(f"{arch}.feed_forward_length", 4096), "vocab": vocab,
+            "tokenizer": _vocabulary_digest(path) if tokens is not None else ""}
+
+
+def _header(gguf_path: Path) -> dict:
+    stat = gguf_path.stat()
+    return dict(_header_cached(str(gguf_path.resolve()), stat.st_size, stat.st_mtime_ns))
+
+
+def _architecture(gguf_path: Path) -> str:
+    """The GGUF's architecture, refused (as training.base_model.check_architecture does) when
+    training cannot load it; from the one cached header parse."""
+    arch = _header(gguf_path)["architecture"]
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise BaseModelError(f"{gguf_path.name} is a {arch!r} model; training supports "
+                             f"{', '.join(SUPPORTED_ARCHITECTURES)} models (SmolLM2, Gemma 3).")
+    return arch
+
+
+def check_memory(teacher_shape: dict, student_params: int, config: DistillConfig, available: int | None = None) -> dict:
+    """Raise :class:`ResourceError` when teacher + student training will not fit in memory."""
+    import psutil
+
+    available = psutil.virtual_memory().available if available is None else available
+    teacher = teacher_shape["params"] * TEACHER_BYTES_PER_PARAM
+    student = student_params * TRAIN_BYTES_PER_PARAM
+    tokens = config.batch_size * config.seq_len
+    # Activations kept for backward (student) and the logits of both models at fp32, with the
+    # softmax copies the divergence makes.
+    vocab = teacher_shape.get("vocab", 50_000)
+    activations = tokens * teacher_shape["layers"] * (12 * teacher_shape["hidden"] + 3 * teacher_shape["ffn"]) * 4
+    logits = tokens * vocab * 4 * 6
+    need = teacher + student + activations + logits + PROCESS_OVERHEAD
+    if need > available:
+        raise ResourceError(
+            f"The teacher is too large for this machine's memory: distilling it needs about {need / 2**30:.1f} GiB "
+            f"(teacher {teacher / 2**30:.1f} GiB at fp32, student training state {student / 2**30:.1f} GiB), "
+            f"{available / 2**30:.1f} GiB is free. Choose a smaller teacher, close other programs, or lower "
+            f"batch_size/seq_len.")
+    return {"memory_bytes": int(need), "available_bytes": int(available)}
+
+
+def gguf_shape(gguf_path: Path) -> dict:
+    """architecture, params, hidden, layers, ffn, vocab and tokenizer (signature) of a GGUF,
+    from its header alone (parsed once per file)."""
+    return _header(Path(gguf_path))
+
+
+def preflight(job: dict, config: DistillConfig) -> dict:
+    """Every check that needs no model loaded. Returns what it learnt (mode, sizes)."""
+    teacher_gguf = Path(job.get("teacher_gguf") or "")
+    if not teacher_gguf.is_file():
+        raise DistillError(f"The teacher model {teacher_gguf} does not exist. Choose an installed model.")
+    check_dataset_spec(job.get("dataset"))
+    arch = _architecture(teacher_gguf)
+    teacher = gguf_shape(teacher_gguf)
+    info = {"teacher_architecture": arch, "teacher_params": teacher["params"]}
+    student_gguf = job.get("student_gguf")
+    if student_gguf:
+        student_gguf = Path(student_gguf)
+        if not student_gguf.is_file():
+            raise DistillError(f"The student model {student_gguf} does not exist.")
+        info["student_architecture"] = _architecture(student_gguf)
+        student = gguf_shape(student_gguf)
+        if student["params"] >= teacher["params"]:
+            raise DistillError(
+                f"The student ({student_gguf.name}, {student['params'] / 1e6:.0f}M parameters) is not smaller than "
+                f"its teacher ({teacher_gguf.name}, {teacher['params'] / 1e6:.0f}M). Distillation teaches a smaller "
+                "model; swap them, or prune the teacher to make a student.")
+        same_tokens = tokenizer_signature(student_gguf) == tokenizer_signature(teacher_gguf)
+        if config.mode == "logits" and not same_tokens:
+            raise DistillError(
+                f"Logit distillation needs teacher and student to share a tokenizer, and {teacher_gguf.name} and "
+                f"{student_gguf.name} do not (different vocabularies, so their word probabilities cannot be "
+                "compared). Use sequence-level distillation (mode 'sequence'): the teacher writes text and the "
+                "student learns it.")
+        mode = config.mode if config.mode != "auto" else ("logits" if same_tokens else "sequence")
+        student_params = student["params"]
+    else:
+        prune = job.get("prune")
+        if prune is None:
+            raise DistillError("The job names no student: give student_gguf (an installed smaller model) or "
+                               "prune settings to cut one out of the teacher.")
+        from training.prune.config import PruneConfig
+
+        pcfg = PruneConfig.from_dict(prune)
+        keep = pcfg.n_keep(teacher["layers"])
+        if keep > teacher["layers"] or (pcfg.strategy == "explicit" and max(pcfg.layers) >= teacher["layers"]):
+            raise DistillError(f"The student cannot have more layers than its teacher ({teacher['layers']}); "
+                               f"asked to keep {keep}{' up to layer ' + str(max(pcfg.layers)) if pcfg.layers else ''}.")
+        if keep == teacher["layers"] and pcfg.ffn_keep_ratio >= 1.0:
+            raise DistillError("The pruned student would be as large as its teacher; keep fewer layers or narrow the FFN.")
+        if config.mode == "sequence":
+            raise DistillError("A student pruned from its teacher shares its tokenizer; use logit distillation.")
+        mode = "logits"
+        student_params = int(teacher["params"] * keep / max(1, teacher["layers"]))
+    info.update(mode=mode, memory=check_memory(teacher, student_params, config))
+    return info
+
+
+# ----- sequence-level data ---------------------------------------------------------------------
+def teacher_texts(job: dict, config: DistillConfig, prompts: list[str], out_dir: Path,
+                  reporter: ProgressReporter) -> list[str]:
+    """The teacher's continuation of each prompt (prompt included), cached in
+    ``teacher_texts.jsonl`` so that a resumed job does not generate them again."""
+    cache = out_dir / "teacher_texts.jsonl"
+    done: list[str] = []
+    if cache.is_file():
+        done = [json.loads(line)["text"] for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(done) >= len(prompts):
+        return done[: len(prompts)]
+    teacher_gguf = Path(job["teacher_gguf"])
+    with open(cache, "a", encoding="utf-8") as handle:
+        generate = _llama_cpp_generator(teacher_gguf, config) if config.generator == "llama_cpp" else \
+            _torch_generator(job, config)
+        try:
+            for i in range(len(done), len(prompts)):
+                if reporter.stop_requested:
+                    raise JobCancelled(0)
+                text = prompts[i] + generate(prompts[i], config.seed + i)
+                handle.write(json.dumps({"prompt": prompts[i], "text": text}, ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                done.append(text)
+                reporter.emit("generate", done=i + 1, total=len(prompts))
+        finally:
+            close = getattr(generate, "close", None)
+            if close:
+                close()
+    return done
+
+
+def _llama_cpp_generator(teacher_gguf: Path, config: DistillConfig):
+    from engine.llama_runtime import LoadedModel
+    from engine.settings import EngineSettings, SamplingParams
+
+    model = LoadedModel(str(teacher_gguf), EngineSettings(n_ctx=max(512, 4 * (config.prompt_tokens + config.generate_tokens))))
+
+    def generate(prompt: str, seed: int) -> str:
+        model.clear_cache()
+        tokens = model.tokenize(prompt, add_special=True)
+        result = model.generate(tokens, SamplingParams(temperature=config.gen_temperature,
+                                                       max_tokens=config.generate_tokens, seed=seed))
+        return result.text
+
+    generate.close = model.close
+    return generate
+
+
+def _torch_generator(job: dict, config: DistillConfig):
+    import torch
+
+    teacher, tokenizer = load_base(Path(job["teacher_gguf"]), _cache_root(job))
+    teacher.eval()
+
+    @torch.no_grad()
+    def generate(prompt: str, seed: int) -> str:
+        torch.manual_seed(seed)
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=True)["input_ids"]
+        out = teacher.generate(ids, max_new_tokens=config.generate_tokens, do_sample=True,
+                               temperature=config.gen_temperature, top_p=0.95,
+                               pad_token_id=tokenizer.eos_token_id)
+        return tokenizer.decode(out[0, ids.size(1):], skip_special_tokens=True)
+
+    return generate
+
+
+def sequence_data(job: dict, config: DistillConfig, student_tokenizer, out_dir: Path,
+                  reporter: ProgressReporter) -> ds.PackedData:
+    """Training blocks of teacher-written text; held-out blocks stay the user's real documents."""
+    import numpy as np
+
+    real = ds.build(job["dataset"], student_tokenizer, config.seq_len, config.eval_fraction, config.seed)
+    picks = np.linspace(0, len(real.train_ids) - 1, min(config.max_prompts, len(real.train_ids))).astype(int)
+    # Prompts are cut from training blocks only, never from held-out text.
+    prompts = [student_tokenizer.decode(real.train_ids[i][: config.prompt_tokens], skip_special_tokens=True)
+               for i in picks]
+    reporter.message(f"The teacher is writing {len(prompts)} texts for the student...")
+    texts = teacher_texts(job, config, prompts, out_dir, reporter)
+    written = ds.pack_documents([ds.Document(f"teacher-{i}", t) for i, t in enumerate(texts)], student_tokenizer,
+                                config.seq_len, eval_fraction=0.0, seed=config.seed, min_train_blocks=1)
+    stats = {**real.stats, "teacher_texts": len(texts), "train_blocks": int(len(written.train_ids)),
+             "train_source": "teacher-written text (sequence-level distillation)"}
+    return ds.PackedData(config.seq_len, written.train_ids, written.train_labels, real.eval_ids, real.eval_labels,
+                         real.eval_texts, stats)
+
+
+# ----- the job ---------------------------------------------------------------------------------
+def _cache_root(job: dict) -> Path:
+    return Path(job.get("cache_root") or Path(job["output_dir"]).parent / "base-cache")
+
+
+def run_job(job: dict, reporter: ProgressReporter) -> dict:
+    config = config_from_job(job)
+    info = preflight(job, config)
+    out_dir = Path(job["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resuming = bool(job.get("resume"))
+    write_json_atomic(out_dir / "job.json", {**job, "resolved_settings": config.to_dict(), **info})
+    cache_root = _cache_root(job)
+    teacher_gguf = Path(job["teacher_gguf"])
+
+    teacher = None
+    if info["mode"] == "logits":
+        # Sequence-level distillation never needs the teacher in torch: it writes through llama.cpp
+        # (or loads itself for the torch generator).
+        reporter.message("Preparing the teacher (dequantized once, then cached)...")
+        teacher, tokenizer = load_base(teacher_gguf, cache_root)
+    prune_record = None
+    layer_map = None
+    if job.get("student_gguf"):
+        student, student_tokenizer = load_base(Path(job["student_gguf"]), cache_root)
+        if teacher is None:
+            tokenizer = student_tokenizer
+        elif student.config.vocab_size != teacher.config.vocab_size:
+            raise DistillError("Teacher and student have different vocabulary sizes; use sequence-level distillation.")
+    else:
+        student_tokenizer = tokenizer
+        student = None  # cut below, once the data is ready for calibration
+
+    reporter.message("Preparing the training data...")
+    if info["mode"] == "sequence":
+        data = sequence_data(job, config, student_tokenizer, out_dir, reporter)
+        teacher_for_logits = None
+    else:
+        data = ds.build(job["dataset"], tokenizer, config.seq_len, config.eval_fraction, config.seed)
+        teacher_for_logits = teacher
+    write_json_atomic(out_dir / "data.json", data.stats)
+    _write_held_out(out_dir / "held_out.jsonl", data.eval_texts)
+
+    if student is None:
+        from training.prune.config import PruneConfig
+        from training.prune.trainer import build_student, prune
+
+        pcfg = PruneConfig.from_dict(job.get("prune"))
+        record_file = out_dir / "prune.json"
+        calibration = data.train_ids[: pcfg.calibration_blocks]
+        if resuming and record_file.is_file():
+            # The same cut as before: the checkpoint's weights only fit that architecture.
+            prune_record = json.loads(record_file.read_text(encoding="utf-8"))
+            student, _ = build_student(teacher, prune_record["layer_map"], pcfg.ffn_keep_ratio, calibration)
+        else:
+            reporter.message("Cutting the student out of the teacher...")
+            student, prune_record = prune(teacher, pcfg, calibration, reporter)
+            write_json_atomic(record_file, prune_record)
+        layer_map = prune_record["layer_map"]
+        reporter.emit("pruned", layer_map=layer_map, student_params=prune_record["student_params"],
+                      teacher_params=prune_record["teacher_params"])
+
+    from training.distill.trainer import DistillTrainer
+
+    trainer = DistillTrainer(student, teacher_for_logits, data, config, out_dir, reporter, layer_map)
+    try:
+        checkpoint = trainer.latest_checkpoint() if resuming else None
+        before_file = out_dir / "eval_before.json"
+        if checkpoint is not None:
+            trainer.load_checkpoint(checkpoint)
+            before = json.loads(before_file.read_text(encoding="utf-8")) if before_file.is_file() else {}
+            reporter.emit("resumed", step=trainer.step, path=str(checkpoint))
+        else:
+            before = {"student_eval_loss": trainer.evaluate(),
+                      "teacher_eval_loss": trainer.evaluate(teacher_for_logits) if teacher_for_logits is not None else None}
+            write_json_atomic(before_file, before)
+        reporter.emit("start", total_steps=trainer.total_steps, step=trainer.step, device=str(trainer.device),
+                      mode=info["mode"], train_blocks=int(len(data.train_ids)), seq_len=config.seq_len,
+                      eval_loss=before.get("student_eval_loss"), teacher_eval_loss=before.get("teacher_eval_loss"))
+        stats = trainer.train()
+        after = trainer.evaluate()
+    finally:
+        trainer.close()
+    reporter.emit("eval", step=trainer.step, eval_loss=after, perplexity=_exp(after))
+
+    result = {"output_dir": str(out_dir), "mode": info["mode"], **stats,
+              "teacher": {"gguf": str(teacher_gguf), "architecture": info["teacher_architecture"],
+                          "params": info["teacher_params"]},
+              "student_source": str(job.get("student_gguf") or "pruned from the teacher"),
+              "prune": prune_record, "data": data.stats, "dataset": job["dataset"],
+              "settings": config.to_dict(),
+              "eval_loss_before": before.get("student_eval_loss"), "eval_loss_after": after,
+              "teacher_eval_loss": before.get("teacher_eval_loss"),
+              "perplexity_before": _exp(before.get("student_eval_loss")), "perplexity_after": _exp(after),
+              "teacher_perplexity": _exp(before.get("teacher_eval_loss")),
+              "held_out": str(out_dir / "held_out.jsonl"), "student_dir": None, "student_gguf": None}
+    result["student_dir"] = str(save_student(trainer.student, student_tokenizer, out_dir / "student", result))
+    if job.get("export_gguf", True):
+        reporter.message("Writing the student for llama.cpp (GGUF)...")
+        source = Path(job["student_gguf"]) if job.get("student_gguf") else teacher_gguf
+        gguf_path = export_student(trainer.student, source, out_dir / "student.gguf", layer_map)
+        result["student_gguf"] = str(gguf_path)
+        write_json_atomic(out_dir / "student.gguf.json", result)
+        if job.get("quantize"):
+            from training.quantize import quantize_gguf
+
+            qtype = str(job["quantize"])
+            quantized = quantize_gguf(gguf_path, out_dir / f"student.{qtype}.gguf", qtype)
+            result["student_gguf_quantized"] = str(quantized)
+            write_json_atomic(out_dir / f"student.{qtype}.gguf.json", result)
+    write_json_atomic(out_dir / "distill.json", result)
+    return result
+
+
+def save_student(student, tokenizer, folder: Path, record: dict) -> Path:
+    """The student as an HF folder (config, safetensors, tokenizer, distill.json), atomically."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        student.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / "distill.json", record)
+        for item in tmp.iterdir():
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def export_student(student, source_gguf: Path, out_path: Path, layer_map: list[int] | None, dtype: str = "f16") -> Path:
+    """GGUF of the student: H2's writer for a student of its source's shape, the pruned-student
+    template for one cut from the teacher."""
+    if layer_map is not None:
+        from training.prune.gguf_export import write_student_gguf
+
+        return write_student_gguf(student, source_gguf, out_path, layer_map, dtype=dtype)
+    from training.export.full_gguf import write_full_gguf
+
+    return write_full_gguf(student, source_gguf, out_path, dtype=dtype)
+
+
+def _exp(loss: float | None) -> float | None:
+    return math.exp(loss) if loss is not None and loss < 50 else None
+
+
+def _write_held_out(path: Path, texts: list[str]) -> None:
+    lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+    from training.lora.trainer import _atomic_text
+
+    _atomic_text(path, lines)
