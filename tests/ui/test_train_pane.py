@@ -73,7 +73,10 @@ def test_a_real_run_is_followed_live_and_its_adapter_is_used_in_chat(qtbot, wind
     kinds = [e.kind for e in pane.events]
     assert "start" in kinds and kinds.index("start") < kinds.index("step") and kinds[-1] == "done", kinds
     assert pane.chart.steps and len(pane.chart.steps) == len(pane.chart.losses)
-    assert pane.result_box.isVisible() and "perplexity" in pane.result_summary.text().lower()
+    assert pane.result_box.isVisible() and "perplexity through llama.cpp" in pane.result_summary.text().lower()
+    assert result["gguf_perplexity_before"] > 1 and result["gguf_perplexity_after"] > 1
+    prompt = result["sample_prompt"]
+    assert pane.sample_before.toPlainText().startswith(prompt) and pane.sample_after.toPlainText().startswith(prompt)
     assert result["adapter_gguf"] and Path(result["adapter_gguf"]).is_file()
     assert pane.runs.count() >= 1
 

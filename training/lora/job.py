@@ -142,9 +142,51 @@ def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
         if job.get("export_gguf", True):
             reporter.message("Writing the llama.cpp adapter (GGUF)...")
             result["adapter_gguf"] = _export_gguf(adapter_dir, base_gguf, out_dir, reporter)
+        if result["adapter_gguf"] and data.eval_texts:
+            reporter.message("Measuring the adapter through llama.cpp...")
+            result.update(_measure_gguf(base_gguf, Path(result["adapter_gguf"]), data.eval_texts, config.seq_len))
         write_json_atomic(out_dir / "result.json", result)
     trainer._barrier()
     return result
+
+
+#: Held-out characters scored through llama.cpp for the result card: enough for a stable
+#: figure, little enough to take seconds, not minutes.
+GGUF_EVAL_CHARS = 20_000
+#: Tokens of held-out text that prompt the before/after samples, and tokens generated.
+SAMPLE_PROMPT_TOKENS = 48
+SAMPLE_TOKENS = 40
+
+
+def _measure_gguf(base_gguf: Path, adapter_gguf: Path, held_out: list[str], ctx: int) -> dict:
+    """Held-out perplexity and a greedy sample, without and with the adapter, on the GGUF the
+    user will run (llama.cpp, not torch). Training process, rank 0."""
+    from engine.llama_runtime import LoadedModel
+    from engine.settings import EngineSettings, SamplingParams
+    from training.evaluate import gguf_perplexity
+
+    texts, total = [], 0
+    for text in held_out:
+        texts.append(text[: GGUF_EVAL_CHARS - total])
+        total += len(texts[-1])
+        if total >= GGUF_EVAL_CHARS:
+            break
+    ctx = max(128, min(512, int(ctx)))
+    before = gguf_perplexity(base_gguf, texts, ctx=ctx)
+    after = gguf_perplexity(base_gguf, texts, ctx=ctx, lora_path=adapter_gguf)
+    model = LoadedModel(str(base_gguf), EngineSettings(n_ctx=1024))
+    try:
+        prompt = model.tokenize(held_out[0], add_special=True)[:SAMPLE_PROMPT_TOKENS]
+        greedy = SamplingParams(temperature=0.0, max_tokens=SAMPLE_TOKENS, repeat_penalty=1.0)
+        prompt_text = model.detokenize(prompt)
+        sample_before = model.generate(list(prompt), greedy).text
+        model.set_adapters([(str(adapter_gguf), 1.0)])
+        sample_after = model.generate(list(prompt), greedy).text
+    finally:
+        model.close()
+    return {"gguf_perplexity_before": before, "gguf_perplexity_after": after,
+            "sample_prompt": prompt_text, "sample_before": prompt_text + sample_before,
+            "sample_after": prompt_text + sample_after}
 
 
 def _write_held_out(path: Path, texts: list[str]) -> None:
