@@ -81,7 +81,12 @@ def test_adapter_changes_output_and_switching_back_gives_the_base_again(engine, 
     assert again_a["result"]["text"] == with_a["result"]["text"]
     assert base_again["result"]["text"] == base["result"]["text"], "switching the adapter off did not restore the base"
     assert base_again["metrics"]["adapters"] == []
-    assert len({with_a["result"]["text"], with_b["result"]["text"], both["result"]["text"]}) == 3
+    # Each set changes the output; a blend of a and b may happen to agree with one of them on
+    # 16 greedy tokens, so only a against b is required to differ.
+    assert with_b["result"]["text"] != base["result"]["text"] and both["result"]["text"] != base["result"]["text"]
+    assert with_a["result"]["text"] != with_b["result"]["text"]
+    assert both["metrics"]["adapters"] == [{"path": str(adapters["a"]), "scale": 0.5},
+                                          {"path": str(adapters["b"]), "scale": 0.5}]
     # One base load for all of it: adapters are switched, not reloaded.
     assert [r["metrics"]["model_loads"] for r in (with_a, again_a, base_again, with_b, both)] == [loads] * 5
     # The KV prefix cache is dropped when the adapter set changes and kept while it does not.
