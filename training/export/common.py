@@ -139,7 +139,7 @@ def atomic_output(out_path: Path) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a model is an ordinary user file
         os.replace(tmp, out_path)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     except OSError as exc:
         raise ExportError(f"Cannot write {out_path}: {exc.strerror or exc}.") from exc
     finally:
@@ -147,7 +147,8 @@ def atomic_output(out_path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (its entry on disk); best effort where not possible."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from engine.gguf_check import MalformedModelError, check_gguf
 from engine.llama_runtime import init_backend
+from training.export.common import fsync_dir
 
 __all__ = ["QUANT_TYPES", "QuantizeError", "quantize_gguf", "source_type"]
 
@@ -182,24 +183,10 @@ def quantize_gguf(
         # mkstemp makes the file private (0600); a model is an ordinary user file.
         os.chmod(tmp, 0o644)
         os.replace(tmp, dst_path)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return dst_path
     except OSError as error:
         raise QuantizeError(f"Cannot write {dst_path}: {error.strerror or error}.") from None
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the folder's entry is on disk (not possible on Windows).
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
