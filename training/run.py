@@ -31,6 +31,7 @@ from engine import privacy
 
 privacy.install()
 
+from engine.partial_files import sweep_stale_partials  # noqa: E402
 from training.progress import JobCancelled, ProgressReporter  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 2, 3
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         job = read_job(args.job)
         if args.resume:
             job["resume"] = True
+        if job.get("output_dir"):
+            # A run killed earlier may have left a half-written adapter or model there.
+            sweep_stale_partials(job["output_dir"])
         module = importlib.import_module(f"training.{job['kind']}.job")
         result = module.run_job(job, reporter)
     except JobCancelled as exc:

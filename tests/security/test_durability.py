@@ -29,6 +29,8 @@ from engine.gguf_check import MalformedModelError, check_gguf
 from .conftest import REPO, fill
 
 INGEST_CHILD = Path(__file__).with_name("ingest_child.py")
+# The dequantized base models, shared with tests/training (same cache, same keys).
+BASE_CACHE = REPO / ".pytest_cache" / "training-base-cache"
 
 
 def rounds(quick: int, soak: int):
@@ -238,6 +240,76 @@ def test_sigkill_during_model_export_leaves_no_half_file(tmp_path, smollm2_path,
     assert check_gguf(final).tensors
 
 
+# ----- model export (merge and export) ----------------------------------------------------------
+MERGE_CHILD = ("import sys; from engine import privacy; privacy.install()\n"
+               "from training.export.full_gguf import merge_and_export\n"
+               "print('start', flush=True)\n"
+               "merge_and_export(sys.argv[1], sys.argv[2], sys.argv[3], cache_root=sys.argv[4],\n"
+               "                 quantize=sys.argv[5] or None, threads=1)\n"
+               "print('done', flush=True)\n")
+
+
+@pytest.fixture(scope="module")
+def peft_adapter(tmp_path_factory, smollm2_path) -> Path:
+    """A small random peft LoRA (q and v, rank 8) of SmolLM2, as a finished fine-tune leaves it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from training.export.full_gguf import load_hf_model
+
+    folder = tmp_path_factory.mktemp("peft") / "my-notes-lora"
+    base = load_hf_model(smollm2_path, BASE_CACHE)
+    torch.manual_seed(0)
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.02)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("n_rounds", rounds(2, 10))
+def test_sigkill_during_merge_and_export_leaves_no_half_model(tmp_path, smollm2_path, peft_adapter, n_rounds):
+    """Killed while merging, writing the f16 model or quantizing it: the library folder holds
+    whole models only, and the next export still works (and sweeps the dead run's temp files)."""
+    from engine.partial_files import sweep_stale_partials
+    from training.export.full_gguf import merge_and_export
+
+    library = tmp_path / "models"
+    library.mkdir()
+    rng = random.Random(23)
+    for round_no in range(n_rounds):
+        quantize = "Q8_0" if round_no % 2 else ""
+        target = library / f"notes-merged-{round_no}.gguf"
+        proc = subprocess.Popen([sys.executable, "-c", MERGE_CHILD, smollm2_path, str(peft_adapter), str(target),
+                                 str(BASE_CACHE), quantize], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline() == "start\n", proc.stderr.read()[-2000:]
+            # Imports and loading the base take seconds, writing the f16 model and quantizing
+            # it more: kill anywhere in the whole run, sometimes after it finished.
+            time.sleep(rng.uniform(0.0, 40.0))
+            os.kill(proc.pid, signal.SIGKILL)
+            out = proc.stdout.read()
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        assert target.exists() == ("done" in out), "the final name appears only when the file is complete"
+        _library_files_are_whole(library)
+    leftovers = [p.name for p in library.iterdir() if p.name.startswith(".")]
+    removed = sweep_stale_partials(library)
+    assert sorted(p.name for p in removed) == sorted(leftovers)
+    assert not [p for p in library.iterdir() if p.name.startswith(".")], "the dead runs' temp files are gone"
+    final = merge_and_export(smollm2_path, peft_adapter, library / "after-the-kills.gguf", quantize="Q8_0",
+                             cache_root=BASE_CACHE, threads=1)
+    assert "after-the-kills.gguf" in _library_files_are_whole(library)
+    assert check_gguf(final).tensors
+
+
 # ----- disk full ---------------------------------------------------------------------------------
 def test_a_full_disk_during_a_write_loses_nothing_and_says_so(small_disk):
     disk = small_disk(4 * 1024 * 1024)
@@ -285,6 +357,36 @@ def test_a_full_disk_during_export_keeps_the_previous_export(small_disk, tmp_pat
         assert sorted(os.listdir(disk)) == [target.name], "no temp file is left behind"
     finally:
         store.close()
+
+
+def test_a_full_disk_during_adapter_export_keeps_the_previous_adapter(small_disk, smollm2_path, peft_adapter,
+                                                                     monkeypatch):
+    from training.export import lora_gguf
+    from training.export.common import ExportError
+    from training.export.lora_gguf import export_lora_adapter
+
+    disk = small_disk(8 * 1024 * 1024)  # the adapter is ~1.9 MB
+    target = disk / "my-notes.gguf"
+    export_lora_adapter(peft_adapter, smollm2_path, target)
+    previous = target.read_bytes()
+    filler = fill(disk, leave=512 * 1024)
+
+    # Too little space: refused before a byte is written, with the figures.
+    with pytest.raises(ExportError) as info:
+        export_lora_adapter(peft_adapter, smollm2_path, target, dtype="f32")
+    assert "Not enough disk space" in str(info.value) and "\n" not in str(info.value)
+    assert target.read_bytes() == previous
+    assert sorted(os.listdir(disk)) == sorted([target.name, filler.name])
+
+    # The space went while writing (another program filled the disk after the check): the
+    # kernel's ENOSPC mid-file is one clear error, the old adapter stays, no temp file is left.
+    monkeypatch.setattr(lora_gguf, "check_free_space", lambda folder, needed: None)
+    with pytest.raises(ExportError) as info:
+        export_lora_adapter(peft_adapter, smollm2_path, target)
+    assert "No space left on device" in str(info.value) and "\n" not in str(info.value)
+    assert target.read_bytes() == previous
+    assert sorted(os.listdir(disk)) == sorted([target.name, filler.name])
+    check_gguf(target)
 
 
 def test_a_full_disk_during_quantization_is_a_clear_error(small_disk, smollm2_path):

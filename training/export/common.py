@@ -18,9 +18,9 @@ permuted there; instead llama.cpp stores Gemma's RMSNorm weights as ``1 + w`` (H
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,8 @@ from typing import Iterator
 
 import gguf
 import numpy as np
+
+from engine.partial_files import partial_path
 
 
 class ExportError(RuntimeError):
@@ -128,11 +130,9 @@ def atomic_output(out_path: Path) -> Iterator[Path]:
     folder = out_path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=folder)
+        tmp = partial_path(out_path)
     except OSError as exc:
         raise ExportError(f"Cannot write into {folder}: {exc.strerror or exc}.") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -141,10 +141,20 @@ def atomic_output(out_path: Path) -> Iterator[Path]:
         os.replace(tmp, out_path)
         fsync_dir(folder)
     except OSError as exc:
-        raise ExportError(f"Cannot write {out_path}: {exc.strerror or exc}.") from exc
+        raise ExportError(f"Cannot write {out_path}: {_why(exc)}. Nothing was changed there.") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _why(exc: OSError) -> str:
+    """The reason of a failed write in words. numpy's ``tofile`` (the GGUF writer's tensor
+    writes) reports a full disk as a short write without an errno; that is what it means."""
+    if exc.strerror:
+        return exc.strerror
+    if exc.errno is None and "requested and" in str(exc):
+        return os.strerror(errno.ENOSPC)
+    return str(exc)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import gguf
 import numpy as np
 
+from engine.partial_files import partial_path
 from training.export.common import (
     ArchSpec,
     ExportError,
@@ -313,7 +314,7 @@ def merge_and_export(base_gguf: str | Path, peft_dir: str | Path, out_path: str 
 
     from training.quantize import QuantizeError, quantize_gguf
 
-    staging = out_path.with_name(f".{out_path.stem}.{dtype}.{os.getpid()}.gguf")
+    staging = partial_path(out_path, tag=f"staging_{dtype}")
     try:
         write_full_gguf(merged, base_gguf, staging, dtype=dtype, name=name)
         try:

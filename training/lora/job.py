@@ -28,6 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from engine.partial_files import partial_path
 from training import datasets as ds
 from training.base_model import check_architecture, load_base
 from training.lora.config import config_from_job
@@ -43,8 +44,7 @@ def _export_gguf(adapter_dir: Path, base_gguf: Path, out_dir: Path, reporter: Pr
         reporter.message("The GGUF adapter exporter is not installed; only the peft adapter was written.")
         return None
     target = out_dir / "adapter.gguf"
-    fd, tmp = tempfile.mkstemp(prefix=".adapter.", suffix=".gguf.part", dir=out_dir)
-    os.close(fd)
+    tmp = partial_path(target)
     try:
         written = Path(exporter.export_lora_adapter(adapter_dir, base_gguf, Path(tmp)))
         os.replace(written, target)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-import tempfile
 import threading
 from pathlib import Path
 
 from engine.gguf_check import MalformedModelError, check_gguf
 from engine.llama_runtime import init_backend
+from engine.partial_files import partial_path
 from training.export.common import fsync_dir
 
 __all__ = ["QUANT_TYPES", "QuantizeError", "quantize_gguf", "source_type"]
@@ -153,9 +153,7 @@ def quantize_gguf(
     except OSError as error:
         raise QuantizeError(f"Cannot create the folder {folder}: {error.strerror or error}.") from None
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst_path.name}.", suffix=".part", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = partial_path(dst_path)
     try:
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = ftype

@@ -28,7 +28,6 @@ import os
 import platform
 import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Callable
 
 import numpy as np
 
+from engine.partial_files import partial_path
 from training.evaluate import EvaluationError, TokenStats, gguf_generation_speed, token_stats, tokenize_windows
 from training.quantize import QUANT_TYPES, QuantizeError, quantize_gguf, source_type
 
@@ -109,9 +109,9 @@ CSV_COLUMNS = ("label", "qtype", "file_mb", "tokens_per_s", "perplexity", "perpl
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = partial_path(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
