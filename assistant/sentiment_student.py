@@ -28,6 +28,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import queue
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -81,7 +84,7 @@ class StudentConfig:
 
 @dataclass
 class TrainProgress:
-    stage: str  # "teacher" | "embed" | "fit"
+    stage: str  # "teacher" | "embed" | "fit" | "fine-tune"
     done: int
     total: int
 
@@ -95,6 +98,11 @@ class SentimentStudent:
     neutral_below: float  # same meaning as the teacher's: confidence under it is "neutral"
     embedder: dict  # {"name", "sha256", "dim"} of the GGUF embedding model it was fitted on
     provenance: dict = field(default_factory=dict)
+    # A fine-tuned student brings its own encoder: the GGUF's file name, next to the
+    # student's JSON file. None: the head was fitted on the library's embedding model.
+    encoder_file: str | None = None
+    # A freshly fine-tuned encoder not yet stored beside a student file (moved by save()).
+    staged_encoder: Path | None = field(default=None, compare=False, repr=False)
 
     def positive(self, vectors: np.ndarray) -> np.ndarray:
         """Probability of "positive" for each row of unit embeddings."""
@@ -109,7 +117,7 @@ class SentimentStudent:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "weights": [float(w) for w in self.weights], "bias": float(self.bias),
                 "neutral_below": float(self.neutral_below), "embedder": dict(self.embedder),
-                "provenance": self.provenance}
+                "encoder_file": self.encoder_file, "provenance": self.provenance}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SentimentStudent":
@@ -118,16 +126,37 @@ class SentimentStudent:
         try:
             weights = np.asarray(data["weights"], dtype=np.float64)
             student = cls(weights=weights, bias=float(data["bias"]), neutral_below=float(data["neutral_below"]),
-                          embedder=dict(data["embedder"]), provenance=dict(data.get("provenance") or {}))
+                          embedder=dict(data["embedder"]), provenance=dict(data.get("provenance") or {}),
+                          encoder_file=data.get("encoder_file"))
         except (KeyError, TypeError, ValueError) as error:
             raise StudentError(f"The sentiment student file is damaged ({error}).") from None
         if weights.ndim != 1 or not weights.size or not np.all(np.isfinite(weights)) or not math.isfinite(student.bias):
             raise StudentError("The sentiment student file is damaged (its weights are not a finite vector).")
+        if student.encoder_file is not None and (not isinstance(student.encoder_file, str)
+                                                 or Path(student.encoder_file).name != student.encoder_file
+                                                 or not student.encoder_file.endswith(".gguf")):
+            # Only a plain file name next to the student: a path could point anywhere.
+            raise StudentError("The sentiment student file is damaged (its encoder is not a file beside it).")
         return student
 
+    def encoder_path(self, student_path: str | Path) -> Path | None:
+        """The student's own encoder GGUF, next to its file; None when it uses the library's."""
+        return Path(student_path).with_name(self.encoder_file) if self.encoder_file else None
+
+
     def save(self, path: str | Path) -> Path:
+        """Write the student's file atomically. A fine-tuned student's encoder is moved beside
+        it first (``<stem>.encoder.gguf``), so a student file never names a missing encoder."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.staged_encoder is not None:
+            encoder_target = path.with_name(f"{path.stem}.encoder.gguf")
+            try:
+                shutil.move(str(self.staged_encoder), encoder_target)
+            except OSError as error:
+                raise StudentError(f"The student's encoder cannot be stored in {path.parent}: "
+                                   f"{error.strerror or error}.") from None
+            self.encoder_file, self.staged_encoder = encoder_target.name, None
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
         return path
 
@@ -140,7 +169,12 @@ class SentimentStudent:
             raise StudentError(f"The sentiment student {path} does not exist.") from None
         except (OSError, ValueError) as error:
             raise StudentError(f"The sentiment student {path.name} cannot be read: {error}.") from None
-        return cls.from_dict(data)
+        student = cls.from_dict(data)
+        encoder = student.encoder_path(path)
+        if encoder is not None and not encoder.is_file():
+            raise StudentError(f"The sentiment student {path.stem} is missing its encoder {encoder.name}; "
+                               "teach it again.")
+        return student
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -216,23 +250,79 @@ def teacher_labels(teacher: SentimentAnalyzer, texts: list[str], cancel: threadi
     return np.asarray([positive[i] for i in range(len(texts))], dtype=np.float64)
 
 
+def fine_tune_available() -> bool:
+    """Whether this installation can fine-tune (torch and transformers for the training
+    process); the self-contained bundle cannot, and then students fit a head only."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
+
+
+def fine_tune_encoder(texts: list[str], labels: np.ndarray, encoder_dir: str | Path, work_dir: str | Path,
+                      settings: dict | None = None, python: str | None = None,
+                      on_progress: Callable[[TrainProgress], None] | None = None,
+                      cancel: threading.Event | None = None) -> dict:
+    """Fine-tune the sentence encoder on the teacher's soft labels in a training process
+    (``python -m training.run``, kind "sentiment_student"); returns the job's result (head
+    weights, the encoder GGUF's path, held-out agreement). Blocks the calling thread (never
+    the GUI's); ``cancel`` stops the process at its next step, then StudentError."""
+    from assistant.training_jobs import StepEvent, TrainingProcess
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    data = work_dir / "labels.jsonl"
+    atomic_write_text(data, "".join(json.dumps({"text": t, "positive": float(p)}, ensure_ascii=False) + "\n"
+                                    for t, p in zip(texts, labels)))
+    job_file = work_dir / "job.json"
+    atomic_write_text(job_file, json.dumps({"kind": "sentiment_student", "encoder_dir": str(encoder_dir),
+                                            "data": str(data), "output_dir": str(work_dir / "student"),
+                                            "settings": dict(settings or {})}, indent=1))
+    import sys
+
+    process = TrainingProcess.spawn(python or sys.executable, job_file)
+    outcome = None
+    try:
+        for event in process.events():
+            if cancel is not None and cancel.is_set():
+                process.cancel()  # the job stops at its next step; its final event follows
+            if isinstance(event, StepEvent) and on_progress is not None:
+                on_progress(TrainProgress("fine-tune", event.step, event.total_steps))
+            if event.final:
+                outcome = event
+    finally:
+        if process.process.poll() is None:
+            process.process.kill()
+            process.process.wait()
+    if outcome is None or outcome.kind == "cancelled":
+        raise StudentError("Training was cancelled.")
+    if outcome.kind == "error":
+        raise StudentError(str(outcome.data.get("message") or "The student's training failed.").splitlines()[0])
+    return process.result or {}
+
+
 def train_student(
     texts: list[str],
     teacher: SentimentAnalyzer,
-    embed: EmbedFn,
-    embed_model: str | Path,
+    embed: EmbedFn | None,
+    embed_model: str | Path | None,
     config: StudentConfig | None = None,
     data_description: str = "",
     soft_labels: np.ndarray | None = None,
     on_progress: Callable[[TrainProgress], None] | None = None,
     cancel: threading.Event | None = None,
+    fine_tune: dict | None = None,
 ) -> SentimentStudent:
     """Teach a student on the user's unlabelled ``texts`` (see the module docstring).
 
     ``soft_labels`` lets a caller pass the teacher's probabilities it already has (the
     benchmark labels once and reuses them); otherwise the teacher labels ``texts`` here.
-    Raises :class:`StudentError` for too few texts or a cancel; nothing is saved here.
+    ``fine_tune`` — {"encoder_dir": the HF encoder folder, "work_dir": a scratch folder,
+    optional "settings" and "python"} — fine-tunes the encoder with the head (the accurate
+    student, see :func:`fine_tune_encoder`); without it a head is fitted on ``embed``'s
+    vectors of ``embed_model`` (seconds, no torch). Raises :class:`StudentError` for too
+    few texts or a cancel; nothing is saved here (:meth:`SentimentStudent.save` does).
     """
+    explicit_config = config is not None
     config = config or StudentConfig()
     report = on_progress or (lambda _p: None)
     kept = [(i, t) for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
@@ -252,6 +342,42 @@ def train_student(
     else:
         labels = np.asarray(soft_labels, dtype=np.float64)[indices]
         teacher_seconds = None
+    teacher_record = {"model": Path(teacher.model_path()).name,
+                      "method": "few-shot label log-probabilities with contextual calibration (assistant.sentiment)",
+                      "prompt_sha256": hashlib.sha256(teacher.prefix().encode("utf-8")).hexdigest(),
+                      "neutral_below": teacher.neutral_below}
+    if fine_tune is not None:
+        # The job keeps its own, smaller held-out share unless the caller chose one: a fine-tuned
+        # encoder gains more from every labelled text than a head does.
+        settings = {"min_texts": config.min_texts, "seed": config.seed,
+                    **({"heldout_fraction": config.heldout_fraction} if explicit_config else {}),
+                    **dict(fine_tune.get("settings") or {})}
+        result = fine_tune_encoder(texts, labels, fine_tune["encoder_dir"], fine_tune["work_dir"], settings,
+                                   fine_tune.get("python"), report, cancel)
+        encoder = Path(result["encoder_gguf"])
+        student = SentimentStudent(weights=np.asarray(result["weights"], dtype=np.float64), bias=float(result["bias"]),
+                                   neutral_below=teacher.neutral_below,
+                                   embedder=embedder_identity(encoder, int(result["dim"])), staged_encoder=encoder)
+        student.provenance = {
+            "method": "MiniLM sentence encoder fine-tuned with a logistic head on the teacher's calibrated "
+                      "probabilities (soft labels, binary cross-entropy); run as the encoder's GGUF through "
+                      "llama.cpp and a dot product",
+            "teacher": teacher_record,
+            "data": data_description or "the user's unlabelled texts",
+            "n_texts": len(texts),
+            "n_fit": result.get("n_fit"),
+            "n_heldout": result.get("n_heldout"),
+            "teacher_positive_share": round(float(np.mean(labels >= 0.5)), 4),
+            "heldout_agreement_with_teacher": result.get("heldout_agreement_with_teacher"),
+            "training": {k: result.get(k) for k in ("steps", "first_loss", "last_loss", "train_seconds", "config",
+                                                     "encoder_source", "heldout_agreement_torch",
+                                                     "gguf_torch_max_difference")},
+            "teacher_seconds": None if teacher_seconds is None else round(teacher_seconds, 2),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        return student
+    if embed is None or embed_model is None:
+        raise StudentError("A head-only student needs the embedding model.")
     vectors = embed_all(embed, texts, cancel, lambda d: report(TrainProgress("embed", d, len(texts))))
     report(TrainProgress("fit", 0, 1))
 
@@ -270,10 +396,7 @@ def train_student(
     student.provenance = {
         "method": "logistic regression on MiniLM sentence embeddings (llama.cpp), fitted to the teacher's "
                   "calibrated probabilities (soft labels)",
-        "teacher": {"model": Path(teacher.model_path()).name,
-                    "method": "few-shot label log-probabilities with contextual calibration (assistant.sentiment)",
-                    "prompt_sha256": hashlib.sha256(teacher.prefix().encode("utf-8")).hexdigest(),
-                    "neutral_below": teacher.neutral_below},
+        "teacher": teacher_record,
         "data": data_description or "the user's unlabelled texts",
         "n_texts": len(texts),
         "n_fit": int(len(fit)),
@@ -308,7 +431,16 @@ class StudentAnalyzer:
         def load() -> tuple[SentimentStudent, EmbedFn]:
             from assistant.documents import engine_embedder
 
-            return SentimentStudent.load(student_path), engine_embedder(services)
+            student = SentimentStudent.load(student_path)
+            encoder = student.encoder_path(student_path)
+            if encoder is None:
+                return student, engine_embedder(services)
+
+            def embed(texts: list[str]) -> np.ndarray:
+                vectors, _metrics = services.engine.embed(str(encoder), texts, with_metrics=True)
+                return vectors
+
+            return student, embed
 
         return cls(None, None, loader=load, **options)
 
@@ -399,3 +531,72 @@ def list_students(models_dir: str | Path) -> list[tuple[str, Path]]:
         label = f"Student: {path.stem}" + (f" ({agreement:.0%} agreement with teacher)" if agreement else "")
         found.append((label, path))
     return found
+
+
+def _student_path(models_dir: str | Path, name: str) -> Path:
+    """A new file name in the students folder from ``name`` (letters, digits, - and _ kept)."""
+    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.strip()).strip("-")[:60] or "student"
+    folder = students_dir(models_dir)
+    candidate, n = folder / f"{stem}.json", 2
+    while candidate.exists():
+        candidate, n = folder / f"{stem}-{n}.json", n + 1
+    return candidate
+
+
+def teach_student(services, texts: list[str], name: str, cancel: threading.Event | None = None,
+                  on_progress: Callable[[TrainProgress], None] | None = None) -> Path:
+    """Teach and save a student for the app (the Sentiment pane): the library's sentiment
+    model labels ``texts``, then the library's sentence encoder is fine-tuned on its labels
+    in a training process, or, where this installation cannot train (the bundle) or the
+    encoder is a GGUF only, a head is fitted on its embeddings. Returns the student's file.
+    Blocks the calling thread (a pool thread, never the GUI's)."""
+    from assistant.documents import engine_embedder
+    from engine.convert_bert import ensure_gguf
+
+    teacher = SentimentAnalyzer.from_services(services)
+    models_dir = Path(services.paths.models_dir)
+    source = Path(services.library.for_task("embed").path)
+    folder = students_dir(models_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    description = f"{len(texts)} texts from {name}"
+    if source.is_dir() and fine_tune_available():
+        work = Path(tempfile.mkdtemp(prefix=".teaching-", dir=folder))
+        try:
+            student = train_student(texts, teacher, None, None, data_description=description, on_progress=on_progress,
+                                    cancel=cancel, fine_tune={"encoder_dir": source, "work_dir": work})
+            return student.save(_student_path(models_dir, name))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    gguf_path = source if source.is_file() else ensure_gguf(source, models_dir)
+    student = train_student(texts, teacher, engine_embedder(services), gguf_path, data_description=description,
+                            on_progress=on_progress, cancel=cancel)
+    return student.save(_student_path(models_dir, name))
+
+
+def teach_student_stream(services, texts: list[str], name: str,
+                         cancel: threading.Event) -> Iterator[TrainProgress | Path]:
+    """:func:`teach_student` as a generator for the window's jobs: progress events, then the
+    saved student's path. The work runs on a helper thread that is always joined here."""
+    events: "queue.Queue[TrainProgress | None]" = queue.Queue()
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["path"] = teach_student(services, texts, name, cancel, events.put)
+        except BaseException as error:  # re-raised on the generator's thread below
+            outcome["error"] = error
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=work, name="teach-student", daemon=True)
+    worker.start()
+    try:
+        while (event := events.get()) is not None:
+            yield event
+    finally:
+        if worker.is_alive():
+            cancel.set()  # the consumer went away: stop the teaching too
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    yield outcome["path"]

@@ -35,7 +35,7 @@ from engine.partial_files import sweep_stale_partials  # noqa: E402
 from training.progress import JobCancelled, ProgressReporter  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 2, 3
-KINDS = ("lora", "distill", "prune", "quantize_lab")
+KINDS = ("lora", "distill", "prune", "quantize_lab", "sentiment_student")
 
 
 class JobFileError(ValueError):

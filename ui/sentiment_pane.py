@@ -38,7 +38,14 @@ from assistant.sentiment import (
     export_csv,
     read_table,
 )
-from assistant.sentiment_student import StudentAnalyzer, student_files
+from assistant.sentiment_student import (
+    SentimentStudent,
+    StudentAnalyzer,
+    StudentError,
+    TrainProgress,
+    student_files,
+    teach_student_stream,
+)
 from ui.translate_pane import GeneratorJob
 
 if TYPE_CHECKING:
@@ -127,9 +134,15 @@ class SentimentPane(QWidget):
         self.stop_button.setEnabled(False)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
+        # The file's texts, unlabelled, teach a student: the language model labels them and a
+        # small encoder learns its judgement (minutes), then analyses many times faster.
+        self.teach_button = QPushButton("Teach a fast student")
+        self.teach_button.setEnabled(False)
+        self.teach_button.setToolTip("The language model labels this file's texts and a small, fast model learns "
+                                     "from its answers; the student then appears in the model list.")
         batch = QHBoxLayout()
         for w in (self.open_button, self.file_label, QLabel("Column"), self.column_combo, self.run_button,
-                  self.stop_button, self.export_button):
+                  self.stop_button, self.export_button, self.teach_button):
             batch.addWidget(w)
         batch.addStretch(1)
 
@@ -145,7 +158,8 @@ class SentimentPane(QWidget):
             corner.setAccessibleName("Select all results")
         for button, name in ((self.analyse_button, "Analyse text"), (self.open_button, "Open a file"),
                              (self.run_button, "Analyse file"), (self.stop_button, "Stop analysis"),
-                             (self.export_button, "Export results as CSV")):
+                             (self.export_button, "Export results as CSV"),
+                             (self.teach_button, "Teach a fast student from this file")):
             button.setAccessibleName(name)
         self.chart = DistributionChart()
         self.status = QLabel("")
@@ -165,6 +179,7 @@ class SentimentPane(QWidget):
         self.run_button.clicked.connect(self.run_batch)
         self.stop_button.clicked.connect(self.stop)
         self.export_button.clicked.connect(self._choose_export)
+        self.teach_button.clicked.connect(self.teach_student)
 
     def _choose_model(self, index: int) -> None:
         path = self.model_combo.itemData(index)
@@ -246,6 +261,7 @@ class SentimentPane(QWidget):
                                                                                  "comment")), table.columns[0])
                 self.column_combo.setCurrentText(guess)
             self.run_button.setEnabled(True)
+            self.teach_button.setEnabled(True)
             bad = f"; {len(table.bad_rows)} unreadable rows will be skipped" if table.bad_rows else ""
             self.status.setText(f"{len(table.rows)} rows{bad}.")
 
@@ -269,6 +285,58 @@ class SentimentPane(QWidget):
         bad = list(table.bad_rows)
         self.status.setText("Analysing…")
         self._start(lambda cancel: analyzer.classify_stream(rows, bad, cancel=cancel), self._batch_event)
+
+    # ----- teaching a student -------------------------------------------------------------
+    def teach_student(self) -> None:
+        """Teach a student on the loaded file's texts (their labels, if any, are not read)."""
+        table = self.table_data
+        if table is None or self.busy or self.path is None:
+            return
+        try:
+            rows = table.texts(self.column_combo.currentText() if table.columns else None)
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return
+        texts = [text for _, text in rows if text and str(text).strip()]
+        services, name = self.services, self.path.stem
+        self.progress.setRange(0, max(1, len(texts)))
+        self.progress.setValue(0)
+        self.teach_button.setEnabled(False)
+        self.run_button.setEnabled(False)
+        self.status.setText(f"The language model is labelling {len(texts):,} texts for the student…")
+        self._start(lambda cancel: teach_student_stream(services, texts, name, cancel), self._teach_event,
+                    self._teach_failed)
+
+    def _teach_event(self, event: Any) -> None:
+        if isinstance(event, TrainProgress):
+            self.progress.setMaximum(max(1, event.total))
+            self.progress.setValue(event.done)
+            if event.stage == "teacher":
+                self.status.setText(f"The language model is labelling the texts: {event.done:,} of {event.total:,}.")
+            elif event.stage == "fine-tune":
+                self.status.setText(f"The student is learning: step {event.done} of {event.total}.")
+            else:
+                self.status.setText("The student is learning…")
+            return
+        path = Path(event)
+        self.teach_button.setEnabled(True)
+        self.run_button.setEnabled(True)
+        self.model_combo.addItem(f"Student: {path.stem} (fast)", str(path))
+        self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
+        agreement = ""
+        try:
+            student = SentimentStudent.load(path)
+            share = student.provenance.get("heldout_agreement_with_teacher")
+            if share is not None:
+                agreement = f" It agrees with the language model on {share:.0%} of the texts it did not learn from."
+        except StudentError:
+            pass
+        self.status.setText(f"The student {path.stem} is ready and chosen above.{agreement}")
+
+    def _teach_failed(self, message: str) -> None:
+        self.teach_button.setEnabled(self.table_data is not None)
+        self.run_button.setEnabled(self.table_data is not None)
+        self.status.setText(message)
 
     def _batch_event(self, event: Any) -> None:
         if isinstance(event, SentimentProgress):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from assistant.documents import engine_embedder
 from assistant.sentiment import SentimentAnalyzer
@@ -51,5 +52,47 @@ def test_pane_offers_students_and_uses_the_chosen_one(qtbot, services, student_p
         assert blocker.args[0].label == "positive"
         combo.setCurrentIndex(0)
         assert isinstance(pane.analyzer, SentimentAnalyzer)
+    finally:
+        assert pane.shutdown()
+
+
+def test_teaching_a_student_from_the_open_file_in_the_window(qtbot, services, tmp_path):
+    """A person opens a file of reviews, presses "Teach a fast student", watches the progress,
+    and gets a student chosen in the model list that then analyses a sentence (real teacher:
+    the library's sentiment model; real fine-tuning in a training process)."""
+    import csv
+
+    from tests.assistant.test_sentiment import DATA
+
+    with open(DATA / "sentiment" / "uci_sentiment_labelled.tsv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    reviews = tmp_path / "my reviews.csv"
+    with open(reviews, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["comment"])  # no labels: the student learns from the language model
+        writer.writerows([r["text"]] for r in rows[7:3000:60])  # 50 lines over the three sources
+    pane = SentimentPane(services)
+    qtbot.addWidget(pane)
+    try:
+        assert not pane.teach_button.isEnabled()
+        pane.load_file(reviews)
+        qtbot.waitUntil(lambda: pane.teach_button.isEnabled(), timeout=60000)
+        assert pane.column_combo.currentText() == "comment"
+        stages = []
+        qtbot.mouseClick(pane.teach_button, Qt.MouseButton.LeftButton)
+        assert not pane.teach_button.isEnabled()
+        qtbot.waitUntil(lambda: stages.append(pane.status.text()) or pane.model_combo.count() == 2, timeout=1800000)
+        assert any("labelling the texts" in s for s in stages) and any("The student is learning" in s for s in stages)
+        assert pane.model_combo.currentText() == "Student: my-reviews (fast)"
+        assert "is ready and chosen above" in pane.status.text() and "agrees with the language model" in pane.status.text()
+        assert isinstance(pane.analyzer, StudentAnalyzer)
+        saved = students_dir(services.paths.models_dir)
+        assert (saved / "my-reviews.json").is_file() and (saved / "my-reviews.encoder.gguf").is_file()
+        assert not [p for p in saved.iterdir() if p.name.startswith(".")], "the scratch folder is gone"
+        pane.text_edit.setText("Absolutely wonderful, I loved every minute of it.")
+        with qtbot.waitSignal(pane.sig_text_analysed, timeout=180000) as blocker:
+            pane.analyse_text()
+        assert blocker.args[0].label in ("positive", "negative", "neutral") and blocker.args[0].confidence > 0
+        assert pane.teach_button.isEnabled()
     finally:
         assert pane.shutdown()

@@ -1,0 +1,1 @@
+"""The sentiment student's fine-tuning (kind "sentiment_student"); see :mod:`.job`."""
