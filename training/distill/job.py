@@ -252,6 +252,23 @@ def preflight(job: dict, config: DistillConfig) -> dict:
                                f"asked to keep {keep}{' up to layer ' + str(max(pcfg.layers)) if pcfg.layers else ''}.")
         if keep == teacher["layers"] and pcfg.ffn_keep_ratio >= 1.0:
             raise DistillError("The pruned student would be as large as its teacher; keep fewer layers or narrow the FFN.")
+        from training.prune.trainer import fit_layer_pattern, positional_layer_types
+
+        required = positional_layer_types(arch, keep)
+        if required is not None:
+            # Checked here, before hours of distillation, not when the student is exported.
+            kinds = positional_layer_types(arch, teacher["layers"])
+            if pcfg.strategy == "explicit":
+                fits = [kinds[i] for i in sorted(pcfg.layers)] == required
+            else:
+                fits = fit_layer_pattern(kinds, required, lambda s, i: 0.0) is not None
+            if not fits:
+                raise DistillError(
+                    "llama.cpp gives Gemma 3's blocks local or global attention by their position (every sixth "
+                    f"global), so a pruned student's layers must follow that pattern; "
+                    + (f"layers {sorted(pcfg.layers)} do not." if pcfg.strategy == "explicit" else
+                       f"no {keep} of the teacher's {teacher['layers']} layers do.")
+                    + " Choose the every-other or importance strategy, or another number of layers.")
         if config.mode == "sequence":
             raise DistillError("A student pruned from its teacher shares its tokenizer; use logit distillation.")
         mode = "logits"

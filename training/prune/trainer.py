@@ -134,19 +134,89 @@ def perplexity_importance(model, blocks: np.ndarray, active: list[int] | None = 
     return scores
 
 
+def positional_layer_types(model_type: str | None, n_layers: int) -> list[str] | None:
+    """The attention kind llama.cpp gives each of ``n_layers`` blocks where it derives it from
+    the block's position alone (Gemma 3: every sixth block global, the rest sliding-window);
+    None for architectures whose blocks are all alike (llama)."""
+    if model_type in ("gemma3", "gemma3_text"):
+        return ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(n_layers)]
+    return None
+
+
+def fit_layer_pattern(teacher_types: list[str], required: list[str], score) -> list[int] | None:
+    """Increasing teacher layer indices, one per student slot, each of the kind the slot
+    requires, with the largest total ``score(slot, teacher_index)``; None if none exists.
+
+    Dynamic programming over (slot, teacher index): O(slots x layers^2), instant for the
+    few dozen layers of a small model.
+    """
+    n, k = len(teacher_types), len(required)
+    NEG = float("-inf")
+    best = [[NEG] * n for _ in range(k)]
+    back = [[-1] * n for _ in range(k)]
+    for s in range(k):
+        for i in range(n):
+            if teacher_types[i] != required[s]:
+                continue
+            if s == 0:
+                best[s][i] = score(s, i)
+                continue
+            prev = max(range(i), key=lambda j: best[s - 1][j], default=None)
+            if prev is not None and best[s - 1][prev] > NEG:
+                best[s][i] = best[s - 1][prev] + score(s, i)
+                back[s][i] = prev
+    last = max(range(n), key=lambda i: best[k - 1][i]) if k else None
+    if last is None or best[k - 1][last] == NEG:
+        return None
+    chosen = [last]
+    for s in range(k - 1, 0, -1):
+        chosen.append(back[s][chosen[-1]])
+    return chosen[::-1]
+
+
+def _pattern(model, keep: int) -> tuple[list[str] | None, list[str] | None]:
+    """(teacher layer kinds, kinds a ``keep``-layer student must have) where llama.cpp fixes them
+    by position; (None, None) otherwise."""
+    config = model.config
+    types = getattr(config, "layer_types", None)
+    required = positional_layer_types(getattr(config, "model_type", None), keep)
+    if required is None or not isinstance(types, (list, tuple)):
+        return None, None
+    return list(types), required
+
+
+_PATTERN_HELP = ("llama.cpp gives Gemma 3's blocks local or global attention by their position (every sixth "
+                 "global), so the student's kept layers must follow that pattern")
+
+
 def choose_layers(model, config: PruneConfig, calibration: np.ndarray | None, reporter=None) -> tuple[list[int], dict]:
-    """Teacher layer indices the student keeps (sorted) and the importance measurements made."""
+    """Teacher layer indices the student keeps (sorted) and the importance measurements made.
+
+    Where llama.cpp fixes each block's attention kind by its position (Gemma 3), the layers
+    are chosen so that the student's pattern is the one llama.cpp will give it: otherwise
+    its GGUF would not compute what was trained.
+    """
     n = len(decoder_layers(model))
     keep = config.n_keep(n)
+    types, required = _pattern(model, keep)
     if config.strategy == "explicit":
         chosen = sorted(set(int(i) for i in config.layers))
         if len(chosen) != len(config.layers) or chosen[0] < 0 or chosen[-1] >= n:
             raise PruneError(f"The layers to keep must be distinct indices from 0 to {n - 1}; got {config.layers}.")
+        if required is not None and [types[i] for i in chosen] != required:
+            raise PruneError(f"{_PATTERN_HELP}; layers {chosen} do not (choose the every-other or importance "
+                             "strategy, which keep it).")
         return chosen, {}
     if keep >= n:
         raise PruneError(f"Keeping {keep} of the teacher's {n} layers drops nothing; choose fewer.")
     if config.strategy == "every_other":
-        return sorted(set(int(round(x)) for x in np.linspace(0, n - 1, keep))), {}
+        targets = np.linspace(0, n - 1, keep)
+        if required is None:
+            return sorted(set(int(round(x)) for x in targets)), {}
+        chosen = fit_layer_pattern(types, required, lambda s, i: -(i - targets[s]) ** 2)
+        if chosen is None:
+            raise PruneError(f"{_PATTERN_HELP}; no {keep} of the teacher's {n} layers do. Keep another number.")
+        return chosen, {"pattern": "evenly spaced within llama.cpp's local/global attention pattern"}
     if calibration is None or len(calibration) == 0:
         raise PruneError("Importance-guided pruning needs calibration text; there is none.")
     measure = cosine_importance if config.metric == "cosine" else perplexity_importance
@@ -168,8 +238,20 @@ def choose_layers(model, config: PruneConfig, calibration: np.ndarray | None, re
             reporter.message(f"Dropped layer {', '.join(map(str, drop))}; {len(active)} left.")
         if config.iterative and len(active) > keep:
             scores = measure(model, calibration, active)
-    return active, {"metric": config.metric, "iterative": config.iterative,
-                    "scores": {str(k): round(v, 6) for k, v in first_scores.items()}, "dropped": history}
+    measured = {"metric": config.metric, "iterative": config.iterative,
+                "scores": {str(k): round(v, 6) for k, v in first_scores.items()}, "dropped": history}
+    if required is not None and [types[i] for i in active] != required:
+        # The most important layers break the pattern: keep the most important set that follows
+        # it (by the first measurement; protected layers count as most important of all).
+        bonus = 1e6
+        chosen = fit_layer_pattern(types, required,
+                                   lambda s, i: first_scores[i] + (bonus if i in protected else 0.0))
+        if chosen is None:
+            raise PruneError(f"{_PATTERN_HELP}; no {keep} of the teacher's {n} layers do. Keep another number.")
+        measured["pattern"] = (f"greedy choice {active} broke llama.cpp's local/global attention pattern; kept the "
+                               "most important layers that follow it")
+        active = chosen
+    return active, measured
 
 
 @torch.no_grad()
