@@ -253,9 +253,9 @@ def teacher_labels(teacher: SentimentAnalyzer, texts: list[str], cancel: threadi
 def fine_tune_available() -> bool:
     """Whether this installation can fine-tune (torch and transformers for the training
     process); the self-contained bundle cannot, and then students fit a head only."""
-    import importlib.util
+    from assistant.training_jobs import training_unavailable
 
-    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
+    return training_unavailable() is None
 
 
 def fine_tune_encoder(texts: list[str], labels: np.ndarray, encoder_dir: str | Path, work_dir: str | Path,

@@ -36,6 +36,18 @@ from training.lora.config import PRESETS, LoraTrainConfig, preset
 from training.resources import ResourceError, check_resources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def training_unavailable() -> str | None:
+    """None when this installation can run training jobs; otherwise why not, in one sentence
+    for the user. Cheap (no import of torch): any thread, also the GUI's at start-up."""
+    import importlib.util
+
+    if getattr(sys, "frozen", False) or any(importlib.util.find_spec(name) is None
+                                            for name in ("torch", "transformers", "peft")):
+        return ("Training needs PyTorch, which this installation does not include (the self-contained bundle "
+                "leaves it out); install from source (`make run`) to teach models.")
+    return None
 #: Rough characters per token of these models' tokenizers on prose; only for the early
 #: "too little text" check, the job counts real tokens again.
 CHARS_PER_TOKEN = 4.0
@@ -241,6 +253,51 @@ class TrainingJobs:
         return self._job(folder, base_gguf, {"type": "translation_memory", "path": str(Path(memory_file).resolve()),
                                              "source": source, "target": target}, preset_name, settings, name)
 
+    def prepare_distill(self, collections: list[str], teacher_gguf: Path, preset_name: str = "balanced",
+                        settings: dict | None = None, keep_ratio: float = 0.5, quantize: str | None = "Q8_0",
+                        name: str = "smaller") -> JobSpec:
+        """A smaller, faster copy of ``teacher_gguf``: the student keeps ``keep_ratio`` of its
+        layers (chosen by measured importance) and is healed by distillation on the text of
+        ``collections``, then written as GGUF (and quantized). Worker thread; every check of
+        the job's own preflight (memory, architecture, Gemma's layer pattern) runs here, so
+        the user hears about a problem before the process starts."""
+        from training.distill.config import config_from_job
+        from training.distill.job import preflight
+
+        if self.store is None:
+            raise TrainingJobError("No document store is open.")
+        docs = collection_documents(self.store, list(collections))
+        job = {"kind": "distill", "name": name, "teacher_gguf": str(Path(teacher_gguf).resolve()),
+               "cache_root": str(self.cache_root), "preset": preset_name, "settings": dict(settings or {}),
+               "prune": {"strategy": "importance", "keep_ratio": float(keep_ratio)},
+               "export_gguf": True, "quantize": quantize, "created_at": time.time()}
+        try:
+            config = config_from_job(job)
+        except (TypeError, ValueError) as exc:
+            raise TrainingJobError(str(exc)) from exc
+        tokens = int(sum(len(d["text"]) for d in docs) / CHARS_PER_TOKEN)
+        needed = MIN_BLOCKS * config.seq_len
+        if tokens < needed:
+            raise TrainingJobError(f"Too little text: about {tokens} tokens, at least {needed} are needed "
+                                   f"({MIN_BLOCKS} blocks of {config.seq_len}). Add more documents.")
+        folder = self._new_folder(name)
+        try:
+            with atomic_write(folder / "documents.jsonl") as handle:
+                for doc in docs:
+                    handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
+            job.update(output_dir=str(folder), dataset={"type": "documents", "path": str(folder / "documents.jsonl"),
+                                                         "collections": list(collections)})
+            preflight(job, config)
+            atomic_write_text(folder / "job.json", json.dumps(job, indent=2))
+        except Exception as exc:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, (ValueError, MemoryError, OSError, ResourceError)):
+                raise TrainingJobError(str(exc)) from exc
+            raise
+        return JobSpec(folder, job)
+
     # ----- running ------------------------------------------------------------------------------
     def start(self, spec: JobSpec, resume: bool = False) -> "TrainingProcess":
         return TrainingProcess.spawn(self.python, spec.job_file, resume)
@@ -250,7 +307,7 @@ class TrainingJobs:
         job_file = folder / "job.json"
         if not job_file.is_file():
             raise TrainingJobError(f"{folder} is not a training job folder (no job.json).")
-        if not (folder / "checkpoints" / "latest").is_file():
+        if not _has_checkpoint(folder):
             raise TrainingJobError("This job has no checkpoint yet; start it again instead of resuming.")
         return TrainingProcess.spawn(self.python, job_file, resume=True)
 
@@ -261,11 +318,18 @@ class TrainingJobs:
             for folder in sorted(self.runs_dir.iterdir(), reverse=True):
                 if not (folder / "job.json").is_file():
                     continue
-                result = folder / "result.json"
+                # A fine-tune writes result.json, a distillation distill.json (see their jobs).
+                result = next((f for f in (folder / "result.json", folder / "distill.json") if f.is_file()), None)
                 out.append({"folder": str(folder), "job": json.loads((folder / "job.json").read_text()),
-                            "result": json.loads(result.read_text()) if result.is_file() else None,
-                            "resumable": (folder / "checkpoints" / "latest").is_file() and not result.is_file()})
+                            "result": json.loads(result.read_text()) if result is not None else None,
+                            "resumable": _has_checkpoint(folder) and result is None})
         return out
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    """Whether a job folder holds a checkpoint to resume from (fine-tune or distillation)."""
+    checkpoints = Path(folder) / "checkpoints"
+    return (checkpoints / "latest").is_file() or (checkpoints / "latest.json").is_file()
 
 
 class TrainingProcess:

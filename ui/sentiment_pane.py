@@ -267,14 +267,21 @@ class SentimentPane(QWidget):
 
         self._start(make, on_event)
 
-    def run_batch(self) -> None:
+    def _chosen_rows(self) -> list[tuple[int, str]] | None:
+        """(line, text) of the open file's chosen column; None (and why, in the status) if none."""
         table = self.table_data
         if table is None or self.busy:
-            return
+            return None
         try:
-            rows = table.texts(self.column_combo.currentText() if table.columns else None)
+            return table.texts(self.column_combo.currentText() if table.columns else None)
         except ValueError as exc:
             self.status.setText(str(exc))
+            return None
+
+    def run_batch(self) -> None:
+        table = self.table_data
+        rows = self._chosen_rows()
+        if rows is None:
             return
         self.results, self.bad_rows = [], []
         self.results_table.setRowCount(0)
@@ -289,13 +296,8 @@ class SentimentPane(QWidget):
     # ----- teaching a student -------------------------------------------------------------
     def teach_student(self) -> None:
         """Teach a student on the loaded file's texts (their labels, if any, are not read)."""
-        table = self.table_data
-        if table is None or self.busy or self.path is None:
-            return
-        try:
-            rows = table.texts(self.column_combo.currentText() if table.columns else None)
-        except ValueError as exc:
-            self.status.setText(str(exc))
+        rows = self._chosen_rows() if self.path is not None else None
+        if rows is None:
             return
         texts = [text for _, text in rows if text and str(text).strip()]
         services, name = self.services, self.path.stem

@@ -36,7 +36,9 @@ def _run_label(run: dict) -> str:
     when = time.strftime("%d %b %H:%M", time.localtime(float(job.get("created_at") or 0)))
     dataset = job.get("dataset") or {}
     what = ", ".join(dataset.get("collections") or []) or Path(str(dataset.get("path", ""))).name
-    base = Path(str(job.get("base_gguf", ""))).name
+    base = Path(str(job.get("base_gguf") or job.get("teacher_gguf") or "")).name
+    if job.get("kind") == "distill":
+        base = f"smaller copy of {base}"
     result = run.get("result")
     if result:
         state = "finished"
@@ -75,6 +77,19 @@ def prepare_translation_job(services: "Services", memory_file: str, model_path: 
     return jobs.start(spec)
 
 
+def prepare_distill_job(services: "Services", collections: list[str], model_path: str, preset: str,
+                        settings: dict | None = None):
+    """Check and prepare a smaller copy of the model (prune + distil), then start its process."""
+    jobs = _jobs(services)
+    spec = jobs.prepare_distill(collections, Path(model_path), preset, settings)
+    return jobs.start(spec)
+
+
+def add_to_library(services: "Services", path: str):
+    """Put a finished student into the model library (checked and hashed there); pool thread."""
+    return services.library.add(Path(path))
+
+
 def resume_job(services: "Services", folder: str):
     return _jobs(services).resume(Path(folder))
 
@@ -86,7 +101,7 @@ def with_job(result: dict | None, job_file: Path) -> dict | None:
     if not result:
         return result
     job = json.loads(Path(job_file).read_text(encoding="utf-8"))
-    return {**result, "base_gguf": job.get("base_gguf", "")}
+    return {**result, "base_gguf": job.get("base_gguf", ""), "kind": job.get("kind", "lora")}
 
 
 def activate_adapter(services: "Services", task: str, adapter_path: str, base_path: str) -> None:

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.training_jobs import training_unavailable
 from ui import train_operations as ops
 
 if TYPE_CHECKING:
@@ -50,6 +51,16 @@ PRESET_TEXT = {
     "balanced": "Balanced: rank 16 on every layer, one pass. The usual choice.",
     "thorough": "Thorough: rank 32, two passes. Learns the most; takes about four times as long.",
 }
+#: The same presets when the goal is a smaller copy (training.distill.config.PRESETS).
+DISTILL_PRESET_TEXT = {
+    "quick": "Quick: 60 short steps. Shows the copy recovering; it will not be as good as the original yet.",
+    "balanced": "Balanced: one pass over the documents. On a 2-core laptop about half an hour per 250,000 "
+                "tokens of text.",
+    "thorough": "Thorough: three gentler passes, for an overnight run.",
+}
+#: What the page can make: an adapter (LoRA) or a smaller copy (prune + distil, issue 8).
+GOALS = (("lora", "Teach it my documents or translations (an adapter)"),
+         ("distill", "Make a smaller, faster copy that keeps what matters in my documents"))
 
 
 def _format_eta(seconds: Any) -> str:
@@ -114,11 +125,14 @@ class TrainPane(QWidget):
 
     sig_training_finished = Signal(object)  # the result dict (or None when it failed or was cancelled)
     sig_adapter_activated = Signal(str, str)  # task, adapter path
+    sig_student_added = Signal(object)  # the ModelRecord of a smaller copy put in the library
 
     def __init__(self, services: "Services", jobs: "Jobs", parent: QWidget | None = None):
         super().__init__(parent)
         self.services = services
         self.jobs = jobs
+        # Said up front, not after the user has chosen everything (the bundle has no PyTorch).
+        self.unavailable = training_unavailable()
         self.process = None  # the running assistant.training_jobs.TrainingProcess
         self._process_lock = threading.Lock()
         self._cancel_requested = False
@@ -134,6 +148,12 @@ class TrainPane(QWidget):
         setup = QGroupBox("Teach a model")
         setup.setAccessibleName("Training set-up")
         form = QFormLayout(setup)
+        self.goal_combo = QComboBox()
+        self.goal_combo.setAccessibleName("What to make")
+        for key, text in GOALS:
+            self.goal_combo.addItem(text, key)
+        self.goal_combo.currentIndexChanged.connect(self._goal_changed)
+        form.addRow("Make", self.goal_combo)
         self.source_group = QButtonGroup(self)
         self.from_documents = QRadioButton("My documents")
         self.from_documents.setAccessibleName("Learn from my documents")
@@ -170,8 +190,7 @@ class TrainPane(QWidget):
         self.preset_text = QLabel(PRESET_TEXT["balanced"])
         self.preset_text.setAccessibleName("What the preset does")
         self.preset_text.setWordWrap(True)
-        self.preset_combo.currentIndexChanged.connect(
-            lambda _i: self.preset_text.setText(PRESET_TEXT[self.preset_combo.currentData()]))
+        self.preset_combo.currentIndexChanged.connect(lambda _i: self._show_preset())
         form.addRow("Preset", self.preset_combo)
         form.addRow(self.preset_text)
         self.max_steps = QSpinBox()
@@ -184,6 +203,7 @@ class TrainPane(QWidget):
         self.start_button = QPushButton("Start training")
         self.start_button.setAccessibleName("Start training")
         self.start_button.clicked.connect(self.start)
+        self.start_button.setEnabled(not self.unavailable)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setAccessibleName("Cancel training (it can be resumed)")
         self.cancel_button.setEnabled(False)
@@ -214,7 +234,7 @@ class TrainPane(QWidget):
 
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Training progress")
-        self.status = QLabel("Choose what to learn from and press Start.")
+        self.status = QLabel(self.unavailable or "Choose what to learn from and press Start.")
         self.status.setAccessibleName("Training status")
         self.status.setWordWrap(True)
         self.chart = LossChart()
@@ -247,8 +267,12 @@ class TrainPane(QWidget):
         self.use_translate = QPushButton("Use for translation")
         self.use_translate.setAccessibleName("Use this adapter for translation")
         self.use_translate.clicked.connect(lambda: self.use_adapter("translate"))
+        self.add_student = QPushButton("Add to my models")
+        self.add_student.setAccessibleName("Add the smaller copy to the model library")
+        self.add_student.clicked.connect(self.add_student_to_library)
         use_row.addWidget(self.use_chat)
         use_row.addWidget(self.use_translate)
+        use_row.addWidget(self.add_student)
         use_row.addStretch(1)
         result_layout.addWidget(self.result_summary)
         result_layout.addLayout(samples)
@@ -279,6 +303,24 @@ class TrainPane(QWidget):
     @property
     def busy(self) -> bool:
         return self.process is not None
+
+    @property
+    def goal(self) -> str:
+        return self.goal_combo.currentData() or "lora"
+
+    def _show_preset(self) -> None:
+        texts = DISTILL_PRESET_TEXT if self.goal == "distill" else PRESET_TEXT
+        self.preset_text.setText(texts[self.preset_combo.currentData() or "balanced"])
+
+    def _goal_changed(self, *_: Any) -> None:
+        # A smaller copy learns from documents only (a translation memory teaches a task, not a
+        # language, and is too little text to heal a cut model).
+        distill = self.goal == "distill"
+        if distill:
+            self.from_documents.setChecked(True)
+        self.from_memory.setEnabled(not distill)
+        self.start_button.setText("Make the smaller copy" if distill else "Start training")
+        self._show_preset()
 
     def _source_changed(self, *_: Any) -> None:
         documents = self.from_documents.isChecked()
@@ -322,7 +364,9 @@ class TrainPane(QWidget):
             self.runs.addItem(item)
         if not view.models:
             self.status.setText("No model that can be trained is installed (llama or gemma3 GGUF models can).")
-        self.start_button.setEnabled(bool(view.models) and not self.busy)
+        self.start_button.setEnabled(bool(view.models) and not self.busy and not self.unavailable)
+        if self.unavailable:
+            self.status.setText(self.unavailable)
 
     def _run_selected(self, item: QListWidgetItem | None, _previous=None) -> None:
         run = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
@@ -340,6 +384,9 @@ class TrainPane(QWidget):
         """Check and prepare the job on a worker thread, then follow its process."""
         if self.busy:
             return
+        if self.unavailable:
+            self.status.setText(self.unavailable)
+            return
         model_path = self.model_combo.currentData()
         if not model_path:
             self.status.setText("Choose a model to teach.")
@@ -351,7 +398,8 @@ class TrainPane(QWidget):
             if not collections:
                 self.status.setText("Tick at least one document collection (add documents on the Documents page).")
                 return
-            prepare = (ops.prepare_documents_job, self.services, collections, model_path, preset, settings)
+            make = ops.prepare_distill_job if self.goal == "distill" else ops.prepare_documents_job
+            prepare = (make, self.services, collections, model_path, preset, settings)
         else:
             memory = self.memory_path.text().strip()
             if not memory:
@@ -388,7 +436,7 @@ class TrainPane(QWidget):
         self.progress.setValue(0)
         self.status.setText(message)
         self.cancel_button.setEnabled(False)
-        self.start_button.setEnabled(self.model_combo.count() > 0)
+        self.start_button.setEnabled(self.model_combo.count() > 0 and not self.unavailable)
 
     def _follow(self, process) -> None:
         with self._process_lock:
@@ -459,6 +507,12 @@ class TrainPane(QWidget):
         self.sig_training_finished.emit(result)
 
     def _show_result(self, result: dict) -> None:
+        if result.get("student_gguf") or result.get("kind") == "distill":
+            self._show_student(result)
+            return
+        self.add_student.hide()
+        self.use_chat.show()
+        self.use_translate.show()
         lines = []
         before, after = result.get("gguf_perplexity_before"), result.get("gguf_perplexity_after")
         if before and after:
@@ -480,6 +534,44 @@ class TrainPane(QWidget):
         self.use_chat.setEnabled(usable)
         self.use_translate.setEnabled(usable)
         self.result_box.show()
+
+    def _show_student(self, result: dict) -> None:
+        """The card of a smaller copy: how much smaller, how close, and Add to my models."""
+        lines = []
+        prune = result.get("prune") or {}
+        if prune.get("student_layers") and prune.get("teacher_layers"):
+            lines.append(f"{prune['student_layers']} of {prune['teacher_layers']} layers kept: "
+                         f"{prune.get('student_params', 0) / 1e6:.0f}M instead of "
+                         f"{prune.get('teacher_params', 0) / 1e6:.0f}M parameters.")
+        teacher, before, after = (result.get("teacher_perplexity"), result.get("perplexity_before"),
+                                  result.get("perplexity_after"))
+        if teacher and after:
+            cut = f"; just cut, before learning: {before:.1f}" if before else ""
+            lines.append(f"Held-out perplexity: original {teacher:.2f}, smaller copy {after:.2f} "
+                         f"({after / teacher:.2f}x){cut}. Lower is better.")
+        path = result.get("student_gguf_quantized") or result.get("student_gguf")
+        lines.append(f"Model file: {path}" if path else "No model file was written (see the job's log).")
+        self.result_summary.setText("\n".join(lines))
+        self.sample_before.setPlainText("")
+        self.sample_after.setPlainText("")
+        self.use_chat.hide()
+        self.use_translate.hide()
+        self.add_student.show()
+        self.add_student.setEnabled(bool(path))
+        self.result_box.show()
+
+    def add_student_to_library(self) -> None:
+        result = self.result or {}
+        path = result.get("student_gguf_quantized") or result.get("student_gguf")
+        if not path:
+            return
+        self.add_student.setEnabled(False)
+        self.jobs.run(ops.add_to_library, self.services, path, on_done=self._student_added, on_error=self._failed)
+
+    def _student_added(self, record) -> None:
+        name = getattr(record, "display_name", None) or "The smaller copy"
+        self.status.setText(f"{name} is in your models: choose it on the Models page or in a conversation.")
+        self.sig_student_added.emit(record)
 
     def use_adapter(self, task: str) -> None:
         """Make the finished adapter the one used for ``task`` (chat or translate)."""

@@ -52,6 +52,26 @@ def _wait_gone(pid: int | None, timeout: float = 60.0) -> None:
         pytest.fail(f"the engine worker {pid} outlived its killed parent by {timeout} s")
 
 
+def _kill_child(code: str, args: list[str], delay: float) -> str:
+    """Run ``python -c code args``; once it has printed "start", SIGKILL it after ``delay``
+    seconds. Returns what it printed after "start" (its "done" lines, if it got that far)."""
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "start\n", proc.stderr.read()[-2000:]
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return out
+
+
 # ----- ingestion --------------------------------------------------------------------------------
 def _corpus(folder: Path, n: int = 24) -> None:
     rng = random.Random(5)
@@ -215,20 +235,7 @@ def test_sigkill_during_model_export_leaves_no_half_file(tmp_path, smollm2_path,
     finished_once = False
     for round_no in range(n_rounds):
         target = library / f"smollm2-q8_0-{round_no}.gguf"
-        proc = subprocess.Popen([sys.executable, "-c", QUANTIZE_CHILD, smollm2_path, str(target)], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout.readline() == "start\n", proc.stderr.read()[-2000:]
-            time.sleep(rng.uniform(0.0, 6.0))
-            os.kill(proc.pid, signal.SIGKILL)
-            out = proc.stdout.read()
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+        out = _kill_child(QUANTIZE_CHILD, [smollm2_path, str(target)], rng.uniform(0.0, 6.0))
         finished_once |= "done" in out
         assert target.exists() == ("done" in out), "the final name appears only when the file is complete"
         _library_files_are_whole(library)
@@ -281,23 +288,10 @@ def test_sigkill_during_merge_and_export_leaves_no_half_model(tmp_path, smollm2_
     for round_no in range(n_rounds):
         quantize = "Q8_0" if round_no % 2 else ""
         target = library / f"notes-merged-{round_no}.gguf"
-        proc = subprocess.Popen([sys.executable, "-c", MERGE_CHILD, smollm2_path, str(peft_adapter), str(target),
-                                 str(BASE_CACHE), quantize], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout.readline() == "start\n", proc.stderr.read()[-2000:]
-            # Imports and loading the base take seconds, writing the f16 model and quantizing
-            # it more: kill anywhere in the whole run, sometimes after it finished.
-            time.sleep(rng.uniform(0.0, 40.0))
-            os.kill(proc.pid, signal.SIGKILL)
-            out = proc.stdout.read()
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+        # Imports and loading the base take seconds, writing the f16 model and quantizing it
+        # more: kill anywhere in the whole run, sometimes after it finished.
+        out = _kill_child(MERGE_CHILD, [smollm2_path, str(peft_adapter), str(target), str(BASE_CACHE), quantize],
+                          rng.uniform(0.0, 40.0))
         assert target.exists() == ("done" in out), "the final name appears only when the file is complete"
         _library_files_are_whole(library)
     leftovers = [p.name for p in library.iterdir() if p.name.startswith(".")]
@@ -413,19 +407,7 @@ def test_sigkill_during_conversation_export_leaves_old_or_whole_file(tmp_path):
             "while True:\n    h.export(sys.argv[2], 'json')\n    print('done', flush=True)\n")
     rng = random.Random(3)
     for _ in range(5):
-        proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "db.sqlite3"), str(target)], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout.readline() == "start\n", proc.stderr.read()
-            time.sleep(rng.uniform(0.0, 1.5))
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+        _kill_child(code, [str(tmp_path / "db.sqlite3"), str(target)], rng.uniform(0.0, 1.5))
         if target.exists():
             doc = json.loads(target.read_text(encoding="utf-8"))
             assert len(doc["conversations"][0]["messages"]) == 300

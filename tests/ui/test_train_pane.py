@@ -36,9 +36,8 @@ def test_only_trainable_models_are_offered_and_bad_choices_say_why(qtbot, window
     assert pane.start_button.isEnabled()
 
 
-def test_a_real_run_is_followed_live_and_its_adapter_is_used_in_chat(qtbot, window, services):
-    from assistant.adapters import ActiveAdapters
-
+def _peps_collection_and_base_cache(services) -> None:
+    """One PEP indexed as the collection "peps", and the dequantized SmolLM2 base linked in."""
     assert PEPS.is_dir(), f"the shared corpus is missing: {PEPS}"
     documents, _retriever = services.documents_core()
     # The smallest document that still makes enough blocks: the path matters here, not the epoch.
@@ -58,6 +57,11 @@ def test_a_real_run_is_followed_live_and_its_adapter_is_used_in_chat(qtbot, wind
     (services.paths.data_dir / "training").mkdir(exist_ok=True)
     (services.paths.data_dir / "training" / "base-cache").symlink_to(SHARED_CACHE, target_is_directory=True)
 
+
+def test_a_real_run_is_followed_live_and_its_adapter_is_used_in_chat(qtbot, window, services):
+    from assistant.adapters import ActiveAdapters
+
+    _peps_collection_and_base_cache(services)
     pane = _window_pane(qtbot, window)
     pane.refresh()
     qtbot.waitUntil(lambda: pane.collections.count() == 1, timeout=30000)
@@ -94,3 +98,82 @@ def test_a_real_run_is_followed_live_and_its_adapter_is_used_in_chat(qtbot, wind
     reply = services.conversations.messages(window.chat.conversation_id)[-1]
     assert reply.role == "assistant" and reply.status == "complete", window.chat.banner.label.text()
     assert reply.adapter == str(Path(result["adapter_gguf"]).resolve()), "the reply was written with the adapter"
+
+
+def test_without_pytorch_the_page_says_so_before_anything_is_chosen(qtbot, window, monkeypatch):
+    """The self-contained bundle leaves PyTorch out: the page says so at once and cannot start."""
+    import sys
+
+    import ui.train_pane as train_pane
+    from assistant.training_jobs import training_unavailable
+
+    assert training_unavailable() is None  # this installation trains
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # what a PyInstaller bundle sets
+    message = training_unavailable()
+    assert message and "PyTorch" in message and "make run" in message
+    monkeypatch.setattr(train_pane, "training_unavailable", lambda: message)
+    pane = train_pane.TrainPane(window.services, window.train.jobs)
+    qtbot.addWidget(pane)
+    try:
+        assert pane.status.text() == message and not pane.start_button.isEnabled()
+        qtbot.waitUntil(lambda: pane.model_combo.count() > 0, timeout=30000)  # the page filled in
+        assert pane.status.text() == message and not pane.start_button.isEnabled()
+        pane.start()
+        assert pane.status.text() == message and not pane.busy
+    finally:
+        pane.shutdown()
+
+
+def test_a_smaller_copy_is_made_from_documents_and_added_to_the_models(qtbot, window, services):
+    """Goal "smaller copy": half of SmolLM2's layers kept by importance, a couple of distillation
+    steps on a PEP, a GGUF (Q8_0) written, the card compares it with the original, and "Add to my
+    models" puts it in the library."""
+    _peps_collection_and_base_cache(services)
+    pane = _window_pane(qtbot, window)
+    pane.refresh()
+    qtbot.waitUntil(lambda: pane.collections.count() == 1, timeout=30000)
+    pane.goal_combo.setCurrentIndex(pane.goal_combo.findData("distill"))
+    assert not pane.from_memory.isEnabled() and pane.from_documents.isChecked()
+    assert pane.start_button.text() == "Make the smaller copy" and "pass over the documents" in pane.preset_text.text()
+    smollm2 = next(i for i in range(pane.model_combo.count()) if "SmolLM2" in pane.model_combo.itemText(i))
+    pane.model_combo.setCurrentIndex(smollm2)
+    pane.preset_combo.setCurrentIndex(pane.preset_combo.findData("quick"))
+    pane.max_steps.setValue(2)
+    with qtbot.waitSignal(pane.sig_training_finished, timeout=1_800_000) as finished:
+        pane.start()
+    result = finished.args[0]
+    assert result, pane.status.text()
+    kinds = [e.kind for e in pane.events]
+    assert "start" in kinds and "step" in kinds and kinds[-1] == "done", kinds
+    assert result["prune"]["student_layers"] == 15 and result["prune"]["teacher_layers"] == 30
+    summary = pane.result_summary.text()
+    assert "15 of 30 layers kept" in summary and "Held-out perplexity: original" in summary, summary
+    assert pane.add_student.isVisible() and not pane.use_chat.isVisible()
+    quantized = Path(result["student_gguf_quantized"])
+    assert quantized.is_file() and quantized.name == "student.Q8_0.gguf"
+    assert any("smaller copy of" in pane.runs.item(i).text() for i in range(pane.runs.count()))
+
+    before = {r.path for r in services.library.list()}
+    with qtbot.waitSignal(pane.sig_student_added, timeout=300_000) as added:
+        pane.add_student.click()
+    record = added.args[0]
+    assert record.path not in before and int(record.metadata.get("block_count") or 15) == 15
+    assert "is in your models" in pane.status.text()
+
+
+def test_a_smaller_copy_of_a_model_too_large_for_memory_is_refused_before_it_starts(qtbot, window, services,
+                                                                                    monkeypatch):
+    import psutil
+
+    _peps_collection_and_base_cache(services)
+    pane = _window_pane(qtbot, window)
+    pane.refresh()
+    qtbot.waitUntil(lambda: pane.collections.count() == 1, timeout=30000)
+    pane.goal_combo.setCurrentIndex(pane.goal_combo.findData("distill"))
+    tiny = psutil.virtual_memory()._replace(available=200 * 1024 * 1024)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: tiny)
+    runs_before = len(list((services.paths.data_dir / "training" / "runs").glob("*")))
+    pane.start()
+    qtbot.waitUntil(lambda: not pane.busy, timeout=60000)
+    assert "memory" in pane.status.text().lower(), pane.status.text()
+    assert len(list((services.paths.data_dir / "training" / "runs").glob("*"))) == runs_before, "no job folder left"
