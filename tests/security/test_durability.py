@@ -359,10 +359,6 @@ def test_a_full_disk_during_export_keeps_the_previous_export(small_disk, tmp_pat
         store.close()
 
 
-# In `make soak` only for now: run before tests/security/test_network.py in one pytest process,
-# the engine worker that test starts no longer imports the probe's sitecustomize (found at the
-# end of a session, cause not yet known; each passes on its own). See the closing note.
-@pytest.mark.slow
 def test_a_full_disk_during_adapter_export_keeps_the_previous_adapter(small_disk, smollm2_path, peft_adapter,
                                                                      monkeypatch):
     from training.export import lora_gguf

@@ -107,8 +107,10 @@ PROBE = textwrap.dedent('''
     def _probe():
         deadline = time.time() + 300
         while time.time() < deadline:
-            guard = sys.modules.get("engine.privacy")
-            if guard is not None and guard.is_installed():
+            # The module is in sys.modules while it is still being executed: only ask it once
+            # it has defined is_installed (an AttributeError here once made the probe silent).
+            is_installed = getattr(sys.modules.get("engine.privacy"), "is_installed", None)
+            if is_installed is not None and is_installed():
                 break
             time.sleep(0.01)
         results = {"pid": os.getpid(), "argv": sys.argv, "offline": os.environ.get("HF_HUB_OFFLINE")}
