@@ -46,7 +46,10 @@ def test_fused_head_loss_and_gradient_equal_transformers(smollm2_gguf, base_cach
     prepare_model(peft_model)
     ids = torch.from_numpy(packed.train_ids[:2])
     labels = torch.from_numpy(packed.train_ids[:2]).clone()
-    labels[:, :7] = -100  # masked prompt positions count the same way
+    # Masked prompt positions count the same way (they skip the head): the first slice of 8
+    # is masked whole, the next one in part, and a masked run in the middle of the block.
+    labels[:, :12] = -100
+    labels[1, 20:23] = -100
     with torch.no_grad():
         ours = causal_lm_loss(peft_model, ids, labels, slice_len=8)
         theirs = peft_model(input_ids=ids, labels=labels).loss

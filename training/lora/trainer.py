@@ -101,6 +101,7 @@ class _FusedHeadLoss(torch.autograd.Function):
     (batch x seq x hidden) for backward. So the (batch x seq x vocab) logits, their
     log-softmax and their gradient are never held, and nothing is recomputed: the same two
     matrix products a plain loop does, a fraction of its memory traffic and peak memory.
+    Positions masked with -100 (a translation pair's prompt) skip the head altogether.
     Valid because LoRA never trains the head (its weight gets no gradient).
     """
 
@@ -109,23 +110,31 @@ class _FusedHeadLoss(torch.autograd.Function):
         want_grad = hidden.requires_grad
         total = hidden.new_zeros((), dtype=torch.float32)
         grad_hidden = torch.zeros_like(hidden) if want_grad else None
+        width = hidden.size(-1)
         for start in range(0, hidden.size(1), slice_len):
             h = hidden[:, start:start + slice_len]
             y = labels[:, start:start + slice_len].reshape(-1)
-            raw = F.linear(h, weight).float().view(-1, weight.size(0))
+            # Only positions that are scored go through the head: a translation pair's prompt
+            # (masked with -100) costs no (tokens x vocab) product, which for Gemma's 262k
+            # vocabulary is about half of a step.
+            keep = (y != -100).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                continue
+            y = y.index_select(0, keep)
+            kept_h = h.reshape(-1, width).index_select(0, keep)
+            raw = F.linear(kept_h, weight).float()
             logits = torch.tanh(raw / softcap) * softcap if softcap else raw
-            valid = y != -100
-            safe = y.clamp(min=0)
             lse = torch.logsumexp(logits, dim=-1)
-            picked = logits.gather(1, safe.unsqueeze(1)).squeeze(1)
-            total = total + ((lse - picked) * valid).sum()
+            picked = logits.gather(1, y.unsqueeze(1)).squeeze(1)
+            total = total + (lse - picked).sum()
             if want_grad:
                 grad = torch.softmax(logits, dim=-1)
-                grad[torch.arange(len(safe)), safe] -= 1.0
-                grad *= valid.unsqueeze(1)
+                grad[torch.arange(len(y), device=grad.device), y] -= 1.0
                 if softcap:
                     grad *= 1.0 - torch.tanh(raw / softcap) ** 2
-                grad_hidden[:, start:start + slice_len] = (grad.to(weight.dtype) @ weight).view(h.shape)
+                rows = torch.zeros(h.size(0) * h.size(1), width, dtype=hidden.dtype, device=hidden.device)
+                rows.index_copy_(0, keep, (grad.to(weight.dtype) @ weight).to(hidden.dtype))
+                grad_hidden[:, start:start + slice_len] = rows.view(h.shape)
         ctx.save_for_backward(grad_hidden if want_grad else hidden.new_empty(0))
         return total
 
