@@ -27,6 +27,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -65,20 +66,33 @@ class PackedData:
 
 
 # ----- reading sources ------------------------------------------------------------------
-def read_documents_jsonl(path: Path) -> list[Document]:
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"The document list {path} does not exist.")
-    docs = []
+def iter_jsonl(path: Path, what: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file; a line that is not a
+    JSON object is a :class:`DatasetError` naming the file, the line and ``what`` it should be."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                docs.append(Document(str(row.get("title", "")), str(row["text"])))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DatasetError(f"{path.name} line {number} is not a {{\"title\", \"text\"}} object: {exc}") from exc
+            except ValueError as exc:
+                raise DatasetError(f"Line {number} of {path.name} is not {what} ({exc}).") from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"Line {number} of {path.name} is not {what}.")
+            yield number, row
+
+
+def read_documents_jsonl(path: Path) -> list[Document]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"The document list {path} does not exist.")
+    docs = []
+    what = 'a {"title", "text"} object'
+    for number, row in iter_jsonl(path, what):
+        try:
+            docs.append(Document(str(row.get("title", "")), str(row["text"])))
+        except KeyError as exc:
+            raise DatasetError(f"Line {number} of {path.name} is not {what} (no {exc}).") from None
     return docs
 
 

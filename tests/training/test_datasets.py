@@ -55,8 +55,12 @@ def test_no_documents_and_too_little_text_are_clear_errors(tokenizer, tmp_path):
         ds.pack_documents([ds.Document("short", "Just one sentence.")], tokenizer, seq_len=64)
     bad = tmp_path / "docs.jsonl"
     bad.write_text('{"title": "a"}\n', encoding="utf-8")
-    with pytest.raises(ds.DatasetError, match="line 1"):
+    with pytest.raises(ds.DatasetError, match="Line 1 of docs.jsonl is not a"):
         ds.read_documents_jsonl(bad)
+    for line in ("{not json", '["a list"]'):
+        bad.write_text('{"text": "fine"}\n\n' + line + "\n", encoding="utf-8")
+        with pytest.raises(ds.DatasetError, match="Line 3 of docs.jsonl is not a"):
+            ds.read_documents_jsonl(bad)
     with pytest.raises(ds.DatasetError, match="Unknown dataset type"):
         ds.build({"type": "web"}, tokenizer, 64, 0.1)
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.partial_files import partial_path
-from training.datasets import DatasetError
+from training.datasets import DatasetError, iter_jsonl
 from training.progress import JobCancelled, ProgressReporter
 
 #: The head sees unit vectors; their dot product with a unit-scale weight is small, so the
@@ -87,21 +87,17 @@ def read_labelled(path: Path, min_texts: int) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise DatasetError(f"The teacher's labels {path} are missing; label the texts first.")
     texts, labels, seen = [], [], set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                text, positive = str(row["text"]), float(row["positive"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DatasetError(f"Line {number} of {path.name} is not a labelled text ({exc}).") from None
-            key = " ".join(text.split())
-            if not key or key in seen or not math.isfinite(positive):
-                continue
-            seen.add(key)
-            texts.append(key)
-            labels.append(min(1.0, max(0.0, positive)))
+    for number, row in iter_jsonl(path, "a labelled text"):
+        try:
+            text, positive = str(row["text"]), float(row["positive"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"Line {number} of {path.name} is not a labelled text ({exc}).") from None
+        key = " ".join(text.split())
+        if not key or key in seen or not math.isfinite(positive):
+            continue
+        seen.add(key)
+        texts.append(key)
+        labels.append(min(1.0, max(0.0, positive)))
     if len(texts) < min_texts:
         raise DatasetError(f"A student needs at least {min_texts} different non-empty texts to learn from; "
                            f"{len(texts)} were given.")
