@@ -113,3 +113,32 @@ def test_bad_input_is_one_clear_error(tmp_path, smollm2_gguf, base_cache_root):
     job.write_text(json.dumps(spec))
     code, events, _ = jobs.run(job)
     assert code == 2 and "does not exist" in events[-1]["message"]
+
+
+def test_a_translation_memory_run_shows_translations_before_and_after(tmp_path, smollm2_gguf, base_cache_root):
+    """The result card of a translation-memory run: held-out source sentences translated by the
+    base and by base + adapter (one line each, stopped at the line break), not a continuation
+    of the raw training text."""
+    from training.lora.job import SAMPLE_PAIRS, translation_sample_prompts
+
+    memory = tmp_path / "memory.tsv"
+    pairs = [(f"The train to the sea leaves at {i} o'clock.", f"Le train pour la mer part à {i} heures.")
+             for i in range(1, 200)]
+    memory.write_text("eng\tfra\n" + "".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    job = json.loads(jobs.lora_job(tmp_path, smollm2_gguf, base_cache_root, max_steps=1).read_text())
+    job.update(export_gguf=True, dataset={"type": "translation_memory", "path": str(memory)})
+    job["settings"].update(seq_len=64, eval_fraction=0.05)
+    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    code, events, err = jobs.run(tmp_path / "job.json")
+    assert code == 0, err[-3000:]
+    result = events[-1]["result"]
+    held_out = [json.loads(line)["text"] for line in (tmp_path / "run" / "held_out.jsonl").read_text().splitlines()]
+    prompts = translation_sample_prompts(held_out)
+    assert len(prompts) == SAMPLE_PAIRS and all(p.startswith("English: The train") and p.endswith("\nFrench:")
+                                                for p in prompts)
+    assert result["sample_prompt"] == prompts[0]
+    for sample in (result["sample_before"], result["sample_after"]):
+        shown = sample.split("\n\n")
+        assert len(shown) == SAMPLE_PAIRS
+        for prompt, text in zip(prompts, shown):
+            assert text.startswith(prompt + " ") and text.count("\n") == 1  # the source line, one translation line

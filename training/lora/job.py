@@ -144,7 +144,8 @@ def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
             result["adapter_gguf"] = _export_gguf(adapter_dir, base_gguf, out_dir, reporter)
         if result["adapter_gguf"] and data.eval_texts:
             reporter.message("Measuring the adapter through llama.cpp...")
-            result.update(_measure_gguf(base_gguf, Path(result["adapter_gguf"]), data.eval_texts, config.seq_len))
+            result.update(_measure_gguf(base_gguf, Path(result["adapter_gguf"]), data.eval_texts, config.seq_len,
+                                        translation=data.stats.get("held_out") == "pairs"))
         write_json_atomic(out_dir / "result.json", result)
     trainer._barrier()
     return result
@@ -158,9 +159,28 @@ SAMPLE_PROMPT_TOKENS = 48
 SAMPLE_TOKENS = 40
 
 
-def _measure_gguf(base_gguf: Path, adapter_gguf: Path, held_out: list[str], ctx: int) -> dict:
+#: Held-out pairs translated for the before/after samples of a translation-memory run.
+SAMPLE_PAIRS = 3
+
+
+def translation_sample_prompts(held_out: list[str], n: int = SAMPLE_PAIRS) -> list[str]:
+    """The translator's prompts (``"English: …\\nFrench:"``) of the first ``n`` held-out pairs
+    (each held-out text is a prompt and its reference, as ``training.datasets`` writes them)."""
+    prompts = []
+    for text in held_out[:n]:
+        source, _, rest = text.partition("\n")
+        target_name = rest.split(":", 1)[0]
+        if source and rest and target_name:
+            prompts.append(f"{source}\n{target_name}:")
+    return prompts
+
+
+def _measure_gguf(base_gguf: Path, adapter_gguf: Path, held_out: list[str], ctx: int,
+                  translation: bool = False) -> dict:
     """Held-out perplexity and a greedy sample, without and with the adapter, on the GGUF the
-    user will run (llama.cpp, not torch). Training process, rank 0."""
+    user will run (llama.cpp, not torch). For a translation memory the sample is the model's
+    translation of a few held-out source sentences, as the translator asks for it; for documents
+    it is the continuation of the start of a held-out document. Training process, rank 0."""
     from engine.llama_runtime import LoadedModel
     from engine.settings import EngineSettings, SamplingParams
     from training.evaluate import gguf_perplexity
@@ -176,17 +196,33 @@ def _measure_gguf(base_gguf: Path, adapter_gguf: Path, held_out: list[str], ctx:
     after = gguf_perplexity(base_gguf, texts, ctx=ctx, lora_path=adapter_gguf)
     model = LoadedModel(str(base_gguf), EngineSettings(n_ctx=1024))
     try:
-        prompt = model.tokenize(held_out[0], add_special=True)[:SAMPLE_PROMPT_TOKENS]
-        greedy = SamplingParams(temperature=0.0, max_tokens=SAMPLE_TOKENS, repeat_penalty=1.0)
-        prompt_text = model.detokenize(prompt)
-        sample_before = model.generate(list(prompt), greedy).text
+        prompts = translation_sample_prompts(held_out) if translation else []
+        if prompts:
+            # Each sentence on its own (without the translator's fixed examples), stopped at the line
+            # break as the translator stops.
+            greedy = SamplingParams(temperature=0.0, max_tokens=SAMPLE_TOKENS, repeat_penalty=1.0, stop=["\n"])
+            tokenized = [model.tokenize(p, add_special=True) for p in prompts]
+
+            def samples() -> str:
+                return "\n\n".join(f"{p} {model.generate(list(t), greedy).text.strip()}"
+                                     for p, t in zip(prompts, tokenized))
+
+            prompt_text = prompts[0]
+        else:
+            prompt = model.tokenize(held_out[0], add_special=True)[:SAMPLE_PROMPT_TOKENS]
+            greedy = SamplingParams(temperature=0.0, max_tokens=SAMPLE_TOKENS, repeat_penalty=1.0)
+            prompt_text = model.detokenize(prompt)
+
+            def samples() -> str:
+                return prompt_text + model.generate(list(prompt), greedy).text
+
+        sample_before = samples()
         model.set_adapters([(str(adapter_gguf), 1.0)])
-        sample_after = model.generate(list(prompt), greedy).text
+        sample_after = samples()
     finally:
         model.close()
     return {"gguf_perplexity_before": before, "gguf_perplexity_after": after,
-            "sample_prompt": prompt_text, "sample_before": prompt_text + sample_before,
-            "sample_after": prompt_text + sample_after}
+            "sample_prompt": prompt_text, "sample_before": sample_before, "sample_after": sample_after}
 
 
 def _write_held_out(path: Path, texts: list[str]) -> None:
