@@ -6,7 +6,8 @@ Starts a virtual X server (Xvfb, from `make system-deps`) unless $DISPLAY is set
 app itself (``ui.app.run``) in a child process on a fresh library in a temporary folder, with
 the default model pack. The child then uses the window as a person would: it asks the chat a
 question and waits for the real reply, translates a sentence, analyses the sentiment of a
-small CSV of reviews, imports a short document and asks about it, opens the Models and
+small CSV of reviews, imports a short document and asks about it, teaches the translator a
+few steps of an adapter on a small English-French memory (Train), opens the Models and
 Settings pages, and saves the screen's pixels of the window after each step. Everything runs
 on this computer with the default models, so the pictures show what a user really gets (the
 small models' answers included).
@@ -30,6 +31,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: Longest wait for one step's result (a reply on a slow, shared machine included).
 STEP_TIMEOUT_S = 240.0
+#: The Train page's run: steps of the balanced preset, and how long it may take in all.
+TRAIN_STEPS = 8
+TRAIN_TIMEOUT_S = 900.0
+#: The development data sets (../shared/data): the Train page learns from a part of one.
+DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
+#: Used for the Train page's memory when the shared data is not beside the checkout.
+MEMORY_FALLBACK = [
+    ("Where is the station?", "Où est la gare ?"),
+    ("I would like a coffee, please.", "Je voudrais un café, s'il vous plaît."),
+    ("The shop opens at nine.", "Le magasin ouvre à neuf heures."),
+    ("We are leaving tomorrow morning.", "Nous partons demain matin."),
+    ("Can you help me?", "Pouvez-vous m'aider ?"),
+    ("It is raining again.", "Il pleut encore."),
+    ("My sister lives in Lyon.", "Ma sœur habite à Lyon."),
+    ("The meeting was cancelled.", "La réunion a été annulée."),
+    ("I forgot my keys at home.", "J'ai oublié mes clés à la maison."),
+    ("How much does it cost?", "Combien ça coûte ?"),
+]
 #: The window's size in the pictures: the app's default size.
 WINDOW_SIZE = (1180, 760)
 
@@ -89,6 +108,12 @@ def main(argv: list[str]) -> int:
                        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
             (Path(tmp) / "reviews.csv").write_text(REVIEWS, encoding="utf-8")
             (Path(tmp) / "moving-checklist.md").write_text(NOTE, encoding="utf-8")
+            memory = DATA / "translation" / "parallel" / "eng-fra.tsv"
+            if memory.is_file():  # the first pairs of the shared development set
+                lines = memory.read_text(encoding="utf-8").splitlines()[:601]
+            else:
+                lines = ["eng\tfra"] + [f"{en}\t{fr}" for en, fr in MEMORY_FALLBACK] * 40
+            (Path(tmp) / "my-translations.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
             env["SCREENSHOT_INPUTS"] = tmp
             result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "--out", str(out),
                                      "--theme", args.theme], cwd=ROOT, env=env)
@@ -121,7 +146,7 @@ def _child(out: Path, theme: str) -> int:
         else:
             print(f"saved {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}", flush=True)
 
-    def wait(window, done, then, what: str) -> None:
+    def wait(window, done, then, what: str, timeout: float = STEP_TIMEOUT_S) -> None:
         """Poll ``done()`` from the event loop; call ``then()`` when true or after the time limit."""
         started = time.monotonic()
 
@@ -133,8 +158,8 @@ def _child(out: Path, theme: str) -> int:
                 finished = True
             if finished:
                 then()
-            elif time.monotonic() - started > STEP_TIMEOUT_S:
-                problems.append(f"{what}: not finished after {STEP_TIMEOUT_S:.0f} s")
+            elif time.monotonic() - started > timeout:
+                problems.append(f"{what}: not finished after {timeout:.0f} s")
                 then()
             else:
                 QTimer.singleShot(250, window, check)
@@ -200,8 +225,28 @@ def _child(out: Path, theme: str) -> int:
             pane.question.setText(question)
             pane.only_documents.setChecked(True)
             pane.ask(question)
-            wait(window, lambda: state["answer"], lambda: settle(lambda: (shoot(window, "documents"), step_models())),
+            wait(window, lambda: state["answer"], lambda: settle(lambda: (shoot(window, "documents"), step_train())),
                  "the answer from the documents")
+
+        def step_train():
+            # A short real run: an adapter of the translator's model on a small English-French
+            # memory, so the picture shows the chart and a real result card.
+            window.show_page("train")
+            pane = window.train
+            state["trained"] = False
+            pane.sig_training_finished.connect(lambda _r: state.__setitem__("trained", True))
+            wait(window, lambda: pane.model_combo.count() > 0, lambda: train(pane), "the Train page")
+
+        def train(pane):
+            pane.from_memory.setChecked(True)
+            pane.memory_path.setText(str(inputs / "my-translations.tsv"))
+            for index in range(pane.model_combo.count()):
+                if "gemma" in pane.model_combo.itemText(index).lower():
+                    pane.model_combo.setCurrentIndex(index)
+            pane.max_steps.setValue(TRAIN_STEPS)
+            pane.start()
+            wait(window, lambda: state["trained"], lambda: settle(lambda: (shoot(window, "train"), step_models())),
+                 "the training run", timeout=TRAIN_TIMEOUT_S)
 
         def step_models():
             window.show_page("models")
