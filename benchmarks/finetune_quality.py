@@ -47,6 +47,24 @@ DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "da
 TARGET_REDUCTION = 0.20
 
 
+def run_job(job_file: Path, out=sys.stdout) -> dict | None:
+    """Run ``python -m training.run job_file`` as the app does, print its progress to ``out``
+    (every 10th step, messages), return its last event (``{"event": "done", "result": …}``)."""
+    proc = subprocess.Popen([sys.executable, "-m", "training.run", str(job_file)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    final = None
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == "step" and (event["step"] % 10 == 0 or event["step"] == event["total_steps"]):
+            print(f"step {event['step']}/{event['total_steps']} loss {event['loss']:.3f} "
+                  f"{event['tokens_per_s']:.0f} tokens/s eta {event['eta_s']:.0f}s", file=out, flush=True)
+        elif event["event"] in ("message", "start"):
+            print(json.dumps(event), file=out, flush=True)
+        final = event
+    proc.wait()
+    return final
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=12, help="PEPs used (sorted by number)")
@@ -73,18 +91,7 @@ def main() -> int:
     job_file = work / "job.json"
     job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "training.run", str(job_file)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
-    final = None
-    for line in proc.stdout:
-        event = json.loads(line)
-        if event["event"] == "step" and (event["step"] % 10 == 0 or event["step"] == event["total_steps"]):
-            print(f"step {event['step']}/{event['total_steps']} loss {event['loss']:.3f} "
-                  f"{event['tokens_per_s']:.0f} tokens/s eta {event['eta_s']:.0f}s", flush=True)
-        elif event["event"] in ("message", "start"):
-            print(json.dumps(event), flush=True)
-        final = event
-    proc.wait()
+    final = run_job(job_file)
     train_s = time.perf_counter() - started
     if final is None or final["event"] != "done":
         print(f"training failed: {final}", file=sys.stderr)

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +50,7 @@ from engine import privacy  # noqa: E402
 privacy.install()
 
 import sacrebleu  # noqa: E402
+from finetune_quality import run_job  # noqa: E402
 from translation_quality import DATA, _Library, load_pairs, normalise, run  # noqa: E402
 
 from assistant.config import default_paths  # noqa: E402
@@ -72,18 +71,7 @@ def train(gemma: str, memory_file: Path, work: Path, max_steps: int) -> dict:
            "settings": {"max_steps": max_steps, "eval_fraction": 0.02}}
     job_file = work / "job.json"
     job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "training.run", str(job_file)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
-    final = None
-    for line in proc.stdout:
-        event = json.loads(line)
-        if event["event"] == "step" and (event["step"] % 10 == 0 or event["step"] == event["total_steps"]):
-            print(f"step {event['step']}/{event['total_steps']} loss {event['loss']:.3f} "
-                  f"{event['tokens_per_s']:.0f} tokens/s eta {event['eta_s']:.0f}s", file=sys.stderr, flush=True)
-        elif event["event"] in ("message", "start"):
-            print(json.dumps(event), file=sys.stderr, flush=True)
-        final = event
-    proc.wait()
+    final = run_job(job_file, out=sys.stderr)
     if final is None or final["event"] != "done" or not final["result"].get("adapter_gguf"):
         raise SystemExit(f"training failed: {final}")
     return final["result"]
