@@ -546,7 +546,8 @@ class Worker:
             from engine.embedder import Embedder
             from engine.llama_runtime import EngineError
 
-            self.emit(request_id, "status", state="loading", model=path)
+            # role tells the window this is the search/classifier encoder, not the chat model.
+            self.emit(request_id, "status", state="loading", model=path, role="embedder")
             inspect_model(path, with_hash=False)  # the bounded header check before llama.cpp
             for old in list(embedders.values()):
                 old.close()
@@ -559,7 +560,7 @@ class Worker:
             except EngineError as exc:
                 raise RequestError(str(exc), "load_failed") from exc
             embedders[path] = embedder
-            self.emit(request_id, "status", state="ready", model=path)
+            self.emit(request_id, "status", state="ready", model=path, role="embedder")
         from engine.llama_runtime import Cancelled, EngineError
 
         try:

@@ -711,7 +711,7 @@ class ChatPane(QWidget):
         combo.addItem("None", None)
         combo.addItem("All my documents", "all")
         for collection in self.collections:
-            combo.addItem(f"{collection['name']} ({collection['files']} files)", collection["id"])
+            combo.addItem(operations.collection_label(collection), collection["id"])
         index = 0
         if choice:
             wanted = choice.get("collections")

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui import operations
 from ui.translate_pane import GeneratorJob
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ class CompressPane(QWidget):
 
     def set_text_files(self, files: list[str]) -> None:
         self.text_files = [str(f) for f in files]
-        self.text_label.setText(f"{len(files)} file(s)")
+        self.text_label.setText(operations.counted(len(files), "file"))
 
     def run_lab(self) -> None:
         model = self.model_combo.currentData()

@@ -193,6 +193,8 @@ class MainWindow(QMainWindow):
         self.painted = False
         self.engine_state = "stopped"
         self.engine_info: dict = {}
+        self._generation_model = ""  # file name of the last chat/translation model loaded
+        self._encoder_model = ""  # file name of the loaded search/sentiment encoder
         self.status_bridge = EngineStatusBridge(self)
         self.status_bridge.sig_engine_status_changed.connect(self._on_engine_status)
         self.shortcuts_dialog: ShortcutsDialog | None = None
@@ -373,18 +375,36 @@ class MainWindow(QMainWindow):
         self.window_banner.show_message(message, "error")
 
     def _on_engine_status(self, state: str, info: dict) -> None:
+        """GUI thread. The label names the model that writes replies; the encoder used for
+        document search and sentiment is named only in the tooltip, so loading it does not
+        read as if the chat model had changed."""
         self.engine_state = state
         self.engine_info = dict(info)
         text = ENGINE_STATES.get(state, f"Engine: {state}")
         model = info.get("model")
+        name = Path(str(model)).name if model else ""
+        is_encoder = info.get("role") == "embedder"
+        if state in ("stopped", "error", "starting"):
+            self._generation_model = self._encoder_model = ""
         if state == "loading" and model:
-            text = f"Engine: loading {Path(str(model)).name}…"
+            text = "Engine: loading the search model…" if is_encoder else f"Engine: loading {name}…"
         elif state == "ready" and model:
-            text = f"Engine: ready · {Path(str(model)).name}"
+            if is_encoder:
+                self._encoder_model = name
+            else:
+                self._generation_model = name
+        if state == "ready":
+            if self._generation_model:
+                text = f"Engine: ready · {self._generation_model}"
+            elif self._encoder_model:
+                text = "Engine: ready · search model loaded"
         elif state == "error" and info.get("message"):
             text = f"Engine: {info['message']}"
+        tooltip = text
+        if state == "ready" and self._encoder_model:
+            tooltip = f"{text}\nDocument search and sentiment: {self._encoder_model}"
         self.engine_label.setText(text)
-        self.engine_label.setToolTip(text)
+        self.engine_label.setToolTip(tooltip)
         self.engine_label.setProperty("state", state)
         self.engine_label.style().unpolish(self.engine_label)
         self.engine_label.style().polish(self.engine_label)

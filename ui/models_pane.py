@@ -216,7 +216,7 @@ class ModelsPane(QWidget):
             self.list.setCurrentRow(0)
         self._fill_routes(view)
         self._show_details()
-        self.status.setText(f"{len(view.models)} model{'s' if len(view.models) != 1 else ''} in the library.")
+        self.status.setText(f"{operations.counted(len(view.models), 'model')} in the library.")
 
     def _fill_routes(self, view: operations.LibraryView) -> None:
         self._filling = True

@@ -179,6 +179,16 @@ def load_conversation(services: "Services", conversation_id: str) -> Conversatio
 
 
 # ----- documents in the chat ---------------------------------------------------------------------
+def counted(number: int, noun: str) -> str:
+    """'1 file', '3 files': the plural of the nouns the screens count takes an s."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def collection_label(collection: dict) -> str:
+    """A collection as the lists show it: its name and how many files it holds."""
+    return f"{collection['name']} ({counted(int(collection['files']), 'file')})"
+
+
 def document_collections(services: "Services") -> list[dict]:
     """The collections the chat can attach: id, name, files, chunks."""
     from assistant.documents import Documents

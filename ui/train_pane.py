@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.training_jobs import training_unavailable
+from ui import operations
 from ui import train_operations as ops
 
 if TYPE_CHECKING:
@@ -79,6 +80,10 @@ class _EventSignals(QObject):
     sig_training_event = Signal(object)  # assistant.training_jobs.TrainingEvent
 
 
+TRAIN_COLOR = "#3b82f6"
+EVAL_COLOR = "#f97316"
+
+
 class LossChart(QWidget):
     """Training loss by step (pyqtgraph), with the held-out loss as points when measured."""
 
@@ -95,9 +100,15 @@ class LossChart(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "loss")
-        self.plot.addLegend(offset=(-10, 10))
-        self.train_curve = self.plot.plot([], [], pen=pg.mkPen("#3b82f6", width=2), name="training")
-        self.eval_points = self.plot.plot([], [], pen=None, symbol="o", symbolBrush="#f97316", name="held-out")
+        # The key sits in its own row above the plot: pyqtgraph's legend is drawn inside the
+        # view box, where a falling loss curve and the held-out points run under it.
+        self.key = QLabel(f'<span style="color:{TRAIN_COLOR}">&#9473;&#9473;</span> training loss'
+                          f'&nbsp;&nbsp;&nbsp;<span style="color:{EVAL_COLOR}">&#9679;</span> held-out loss')
+        self.key.setTextFormat(Qt.TextFormat.RichText)
+        self.key.setAccessibleName("Chart key: training loss as a line, held-out loss as points")
+        self.train_curve = self.plot.plot([], [], pen=pg.mkPen(TRAIN_COLOR, width=2))
+        self.eval_points = self.plot.plot([], [], pen=None, symbol="o", symbolBrush=EVAL_COLOR)
+        layout.addWidget(self.key)
         layout.addWidget(self.plot)
         self.steps: list[float] = []
         self.losses: list[float] = []
@@ -345,7 +356,7 @@ class TrainPane(QWidget):
                    if self.collections.item(i).checkState() == Qt.CheckState.Checked}
         self.collections.clear()
         for collection in view.collections:
-            item = QListWidgetItem(f"{collection['name']} ({collection['files']} files)")
+            item = QListWidgetItem(operations.collection_label(collection))
             item.setData(Qt.ItemDataRole.UserRole, collection["name"])
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if collection["name"] in checked or len(view.collections) == 1

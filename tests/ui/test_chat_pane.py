@@ -259,8 +259,8 @@ def test_chat_with_attached_documents_cites_and_opens_its_sources(qtbot, window,
                 "blue flowerpot. The tomatoes are watered every Tuesday and Friday morning.\n")
     qtbot.waitUntil(lambda: window.chat.ready, timeout=60000)
     window.chat.refresh_collections()
-    qtbot.waitUntil(lambda: window.chat.documents_combo.findText("notes (1 files)") >= 0, timeout=30000)
-    window.chat.documents_combo.setCurrentIndex(window.chat.documents_combo.findText("notes (1 files)"))
+    qtbot.waitUntil(lambda: window.chat.documents_combo.findText("notes (1 file)") >= 0, timeout=30000)
+    window.chat.documents_combo.setCurrentIndex(window.chat.documents_combo.findText("notes (1 file)"))
     type_and_send(qtbot, window, "Who keeps the greenhouse key?")
     wait_idle(qtbot, window)
     reply = window.chat.views[-1]

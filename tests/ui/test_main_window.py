@@ -285,3 +285,19 @@ def test_translate_sentiment_and_documents_pages_hold_their_real_panes(qtbot, wi
         page = window.stack.currentWidget()
         assert isinstance(page.pane, kind) and page.pane.isVisible()
         assert not page.notice.isVisible()
+
+
+def test_status_bar_names_the_chat_model_not_the_search_encoder(qtbot, window, services):
+    """Loading MiniLM for document search must not read as if the chat model had changed."""
+    from assistant.documents import engine_embedder
+
+    qtbot.waitUntil(lambda: window.engine_state == "ready", timeout=60000)
+    chat_model = Path(services.library.for_task("chat").path)
+    services.engine.chat(str(chat_model), [{"role": "user", "content": "Hi"}],
+                         {"max_tokens": 2, "temperature": 0}).result(timeout=120)
+    qtbot.waitUntil(lambda: window.engine_label.text() == f"Engine: ready · {chat_model.name}", timeout=30000)
+    vectors = engine_embedder(services)(["A sentence to embed."])
+    assert vectors.shape[0] == 1
+    qtbot.waitUntil(lambda: "Document search" in window.engine_label.toolTip(), timeout=30000)
+    assert window.engine_label.text() == f"Engine: ready · {chat_model.name}"
+    assert ".gguf" in window.engine_label.toolTip().split("Document search and sentiment:")[1]
