@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from engine.partial_files import fsync_dir  # noqa: F401  (re-exported: history.py uses it)
+
 
 class WriteFailedError(OSError):
     """A file could not be written; the message says where and why, nothing was changed."""
@@ -53,17 +55,3 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path, "w") as handle:
         handle.write(text)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable; some filesystems cannot, which is no error."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -85,3 +85,18 @@ def sweep_stale_partials(folder: str | os.PathLike) -> list[Path]:
         except OSError:
             continue  # gone already, or not ours to delete: leave it
     return removed
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a rename in ``folder`` durable (its entry on disk); some file systems cannot,
+    which is no error. Shared by assistant/atomic.py and the training exporters."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -318,3 +318,16 @@ def test_bad_adapters_fail_clearly_and_leave_old_files_intact(tmp_path):
     assert sorted(p.name for p in work.iterdir()) == ["adapter.gguf"]  # no temporary file left
     # The same folder exports fine against the model it was made for.
     assert export_lora_adapter(peft_dir, source, target).stat().st_size > 1_000_000
+
+
+def test_adapter_scale_follows_peft_alpha_patterns_and_rslora():
+    from training.export.lora_gguf import AdapterTensors
+
+    pair = (np.zeros((8, 4), np.float32), np.zeros((4, 8), np.float32))
+    pairs = {"model.layers.0.self_attn.q_proj": pair, "model.layers.0.mlp.up_proj": pair}
+    plain = AdapterTensors({"lora_alpha": 16}, pairs)
+    assert plain.scale("model.layers.0.mlp.up_proj") == 2.0
+    patterned = AdapterTensors({"lora_alpha": 16, "alpha_pattern": {"q_proj": 32}}, pairs)
+    assert patterned.scale("model.layers.0.self_attn.q_proj") == 4.0
+    assert patterned.scale("model.layers.0.mlp.up_proj") == 2.0
+    assert AdapterTensors({"lora_alpha": 16, "use_rslora": True}, pairs).scale("model.layers.0.mlp.up_proj") == 16 / 8 ** 0.5

@@ -29,7 +29,7 @@ from typing import Iterator
 import gguf
 import numpy as np
 
-from engine.partial_files import partial_path
+from engine.partial_files import fsync_dir, partial_path
 
 
 class ExportError(RuntimeError):
@@ -155,17 +155,3 @@ def _why(exc: OSError) -> str:
     if exc.errno is None and "requested and" in str(exc):
         return os.strerror(errno.ENOSPC)
     return str(exc)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (its entry on disk); best effort where not possible."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

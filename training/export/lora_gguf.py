@@ -56,11 +56,15 @@ class AdapterTensors:
 
     def scale(self, module: str) -> float:
         """peft's scaling for ``module``: alpha / r, or alpha / sqrt(r) with rsLoRA."""
-        from peft.utils.other import get_pattern_key
-
         rank = self.pairs[module][0].shape[0]
         alphas = self.config.get("alpha_pattern") or {}
-        alpha = float(alphas.get(get_pattern_key(list(alphas), module), self.config.get("lora_alpha", 8)))
+        alpha = float(self.config.get("lora_alpha", 8))
+        if alphas:
+            # peft's own matching rules for per-module alphas; imported only when there is a
+            # pattern, since peft pulls in torch (~2 s) and the usual adapter has none.
+            from peft.utils.other import get_pattern_key
+
+            alpha = float(alphas.get(get_pattern_key(list(alphas), module), alpha))
         return alpha / (math.sqrt(rank) if self.config.get("use_rslora") else rank)
 
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from engine.gguf_check import MalformedModelError, check_gguf
 from engine.llama_runtime import init_backend
-from engine.partial_files import partial_path
-from training.export.common import fsync_dir
+from engine.partial_files import fsync_dir, partial_path
 
 __all__ = ["QUANT_TYPES", "QuantizeError", "quantize_gguf", "source_type"]
 
