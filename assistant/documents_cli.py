@@ -17,7 +17,7 @@ import sys
 import threading
 
 from assistant.documents import DEFAULT_COLLECTION, Documents, DocumentsError, Progress, default_counter, engine_embedder
-from assistant.grounded import GroundedChat, format_sources
+from assistant.grounded import GroundedChat, format_quote, format_sources
 from assistant.retrieval import Retriever, Scope
 
 
@@ -186,6 +186,8 @@ def cmd_ask(args, services) -> int:
         return 130
     prepared_budget = answer.budget
     print()
+    if answer.quote is not None:
+        print("\n" + format_quote(answer.quote, answer.sources))
     if answer.sources:
         print("\nSources:\n" + format_sources(answer.sources))
     print(f"\n(passages used {prepared_budget['used']} of {prepared_budget['total']} prompt tokens"

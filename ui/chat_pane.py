@@ -233,7 +233,11 @@ class MessageView(QFrame):
             return
         links = [f'<a href="chunk:{int(s["chunk_id"])}">[{int(s["number"])}] {escape(s["file"])}, '
                  f'{escape(s["location"])}</a>' for s in self.sources]
-        self.sources_label.setText("Sources: " + " · ".join(links))
+        quoted = [s for s in self.sources if s.get("quote")]
+        # The passage's own sentence: right more often than a small model (assistant/grounded.py).
+        quote = "".join(f'From your documents <a href="chunk:{int(s["chunk_id"])}">[{int(s["number"])}]</a>: '
+                        f'\u201c{escape(s["quote"])}\u201d<br>' for s in quoted[:1])
+        self.sources_label.setText(quote + "Sources: " + " · ".join(links))
         self.sources_label.show()
 
     def _source_link(self, link: str) -> None:

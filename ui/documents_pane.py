@@ -236,7 +236,16 @@ class DocumentsPane(QWidget):
 
     def _show_answer(self, answer) -> None:
         self._sources = {s.chunk_id: s for s in answer.sources}
-        parts = [f"<p>{escape(answer.text)}</p>"]
+        parts = []
+        if answer.quote is not None:
+            # The sentence of the user's own text comes first: it is right more often than
+            # a small model's reply (see assistant/grounded.py).
+            quote = answer.quote
+            parts.append(f'<p><b>From your documents</b> <a href="chunk:{quote.chunk_id}">[{quote.number}]</a>: '
+                         f"\u201c{escape(quote.text)}\u201d</p>")
+            parts.append(f"<p><b>The model's answer:</b> {escape(answer.text)}</p>")
+        else:
+            parts.append(f"<p>{escape(answer.text)}</p>")
         if answer.sources:
             parts.append("<p><b>Sources</b></p><ol>")
             for source in answer.sources:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from ui import operations
+
 if TYPE_CHECKING:
     from assistant.app import Services
     from ui.operations import Turn
@@ -150,7 +152,7 @@ class ReplyJob(QRunnable):
         adapters = ActiveAdapters(self.services.store).for_model("chat", turn.model.path)
         writer = self.services.conversations.begin_reply(
             turn.conversation.id, model=turn.model.id, sampling=turn.sampling,
-            documents=[f"chunk:{source['chunk_id']}" for source in sources],
+            documents=operations.source_refs(sources),
             adapter=adapters[0]["path"] if adapters else None,
         )
         self.signals.sig_reply_started.emit(writer.message_id)

@@ -16,7 +16,8 @@ Per-conversation settings (kept with ``Conversations.set_setting``):
 * ``documents``: the documents attached to the conversation, ``{"collections": None (all)
   or [collection ids], "only": bool}``; absent or None when the chat does not use them.
   Each reply then keeps the ids of the passages it was given (``Message.documents``, as
-  ``"chunk:<id>"``) so its sources show again when the conversation is reopened.
+  ``"chunk:<id>"``) so its sources show again when the conversation is reopened, and the
+  sentence quoted from them as ``"quote:<n>:<sentence>"`` (n: the source's number).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SETTING_HIDDEN = "hidden_messages"
 SETTING_DOCUMENTS = "documents"
 #: Prefix of a passage id in ``Message.documents``.
 CHUNK_REF = "chunk:"
+QUOTE_REF = "quote:"
 #: Highest temperature for replies from documents: higher lets a small model wander off them.
 GROUNDED_TEMPERATURE = 0.2
 #: Longest automatic title taken from the first message: a sidebar line, not a paragraph.
@@ -210,13 +212,29 @@ def stored_sources(services: "Services", refs: list) -> list[dict]:
 
     documents = Documents(services.store, None)
     found = []
+    quotes: dict[int, str] = {}
     for number, ref in enumerate(refs or [], start=1):
         text = str(ref)
         if text.startswith(CHUNK_REF) and text[len(CHUNK_REF):].isdigit():
             chunk = documents.chunk(int(text[len(CHUNK_REF):]))
             if chunk is not None:
                 found.append(_source_dict(number, chunk))
+        elif text.startswith(QUOTE_REF):
+            quoted_number, _, sentence = text[len(QUOTE_REF):].partition(":")
+            if quoted_number.isdigit():
+                quotes[int(quoted_number)] = sentence
+    for source in found:
+        if source["number"] in quotes:
+            source["quote"] = quotes[source["number"]]
     return found
+
+
+def source_refs(sources: list[dict]) -> list[str]:
+    """What a reply keeps of its sources (see the module docstring); the quote goes last so the
+    chunk refs keep the numbers they had in the prompt."""
+    refs = [f"{CHUNK_REF}{source['chunk_id']}" for source in sources]
+    refs += [f"{QUOTE_REF}{source['number']}:{source['quote']}" for source in sources if source.get("quote")]
+    return refs
 
 
 def open_source(services: "Services", chunk_id: int) -> dict:
@@ -232,7 +250,7 @@ def open_source(services: "Services", chunk_id: int) -> dict:
 def _ground(services: "Services", prompt: list[dict], question: str, choice: dict, model: "ModelRecord") -> dict:
     """Put the passages that answer ``question`` into the prompt's system message, within
     the token budget left by the conversation itself. Worker thread (engine and store)."""
-    from assistant.grounded import GroundedChat
+    from assistant.grounded import GroundedChat, best_quote
     from assistant.retrieval import Scope
 
     _documents, retriever = services.documents_core()
@@ -257,6 +275,10 @@ def _ground(services: "Services", prompt: list[dict], question: str, choice: dic
     prompt[-1] = {"role": "user", "content": f"Sources:\n\n{passages}\n\nQuestion: {prompt[-1]['content']}"}
     sources = [{"number": s.number, "chunk_id": s.chunk_id, "path": s.path, "file": os.path.basename(s.path),
                 "location": s.location, "passage": s.passage} for s in prepared.sources]
+    # The sentence that most likely answers, shown above the reply (see assistant/grounded.py).
+    quote = best_quote(question, prepared.sources, retriever.embed) if prepared.sources else None
+    if quote is not None:
+        sources[quote.number - 1]["quote"] = quote.text
     return {"sources": sources, "budget": prepared.budget, "refuse": prepared.refuse}
 
 

@@ -249,6 +249,11 @@ def test_cli_commands(tmp_path, capsys):
         assert run("ask", "What is the airspeed velocity of an unladen swallow?", "--only-documents") == 0
         out, err = capsys.readouterr()
         assert "I don't know from your documents." in out and "model was not asked" in err
+        assert run("ask", "How many crates of cloudberry jam are in the warehouse?", "--collection", "home") == 0
+        out, _ = capsys.readouterr()
+        quote_line = next(line for line in out.splitlines() if line.startswith("From your documents [1]"))
+        assert "report.pdf, page 2" in quote_line and "4812" in quote_line
+        assert out.index("From your documents") < out.index("Sources:")
         with pytest.raises(DocumentsError):
             run("ask", "anything", "--collection", "nope")
         assert run("docs", "remove", "home") == 0

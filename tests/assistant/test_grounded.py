@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from assistant.documents import Documents, default_counter
-from assistant.grounded import DONT_KNOW, GroundedChat, format_sources
+from assistant.grounded import (
+    DONT_KNOW,
+    GroundedChat,
+    best_quote,
+    drop_unknown_citations,
+    format_quote,
+    format_sources,
+    passage_sentences,
+)
 from assistant.retrieval import Retriever
 from assistant.store import Store
 from engine import model_pack
@@ -45,6 +54,35 @@ def test_answer_cites_the_document_it_used(chat):
     assert "Ingrid" in answer.text  # a 135M model copies a name it was given
     assert 0 < answer.budget["used"] <= answer.budget["total"]
     assert "[1] lighthouse.md, Lighthouse Log > Keeper" in format_sources(answer.sources)
+    # The sentence that answers is quoted from the passage itself, with its source number.
+    assert answer.quote is not None and answer.quote.number == 1
+    assert answer.quote.text == "The keeper of the Skerry lighthouse is named Ingrid Falk."
+    assert answer.quote.chunk_id == top.chunk_id and answer.quote.relevance >= 0.3
+    assert format_quote(answer.quote, answer.sources) == (
+        "From your documents [1] (lighthouse.md, Lighthouse Log > Keeper): "
+        "\u201cThe keeper of the Skerry lighthouse is named Ingrid Falk.\u201d")
+
+
+def test_quote_picks_the_answering_line_of_a_list_and_nothing_when_unrelated(chat):
+    grounded, _files = chat
+    notes = ("# Moving house checklist\n\n"
+             "- Book the removal van at least three weeks before the move: vans are scarce at the end of the month.\n"
+             "- The spare keys are in the blue box in the kitchen drawer.\n"
+             "- The new flat's internet is installed by the building on the 14th; the router stays in the hallway.\n")
+    assert passage_sentences(notes)[1] == "The spare keys are in the blue box in the kitchen drawer."
+    prepared = grounded.prepare("Who is the keeper of the Skerry lighthouse?")
+    sources = [replace(prepared.sources[0], passage=notes)]
+    embed = grounded.retriever.embed
+    assert best_quote("Where are the spare keys?", sources, embed).text == passage_sentences(notes)[1]
+    assert "three weeks" in best_quote("How early do I book the van?", sources, embed).text
+    assert best_quote("What is the capital of Peru?", sources, embed) is None
+    assert best_quote("Anything?", [replace(sources[0], passage="# Only a heading")], embed) is None
+
+
+def test_citations_to_sources_that_do_not_exist_are_removed():
+    assert drop_unknown_citations("Keys [1] are in the box [2] [5].", 2) == "Keys [1] are in the box [2]."
+    assert drop_unknown_citations("See [0] and [3].", 2) == "See and."
+    assert drop_unknown_citations("No marks here.", 0) == "No marks here."
 
 
 def test_budget_limits_the_passages(chat):

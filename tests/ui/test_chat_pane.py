@@ -270,7 +270,10 @@ def test_chat_with_attached_documents_cites_and_opens_its_sources(qtbot, window,
     assert "Margit" in reply.text, reply.text  # a 135M model copies a name it was given
 
     stored_reply = stored(services, window)[-1]
-    assert stored_reply.documents == [f"chunk:{reply.sources[0]['chunk_id']}"]
+    key_sentence = "The greenhouse key is kept by Margit Holloway, the head gardener, under the blue flowerpot."
+    assert reply.sources[0]["quote"] == key_sentence
+    assert "From your documents" in reply.sources_label.text() and "blue flowerpot" in reply.sources_label.text()
+    assert stored_reply.documents == [f"chunk:{reply.sources[0]['chunk_id']}", f"quote:1:{key_sentence}"]
     chosen = window.chat.documents_combo.currentData()
     assert services.conversations.get_setting(window.chat.conversation_id, "documents") == \
         {"collections": [chosen], "only": False}
@@ -288,6 +291,8 @@ def test_chat_with_attached_documents_cites_and_opens_its_sources(qtbot, window,
     window.chat.open_conversation(conversation_id)
     qtbot.waitUntil(lambda: len(window.chat.views) == 2, timeout=30000)
     assert window.chat.views[-1].sources and window.chat.documents_combo.currentText().startswith("notes")
+    assert window.chat.views[-1].sources[0]["quote"] == key_sentence  # the quote comes back with the conversation
+    assert "From your documents" in window.chat.views[-1].sources_label.text()
 
 
 def test_only_from_my_documents_says_it_does_not_know_without_the_model(qtbot, window, services, tmp_path):

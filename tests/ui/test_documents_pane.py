@@ -47,6 +47,10 @@ def test_add_folder_ask_and_open_a_source(pane, qtbot, tmp_path):
     answer = shown.args[0]
     assert answer.sources and answer.sources[0].path.endswith("report.pdf")
     assert "report.pdf, page 2" in pane.answer.toPlainText()
+    # The passage's own sentence is quoted above the model's reply.
+    assert answer.quote is not None and "4812" in answer.quote.text
+    shown_text = pane.answer.toPlainText()
+    assert shown_text.index("From your documents") < shown_text.index("The model's answer") < shown_text.index("Sources")
     assert "prompt tokens" in pane.budget_label.text()
     from PySide6.QtCore import QUrl
 
