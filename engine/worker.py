@@ -154,6 +154,9 @@ class Worker:
         settings = EngineSettings.from_dict({**self.settings.to_dict(), **(params.get("engine") or {})})
         loaded = self.models.get(path)
         if loaded is not None and loaded.settings == settings:
+            if next(reversed(self.models)) != path:
+                # Another loaded model answers now: tell the window, which names it.
+                self.emit(request_id, "status", state="ready", model=path)
             self.models.move_to_end(path)
             return loaded
         from engine.llama_runtime import EngineError, LoadedModel

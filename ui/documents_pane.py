@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui import operations
 from ui.jobs import Jobs
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ class DocumentsPane(QWidget):
         self.progress.setMaximum(max(1, event.total))
         self.progress.setValue(event.index)
         totals = event.totals or {}
-        text = (f"{event.index}/{event.total} files · {totals.get('chunks', 0)} chunks · "
+        text = (f"{event.index}/{event.total} files · {operations.counted(totals.get('chunks', 0), 'passage')} · "
                 f"{totals.get('errors', 0)} failed")
         if event.kind == "file":
             text += f" · {os.path.basename(event.path)}"
@@ -205,7 +206,7 @@ class DocumentsPane(QWidget):
         self.files.clear()
         for item in items:
             mark = "✓" if item["status"] == "indexed" else ("✗" if item["status"] == "error" else "…")
-            text = f"{mark} {item['title'] or os.path.basename(item['path'])} ({item['collection']}, {item['chunks']} passages)"
+            text = f"{mark} {item['title'] or os.path.basename(item['path'])} ({item['collection']}, {operations.counted(item['chunks'], 'passage')})"
             if item["error"]:
                 text += f"\n    {item['error']}"
             widget_item = QListWidgetItem(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytest.importorskip("PySide6")
@@ -33,8 +35,11 @@ def test_add_folder_ask_and_open_a_source(pane, qtbot, tmp_path):
     assert progress[0].kind == "start" and progress[-1].kind == "done"
     assert pane.progress.value() == pane.progress.maximum() == 7
     assert "1 failed" in pane.progress_label.text()
+    # Counts read as words: "1 passage", "3 passages".
+    assert re.search(r"\b(1 passage\b|\d+ passages)", pane.progress_label.text())
     texts = [pane.files.item(i).text() for i in range(pane.files.count())]
     assert any("the file is empty" in t for t in texts)
+    assert all(re.search(r", (1 passage|\d+ passages)\)$", t) for t in texts if "empty" not in t), texts
 
     pane.only_documents.setChecked(True)
     with qtbot.waitSignal(pane.sig_answer_shown, timeout=300_000) as shown:

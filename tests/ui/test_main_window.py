@@ -301,3 +301,11 @@ def test_status_bar_names_the_chat_model_not_the_search_encoder(qtbot, window, s
     qtbot.waitUntil(lambda: "Document search" in window.engine_label.toolTip(), timeout=30000)
     assert window.engine_label.text() == f"Engine: ready · {chat_model.name}"
     assert ".gguf" in window.engine_label.toolTip().split("Document search and sentiment:")[1]
+    # Two generation models loaded side by side: the label follows the one that answered last.
+    translator = Path(services.library.for_task("translate").path)
+    assert translator != chat_model
+    services.engine.complete(str(translator), "Hello", {"max_tokens": 1, "temperature": 0}).result(timeout=120)
+    qtbot.waitUntil(lambda: window.engine_label.text() == f"Engine: ready · {translator.name}", timeout=30000)
+    services.engine.chat(str(chat_model), [{"role": "user", "content": "Hi"}],
+                         {"max_tokens": 2, "temperature": 0}).result(timeout=120)
+    qtbot.waitUntil(lambda: window.engine_label.text() == f"Engine: ready · {chat_model.name}", timeout=30000)
