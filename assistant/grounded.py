@@ -10,7 +10,8 @@ The quote: a 135M chat model often answers wrongly even with the right passage i
 whatever the prompt's shape, Gemma 3 270M base 3), while the single passage sentence most
 similar to the question under MiniLM held the answer in 12 of 12. So every answer carries
 that sentence (:class:`Quote`), shown above the model's reply, and citation numbers the
-model invented ([5] with two sources) are taken out of the reply.
+model invented ([5] with two sources) are taken out of the reply, and a reply that starts
+saying the same words over and over is cut after the first time (:func:`cut_loop`).
 
 "Answer only from my documents": the model is told to answer from the sources alone and to
 say it does not know otherwise; and when retrieval finds nothing relevant enough (best
@@ -41,6 +42,8 @@ MIN_QUOTE_RELEVANCE = MIN_RELEVANCE
 MIN_QUOTE_WORDS = 3
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+")
 _CITATION = re.compile(r"\s?\[(\d+)\]")
+#: A stretch of 12-200 characters said three or more times in a row: a small model's loop.
+_LOOP = re.compile(r"(.{12,200}?)\1{2,}", re.DOTALL)
 
 SYSTEM_GROUNDED = (
     "You answer questions using the numbered sources below, taken from the user's own documents. "
@@ -152,6 +155,15 @@ def drop_unknown_citations(text: str, source_count: int) -> str:
     return _CITATION.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= source_count else "", text)
 
 
+def cut_loop(text: str) -> str:
+    """End a reply where it starts saying the same words over and over (SmolLM2 135M does, at
+    low temperature, despite the repeat penalty): the first saying is kept, then "…"."""
+    match = _LOOP.search(text)
+    if match is None:
+        return text
+    return (text[: match.start()] + match.group(1)).rstrip() + " …"
+
+
 class GroundedChat:
     """Retrieval-augmented answers with the chat model; see the module docstring."""
 
@@ -202,7 +214,7 @@ class GroundedChat:
         quote = best_quote(question, prepared.sources, self.retriever.embed)
         params = {"temperature": 0.2, "max_tokens": self.reply_tokens, **(sampling or {})}
         done = self.engine.chat(self.model_path, prepared.messages, params).stream(on_text)
-        text = drop_unknown_citations(done["result"]["text"], len(prepared.sources)).strip()
+        text = drop_unknown_citations(cut_loop(done["result"]["text"]), len(prepared.sources)).strip()
         return GroundedAnswer(text, prepared.sources, prepared.budget, used_model=True, metrics=done.get("metrics", {}),
                               quote=quote)
 

@@ -12,6 +12,7 @@ from assistant.grounded import (
     DONT_KNOW,
     GroundedChat,
     best_quote,
+    cut_loop,
     drop_unknown_citations,
     format_quote,
     format_sources,
@@ -107,3 +108,11 @@ def test_only_documents_says_it_does_not_know(chat):
     covered = grounded.prepare("Who keeps the Skerry lighthouse?", only_documents=True)
     assert not covered.refuse and covered.sources[0].path.endswith("lighthouse.md")
     assert DONT_KNOW in covered.messages[0]["content"]
+
+
+def test_a_reply_that_loops_is_cut_after_the_first_saying():
+    looped = "The key is here. " + "The key to a moving checklist: " * 20 + "[26"
+    assert cut_loop(looped) == "The key is here. The key to a moving checklist: …"
+    ordinary = "Book the van three weeks ahead. Read the meters on the day; read them twice if unsure."
+    assert cut_loop(ordinary) == ordinary
+    assert cut_loop("ha ha ha") == "ha ha ha"  # short repeats are words, not a loop
