@@ -75,14 +75,6 @@ class Source:
 
 
 @dataclass
-class Prepared:
-    messages: list[dict]
-    sources: list[Source]
-    budget: dict  # {"used": tokens of passages in the prompt, "total": tokens allowed for them}
-    refuse: bool  # only-documents and nothing relevant: answer DONT_KNOW without the model
-
-
-@dataclass
 class Quote:
     """The sentence of the sources most similar to the question, and where it comes from."""
 
@@ -90,6 +82,15 @@ class Quote:
     number: int  # the source's [n]
     chunk_id: int
     relevance: float  # cosine with the question
+
+
+@dataclass
+class Prepared:
+    messages: list[dict]
+    sources: list[Source]
+    budget: dict  # {"used": tokens of passages in the prompt, "total": tokens allowed for them}
+    refuse: bool  # only-documents and nothing relevant: answer DONT_KNOW without the model
+    quote: Quote | None = None  # the source sentence closest to the question
 
 
 @dataclass
@@ -178,7 +179,8 @@ class GroundedChat:
 
     def prepare(self, question: str, scope: Scope | None = None, only_documents: bool = False,
                 budget_tokens: int | None = None, k: int = TOP_K) -> Prepared:
-        """Retrieve and fit passages into the budget; nothing is sent to the model yet."""
+        """Retrieve and fit passages into the budget, and pick the quote; nothing is sent to the
+        model yet (the engine embeds, so this runs off the GUI thread)."""
         hits = self.retriever.search(question, k=k, scope=scope)
         if only_documents:
             hits = [h for h in hits if is_relevant(h)]
@@ -201,7 +203,8 @@ class GroundedChat:
         refuse = only_documents and not sources
         content = system + "\n\nSources:\n\n" + ("\n\n".join(blocks) if blocks else "(none found)")
         messages = [{"role": "system", "content": content}, {"role": "user", "content": question}]
-        return Prepared(messages, sources, {"used": used, "total": total}, refuse)
+        quote = best_quote(question, sources, self.retriever.embed) if sources else None
+        return Prepared(messages, sources, {"used": used, "total": total}, refuse, quote)
 
     def ask(self, question: str, scope: Scope | None = None, only_documents: bool = False,
             budget_tokens: int | None = None, on_text: Callable[[str], None] | None = None,
@@ -211,12 +214,11 @@ class GroundedChat:
             if on_text is not None:
                 on_text(DONT_KNOW)
             return GroundedAnswer(DONT_KNOW, [], prepared.budget, used_model=False)
-        quote = best_quote(question, prepared.sources, self.retriever.embed)
         params = {"temperature": 0.2, "max_tokens": self.reply_tokens, **(sampling or {})}
         done = self.engine.chat(self.model_path, prepared.messages, params).stream(on_text)
         text = drop_unknown_citations(cut_loop(done["result"]["text"]), len(prepared.sources)).strip()
         return GroundedAnswer(text, prepared.sources, prepared.budget, used_model=True, metrics=done.get("metrics", {}),
-                              quote=quote)
+                              quote=prepared.quote)
 
 
 def format_quote(quote: Quote, sources: list[Source]) -> str:

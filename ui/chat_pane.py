@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui import operations
-from ui.markdown import SafeTextBrowser, render
+from ui.markdown import SafeTextBrowser, quote_html, render
 from ui.suggesting_edit import SuggestingTextEdit, SuggestionController
 from ui.theme import COLORS
 
@@ -233,10 +233,9 @@ class MessageView(QFrame):
             return
         links = [f'<a href="chunk:{int(s["chunk_id"])}">[{int(s["number"])}] {escape(s["file"])}, '
                  f'{escape(s["location"])}</a>' for s in self.sources]
-        quoted = [s for s in self.sources if s.get("quote")]
+        quoted = next((s for s in self.sources if s.get("quote")), None)
         # The passage's own sentence: right more often than a small model (assistant/grounded.py).
-        quote = "".join(f'From your documents <a href="chunk:{int(s["chunk_id"])}">[{int(s["number"])}]</a>: '
-                        f'\u201c{escape(s["quote"])}\u201d<br>' for s in quoted[:1])
+        quote = quote_html(quoted["number"], quoted["chunk_id"], quoted["quote"]) + "<br>" if quoted else ""
         self.sources_label.setText(quote + "Sources: " + " · ".join(links))
         self.sources_label.show()
 

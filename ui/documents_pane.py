@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from ui import operations
 from ui.jobs import Jobs
+from ui.markdown import quote_html
 
 if TYPE_CHECKING:
     from assistant.app import Services
@@ -242,8 +243,7 @@ class DocumentsPane(QWidget):
             # The sentence of the user's own text comes first: it is right more often than
             # a small model's reply (see assistant/grounded.py).
             quote = answer.quote
-            parts.append(f'<p><b>From your documents</b> <a href="chunk:{quote.chunk_id}">[{quote.number}]</a>: '
-                         f"\u201c{escape(quote.text)}\u201d</p>")
+            parts.append(f"<p>{quote_html(quote.number, quote.chunk_id, quote.text)}</p>")
             parts.append(f"<p><b>The model's answer:</b> {escape(answer.text)}</p>")
         else:
             parts.append(f"<p>{escape(answer.text)}</p>")

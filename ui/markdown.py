@@ -133,3 +133,11 @@ class SafeTextBrowser(QTextBrowser):
 
     def loadResource(self, type_: int, name: QUrl):  # noqa: N802 (Qt's name)
         return None
+
+
+def quote_html(number: int, chunk_id: int, sentence: str) -> str:
+    """The "From your documents [n]: “…”" line of a grounded reply; [n] opens the passage."""
+    from html import escape
+
+    return (f'<b>From your documents</b> <a href="chunk:{int(chunk_id)}">[{int(number)}]</a>: '
+            f"\u201c{escape(sentence)}\u201d")

@@ -250,7 +250,7 @@ def open_source(services: "Services", chunk_id: int) -> dict:
 def _ground(services: "Services", prompt: list[dict], question: str, choice: dict, model: "ModelRecord") -> dict:
     """Put the passages that answer ``question`` into the prompt's system message, within
     the token budget left by the conversation itself. Worker thread (engine and store)."""
-    from assistant.grounded import GroundedChat, best_quote
+    from assistant.grounded import GroundedChat
     from assistant.retrieval import Scope
 
     _documents, retriever = services.documents_core()
@@ -276,9 +276,8 @@ def _ground(services: "Services", prompt: list[dict], question: str, choice: dic
     sources = [{"number": s.number, "chunk_id": s.chunk_id, "path": s.path, "file": os.path.basename(s.path),
                 "location": s.location, "passage": s.passage} for s in prepared.sources]
     # The sentence that most likely answers, shown above the reply (see assistant/grounded.py).
-    quote = best_quote(question, prepared.sources, retriever.embed) if prepared.sources else None
-    if quote is not None:
-        sources[quote.number - 1]["quote"] = quote.text
+    if prepared.quote is not None:
+        sources[prepared.quote.number - 1]["quote"] = prepared.quote.text
     return {"sources": sources, "budget": prepared.budget, "refuse": prepared.refuse}
 
 
