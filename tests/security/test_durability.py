@@ -397,6 +397,8 @@ def test_a_full_disk_during_quantization_is_a_clear_error(small_disk, smollm2_pa
     with pytest.raises(QuantizeError) as info:
         quantize_gguf(smollm2_path, target, "Q8_0", threads=1)
     assert "\n" not in str(info.value)
+    # llama.cpp itself only logs "iostream error"; the message must say what the user can fix.
+    assert "is full" in str(info.value) and "free some space" in str(info.value)
     assert os.listdir(disk) == []
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -111,6 +112,17 @@ def _is_quantized(header) -> bool:
     return any(len(t.shape) >= 2 and t.type_name not in _FULL_PRECISION for t in header.tensors)
 
 
+# Below this much free space after a failed write, the failure is taken to be a full disk.
+_DISK_FULL_BYTES = 64 * 1024 * 1024
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
 def quantize_gguf(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -166,9 +178,17 @@ def quantize_gguf(
                 os.fsencode(src_path), os.fsencode(tmp), ctypes.byref(params)
             )
         if rc != 0:
+            # llama.cpp reports a full disk only as "iostream error" in its log; measured while
+            # its partial file still takes the space, the free space tells which failure it was.
+            free = _free_bytes(folder)
+            if free is not None and free < _DISK_FULL_BYTES:
+                raise QuantizeError(
+                    f"The disk holding {folder} is full ({free // (1024 * 1024)} MB free), so "
+                    f"{dst_path.name} could not be written; free some space and try again."
+                )
             raise QuantizeError(
                 f"llama.cpp could not quantize {src_path.name} to {qtype} (code {rc}); "
-                "the model's architecture may not support this type or the disk may be full."
+                "the model's architecture may not support this type."
             )
         # What llama.cpp wrote must itself be a sound model before it takes the name.
         try:
