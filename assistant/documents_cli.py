@@ -19,6 +19,7 @@ import threading
 from assistant.documents import DEFAULT_COLLECTION, Documents, DocumentsError, Progress, default_counter, engine_embedder
 from assistant.grounded import GroundedChat, format_quote, format_sources
 from assistant.retrieval import Retriever, Scope
+from assistant.wording import counted
 
 
 def add_documents_commands(subparsers) -> None:
@@ -79,7 +80,7 @@ def _run(events, quiet: bool = False) -> int:
             failed += 1
             print(f"  ✗ {event.message}", file=sys.stderr)
         elif event.kind == "indexed" and not quiet:
-            print(f"  [{event.index}/{event.total}] {event.path}: {event.chunks} chunks", file=sys.stderr)
+            print(f"  [{event.index}/{event.total}] {event.path}: {counted(event.chunks, 'passage')}", file=sys.stderr)
         elif event.kind == "removed" and not quiet:
             print(f"  removed {event.path} (no longer on disk)", file=sys.stderr)
         elif event.kind == "cancelled":
@@ -87,7 +88,7 @@ def _run(events, quiet: bool = False) -> int:
     totals = last.totals if last else {}
     if totals:
         print(f"{totals.get('indexed', 0)} indexed, {totals.get('unchanged', 0)} unchanged, "
-              f"{totals.get('errors', 0)} failed, {totals.get('chunks', 0)} chunks added")
+              f"{totals.get('errors', 0)} failed, {counted(totals.get('chunks', 0), 'passage')} added")
     return 1 if failed else 0
 
 

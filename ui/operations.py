@@ -26,6 +26,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
+from assistant.wording import counted
+
 if TYPE_CHECKING:  # only for annotations; see the module docstring for why not at run time
     from assistant.app import Services
     from assistant.conversations import Conversation, Message
@@ -181,11 +183,6 @@ def load_conversation(services: "Services", conversation_id: str) -> Conversatio
 
 
 # ----- documents in the chat ---------------------------------------------------------------------
-def counted(number: int, noun: str) -> str:
-    """'1 file', '3 files': the plural of the nouns the screens count takes an s."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
 def collection_label(collection: dict) -> str:
     """A collection as the lists show it: its name and how many files it holds."""
     return f"{collection['name']} ({counted(int(collection['files']), 'file')})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -240,6 +241,9 @@ def test_cli_commands(tmp_path, capsys):
         assert run("docs", "add", str(folder), "--collection", "home") == 1  # one file failed, the rest indexed
         out, err = capsys.readouterr()
         assert "6 indexed" in out and "1 failed" in out and "empty.txt: the file is empty" in err
+        # Each file's line counts its passages in words: "1 passage", never "1 passages".
+        assert "passages added" in out and ": 1 passage\n" in err
+        assert not re.search(r"\b1 passages", err)
         assert run("docs", "list") == 0
         out, _ = capsys.readouterr()
         assert "report.pdf" in out and "error" in out and "Watched folders" in out
