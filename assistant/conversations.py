@@ -530,6 +530,13 @@ class ReplyWriter:
         self._check_open()
         self._save("streaming", None)
 
+    def revise(self, text: str) -> None:
+        """Replace the text so far (a grounded reply tidied before it is finished); committed
+        with the next save, like streamed text."""
+        self._check_open()
+        self._parts = [text]
+        self._len = len(text)
+
     def finish(self, metrics: Any = None) -> Message:
         """Commit the whole reply as ``complete`` with its metrics (tokens, ttft_ms, tokens/s...)."""
         return self._close("complete", metrics)

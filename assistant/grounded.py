@@ -165,6 +165,16 @@ def cut_loop(text: str) -> str:
     return (text[: match.start()] + match.group(1)).rstrip() + " …"
 
 
+def has_loop(text: str) -> bool:
+    """True once ``text`` says the same stretch three times in a row (see :func:`cut_loop`)."""
+    return _LOOP.search(text) is not None
+
+
+def tidy_reply(text: str, source_count: int) -> str:
+    """A grounded reply as it is kept and shown: a loop cut, invented citations removed."""
+    return drop_unknown_citations(cut_loop(text), source_count).strip()
+
+
 class GroundedChat:
     """Retrieval-augmented answers with the chat model; see the module docstring."""
 
@@ -216,7 +226,7 @@ class GroundedChat:
             return GroundedAnswer(DONT_KNOW, [], prepared.budget, used_model=False)
         params = {"temperature": 0.2, "max_tokens": self.reply_tokens, **(sampling or {})}
         done = self.engine.chat(self.model_path, prepared.messages, params).stream(on_text)
-        text = drop_unknown_citations(cut_loop(done["result"]["text"]), len(prepared.sources)).strip()
+        text = tidy_reply(done["result"]["text"], len(prepared.sources))
         return GroundedAnswer(text, prepared.sources, prepared.budget, used_model=True, metrics=done.get("metrics", {}),
                               quote=prepared.quote)
 

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 _POLL_S = 0.1
 #: After Stop, how long to wait for the engine to confirm before saving what arrived anyway.
 _CANCEL_GRACE_S = 10.0
+#: How often (in tokens) a reply from the documents is checked for a loop: the check is a regex
+#: over the whole text so far (~10 ms at 2,000 characters), cheap at this rate.
+_LOOP_CHECK_TOKENS = 16
 
 
 @contextmanager
@@ -146,6 +149,7 @@ class ReplyJob(QRunnable):
     def _run(self) -> None:
         turn = self.turn
         from assistant.adapters import ActiveAdapters
+        from assistant.grounded import has_loop, tidy_reply
 
         sources = getattr(turn, "sources", None) or []
         # The adapter the user chose for chat, if it was trained for this conversation's model.
@@ -176,14 +180,26 @@ class ReplyJob(QRunnable):
             message = writer.interrupt()
             self.signals.sig_reply_failed.emit(getattr(exc, "kind", "error"), user_message(exc), message)
             return
+        # A reply from the documents is tidied as on the Documents page (grounded.tidy_reply),
+        # and one that starts looping is stopped there rather than streamed to its token limit.
+        looped = False
+        tokens = 0
+
+        def finish_tidied(metrics: dict) -> None:
+            writer.revise(tidy_reply(writer.text, len(sources)))
+            self.signals.sig_reply_finished.emit(writer.finish(metrics))
+
         cancelled_at: float | None = None
         while not handle.finished:
-            if self._stop.is_set() and cancelled_at is None:
+            if (self._stop.is_set() or looped) and cancelled_at is None:
                 handle.cancel()
                 cancelled_at = time.monotonic()
             if cancelled_at is not None and time.monotonic() - cancelled_at > _CANCEL_GRACE_S:
                 # The engine did not confirm; keep what arrived rather than wait for ever.
-                self.signals.sig_reply_failed.emit("cancelled", "Stopped.", writer.interrupt())
+                if looped and not self._stop.is_set():
+                    finish_tidied({})
+                else:
+                    self.signals.sig_reply_failed.emit("cancelled", "Stopped.", writer.interrupt())
                 return
             try:
                 for event in handle.events(timeout=_POLL_S):
@@ -192,10 +208,21 @@ class ReplyJob(QRunnable):
                         text = event.get("text", "")
                         writer.append(text)
                         self.signals.sig_token_received.emit(text)
+                        tokens += 1
+                        if sources and not looped and tokens % _LOOP_CHECK_TOKENS == 0 and has_loop(writer.text):
+                            looped = True
+                            break  # back to the loop head, which sends the cancel
                     elif kind == "status" and event.get("state") == "loading":
                         self.signals.sig_engine_loading.emit(str(event.get("model", "")))
                     elif kind == "done":
-                        self.signals.sig_reply_finished.emit(writer.finish(event.get("metrics") or {}))
+                        if sources:
+                            finish_tidied(event.get("metrics") or {})
+                        else:
+                            self.signals.sig_reply_finished.emit(writer.finish(event.get("metrics") or {}))
+                        return
+                    elif kind == "error" and looped and not self._stop.is_set() \
+                            and event.get("kind") == "cancelled":
+                        finish_tidied(event.get("metrics") or {})  # the loop's cancel, not the user's
                         return
                     elif kind == "error":
                         partial = event.get("partial") or ""
