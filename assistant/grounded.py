@@ -211,8 +211,12 @@ class GroundedChat:
             blocks.append(block)
             used += cost
         refuse = only_documents and not sources
-        content = system + "\n\nSources:\n\n" + ("\n\n".join(blocks) if blocks else "(none found)")
-        messages = [{"role": "system", "content": content}, {"role": "user", "content": question}]
+        # The instruction is the system message; the passages go right before the question, in
+        # the user's message, where a small model attends to them. The chat builds its prompt
+        # from these two messages too, so every screen asks the model the same way.
+        passages = "\n\n".join(blocks) if blocks else "(none found)"
+        messages = [{"role": "system", "content": system},
+                    {"role": "user", "content": f"Sources:\n\n{passages}\n\nQuestion: {question}"}]
         quote = best_quote(question, sources, self.retriever.embed) if sources else None
         return Prepared(messages, sources, {"used": used, "total": total}, refuse, quote)
 

@@ -261,15 +261,14 @@ def _ground(services: "Services", prompt: list[dict], question: str, choice: dic
     collections = choice.get("collections")
     prepared = chat.prepare(question, Scope(collections=list(collections)) if collections else None,
                             only_documents=bool(choice.get("only")))
-    # The instruction goes with the persona; the passages go right before the question,
-    # where a small model attends to them (measured: in the system message SmolLM2 often
-    # answered from its own imagination).
-    instruction, _, passages = prepared.messages[0]["content"].partition("\n\nSources:\n\n")
+    # GroundedChat's two messages: its instruction goes with the persona, its question with
+    # the passages replaces the last user message (the same question).
+    instruction, asked = prepared.messages[0]["content"], prepared.messages[-1]["content"]
     if prompt and prompt[0]["role"] == "system":
         prompt[0] = {"role": "system", "content": prompt[0]["content"].rstrip() + "\n\n" + instruction}
     else:
         prompt.insert(0, {"role": "system", "content": instruction})
-    prompt[-1] = {"role": "user", "content": f"Sources:\n\n{passages}\n\nQuestion: {prompt[-1]['content']}"}
+    prompt[-1] = {"role": "user", "content": asked}
     sources = [{"number": s.number, "chunk_id": s.chunk_id, "path": s.path, "file": os.path.basename(s.path),
                 "location": s.location, "passage": s.passage} for s in prepared.sources]
     # The sentence that most likely answers, shown above the reply (see assistant/grounded.py).

@@ -93,8 +93,11 @@ def test_budget_limits_the_passages(chat):
     assert len(small.sources) >= 1
     large = grounded.prepare("Who is the keeper of the Skerry lighthouse?")
     assert len(large.sources) > len(small.sources)
-    prompt = large.messages[0]["content"]
-    assert "[1]" in prompt and "Ingrid Falk" in prompt
+    # The instruction is the system message, the passages come with the question.
+    instruction, asked = large.messages[0]["content"], large.messages[-1]["content"]
+    assert "Cite the sources" in instruction and "Ingrid Falk" not in instruction
+    assert asked.startswith("Sources:\n\n[1] ") and "Ingrid Falk" in asked
+    assert asked.endswith("Question: Who is the keeper of the Skerry lighthouse?")
 
 
 def test_only_documents_says_it_does_not_know(chat):
