@@ -78,6 +78,16 @@ class SentimentResult:
     error: str = ""
 
 
+def scored(row: int, text: str, positive: float, neutral_below: float) -> SentimentResult:
+    """A row's result from its probability of "positive": the more likely label, or neutral
+    when that label's probability is under ``neutral_below``."""
+    confidence = max(positive, 1.0 - positive)
+    label = "positive" if positive >= 0.5 else "negative"
+    if confidence < neutral_below:
+        label = "neutral"
+    return SentimentResult(row, text, label, confidence, positive)
+
+
 @dataclass
 class SentimentProgress:
     done: int
@@ -212,12 +222,7 @@ class SentimentAnalyzer:
         return self._bias[key]
 
     def _result(self, row: int, text: str, scores: list[float], bias: float) -> SentimentResult:
-        positive = _sigmoid((scores[0] - scores[1]) - bias)
-        confidence = max(positive, 1.0 - positive)
-        label = "positive" if positive >= 0.5 else "negative"
-        if confidence < self.neutral_below:
-            label = "neutral"
-        return SentimentResult(row, text, label, confidence, positive)
+        return scored(row, text, _sigmoid((scores[0] - scores[1]) - bias), self.neutral_below)
 
     # ----- public -----------------------------------------------------------------------
     def classify_one(self, text: str) -> SentimentResult:

@@ -47,6 +47,7 @@ from assistant.sentiment import (
     SentimentProgress,
     SentimentResult,
     _clean,
+    scored,
 )
 
 #: ``embed(texts) -> float32 array (n, dim)`` of unit vectors (assistant.documents.EmbedFn).
@@ -466,11 +467,7 @@ class StudentAnalyzer:
         self._cancel.set()
 
     def _result(self, row: int, text: str, positive: float) -> SentimentResult:
-        confidence = max(positive, 1.0 - positive)
-        label = "positive" if positive >= 0.5 else "negative"
-        if confidence < self.neutral_below:
-            label = "neutral"
-        return SentimentResult(row, text, label, confidence, positive)
+        return scored(row, text, positive, self.neutral_below)
 
     def classify_one(self, text: str) -> SentimentResult:
         if not text or not text.strip():
