@@ -254,7 +254,7 @@ def teacher_labels(teacher: SentimentAnalyzer, texts: list[str], cancel: threadi
 def fine_tune_available() -> bool:
     """Whether this installation can fine-tune (torch and transformers for the training
     process); the self-contained bundle cannot, and then students fit a head only."""
-    from assistant.training_jobs import training_unavailable
+    from assistant.training_support import training_unavailable
 
     return training_unavailable() is None
 

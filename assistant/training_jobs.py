@@ -37,17 +37,6 @@ from training.resources import ResourceError, check_resources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-
-def training_unavailable() -> str | None:
-    """None when this installation can run training jobs; otherwise why not, in one sentence
-    for the user. Cheap (no import of torch): any thread, also the GUI's at start-up."""
-    import importlib.util
-
-    if getattr(sys, "frozen", False) or any(importlib.util.find_spec(name) is None
-                                            for name in ("torch", "transformers", "peft")):
-        return ("Training needs PyTorch, which this installation does not include (the self-contained bundle "
-                "leaves it out); install from source (`make run`) to teach models.")
-    return None
 #: Rough characters per token of these models' tokenizers on prose; only for the early
 #: "too little text" check, the job counts real tokens again.
 CHARS_PER_TOKEN = 4.0

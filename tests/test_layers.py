@@ -55,3 +55,25 @@ def test_engine_worker_and_core_import_without_qt_or_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_window_module_imports_without_the_training_package():
+    """The bundle leaves out ``training`` with torch (packaging/assistant.spec): every module of
+    the window, and the core it imports at start-up, must import without them. The bundle's own
+    test (make soak) found ui.train_pane reaching ``training`` through assistant.training_jobs."""
+    import subprocess
+    import sys
+
+    modules = sorted(f"ui.{path.stem}" for path in (ROOT / "ui").glob("*.py") if path.stem != "__init__")
+    code = (
+        "import importlib, sys\n"
+        "for name in ('training', 'torch', 'transformers', 'peft', 'accelerate'):\n"
+        "    sys.modules[name] = None  # as absent as in the bundle: importing it raises ImportError\n"
+        f"for module in {modules!r}:\n"
+        "    importlib.import_module(module)\n"
+        "import assistant.sentiment_student as student\n"
+        "assert student.fine_tune_available() is False\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert result.returncode == 0, result.stdout + result.stderr

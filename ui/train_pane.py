@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.training_jobs import training_unavailable
+from assistant.training_support import training_unavailable
 from ui import operations
 from ui import train_operations as ops
 

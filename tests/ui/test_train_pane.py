@@ -105,7 +105,7 @@ def test_without_pytorch_the_page_says_so_before_anything_is_chosen(qtbot, windo
     import sys
 
     import ui.train_pane as train_pane
-    from assistant.training_jobs import training_unavailable
+    from assistant.training_support import training_unavailable
 
     assert training_unavailable() is None  # this installation trains
     monkeypatch.setattr(sys, "frozen", True, raising=False)  # what a PyInstaller bundle sets

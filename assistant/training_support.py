@@ -1,0 +1,21 @@
+"""Whether this installation can run training jobs, asked without importing the training package.
+
+The self-contained bundle leaves out ``training`` with torch, transformers and peft, so the
+window's pages that offer training (Train, the sentiment student's fine-tuning) import this
+module, never :mod:`assistant.training_jobs` (which imports ``training``), at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+
+def training_unavailable() -> str | None:
+    """None when this installation can run training jobs; otherwise why not, in one sentence
+    for the user. Cheap (no import of torch): any thread, also the GUI's at start-up."""
+    if getattr(sys, "frozen", False) or any(importlib.util.find_spec(name) is None
+                                            for name in ("torch", "transformers", "peft", "training")):
+        return ("Training needs PyTorch, which this installation does not include (the self-contained bundle "
+                "leaves it out); install from source (`make run`) to teach models.")
+    return None
