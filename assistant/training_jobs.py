@@ -318,6 +318,7 @@ class TrainingJobs:
 def _has_checkpoint(folder: Path) -> bool:
     """Whether a job folder holds a checkpoint to resume from (fine-tune or distillation)."""
     checkpoints = Path(folder) / "checkpoints"
+    # latest.json: the pointer distillation runs wrote before training/checkpoints.py.
     return (checkpoints / "latest").is_file() or (checkpoints / "latest.json").is_file()
 
 

@@ -35,8 +35,8 @@ from gguf import GGUFValueType as _VT
 
 from training import datasets as ds
 from training.base_model import SUPPORTED_ARCHITECTURES, BaseModelError, load_base
+from training.checkpoints import write_json_atomic, write_text_atomic
 from training.distill.config import DistillConfig, config_from_job
-from training.lora.trainer import write_json_atomic
 from training.progress import JobCancelled, ProgressReporter
 from training.resources import PROCESS_OVERHEAD, ResourceError
 
@@ -518,6 +518,4 @@ def _exp(loss: float | None) -> float | None:
 
 def _write_held_out(path: Path, texts: list[str]) -> None:
     lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
-    from training.lora.trainer import _atomic_text
-
-    _atomic_text(path, lines)
+    write_text_atomic(path, lines)

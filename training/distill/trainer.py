@@ -15,16 +15,13 @@ Sequence-level distillation (different tokenizers) trains the same loop on text 
 wrote, with the language-model loss alone: there are no comparable logits.
 
 Checkpoints (``<out>/checkpoints/step-N/state.pt``: student weights, optimizer, scheduler,
-RNG, data position, losses) are written into a temporary folder and renamed, then the
-``latest`` pointer is replaced atomically, so a kill at any moment leaves a usable one.
+RNG, data position, losses) are written by training/checkpoints.py, so a kill at any moment
+leaves a usable one.
 """
 
 from __future__ import annotations
 
 import math
-import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,13 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.checkpoints import latest_checkpoint, publish_checkpoint, restore_rng, rng_state, warmup_cosine
 from training.datasets import PackedData
 from training.distill.config import DistillConfig
-from training.lora.trainer import physical_cores, resolve_device, write_json_atomic
+from training.lora.trainer import physical_cores, resolve_device
 from training.progress import JobCancelled, ProgressReporter
 
-#: Checkpoints kept (older ones are deleted after a new one is in place).
-KEEP_CHECKPOINTS = 2
 
 
 def divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str, temperature: float,
@@ -128,15 +124,7 @@ class DistillTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                            foreach=True)
 
-        def schedule(step: int) -> float:
-            if step < config.warmup_steps:
-                return (step + 1) / (config.warmup_steps + 1)
-            if config.schedule == "constant":
-                return 1.0
-            progress = (step - config.warmup_steps) / max(1, self.total_steps - config.warmup_steps)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.scheduler = warmup_cosine(self.optimizer, self.total_steps, config.warmup_steps, config.schedule)
         self.step = 0
         self.tokens_seen = 0
         self.elapsed = 0.0
@@ -237,45 +225,21 @@ class DistillTrainer:
         return self.out_dir / "checkpoints"
 
     def save_checkpoint(self) -> Path:
-        root = self.checkpoint_root
-        root.mkdir(parents=True, exist_ok=True)
-        name = f"step-{self.step:07d}"
-        final = root / name
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
+        def write(folder: Path) -> None:
             state = {
                 "step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed,
                 "losses": self.losses[-2000:], "student": self.student.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-                "config": self.config.to_dict(), "layer_map": self.layer_map,
+                "rng": rng_state(), "config": self.config.to_dict(), "layer_map": self.layer_map,
             }
-            with open(tmp / "state.pt", "wb") as handle:
-                torch.save(state, handle)
-                handle.flush()
-                import os
+            torch.save(state, folder / "state.pt")
 
-                os.fsync(handle.fileno())
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-            write_json_atomic(root / "latest.json", {"checkpoint": name, "step": self.step})
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
+        final = publish_checkpoint(self.checkpoint_root, self.step, write)
         self.reporter.emit("checkpoint", step=self.step, path=str(final))
         return final
 
     def latest_checkpoint(self) -> Path | None:
-        import json
-
-        pointer = self.checkpoint_root / "latest.json"
-        if not pointer.is_file():
-            return None
-        path = self.checkpoint_root / json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-        return path if (path / "state.pt").is_file() else None
+        return latest_checkpoint(self.checkpoint_root)
 
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=False)
@@ -287,9 +251,7 @@ class DistillTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.tokens_seen, self.elapsed = state["step"], state["tokens_seen"], state["elapsed"]
         self.losses = list(state.get("losses", []))
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        restore_rng(state["rng"])
 
     # ----- the loop ---------------------------------------------------------------------------
     def train(self) -> dict:

@@ -31,8 +31,9 @@ from pathlib import Path
 from engine.partial_files import partial_path
 from training import datasets as ds
 from training.base_model import check_architecture, load_base
+from training.checkpoints import write_json_atomic
 from training.lora.config import config_from_job
-from training.lora.trainer import LoraTrainer, dist_info, write_json_atomic
+from training.lora.trainer import LoraTrainer, dist_info
 from training.progress import ProgressReporter
 from training.resources import check_resources
 

@@ -16,18 +16,14 @@ benchmarks/lora_throughput.py):
 * AdamW over the adapter parameters only, foreach implementation.
 
 Checkpoints (``<out>/checkpoints/step-N``) hold the adapter, optimizer, scheduler, RNG states
-and the data position; written into a temporary folder and renamed, then ``latest`` is
-replaced atomically, so a kill at any moment leaves either the old or the new checkpoint.
+and the data position; training/checkpoints.py writes them so that a kill at any moment leaves
+either the old or the new checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.checkpoints import latest_checkpoint, publish_checkpoint, restore_rng, rng_state, warmup_cosine
 from training.datasets import PackedData
 from training.lora.config import LoraTrainConfig
 from training.progress import JobCancelled, ProgressReporter
@@ -43,8 +40,6 @@ from training.progress import JobCancelled, ProgressReporter
 #: Sequence positions per slice of the head + loss computation; 128 x 49k vocab x 4 bytes
 #: x batch 4 = 100 MB per slice live at once instead of 200 MB for the whole block.
 HEAD_SLICE = 128
-#: Checkpoints kept (older ones are deleted after a new one is in place).
-KEEP_CHECKPOINTS = 2
 
 
 def physical_cores() -> int:
@@ -212,18 +207,7 @@ class LoraTrainer:
         self.steps_per_epoch = max(1, len(data.train_ids) // per_step)
         total = math.ceil(config.epochs * self.steps_per_epoch)
         self.total_steps = min(total, config.max_steps) if config.max_steps else total
-        warmup = min(config.warmup_steps, max(0, self.total_steps - 1))
-
-        def schedule(step: int) -> float:
-            # Linear warm-up, then cosine decay to 10% of the rate.
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            if config.schedule == "constant":
-                return 1.0
-            progress = (step - warmup) / max(1, self.total_steps - warmup)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.scheduler = warmup_cosine(self.optimizer, self.total_steps, config.warmup_steps, config.schedule)
         self.step = 0
         self.tokens_seen = 0
         self.elapsed = 0.0
@@ -272,43 +256,24 @@ class LoraTrainer:
         if self.dist.rank != 0:
             self._barrier()
             return None
-        root = self.checkpoint_root
-        root.mkdir(parents=True, exist_ok=True)
-        name = f"step-{self.step:07d}"
-        final = root / name
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
-            self.peft_model.save_pretrained(tmp / "adapter")
+
+        def write(folder: Path) -> None:
+            self.peft_model.save_pretrained(folder / "adapter")
             state = {
                 "step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed,
                 "losses": self.losses[-1000:],
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                "config": self.config.to_dict(), "world_size": self.dist.world_size,
+                "rng": rng_state(), "config": self.config.to_dict(), "world_size": self.dist.world_size,
             }
-            torch.save(state, tmp / "state.pt")
-            _fsync_tree(tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            _atomic_text(root / "latest", name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
+            torch.save(state, folder / "state.pt")
+
+        final = publish_checkpoint(self.checkpoint_root, self.step, write)
         self.reporter.emit("checkpoint", step=self.step, path=str(final))
         self._barrier()
         return final
 
     def latest_checkpoint(self) -> Path | None:
-        pointer = self.checkpoint_root / "latest"
-        if not pointer.is_file():
-            return None
-        path = self.checkpoint_root / pointer.read_text().strip()
-        return path if (path / "state.pt").is_file() else None
+        return latest_checkpoint(self.checkpoint_root)
 
     def load_checkpoint(self, path: Path) -> None:
         from peft import set_peft_model_state_dict
@@ -324,12 +289,7 @@ class LoraTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.tokens_seen, self.elapsed = state["step"], state["tokens_seen"], state["elapsed"]
         self.losses = list(state.get("losses", []))
-        rng = state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        restore_rng(state["rng"])
 
     # ----- the loop -------------------------------------------------------------------------
     def _barrier(self) -> None:
@@ -397,29 +357,3 @@ class LoraTrainer:
                 "tokens_per_s": round(self.tokens_seen / max(self.elapsed, 1e-9), 2),
                 "final_loss": self.losses[-1] if self.losses else None}
 
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    _atomic_text(Path(path), json.dumps(data, indent=2, sort_keys=True, default=str))
