@@ -89,7 +89,7 @@ def sweep_stale_partials(folder: str | os.PathLike) -> list[Path]:
 
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Make a rename in ``folder`` durable (its entry on disk); some file systems cannot,
-    which is no error. Shared by assistant/atomic.py and the training exporters."""
+    which is no error. Shared by engine/atomic.py and the writers of large files."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
