@@ -29,7 +29,8 @@ from typing import Callable
 import llama_cpp
 import numpy as np
 
-from engine.llama_runtime import Cancelled, EngineError, _StopMatcher
+from engine.llama_context import EngineError, free_llama, new_context
+from engine.llama_runtime import Cancelled, _StopMatcher
 
 
 @dataclass
@@ -76,21 +77,11 @@ class BatchContext:
         # ctypes holds callbacks weakly: keep ours alive as long as the context.
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._cancel.is_set())
         settings = model.settings
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = int(self.config.n_ctx)
-        params.n_batch = int(self.config.n_batch)
-        params.n_ubatch = int(self.config.n_batch)
-        params.n_seq_max = int(self.config.n_seq)
-        params.kv_unified = True  # the shared prefix lives once; copies are tags, not data
-        params.n_threads = int(settings.n_threads)
-        params.n_threads_batch = int(settings.n_threads_batch)
-        params.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
-        params.no_perf = True
-        self.ctx = llama_cpp.llama_init_from_model(model.model, params)
-        if not self.ctx:
-            raise EngineError("llama.cpp could not create a batch context; there may not be enough memory.")
+        # kv_unified: the shared prefix lives once; copies are tags, not data.
+        self.ctx = new_context(model.model, n_ctx=self.config.n_ctx, n_batch=self.config.n_batch,
+                               n_threads=settings.n_threads, n_threads_batch=settings.n_threads_batch,
+                               n_seq_max=self.config.n_seq, flash_attn=settings.flash_attn, kv_unified=True,
+                               failure="llama.cpp could not create a batch context; there may not be enough memory.")
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_vocab = model.n_vocab
@@ -359,9 +350,5 @@ class BatchContext:
         return [r or "" for r in results]
 
     def close(self) -> None:
-        if getattr(self, "_batch", None) is not None:
-            llama_cpp.llama_batch_free(self._batch)
-            self._batch = None
-        if getattr(self, "ctx", None):
-            llama_cpp.llama_free(self.ctx)
-            self.ctx = None
+        free_llama(batch=getattr(self, "_batch", None), ctx=getattr(self, "ctx", None))
+        self._batch = self.ctx = None

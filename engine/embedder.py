@@ -16,7 +16,8 @@ import time
 import llama_cpp
 import numpy as np
 
-from engine.llama_runtime import Cancelled, EngineError, init_backend
+from engine.llama_context import EngineError, free_llama, load_model, new_context, tokenize
+from engine.llama_runtime import Cancelled
 
 #: sentence-transformers truncates MiniLM's input at 256 tokens (sentence_bert_config.json);
 #: doing the same keeps the vectors identical for long passages.
@@ -33,16 +34,11 @@ class Embedder:
         sequences' are masked, not skipped): passages of the typing PEPs embed 1.23x faster
         per CPU-second at 256 than at the 1024 used before (measured side by side). ``n_seq_max``
         bounds how many short texts (questions) share one call."""
-        init_backend()
         self.path = path
         self.max_tokens = int(max_tokens)
         self._cancel = threading.Event()
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._cancel.is_set())
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = 0
-        self.model = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), model_params)
-        if not self.model:
-            raise EngineError(f"llama.cpp could not load the embedding model {path}.")
+        self.model = load_model(path, what="the embedding model")
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_embd = int(llama_cpp.llama_model_n_embd(self.model))
         n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self.model))
@@ -51,33 +47,18 @@ class Embedder:
         # and micro-batch are equal and at least one maximal sequence long.
         self.n_batch = max(int(n_batch), self.max_tokens)
         self.n_seq_max = max(1, int(n_seq_max))
-        ctx_params = llama_cpp.llama_context_default_params()
-        ctx_params.n_ctx = self.n_batch
-        ctx_params.n_batch = self.n_batch
-        ctx_params.n_ubatch = self.n_batch
-        ctx_params.n_seq_max = self.n_seq_max
-        ctx_params.n_threads = int(n_threads)
-        ctx_params.n_threads_batch = int(n_threads)
-        ctx_params.embeddings = True
-        ctx_params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
-        self.ctx = llama_cpp.llama_init_from_model(self.model, ctx_params)
-        if not self.ctx:
-            llama_cpp.llama_model_free(self.model)
-            self.model = None
-            raise EngineError(f"llama.cpp could not create an embedding context for {path}.")
-        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_seq_max)
+        try:
+            self.ctx = new_context(self.model, n_ctx=self.n_batch, n_batch=self.n_batch, n_threads=n_threads,
+                                   n_seq_max=self.n_seq_max, embeddings=True,
+                                   failure=f"llama.cpp could not create an embedding context for {path}.")
+            self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_seq_max)
+        except BaseException:
+            self.close()
+            raise
 
     def tokenize(self, text: str) -> list[int]:
         """WordPiece tokens with [CLS] and [SEP], truncated as sentence-transformers does."""
-        data = text.encode("utf-8", "replace")
-        capacity = len(data) + 8
-        while True:
-            buf = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, capacity, True, False)
-            if n >= 0:
-                tokens = list(buf[:n])
-                break
-            capacity = -n
+        tokens = tokenize(self.vocab, text, add_special=True, parse_special=False, errors="replace")
         if len(tokens) > self.max_tokens:
             tokens = tokens[: self.max_tokens - 1] + tokens[-1:]  # keep the closing [SEP]
         return tokens
@@ -146,12 +127,6 @@ class Embedder:
         return out, metrics
 
     def close(self) -> None:
-        if getattr(self, "_batch", None) is not None:
-            llama_cpp.llama_batch_free(self._batch)
-            self._batch = None
-        if getattr(self, "ctx", None):
-            llama_cpp.llama_free(self.ctx)
-            self.ctx = None
-        if getattr(self, "model", None):
-            llama_cpp.llama_model_free(self.model)
-            self.model = None
+        free_llama(batch=getattr(self, "_batch", None), ctx=getattr(self, "ctx", None),
+                   model=getattr(self, "model", None))
+        self._batch = self.ctx = self.model = None

@@ -1,7 +1,9 @@
 """A loaded GGUF model driven through llama.cpp's C API (llama-cpp-python's ctypes layer).
 
-Runs only inside the engine worker process, on its request thread; the one exception is
-:meth:`LoadedModel.request_cancel`, which the worker's stdin reader thread calls.
+Runs inside the engine worker process, on its request thread (and in a training job that
+measures or samples a GGUF, on its main thread); the one exception is
+:meth:`LoadedModel.request_cancel`, which the worker's stdin reader thread calls. Loading,
+context set-up and freeing are :mod:`engine.llama_context`'s, shared with every caller.
 
 Why the low-level API and not ``llama_cpp.Llama``: the high-level class samples in Python
 (copying the whole logit row into numpy each token) and leaves flash attention off, which
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import logging
 import random
 import threading
 import time
@@ -21,33 +22,8 @@ from dataclasses import dataclass, field
 
 import llama_cpp
 
+from engine.llama_context import EngineError, free_llama, load_model, new_context, tokenize
 from engine.settings import EngineSettings, SamplingParams
-
-log = logging.getLogger("engine.llama")
-
-_backend_lock = threading.Lock()
-_backend_ready = False
-_LOG_LEVEL_WARN = 3  # GGML_LOG_LEVEL_WARN
-
-
-@llama_cpp.llama_log_callback
-def _forward_llama_log(level: int, text: bytes, _user_data) -> None:
-    # llama.cpp prints every tensor at load; keep warnings and errors for the worker log.
-    if level >= _LOG_LEVEL_WARN and level != 5 and text:
-        log.warning(text.decode("utf-8", "replace").rstrip())
-
-
-def init_backend() -> None:
-    global _backend_ready
-    with _backend_lock:
-        if not _backend_ready:
-            llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
-            llama_cpp.llama_backend_init()
-            _backend_ready = True
-
-
-class EngineError(RuntimeError):
-    """A failure the user should see as one clear sentence."""
 
 
 class Cancelled(Exception):
@@ -101,42 +77,28 @@ class LoadedModel:
     """One model and one llama.cpp context (sequence 0), with its KV cache contents tracked."""
 
     def __init__(self, path: str, settings: EngineSettings):
-        init_backend()
         self.path = path
         self.settings = settings
         self._cancel = threading.Event()
         # ctypes keeps only a weak hold on callbacks: keep ours alive as long as the context.
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._cancel.is_set())
 
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = 0
-        if not settings.use_mmap:
-            model_params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
         started = time.perf_counter()
-        self.model = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), model_params)
-        if not self.model:
-            raise EngineError(f"llama.cpp could not load the model {path}; the file may be damaged or of an unsupported architecture.")
+        self.model = load_model(path, use_mmap=settings.use_mmap)
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-
-        ctx_params = llama_cpp.llama_context_default_params()
         n_ctx_train = llama_cpp.llama_model_n_ctx_train(self.model) if hasattr(llama_cpp, "llama_model_n_ctx_train") else 0
         n_ctx = int(settings.n_ctx)
         if n_ctx_train and n_ctx > n_ctx_train:
             n_ctx = n_ctx_train
-        ctx_params.n_ctx = n_ctx
-        ctx_params.n_batch = int(settings.n_batch)
-        ctx_params.n_ubatch = int(settings.n_batch)
-        ctx_params.n_threads = int(settings.n_threads)
-        ctx_params.n_threads_batch = int(settings.n_threads_batch)
-        ctx_params.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
-        ctx_params.no_perf = False
-        self.ctx = llama_cpp.llama_init_from_model(self.model, ctx_params)
-        if not self.ctx:
-            llama_cpp.llama_model_free(self.model)
-            raise EngineError(f"llama.cpp could not create a context of {n_ctx} tokens for {path}; try a shorter context length.")
+        try:
+            self.ctx = new_context(
+                self.model, n_ctx=n_ctx, n_batch=settings.n_batch, n_threads=settings.n_threads,
+                n_threads_batch=settings.n_threads_batch, flash_attn=settings.flash_attn, perf=True,
+                failure=f"llama.cpp could not create a context of {n_ctx} tokens for {path}; try a shorter context length.")
+        except BaseException:
+            self.close()
+            raise
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.load_ms = (time.perf_counter() - started) * 1000.0
@@ -174,14 +136,7 @@ class LoadedModel:
 
     # ----- tokens -----------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        while True:
-            buf = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, parse_special)
-            if n >= 0:
-                return list(buf[:n])
-            capacity = -n
+        return tokenize(self.vocab, text, add_special, parse_special)
 
     def _piece(self, token: int, special: bool = True) -> bytes:
         n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special)
@@ -481,9 +436,5 @@ class LoadedModel:
         if context is not None:
             context.close()
             self._batch_context = None
-        if getattr(self, "ctx", None):
-            llama_cpp.llama_free(self.ctx)
-            self.ctx = None
-        if getattr(self, "model", None):
-            llama_cpp.llama_model_free(self.model)
-            self.model = None
+        free_llama(ctx=getattr(self, "ctx", None), model=getattr(self, "model", None))
+        self.ctx = self.model = None

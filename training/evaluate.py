@@ -25,7 +25,8 @@ import llama_cpp
 import numpy as np
 
 from engine.gguf_check import MalformedModelError, check_gguf
-from engine.llama_runtime import EngineError, LoadedModel, init_backend
+from engine.llama_context import EngineError, free_llama, load_model, new_context, tokenize
+from engine.llama_runtime import LoadedModel
 from engine.settings import EngineSettings, physical_cores
 
 __all__ = [
@@ -73,27 +74,14 @@ class _Scorer:
     """One model and a context whose batches return a logit row for every token."""
 
     def __init__(self, path: Path, ctx: int, lora_path: Path | None = None, threads: int | None = None):
-        init_backend()
-        self.model = self.ctx = self.adapter = None
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 0
-        self.model = llama_cpp.llama_model_load_from_file(os.fsencode(path), params)
-        if not self.model:
-            raise EvaluationError(f"llama.cpp could not load {path}.")
+        self.model = self.ctx = self.adapter = self.batch = None
         try:
+            self.model = load_model(path)
             self.vocab = llama_cpp.llama_model_get_vocab(self.model)
             self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-            n_threads = int(threads or physical_cores())
-            cparams = llama_cpp.llama_context_default_params()
-            cparams.n_ctx = int(ctx)
-            cparams.n_batch = _CHUNK
-            cparams.n_ubatch = _CHUNK
-            cparams.n_seq_max = 1
-            cparams.n_threads = n_threads
-            cparams.n_threads_batch = n_threads
-            self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
-            if not self.ctx:
-                raise EvaluationError(f"llama.cpp could not create a {ctx}-token context for {path}.")
+            self.ctx = new_context(self.model, n_ctx=ctx, n_batch=_CHUNK, n_seq_max=1,
+                                   n_threads=threads or physical_cores(),
+                                   failure=f"llama.cpp could not create a {ctx}-token context for {path}.")
             self.memory = llama_cpp.llama_get_memory(self.ctx)
             if lora_path is not None:
                 self.adapter = llama_cpp.llama_adapter_lora_init(self.model, os.fsencode(lora_path))
@@ -104,19 +92,15 @@ class _Scorer:
                 if llama_cpp.llama_set_adapters_lora(self.ctx, adapters, 1, scales) != 0:
                     raise EvaluationError(f"llama.cpp could not apply the LoRA adapter {lora_path}.")
             self.batch = llama_cpp.llama_batch_init(_CHUNK, 0, 1)
+        except EngineError as error:
+            self.close()
+            raise EvaluationError(str(error)) from None
         except BaseException:
             self.close()
             raise
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        while True:
-            buf = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, False)
-            if n >= 0:
-                return list(buf[:n])
-            capacity = -n
+        return tokenize(self.vocab, text, add_special, parse_special=False)
 
     def bos(self) -> int | None:
         if not llama_cpp.llama_vocab_get_add_bos(self.vocab):
@@ -154,18 +138,8 @@ class _Scorer:
         return TokenStats(nll=nll, argmax=top)
 
     def close(self) -> None:
-        if getattr(self, "batch", None) is not None:
-            llama_cpp.llama_batch_free(self.batch)
-            self.batch = None
-        if self.ctx:
-            llama_cpp.llama_free(self.ctx)
-            self.ctx = None
-        if self.adapter:
-            llama_cpp.llama_adapter_lora_free(self.adapter)
-            self.adapter = None
-        if self.model:
-            llama_cpp.llama_model_free(self.model)
-            self.model = None
+        free_llama(batch=self.batch, ctx=self.ctx, adapter=self.adapter, model=self.model)
+        self.batch = self.ctx = self.adapter = self.model = None
 
     def __enter__(self):
         return self
