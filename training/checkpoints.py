@@ -1,5 +1,5 @@
-"""What every resumable training method shares: the learning-rate schedule, RNG state, and
-checkpoints that a kill at any moment cannot leave half written.
+"""What every resumable training method shares: the device, the learning-rate schedule, RNG
+state, and checkpoints that a kill at any moment cannot leave half written.
 
 Runs in the training process (``python -m training.run``) on its main thread; under
 ``torchrun`` only rank 0 calls :func:`publish_checkpoint`.
@@ -14,27 +14,24 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from engine.partial_files import fsync_dir
+from engine.atomic import atomic_dir, atomic_write_text
 
 __all__ = [
     "KEEP_CHECKPOINTS",
     "latest_checkpoint",
     "publish_checkpoint",
+    "resolve_device",
     "restore_rng",
     "rng_state",
     "warmup_cosine",
-    "write_json_atomic",
-    "write_text_atomic",
 ]
 
 #: Checkpoints kept (older ones are deleted once a new one is in place).
@@ -43,6 +40,16 @@ KEEP_CHECKPOINTS = 2
 #: ``latest.json`` ({"checkpoint": name}); it is still read so that such a run can resume.
 _POINTER = "latest"
 _OLD_POINTER = "latest.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    """The job's ``device`` setting as a torch device: "auto" is CUDA when present, else CPU;
+    a CUDA device asked for on a machine without one is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("The job asks for CUDA, but no CUDA device is available; use device 'auto' or 'cpu'.")
+    return torch.device(name)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
@@ -87,21 +94,9 @@ def publish_checkpoint(root: Path, step: int, write: Callable[[Path], None]) -> 
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
     final = root / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
+    with atomic_dir(final) as tmp:
         write(tmp)
-        for path in tmp.rglob("*"):
-            if path.is_file():
-                with open(path, "rb") as handle:
-                    os.fsync(handle.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        fsync_dir(root)
-        write_text_atomic(root / _POINTER, name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    atomic_write_text(root / _POINTER, name)
     (root / _OLD_POINTER).unlink(missing_ok=True)
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
@@ -120,22 +115,3 @@ def latest_checkpoint(root: Path) -> Path | None:
         return None
     path = root / name
     return path if (path / "state.pt").is_file() else None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a reader sees the old file or the new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    write_text_atomic(Path(path), json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -31,6 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
+from engine.atomic import atomic_write_text
+
 #: Language names of the translator's prompt lines (assistant.langdetect.SUPPORTED; a test
 #: checks they agree, training must not import the assistant package).
 LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish"}
@@ -302,3 +304,10 @@ def build(spec: dict, tokenizer, seq_len: int, eval_fraction: float, seed: int =
         return pack_translation_pairs(pairs[: int(limit)] if limit else pairs, source, target, tokenizer, seq_len,
                                       eval_fraction, seed, bool(spec.get("mask_prompt", True)))
     raise DatasetError(f"Unknown dataset type {kind!r} (documents, text_files, translation_memory).")
+
+
+# ----- held-out texts ---------------------------------------------------------------------
+def write_held_out(path: Path, texts: list[str]) -> None:
+    """The held-out texts (never trained on) as JSON lines ``{"text": ...}``, written
+    atomically next to a job's results, so the result can be measured through llama.cpp."""
+    atomic_write_text(path, "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts))

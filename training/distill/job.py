@@ -33,9 +33,10 @@ from pathlib import Path
 
 from gguf import GGUFValueType as _VT
 
+from engine.atomic import atomic_dir, write_json_atomic
+from engine.job_files import write_job_file
 from training import datasets as ds
 from training.base_model import SUPPORTED_ARCHITECTURES, BaseModelError, load_base
-from training.checkpoints import write_json_atomic, write_text_atomic
 from training.distill.config import DistillConfig, config_from_job
 from training.progress import JobCancelled, ProgressReporter
 from training.resources import PROCESS_OVERHEAD, ResourceError
@@ -375,7 +376,7 @@ def run_job(job: dict, reporter: ProgressReporter) -> dict:
     out_dir = Path(job["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     resuming = bool(job.get("resume"))
-    write_json_atomic(out_dir / "job.json", {**job, "resolved_settings": config.to_dict(), **info})
+    write_job_file(out_dir, {**job, "resolved_settings": config.to_dict(), **info})
     cache_root = _cache_root(job)
     teacher_gguf = Path(job["teacher_gguf"])
 
@@ -405,7 +406,7 @@ def run_job(job: dict, reporter: ProgressReporter) -> dict:
         data = ds.build(job["dataset"], tokenizer, config.seq_len, config.eval_fraction, config.seed)
         teacher_for_logits = teacher
     write_json_atomic(out_dir / "data.json", data.stats)
-    _write_held_out(out_dir / "held_out.jsonl", data.eval_texts)
+    ds.write_held_out(out_dir / "held_out.jsonl", data.eval_texts)
 
     if student is None:
         from training.prune.config import PruneConfig
@@ -480,23 +481,10 @@ def run_job(job: dict, reporter: ProgressReporter) -> dict:
 
 def save_student(student, tokenizer, folder: Path, record: dict) -> Path:
     """The student as an HF folder (config, safetensors, tokenizer, distill.json), atomically."""
-    import shutil
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / "distill.json", record)
-        for item in tmp.iterdir():
-            with open(item, "rb") as handle:
-                os.fsync(handle.fileno())
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
@@ -514,8 +502,3 @@ def export_student(student, source_gguf: Path, out_path: Path, layer_map: list[i
 
 def _exp(loss: float | None) -> float | None:
     return math.exp(loss) if loss is not None and loss < 50 else None
-
-
-def _write_held_out(path: Path, texts: list[str]) -> None:
-    lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
-    write_text_atomic(path, lines)

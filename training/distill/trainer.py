@@ -29,12 +29,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.checkpoints import latest_checkpoint, publish_checkpoint, restore_rng, rng_state, warmup_cosine
+from engine.settings import physical_cores
+from training.checkpoints import (
+    latest_checkpoint,
+    publish_checkpoint,
+    resolve_device,
+    restore_rng,
+    rng_state,
+    warmup_cosine,
+)
 from training.datasets import PackedData
 from training.distill.config import DistillConfig
-from training.lora.trainer import physical_cores, resolve_device
 from training.progress import JobCancelled, ProgressReporter
-
 
 
 def divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str, temperature: float,

@@ -29,7 +29,7 @@ from typing import Iterator
 import gguf
 import numpy as np
 
-from engine.partial_files import fsync_dir, partial_path
+from engine.atomic import atomic_path
 
 
 class ExportError(RuntimeError):
@@ -124,27 +124,19 @@ def check_free_space(folder: Path, needed: int) -> None:
 
 @contextmanager
 def atomic_output(out_path: Path) -> Iterator[Path]:
-    """Yield a temporary path in ``out_path``'s folder; on success it is fsynced and renamed
-    onto ``out_path``, on any failure removed. A reader never sees half a file."""
+    """:func:`engine.atomic.atomic_path` for a model file (readable by all, as any user file),
+    with failures worded as one :class:`ExportError`. A reader never sees half a file."""
     out_path = Path(out_path)
     folder = out_path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = partial_path(out_path)
     except OSError as exc:
         raise ExportError(f"Cannot write into {folder}: {exc.strerror or exc}.") from exc
     try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model is an ordinary user file
-        os.replace(tmp, out_path)
-        fsync_dir(folder)
+        with atomic_path(out_path, permissions=0o644) as tmp:
+            yield tmp
     except OSError as exc:
         raise ExportError(f"Cannot write {out_path}: {_why(exc)}. Nothing was changed there.") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _why(exc: OSError) -> str:

@@ -23,15 +23,12 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from engine.partial_files import partial_path
+from engine.atomic import atomic_dir, write_json_atomic
+from engine.job_files import write_job_file
 from training import datasets as ds
 from training.base_model import check_architecture, load_base
-from training.checkpoints import write_json_atomic
 from training.lora.config import config_from_job
 from training.lora.trainer import LoraTrainer, dist_info
 from training.progress import ProgressReporter
@@ -44,15 +41,8 @@ def _export_gguf(adapter_dir: Path, base_gguf: Path, out_dir: Path, reporter: Pr
     except ModuleNotFoundError:
         reporter.message("The GGUF adapter exporter is not installed; only the peft adapter was written.")
         return None
-    target = out_dir / "adapter.gguf"
-    tmp = partial_path(target)
-    try:
-        written = Path(exporter.export_lora_adapter(adapter_dir, base_gguf, Path(tmp)))
-        os.replace(written, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return str(target)
+    # The exporter writes atomically (training.export.common.atomic_output).
+    return str(exporter.export_lora_adapter(adapter_dir, base_gguf, out_dir / "adapter.gguf"))
 
 
 def _check_exportable(arch: str, base_gguf: Path) -> None:
@@ -91,7 +81,7 @@ def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
     check_resources(base_gguf, cache_root, out_dir, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     if dist.rank == 0:
-        write_json_atomic(out_dir / "job.json", {**job, "resolved_settings": config.to_dict(), "architecture": arch})
+        write_job_file(out_dir, {**job, "resolved_settings": config.to_dict(), "architecture": arch})
 
     reporter.message("Preparing the base model (dequantized once, then cached)...")
     model, tokenizer = load_base(base_gguf, cache_root)
@@ -99,7 +89,7 @@ def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
     data = ds.build(job["dataset"], tokenizer, config.seq_len, config.eval_fraction, config.seed)
     if dist.rank == 0:
         write_json_atomic(out_dir / "data.json", data.stats)
-        _write_held_out(out_dir / "held_out.jsonl", data.eval_texts)
+        ds.write_held_out(out_dir / "held_out.jsonl", data.eval_texts)
 
     trainer = LoraTrainer(model, tokenizer, data, config, out_dir, reporter, dist)
     checkpoint = trainer.latest_checkpoint() if job.get("resume") else None
@@ -129,16 +119,9 @@ def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
               "held_out": str(out_dir / "held_out.jsonl"), "adapter_dir": None, "adapter_gguf": None}
     if dist.rank == 0:
         adapter_dir = out_dir / "adapter"
-        tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
-        try:
+        with atomic_dir(adapter_dir) as tmp:
             trainer.peft_model.save_pretrained(tmp)
-            (tmp / "training_config.json").write_text(json.dumps(job, indent=2, default=str), encoding="utf-8")
-            if adapter_dir.exists():
-                shutil.rmtree(adapter_dir)
-            os.replace(tmp, adapter_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_job_file(tmp, job, name="training_config.json")
         result["adapter_dir"] = str(adapter_dir)
         if job.get("export_gguf", True):
             reporter.message("Writing the llama.cpp adapter (GGUF)...")
@@ -224,13 +207,3 @@ def _measure_gguf(base_gguf: Path, adapter_gguf: Path, held_out: list[str], ctx:
         model.close()
     return {"gguf_perplexity_before": before, "gguf_perplexity_after": after,
             "sample_prompt": prompt_text, "sample_before": sample_before, "sample_after": sample_after}
-
-
-def _write_held_out(path: Path, texts: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".held_out.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for text in texts:
-            handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

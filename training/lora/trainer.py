@@ -32,7 +32,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.checkpoints import latest_checkpoint, publish_checkpoint, restore_rng, rng_state, warmup_cosine
+from engine.settings import physical_cores
+from training.checkpoints import (
+    latest_checkpoint,
+    publish_checkpoint,
+    resolve_device,
+    restore_rng,
+    rng_state,
+    warmup_cosine,
+)
 from training.datasets import PackedData
 from training.lora.config import LoraTrainConfig
 from training.progress import JobCancelled, ProgressReporter
@@ -40,23 +48,6 @@ from training.progress import JobCancelled, ProgressReporter
 #: Sequence positions per slice of the head + loss computation; 128 x 49k vocab x 4 bytes
 #: x batch 4 = 100 MB per slice live at once instead of 200 MB for the whole block.
 HEAD_SLICE = 128
-
-
-def physical_cores() -> int:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except ImportError:
-        return os.cpu_count() or 1
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("The job asks for CUDA, but no CUDA device is available; use device 'auto' or 'cpu'.")
-    return torch.device(name)
 
 
 @dataclass

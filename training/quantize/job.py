@@ -23,13 +23,14 @@ quantizer; nothing half-written is ever left, so a resumed job picks up the fini
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from engine.job_files import write_job_file
 from training import datasets as ds
 from training.progress import JobCancelled, ProgressReporter
-from training.quantize.lab import LabCancelled, LabConfig, _atomic_write, check_inputs, run_lab
+from training.quantize.config import LabConfig
+from training.quantize.lab import LabCancelled, check_inputs, run_lab
 
 
 def _texts(job: dict) -> list[str]:
@@ -61,7 +62,7 @@ def run_job(job: dict, reporter: ProgressReporter) -> dict:
     config = LabConfig.from_dict(job.get("settings"))
     texts = _texts(job)
     check_inputs(model, texts, config, output_dir)  # every refusal before any file is written
-    _atomic_write(output_dir / "job.json", json.dumps(job, indent=2, default=str))
+    write_job_file(output_dir, job)
 
     f16_maker = None
     if job.get("hf_model_dir"):

@@ -1,8 +1,9 @@
 """The quantization lab: one model in several llama.cpp types, measured side by side.
 
 Runs in the training process (``python -m training.run`` with kind "quantize_lab", see
-:mod:`training.quantize.job`), a benchmark or a test, on the calling thread. Torch-free:
-every file is made by llama.cpp's quantizer and measured through llama.cpp, so the table
+:mod:`training.quantize.job`), a benchmark or a test, on the calling thread. Its settings are
+:class:`training.quantize.config.LabConfig`. Torch-free: every file is made by llama.cpp's
+quantizer (:mod:`training.quantize.worker`) and measured through llama.cpp, so the table
 describes exactly what the app would run.
 
 What the table holds, per type: file size, decode tokens/s, perplexity on held-out text,
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import platform
 import shutil
@@ -35,9 +35,12 @@ from typing import Callable
 
 import numpy as np
 
-from engine.partial_files import partial_path
+from engine.atomic import atomic_write_text, write_json_atomic
 from training.evaluate import EvaluationError, TokenStats, gguf_generation_speed, token_stats, tokenize_windows
-from training.quantize import QUANT_TYPES, QuantizeError, quantize_gguf, source_type
+from training.quantize.config import LabConfig
+from training.quantize.worker import KNOWN_TYPES, QuantizeError, quantize_gguf, source_type
+
+__all__ = ["LabCancelled", "LabConfig", "LabRow", "check_inputs", "format_table", "run_lab", "table_csv"]
 
 #: A progress callback: (stage text, done, total). The job forwards it to the reporter.
 Progress = Callable[[str, int, int], None]
@@ -45,47 +48,6 @@ Progress = Callable[[str, int, int], None]
 
 class LabCancelled(Exception):
     """The caller asked the lab to stop; finished files and measurements are kept for a resume."""
-
-
-@dataclass
-class LabConfig:
-    """How the lab measures. Defaults keep a 135M-270M model's run to minutes on a 2-core CPU."""
-
-    # The types to produce and compare; the issue asks for these five at least.
-    types: tuple[str, ...] = QUANT_TYPES
-    # Evaluation window in tokens: 512 is llama.cpp's perplexity tool's default context.
-    ctx: int = 512
-    # Held-out tokens scored per model; 4096 gives a perplexity stable to well under 1%
-    # between runs while one model's pass stays around a minute on 2 cores.
-    max_eval_tokens: int = 4096
-    # Tokens generated per speed run (llama-bench's text-generation test uses 128; 64 is
-    # enough for a 135M model, whose decode steps take milliseconds).
-    speed_tokens: int = 64
-    # Speed runs per type, interleaved across types so that background load hits them all
-    # alike; the median is reported.
-    speed_repeats: int = 3
-    # The prompt speed runs continue from.
-    speed_prompt: str = "The history of programming languages begins with"
-    # llama.cpp threads for quantizing and measuring; None: one per physical core.
-    threads: int | None = None
-    # Also measure the file the user gave (e.g. the Q4_1 as shipped) as its own row.
-    include_source: bool = True
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["types"] = list(self.types)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "LabConfig":
-        data = dict(data or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown quantization lab setting(s): {', '.join(unknown)}.")
-        if "types" in data:
-            data["types"] = tuple(str(t).upper() for t in data["types"])
-        return cls(**data)
 
 
 @dataclass
@@ -105,21 +67,6 @@ class LabRow:
 
 
 CSV_COLUMNS = ("label", "qtype", "file_mb", "tokens_per_s", "perplexity", "perplexity_ratio", "agreement", "path")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def table_csv(rows: list[LabRow]) -> str:
@@ -151,9 +98,9 @@ def format_table(rows: list[LabRow]) -> str:
 
 def check_inputs(model_gguf: Path, texts: list[str], config: LabConfig, output_dir: Path) -> str:
     """Everything that can be refused before any work starts; returns the source's type."""
-    unknown = [t for t in config.types if t not in _known_types()]
+    unknown = [t for t in config.types if t not in KNOWN_TYPES]
     if unknown:
-        raise QuantizeError(f"Unknown quantization type(s) {', '.join(unknown)}; choose from {', '.join(_known_types())}.")
+        raise QuantizeError(f"Unknown quantization type(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_TYPES)}.")
     if "F16" not in config.types:
         raise QuantizeError("The lab compares every type with F16: keep F16 in the list of types.")
     kind = source_type(model_gguf)  # raises QuantizeError for a missing or malformed file
@@ -171,12 +118,6 @@ def check_inputs(model_gguf: Path, texts: list[str], config: LabConfig, output_d
         raise QuantizeError(f"The lab needs about {need / 1e9:.1f} GB free in {output_dir} but only "
                             f"{free / 1e9:.1f} GB is free.")
     return kind
-
-
-def _known_types() -> tuple[str, ...]:
-    from training.quantize import _FTYPE_CONSTANTS
-
-    return tuple(_FTYPE_CONSTANTS)
 
 
 def _stop_check(should_stop: Callable[[], bool] | None) -> None:
@@ -300,12 +241,13 @@ def run_lab(
         "agreement_method": "share of scored positions where the type's most likely next token equals F16's",
         "config": config.to_dict(),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
-        "made_by": "llama.cpp llama_model_quantize via llama-cpp-python (training.quantize.quantize_gguf)",
+        "made_by": "llama.cpp llama_model_quantize via llama-cpp-python (training.quantize.worker.quantize_gguf)",
         "rows": [asdict(r) for r in rows],
         "table": format_table(rows),
     }
-    _atomic_write(output_dir / "results.json", json.dumps(results, indent=2))
-    _atomic_write(output_dir / "results.csv", table_csv(rows))
+    # Results are ordinary files the user may share: readable by all, as models are.
+    write_json_atomic(output_dir / "results.json", results, permissions=0o644)
+    atomic_write_text(output_dir / "results.csv", table_csv(rows), permissions=0o644)
     return results
 
 
