@@ -17,6 +17,7 @@ from pathlib import Path
 
 from training.export.common import ExportError
 from training.export.full_gguf import DTYPES, write_full_gguf
+from training.prune.trainer import positional_layer_types
 
 
 def write_student_gguf(student, teacher_gguf: str | Path, out_path: str | Path, layer_map: list[int],
@@ -32,12 +33,11 @@ def write_student_gguf(student, teacher_gguf: str | Path, out_path: str | Path, 
     config = student.config
     if int(config.num_hidden_layers) != len(layer_map):
         raise ExportError(f"The student has {config.num_hidden_layers} layers but the layer map names {len(layer_map)}.")
-    if getattr(config, "model_type", None) in ("gemma3", "gemma3_text") and getattr(config, "layer_types", None):
-        # llama.cpp derives Gemma 3's sliding-window pattern from the block index (every 6th
-        # block global); a student whose kept blocks break that pattern would run wrongly.
-        wanted = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(len(layer_map))]
-        if list(config.layer_types) != wanted:
-            raise ExportError("llama.cpp fixes Gemma 3's local/global attention pattern by block position; this "
-                              "student's kept layers break it, so its GGUF would not run as trained. Keep layers "
-                              "in groups of six, or distill into a student that has the standard pattern.")
+    # llama.cpp derives Gemma 3's sliding-window pattern from the block index (every 6th block
+    # global); a student whose kept blocks break that pattern would run wrongly.
+    wanted = positional_layer_types(getattr(config, "model_type", None), len(layer_map))
+    if wanted is not None and getattr(config, "layer_types", None) and list(config.layer_types) != wanted:
+        raise ExportError("llama.cpp fixes Gemma 3's local/global attention pattern by block position; this "
+                          "student's kept layers break it, so its GGUF would not run as trained. Keep layers "
+                          "in groups of six, or distill into a student that has the standard pattern.")
     return write_full_gguf(student, Path(teacher_gguf), Path(out_path), dtype=dtype, name=name)
