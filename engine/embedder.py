@@ -9,7 +9,6 @@ pipeline (mean pooling + Normalize) makes them.
 
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 

@@ -210,7 +210,7 @@ def check_student(job: dict, config: DistillConfig, teacher_gguf: Path, arch: st
             if not fits:
                 raise DistillError(
                     "llama.cpp gives Gemma 3's blocks local or global attention by their position (every sixth "
-                    f"global), so a pruned student's layers must follow that pattern; "
+                    "global), so a pruned student's layers must follow that pattern; "
                     + (f"layers {sorted(pcfg.layers)} do not." if pcfg.strategy == "explicit" else
                        f"no {keep} of the teacher's {teacher['layers']} layers do.")
                     + " Choose the every-other or importance strategy, or another number of layers.")

@@ -11,7 +11,7 @@ that is safe for LoRA at this size. Presets trade time for quality:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 
 @dataclass
