@@ -8,6 +8,7 @@ to test creation itself.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,16 @@ from engine import model_pack
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_CACHE = ROOT / ".pytest_cache" / "training-base-cache"
-PEPS = Path("/work/shared/data/documents/typing-peps")
-if not PEPS.is_dir():
-    PEPS = ROOT.parent / "shared" / "data" / "documents" / "typing-peps"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path in the shared data: ``$ASSISTANT_SHARED_DATA``, else the repository's sibling
+    ``../shared/data``, found the way benchmarks/ find it (no machine's absolute path)."""
+    root = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
+    return root.joinpath(*parts)
+
+
+PEPS = shared_data("documents", "typing-peps")
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.training.conftest import PEPS
 from training.datasets import DatasetError, PackedData
 from training.distill.config import DistillConfig
 from training.distill.job import DistillError, check_memory, preflight, run_job
@@ -167,7 +168,7 @@ def test_sequence_level_data_is_teacher_written_text_in_the_students_tokens(
 # ----- refusals before anything runs --------------------------------------------------------------
 def _job(teacher, student=None, **extra):
     job = {"kind": "distill", "teacher_gguf": str(teacher), "output_dir": "/nonexistent/out",
-           "dataset": {"type": "text_files", "paths": ["/work/shared/data/documents/typing-peps/pep-0604.rst"]}}
+           "dataset": {"type": "text_files", "paths": [str(PEPS / "pep-0604.rst")]}}
     if student:
         job["student_gguf"] = str(student)
     return {**job, **extra}
