@@ -57,14 +57,18 @@ def _fsync_file(path: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, *, permissions: int | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, permissions: int | None = None,
+                make_parents: bool = False) -> Iterator[Path]:
     """Yield a new, empty temporary file next to ``path`` for the caller to fill.
 
     When the block ends without an error the file is fsynced, given ``permissions`` (None
     keeps it private), renamed onto ``path`` and the folder entry made durable. On any
     error it is removed and ``path`` is untouched. Errors propagate unchanged.
+    ``make_parents`` creates the missing folders above ``path`` first.
     """
     target = Path(path)
+    if make_parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(target)
     try:
         yield tmp

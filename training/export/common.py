@@ -127,13 +127,8 @@ def atomic_output(out_path: Path) -> Iterator[Path]:
     """:func:`engine.atomic.atomic_path` for a model file (readable by all, as any user file),
     with failures worded as one :class:`ExportError`. A reader never sees half a file."""
     out_path = Path(out_path)
-    folder = out_path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"Cannot write into {folder}: {exc.strerror or exc}.") from exc
-    try:
-        with atomic_path(out_path, permissions=0o644) as tmp:
+        with atomic_path(out_path, permissions=0o644, make_parents=True) as tmp:
             yield tmp
     except OSError as exc:
         raise ExportError(f"Cannot write {out_path}: {_why(exc)}. Nothing was changed there.") from exc

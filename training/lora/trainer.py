@@ -33,14 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.settings import physical_cores
-from training.checkpoints import (
-    latest_checkpoint,
-    publish_checkpoint,
-    resolve_device,
-    restore_rng,
-    rng_state,
-    warmup_cosine,
-)
+from training.checkpoints import (latest_checkpoint, publish_checkpoint, resolve_device, restore_rng, rng_state,
+                                  warmup_cosine)
 from training.datasets import PackedData
 from training.lora.config import LoraTrainConfig
 from training.progress import JobCancelled, ProgressReporter

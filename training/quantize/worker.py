@@ -161,12 +161,7 @@ def quantize_gguf(
         pass
     folder = dst_path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise QuantizeError(f"Cannot create the folder {folder}: {error.strerror or error}.") from None
-
-    try:
-        with atomic_path(dst_path, permissions=0o644) as tmp:
+        with atomic_path(dst_path, permissions=0o644, make_parents=True) as tmp:
             params = llama_cpp.llama_model_quantize_default_params()
             params.ftype = ftype
             params.nthread = int(threads) if threads else 0  # 0: llama.cpp uses every core
