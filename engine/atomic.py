@@ -120,13 +120,14 @@ def write_json_atomic(path: str | os.PathLike, data: Any, *, permissions: int | 
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
     """Yield a new, empty temporary folder next to ``path`` for the caller to fill.
 
     When the block ends without an error every file in it is fsynced, a folder already at
     ``path`` is removed and the new one renamed into place (a reader may find no folder
-    between those two steps, never a half-written one). On any error the temporary folder
-    is removed and ``path`` is untouched.
+    between those two steps, never a half-written one). With ``replace`` False a folder
+    already there (another process's, finished first) is kept and the rename raises
+    :class:`OSError`. On any error the temporary folder is removed and ``path`` is untouched.
     """
     target = Path(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -135,7 +136,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         for item in tmp.rglob("*"):
             if item.is_file():
                 _fsync_file(item)
-        if target.exists():
+        if replace and target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
         fsync_dir(target.parent)

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from engine.atomic import atomic_dir
 
 #: Architectures whose GGUF transformers can read and whose LoRA the project exports.
 SUPPORTED_ARCHITECTURES = ("llama", "gemma3")
@@ -99,37 +98,28 @@ def cached_base_dir(gguf_path: Path, cache_root: Path) -> Path:
 
     _quiet_progress()
     Path(cache_root).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_root))
     try:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-            model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
-                                                         dtype=torch.float32)
-        except (ValueError, KeyError, OSError) as exc:
-            raise BaseModelError(f"transformers cannot read {gguf_path.name} ({arch}): {exc}") from exc
-        # The GGUF "quantizer" only dequantized on load; the weights are plain fp32 now, but
-        # transformers refuses to save a model that still carries it.
-        model.hf_quantizer = None
-        if getattr(model.config, "quantization_config", None) is not None:
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / MARKER).write_text(json.dumps({
-            "gguf": str(gguf_path), "architecture": arch, "size": gguf_path.stat().st_size,
-            "mtime_ns": gguf_path.stat().st_mtime_ns}, indent=2), encoding="utf-8")
-        for item in tmp.iterdir():
-            with open(item, "rb") as handle:
-                os.fsync(handle.fileno())
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process finished the same cache first (rename onto a non-empty folder).
-            if not (target / MARKER).is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_dir(target, replace=False) as tmp:
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+                model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
+                                                             dtype=torch.float32)
+            except (ValueError, KeyError, OSError) as exc:
+                raise BaseModelError(f"transformers cannot read {gguf_path.name} ({arch}): {exc}") from exc
+            # The GGUF "quantizer" only dequantized on load; the weights are plain fp32 now, but
+            # transformers refuses to save a model that still carries it.
+            model.hf_quantizer = None
+            if getattr(model.config, "quantization_config", None) is not None:
+                del model.config.quantization_config
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            (tmp / MARKER).write_text(json.dumps({
+                "gguf": str(gguf_path), "architecture": arch, "size": gguf_path.stat().st_size,
+                "mtime_ns": gguf_path.stat().st_mtime_ns}, indent=2), encoding="utf-8")
+    except OSError:
+        # Another process finished the same cache first (rename onto a non-empty folder).
+        if not (target / MARKER).is_file():
+            raise
     return target
 
 
