@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from assistant.backups import Backups
 from assistant.config import AppPaths, default_paths
-from assistant.conversations import Conversations
-from assistant.history import History
-from assistant.models import ModelLibrary
+from assistant.history.conversations import Conversations
+from assistant.history.archive import History
+from assistant.models.library import ModelLibrary
 from assistant.settings import AppSettings
 from assistant.store import Store
 from engine.client import EngineClient
@@ -26,6 +27,7 @@ class Services:
     settings: AppSettings
     conversations: Conversations
     history: History
+    backups: Backups
     _engine: EngineClient | None = field(default=None, repr=False)
     _engine_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _documents: tuple | None = field(default=None, repr=False)
@@ -47,8 +49,8 @@ class Services:
         so the Documents page, the chat and the CLI share them. Any thread but the GUI's."""
         with self._documents_lock:
             if self._documents is None:
-                from assistant.documents import Documents, default_counter, engine_embedder
-                from assistant.retrieval import Retriever
+                from assistant.documents.collections import Documents, default_counter, engine_embedder
+                from assistant.documents.retrieval import Retriever
 
                 embed = engine_embedder(self)
                 self._documents = (Documents(self.store, embed, default_counter(self)), Retriever(self.store, embed))
@@ -75,6 +77,7 @@ def build_services(paths: AppPaths | None = None, sync_pack: bool = True) -> Ser
     conversations = Conversations(store)
     # A reply that was streaming when the app died is kept and marked interrupted.
     conversations.recover_interrupted()
-    history = History(store, paths.backups_dir)
+    history = History(store)
+    backups = Backups(store, paths.backups_dir)
     return Services(paths=paths, store=store, library=library, settings=settings,
-                    conversations=conversations, history=history)
+                    conversations=conversations, history=history, backups=backups)

@@ -82,3 +82,29 @@ def load_or_create_api_token(data_dir: str | os.PathLike, rotate: bool = False) 
     atomic_write_text(path, token + "\n")
     os.chmod(path, 0o600)  # mkstemp already made it 0600; say so explicitly for other umasks
     return token
+
+
+def apply_settings(services, values: dict) -> None:
+    """Validate and store the Settings page's values (worker thread: the store); raises
+    SettingsError with the reason, changing nothing, when one is out of range."""
+    from assistant.errors import SettingsError
+
+    current = services.settings.to_dict()
+    try:
+        engine = EngineSettings.from_dict({**current["engine"], **values.get("engine", {})})
+        sampling = SamplingParams.from_dict({**current["sampling"], **values.get("sampling", {})})  # validates
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    if int(engine.n_threads) < 1 or int(engine.n_ctx) < 256:
+        raise SettingsError("Threads must be at least 1 and the context at least 256 tokens.")
+    rest = {k: v for k, v in values.items() if k not in ("engine", "sampling")}
+    names = ("theme", "font_size", "suggestions_enabled", "default_system_prompt")
+    fresh = AppSettings(engine=engine, sampling=sampling, **{k: rest.get(k, current[k]) for k in names})
+    # Update in place: the engine client holds this same EngineSettings object, so the new
+    # threads and context apply the next time the worker starts.
+    for name, value in vars(fresh.engine).items():
+        setattr(services.settings.engine, name, value)
+    services.settings.sampling = fresh.sampling
+    for name in names:
+        setattr(services.settings, name, getattr(fresh, name))
+    services.save_settings()

@@ -18,27 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import sqlite_utils
+from assistant.errors import CorruptDatabaseError, DiskFullError, NewerSchemaError, StoreError
 
 T = TypeVar("T")
-
-
-class StoreError(Exception):
-    """A problem with the database that the user can act on; str() is the message."""
-
-
-class NewerSchemaError(StoreError):
-    pass
-
-
-class DiskFullError(StoreError, sqlite3.OperationalError):
-    """A write found the disk full; it was rolled back and everything saved before is intact.
-    Also an OperationalError, so code that already handled SQLite's own error still does."""
-
-
-class CorruptDatabaseError(StoreError):
-    def __init__(self, message: str, path: Path):
-        super().__init__(message)
-        self.path = path
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:

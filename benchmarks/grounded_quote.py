@@ -8,7 +8,7 @@ temporary store. For each question it counts, side by side:
 
 - ``retrieval``: the note holding the answer is among the sources;
 - ``model``: the chat model's reply contains one of the expected words;
-- ``quote``: the sentence quoted above the reply (assistant.grounded.best_quote) contains one.
+- ``quote``: the sentence quoted above the reply (assistant.documents.grounded.best_quote) contains one.
 
 Answers use the Documents page's settings (temperature 0.2) with a fixed seed. Prints a
 line a question, a table, then one JSON line.
@@ -38,9 +38,9 @@ from engine import privacy  # noqa: E402
 
 privacy.install()
 
-from assistant.documents import Documents, default_counter  # noqa: E402
-from assistant.grounded import GroundedChat  # noqa: E402
-from assistant.retrieval import Retriever  # noqa: E402
+from assistant.documents.collections import Documents, default_counter  # noqa: E402
+from assistant.documents.grounded import GroundedChat  # noqa: E402
+from assistant.documents.retrieval import Retriever  # noqa: E402
 from assistant.store import Store  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assistant.conversations import Conversations  # noqa: E402
-from assistant.history import History  # noqa: E402
+from assistant.history.conversations import Conversations  # noqa: E402
+from assistant.history.archive import History  # noqa: E402
 from assistant.store import Store  # noqa: E402
 
 CONVERSATIONS = 10_000
@@ -78,7 +78,7 @@ def main() -> int:
         # Spread messages over a year of fake time so that date filters have work to do.
         fake_now = [1_700_000_000.0]
         conversations = Conversations(store, clock=lambda: fake_now[0])
-        history = History(store, Path(tmp) / "backups")
+        history = History(store)
 
         ids = []
         started = time.perf_counter()

@@ -39,8 +39,8 @@ from engine import privacy  # noqa: E402
 
 privacy.install()
 
-from assistant.documents import Documents, default_counter  # noqa: E402
-from assistant.retrieval import Retriever  # noqa: E402
+from assistant.documents.collections import Documents, default_counter  # noqa: E402
+from assistant.documents.retrieval import Retriever  # noqa: E402
 from assistant.store import Store  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402

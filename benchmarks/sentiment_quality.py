@@ -1,4 +1,4 @@
-"""Sentiment quality and speed: `assistant.sentiment.SentimentAnalyzer` as the app runs it.
+"""Sentiment quality and speed: `assistant.tasks.sentiment.SentimentAnalyzer` as the app runs it.
 
 Data: `../shared/data/sentiment/uci_sentiment_labelled.tsv`. Every 4th line (687) is the
 development split, used to choose the prompt's example order, the model and the neutral
@@ -45,7 +45,7 @@ privacy.install()
 
 from assistant.config import default_paths  # noqa: E402
 from benchmarks import compute_bound  # noqa: E402
-from assistant.sentiment import PromptConfig, SentimentAnalyzer, SentimentFinished  # noqa: E402
+from assistant.tasks.sentiment import PromptConfig, SentimentAnalyzer, SentimentFinished  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402

@@ -1,8 +1,8 @@
 """Sentiment student vs its teacher: speed and accuracy side by side.
 
-Teacher: ``assistant.sentiment.SentimentAnalyzer`` as the app runs it (Gemma 3 270M,
+Teacher: ``assistant.tasks.sentiment.SentimentAnalyzer`` as the app runs it (Gemma 3 270M,
 few-shot label log-probabilities, contextual calibration). Student:
-``assistant.sentiment_student``: MiniLM fine-tuned with a logistic head on the teacher's
+``assistant.tasks.sentiment_student``: MiniLM fine-tuned with a logistic head on the teacher's
 probabilities (a training process), then run as its own GGUF through llama.cpp and a dot
 product; ``--head-only`` measures the torch-free kind (a head on the stock MiniLM's
 embeddings). Taught on unlabelled lines only.
@@ -48,8 +48,8 @@ from engine import privacy  # noqa: E402
 privacy.install()
 
 from assistant.config import default_paths  # noqa: E402
-from assistant.sentiment import SentimentAnalyzer, SentimentFinished  # noqa: E402
-from assistant.sentiment_student import StudentAnalyzer, StudentConfig, teacher_labels, train_student  # noqa: E402
+from assistant.tasks.sentiment import SentimentAnalyzer, SentimentFinished  # noqa: E402
+from assistant.tasks.sentiment_student import StudentAnalyzer, StudentConfig, teacher_labels, train_student  # noqa: E402
 from engine import convert_bert, model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402

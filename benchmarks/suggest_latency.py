@@ -1,6 +1,6 @@
 """Writing-suggestion latency: from a pause in typing to the suggestion being ready.
 
-Types two hand-written texts word by word through `assistant.suggestions.Suggester`, the
+Types two hand-written texts word by word through `assistant.tasks.suggestions.Suggester`, the
 path the window uses (engine worker, default completion model SmolLM2, up to 6 greedy
 tokens); at every word boundary it asks for a suggestion and measures request -> result.
 
@@ -28,7 +28,7 @@ from engine import privacy  # noqa: E402
 
 privacy.install()
 
-from assistant.suggestions import MAX_TOKENS, Suggester  # noqa: E402
+from assistant.tasks.suggestions import MAX_TOKENS, Suggester  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402

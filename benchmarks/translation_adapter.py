@@ -10,7 +10,7 @@ the scored sentences recur there with other translations), so nothing scored is 
 ``--max-steps`` caps the run (a full epoch of the 12k pairs is 300 steps, ~42 minutes here).
 
 Scored side by side in one run, on ``tatoeba-eng-fra.tsv`` through the app's
-``assistant.translation.Translator`` and the engine (llama.cpp), chrF by sacrebleu:
+``assistant.tasks.translation.Translator`` and the engine (llama.cpp), chrF by sacrebleu:
 
 * few-shot      - the translator's 8 fixed example pairs, no memory: the few-shot baseline
                   of the translation benchmark (its column "fixed 8").
@@ -54,7 +54,7 @@ from finetune_quality import run_job  # noqa: E402
 from translation_quality import DATA, _Library, load_pairs, normalise, run  # noqa: E402
 
 from assistant.config import default_paths  # noqa: E402
-from assistant.translation import TranslationMemory, Translator  # noqa: E402
+from assistant.tasks.translation import TranslationMemory, Translator  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402

@@ -1,6 +1,6 @@
 """Translation quality: chrF (sacrebleu) of the app's translator on the Tatoeba test lines.
 
-Method (a): `assistant.translation.Translator` as the app runs it on Gemma 3 270M: 8 fixed
+Method (a): `assistant.tasks.translation.Translator` as the app runs it on Gemma 3 270M: 8 fixed
 hand-written example pairs (resources/prompts) plus the 4 nearest pairs from a translation
 memory, which here is `../shared/data/translation/parallel/eng-XXX.tsv` (disjoint pairs, but ~10% of
 the scored English sentences recur there with other translations: those pairs are removed
@@ -38,7 +38,7 @@ privacy.install()
 import sacrebleu  # noqa: E402
 
 from assistant.config import default_paths  # noqa: E402
-from assistant.translation import TranslationMemory, Translator, builtin_examples  # noqa: E402
+from assistant.tasks.translation import TranslationMemory, Translator, builtin_examples  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
@@ -138,7 +138,7 @@ def main() -> int:
             fixed_only = Translator(engine, library, memory=TranslationMemory())
             baseline = Translator(engine, library, memory=TranslationMemory())
             one_shot = examples[:1]
-            import assistant.translation as tr
+            import assistant.tasks.translation as tr
 
             hyp_a, sec_a = run(method, sources, code)
             hyp_c, sec_c = run(fixed_only, sources, code)

@@ -21,13 +21,15 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 import resources
 
+from engine.errors import UserError
+
 #: Rendered prompts longer than this are refused: no honest template needs more than the
 #: messages themselves plus a little markup, and a hostile loop must not eat memory.
 MAX_RENDERED_CHARS = 4_000_000
 FALLBACK_TEMPLATES = ("chatml", "gemma", "plain")
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     pass
 
 

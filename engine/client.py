@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from engine import privacy
+from engine.errors import UserError
 from engine.settings import EngineSettings, SamplingParams
 
 TERMINAL_EVENTS = ("done", "error")
 
 
-class EngineRequestError(RuntimeError):
+class EngineRequestError(UserError, RuntimeError):
     """A request ended in an error event; ``kind`` tells cancelled / engine_died / ..."""
 
     def __init__(self, message: str, kind: str = "error", partial: str = "", metrics: dict | None = None):

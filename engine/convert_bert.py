@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import UserError
+
 #: Files of the source folder that decide the result; their hash names the cached GGUF.
 SOURCE_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "1_Pooling/config.json")
@@ -47,7 +49,7 @@ _LAYER_NAMES = {
 }
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UserError, RuntimeError):
     """The source folder is not a BERT model this converter understands; str() says why."""
 
 

@@ -27,6 +27,9 @@ from typing import BinaryIO
 
 import gguf
 
+from engine.errors import UserError
+from engine.units import human_size
+
 __all__ = [
     "ArraySummary",
     "GGUFHeader",
@@ -42,7 +45,7 @@ _MiB = 1024 * _KiB
 _GiB = 1024 * _MiB
 
 
-class MalformedModelError(ValueError):
+class MalformedModelError(UserError, ValueError):
     """The file is not a GGUF model llama.cpp can safely open.
 
     ``str(e)`` is one clear sentence for the user naming the problem, e.g.
@@ -202,11 +205,6 @@ def _type_name(vtype: int) -> str:
     return _TYPE_NAMES.get(vtype, f"type {vtype}")
 
 
-def _size_text(n: int) -> str:
-    for unit, size in (("GiB", _GiB), ("MiB", _MiB), ("KiB", _KiB)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} bytes"
 
 
 class _Cursor:
@@ -233,7 +231,7 @@ class _Cursor:
             )
         if self.pos + n > self._header_limit:
             raise MalformedModelError(
-                f"The GGUF header is larger than the {_size_text(self._header_limit)} limit "
+                f"The GGUF header is larger than the {human_size(self._header_limit)} limit "
                 f"(reading {what} at byte {self.pos})."
             )
 
@@ -619,7 +617,7 @@ def check_gguf(path: str | os.PathLike[str], limits: GGUFLimits = GGUFLimits()) 
             raise MalformedModelError("The model file is empty (0 bytes).")
         if size > limits.max_file_bytes:
             raise MalformedModelError(
-                f"The file is {_size_text(size)}, larger than the {_size_text(limits.max_file_bytes)} "
+                f"The file is {human_size(size)}, larger than the {human_size(limits.max_file_bytes)} "
                 "a model may be."
             )
         with os.fdopen(fd, "rb", buffering=_READ_BUFFER) as file:

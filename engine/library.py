@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import UserError
 from engine.gguf_check import GGUFHeader, MalformedModelError, check_gguf, summarize
 
 # Bytes per KV-cache element: llama.cpp keeps K and V in f16 by default.
@@ -20,7 +21,7 @@ _KV_BYTES_PER_VALUE = 2
 _OVERHEAD_BYTES = 256 * 1024 * 1024
 
 
-class ModelTooLargeError(RuntimeError):
+class ModelTooLargeError(UserError, RuntimeError):
     pass
 
 

@@ -19,10 +19,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import UserError
 from engine.partial_files import partial_path, sweep_stale_partials
 
 
-class PackError(RuntimeError):
+class PackError(UserError, RuntimeError):
     pass
 
 

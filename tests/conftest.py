@@ -1,8 +1,16 @@
-"""Suite-wide fixtures: network blocked, a private data folder, nothing left running."""
+"""Suite-wide fixtures: network blocked, a private data folder, nothing left running, and real
+services over the default model pack.
+
+The default model pack is registered once per session in a template folder (joining
+Gemma's parts and hashing the files takes seconds); each test that asks for ``services``
+copies only the template's small database, whose records point at the template's model
+files. Every such test therefore starts from an empty history with the real default models.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 
 import pytest
@@ -85,3 +93,35 @@ def no_leftover_threads_or_processes():
     pytest.fail(
         f"test left running: threads {[t.name for t in extra_threads]}, child processes {extra_children}"
     )
+
+
+@pytest.fixture(scope="session")
+def pack_template(tmp_path_factory):
+    from assistant.app import build_services
+    from assistant.config import AppPaths
+
+    folder = tmp_path_factory.mktemp("pack-template")
+    services = build_services(AppPaths(folder))
+    try:
+        assert services.library.for_task("chat").id, "the default model pack is not installed: run `make test`"
+    finally:
+        services.close()
+    return folder
+
+
+@pytest.fixture
+def services(data_dir, pack_template):
+    from assistant.app import build_services
+    from assistant.config import AppPaths
+    from engine.settings import SamplingParams
+
+    paths = AppPaths(data_dir).ensure()
+    for suffix in ("", "-wal", "-shm"):
+        source = pack_template / f"assistant.sqlite3{suffix}"
+        if source.exists():
+            shutil.copy2(source, paths.database.parent / source.name)
+    built = build_services(paths, sync_pack=False)
+    # Greedy and short: replies are reproducible and quick on two cores.
+    built.settings.sampling = SamplingParams(temperature=0.0, max_tokens=32, seed=7)
+    yield built
+    built.close()

@@ -49,7 +49,7 @@ def test_engine_worker_and_core_import_without_qt_or_torch():
     import sys
 
     code = (
-        "import sys, assistant.cli, assistant.app, engine.worker, engine.client;"
+        "import sys, assistant.cli.main, assistant.app, engine.worker, engine.client;"
         "bad = [m for m in ('PySide6', 'torch', 'transformers') if m in sys.modules];"
         "print(bad); raise SystemExit(1 if bad else 0)"
     )
@@ -60,18 +60,19 @@ def test_engine_worker_and_core_import_without_qt_or_torch():
 def test_every_window_module_imports_without_the_training_package():
     """The bundle leaves out ``training`` with torch (packaging/assistant.spec): every module of
     the window, and the core it imports at start-up, must import without them. The bundle's own
-    test (make soak) found ui.train_pane reaching ``training`` through assistant.training_jobs."""
+    test (make soak) found ui.train_pane reaching ``training`` through assistant.train.jobs."""
     import subprocess
     import sys
 
-    modules = sorted(f"ui.{path.stem}" for path in (ROOT / "ui").glob("*.py") if path.stem != "__init__")
+    modules = sorted(".".join(path.relative_to(ROOT).with_suffix("").parts) for path in (ROOT / "ui").rglob("*.py")
+                     if path.stem != "__init__")
     code = (
         "import importlib, sys\n"
         "for name in ('training', 'torch', 'transformers', 'peft', 'accelerate'):\n"
         "    sys.modules[name] = None  # as absent as in the bundle: importing it raises ImportError\n"
         f"for module in {modules!r}:\n"
         "    importlib.import_module(module)\n"
-        "import assistant.sentiment_student as student\n"
+        "import assistant.tasks.sentiment_student as student\n"
         "assert student.fine_tune_available() is False\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -216,7 +216,7 @@ def test_the_document_parser_child_runs_through_the_launcher(bundle_like_program
     document = docx.Document()
     document.add_paragraph("Dear reader, this letter was parsed in a child process.")
     document.save(path)
-    result = subprocess.run([str(bundle_like_program), "-m", "assistant.ingest", str(path)], cwd=tmp_path,
+    result = subprocess.run([str(bundle_like_program), "-m", "assistant.documents.ingest", str(path)], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     parsed = json.loads(result.stdout)

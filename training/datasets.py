@@ -10,7 +10,7 @@ deterministically, so that every rank holds identical blocks and takes its own s
   so held-out perplexity measures text the model never saw.
 * Translation memory (TSV with language-code columns, or TMX): each pair becomes the line
   format of the translator's few-shot prompt (``English: ...\\nFrench: ...``, the same string
-  as ``assistant.translation.segment_prompt`` builds, tested), packed the same way; the loss
+  as ``assistant.tasks.translation.segment_prompt`` builds, tested), packed the same way; the loss
   can be restricted to the target side (``mask_prompt``), which is what the translator asks of
   the model.
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from engine.atomic import atomic_write_text
 
-#: Language names of the translator's prompt lines (assistant.langdetect.SUPPORTED; a test
+#: Language names of the translator's prompt lines (assistant.tasks.langdetect.SUPPORTED; a test
 #: checks they agree, training must not import the assistant package).
 LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish"}
 _CODE3 = {"eng": "en", "fra": "fr", "fre": "fr", "deu": "de", "ger": "de", "spa": "es"}
@@ -172,7 +172,7 @@ def _read_tmx(path: Path) -> tuple[str, str, list[tuple[str, str]]]:
 # ----- the translator's prompt format -----------------------------------------------------
 def translation_prompt(text: str, source: str, target: str) -> str:
     """The translator's prompt for one segment without examples; equals
-    ``assistant.translation.segment_prompt(text, source, target, [])``."""
+    ``assistant.tasks.translation.segment_prompt(text, source, target, [])``."""
     return f"{LANGUAGE_NAMES[source]}: {' '.join(text.split())}\n{LANGUAGE_NAMES[target]}:"
 
 

@@ -5,7 +5,7 @@ is set from the signal handler that ``training.run`` installs (SIGTERM, SIGINT),
 training loop checks it after every step, saves a checkpoint and returns.
 
 Every line is one JSON object with an ``event`` key, flushed at once so that the parent
-(``assistant.training_jobs``) sees it live:
+(``assistant.train.jobs``) sees it live:
 
   {"event": "start", ...}                  job accepted, sizes known
   {"event": "step", "step", "total_steps", "loss", "tokens_per_s", "eta_s", ...}

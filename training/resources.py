@@ -1,6 +1,6 @@
 """Will a training job fit this machine? Checked before it starts, with a clear message.
 
-Torch-free on purpose: ``assistant.training_jobs`` calls the same check in the GUI process
+Torch-free on purpose: ``assistant.train.jobs`` calls the same check in the GUI process
 before it spawns a job (no torch import there), and ``training.run`` again in the job
 process (the machine may have changed in between). Any thread.
 

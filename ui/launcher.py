@@ -1,7 +1,7 @@
 """The `assistant` command: the desktop window without arguments, the CLI with them.
 
 It sits in ``ui`` because starting the window is the one place that may import Qt; with
-arguments it hands over to :mod:`assistant.cli` before Qt is ever imported, so terminal
+arguments it hands over to :mod:`assistant.cli.main` before Qt is ever imported, so terminal
 commands stay fast and work without a display. Runs on the main thread.
 
 Two more forms:
@@ -21,7 +21,7 @@ import runpy
 import sys
 
 #: The modules the app runs as child processes (``sys.executable -m MODULE``).
-CHILD_MODULES = ("engine.worker", "assistant.ingest")
+CHILD_MODULES = ("engine.worker", "assistant.documents.ingest")
 
 
 def run_child_module(module: str, args: list[str]) -> int:
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         from ui.app import run
 
         return run(open_files=args)
-    from assistant import cli
-
+    from assistant.cli import main as cli
     if args:
         return cli.main(args)
     if importlib.util.find_spec("ui.app") is None:

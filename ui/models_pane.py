@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui import operations
+from assistant.models import views as library_views
+from assistant.wording import counted, human_count, human_size
 from ui.markdown import SafeTextBrowser
 
 if TYPE_CHECKING:
@@ -49,24 +50,6 @@ TASK_LABELS = {
 }
 
 
-def human_size(n: int | None) -> str:
-    if not n:
-        return "unknown"
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} bytes"
-
-
-def human_count(n: Any) -> str:
-    if not isinstance(n, (int, float)) or n <= 0:
-        return "unknown"
-    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}".replace(".0", "")
-    return str(int(n))
 
 
 def licence_body(html: str) -> str:
@@ -95,7 +78,7 @@ class ModelsPane(QWidget):
         self.setAcceptDrops(True)
         self.services: Services | None = None
         self.jobs: Jobs | None = None
-        self.view: operations.LibraryView | None = None
+        self.view: library_views.LibraryView | None = None
         self.file_dialog: QFileDialog | None = None
         self.active_dialog: QMessageBox | None = None  # the question or error showing now
         self.importing = False
@@ -197,10 +180,10 @@ class ModelsPane(QWidget):
     def refresh(self, select: str | None = None) -> None:
         if self.services is None or self.jobs is None:
             return
-        self.jobs.run(operations.library_view, self.services,
+        self.jobs.run(library_views.library_view, self.services,
                       on_done=lambda view: self._fill(view, select), on_error=self._error)
 
-    def _fill(self, view: operations.LibraryView, select: str | None = None) -> None:
+    def _fill(self, view: library_views.LibraryView, select: str | None = None) -> None:
         self.view = view
         current = select or (self.list.currentItem().data(Qt.ItemDataRole.UserRole) if self.list.currentItem() else None)
         self.list.clear()
@@ -216,9 +199,9 @@ class ModelsPane(QWidget):
             self.list.setCurrentRow(0)
         self._fill_routes(view)
         self._show_details()
-        self.status.setText(f"{operations.counted(len(view.models), 'model')} in the library.")
+        self.status.setText(f"{counted(len(view.models), 'model')} in the library.")
 
-    def _fill_routes(self, view: operations.LibraryView) -> None:
+    def _fill_routes(self, view: library_views.LibraryView) -> None:
         self._filling = True
         for task in view.tasks:
             combo = self.route_combos.get(task)
@@ -244,7 +227,7 @@ class ModelsPane(QWidget):
         if self._filling or self.services is None or self.jobs is None:
             return
         model_id = self.route_combos[task].currentData()
-        self.jobs.run(operations.set_route, self.services, task, model_id,
+        self.jobs.run(library_views.set_route, self.services, task, model_id,
                       on_done=lambda view: (self._fill(view), self.sig_library_changed.emit()),
                       on_error=self._error)
 
@@ -318,9 +301,9 @@ class ModelsPane(QWidget):
         self._update_buttons()
         names = ", ".join(Path(p).name for p in paths)
         self.status.setText(f"Checking {names}…")
-        self.jobs.run(operations.import_models, self.services, paths, on_done=self._imported, on_error=self._import_failed)
+        self.jobs.run(library_views.import_models, self.services, paths, on_done=self._imported, on_error=self._import_failed)
 
-    def _imported(self, outcome: operations.ImportOutcome) -> None:
+    def _imported(self, outcome: library_views.ImportOutcome) -> None:
         self.importing = False
         self._update_buttons()
         if outcome.added:
@@ -429,7 +412,7 @@ class ModelsPane(QWidget):
     def _remove(self, model_id: str, delete_file: bool, confirmed: bool = False) -> None:
         if self.services is None or self.jobs is None:
             return
-        self.jobs.run(operations.remove_model, self.services, model_id, delete_file, confirmed,
+        self.jobs.run(library_views.remove_model, self.services, model_id, delete_file, confirmed,
                       on_done=self._removed, on_error=self._error)
 
     def _removed(self, record) -> None:

@@ -30,9 +30,9 @@ from assistant.wording import counted
 
 if TYPE_CHECKING:  # only for annotations; see the module docstring for why not at run time
     from assistant.app import Services
-    from assistant.conversations import Conversation, Message
-    from assistant.history import SearchHit
-    from assistant.models import ModelRecord
+    from assistant.history.conversations import Conversation, Message
+    from assistant.history.archive import SearchHit
+    from assistant.models.library import ModelRecord
     from assistant.settings import SamplingParams
 
 SETTING_MODEL = "model"
@@ -96,7 +96,7 @@ def chat_models(services: "Services") -> list:
 
 
 def _default_chat_model_id(services: "Services") -> str | None:
-    from assistant.models import LibraryError
+    from assistant.models.library import LibraryError
 
     try:
         return services.library.for_task("chat").id
@@ -105,7 +105,7 @@ def _default_chat_model_id(services: "Services") -> str | None:
 
 
 def _model_for(services: "Services", model_id: str | None) -> "ModelRecord":
-    from assistant.models import LibraryError
+    from assistant.models.library import LibraryError
 
     if model_id:
         try:
@@ -116,7 +116,7 @@ def _model_for(services: "Services", model_id: str | None) -> "ModelRecord":
 
 
 def library_view(services: "Services") -> LibraryView:
-    from assistant.models import TASKS, LibraryError
+    from assistant.models.library import TASKS, LibraryError
 
     effective = {}
     for task in TASKS:
@@ -129,7 +129,7 @@ def library_view(services: "Services") -> LibraryView:
 
 def import_models(services: "Services", paths: Iterable[str]) -> ImportOutcome:
     """Add each file; a refused file leaves the library unchanged and gives one message."""
-    from assistant.models import LibraryError
+    from assistant.models.library import LibraryError
 
     outcome = ImportOutcome([], [])
     for path in paths:
@@ -190,7 +190,7 @@ def collection_label(collection: dict) -> str:
 
 def document_collections(services: "Services") -> list[dict]:
     """The collections the chat can attach: id, name, files, chunks."""
-    from assistant.documents import Documents
+    from assistant.documents.collections import Documents
 
     return Documents(services.store, None).collections()
 
@@ -205,7 +205,7 @@ def _source_dict(number: int, chunk: dict) -> dict:
 def stored_sources(services: "Services", refs: list) -> list[dict]:
     """The sources of a stored reply, numbered as they were in its prompt; passages since
     removed from the index are left out."""
-    from assistant.documents import Documents
+    from assistant.documents.collections import Documents
 
     documents = Documents(services.store, None)
     found = []
@@ -236,7 +236,7 @@ def source_refs(sources: list[dict]) -> list[str]:
 
 def open_source(services: "Services", chunk_id: int) -> dict:
     """One passage with its file and place, for the source viewer."""
-    from assistant.documents import Documents
+    from assistant.documents.collections import Documents
 
     chunk = Documents(services.store, None).chunk(int(chunk_id))
     if chunk is None:
@@ -247,8 +247,8 @@ def open_source(services: "Services", chunk_id: int) -> dict:
 def _ground(services: "Services", prompt: list[dict], question: str, choice: dict, model: "ModelRecord") -> dict:
     """Put the passages that answer ``question`` into the prompt's system message, within
     the token budget left by the conversation itself. Worker thread (engine and store)."""
-    from assistant.grounded import GroundedChat
-    from assistant.retrieval import Scope
+    from assistant.documents.grounded import GroundedChat
+    from assistant.documents.retrieval import Scope
 
     _documents, retriever = services.documents_core()
     engine = services.engine
@@ -271,7 +271,7 @@ def _ground(services: "Services", prompt: list[dict], question: str, choice: dic
     prompt[-1] = {"role": "user", "content": asked}
     sources = [{"number": s.number, "chunk_id": s.chunk_id, "path": s.path, "file": os.path.basename(s.path),
                 "location": s.location, "passage": s.passage} for s in prepared.sources]
-    # The sentence that most likely answers, shown above the reply (see assistant/grounded.py).
+    # The sentence that most likely answers, shown above the reply (see assistant/documents/grounded.py).
     if prepared.quote is not None:
         sources[prepared.quote.number - 1]["quote"] = prepared.quote.text
     return {"sources": sources, "budget": prepared.budget, "refuse": prepared.refuse}
@@ -321,7 +321,7 @@ def start_turn(
     documents (see ``SETTING_DOCUMENTS``); the passages that answer the message go into the
     prompt.
     """
-    from assistant.conversations import DEFAULT_TITLE
+    from assistant.history.conversations import DEFAULT_TITLE
 
     conversations = services.conversations
     model = _model_for(services, model_id)

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui import operations
+from assistant.settings import apply_settings
 from ui.theme import THEME_LABELS, THEMES
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class SettingsPane(QWidget):
         self.setAccessibleName("Settings")
         self.services: Services | None = None
         self.jobs: Jobs | None = None
-        self.api_switch = None  # assistant.api_server.ServerSwitch, once services arrive
+        self.api_switch = None  # assistant.api.server.ServerSwitch, once services arrive
         self._loading = False
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
@@ -275,7 +275,7 @@ class SettingsPane(QWidget):
 
     # ----- data ----------------------------------------------------------------------------
     def set_services(self, services: "Services", jobs: "Jobs") -> None:
-        from assistant.api_server import ServerSwitch
+        from assistant.api.server import ServerSwitch
 
         self.services = services
         self.jobs = jobs
@@ -353,7 +353,7 @@ class SettingsPane(QWidget):
         self._save_timer.stop()
         if self.services is None or self.jobs is None:
             return
-        self.jobs.run(operations.save_app_settings, self.services, self.values(),
+        self.jobs.run(apply_settings, self.services, self.values(),
                       on_done=self._saved, on_error=self._failed)
 
     def _saved(self, _result: Any) -> None:

@@ -1,7 +1,7 @@
 """The conversation list: newest activity first, pinned on top, rename, delete with undo,
 and a search box over the whole history that jumps to the matching message.
 
-GUI thread only; listing, renaming, deleting and searching run as jobs (``ui.operations``).
+GUI thread only; listing, renaming, deleting and searching are the core's calls, run as jobs.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui import operations
 
 if TYPE_CHECKING:
     from assistant.app import Services
@@ -166,7 +165,7 @@ class Sidebar(QFrame):
     def refresh(self) -> None:
         if self.services is None or self.jobs is None:
             return
-        self.jobs.run(operations.list_conversations, self.services, on_done=self._fill, on_error=self._error)
+        self.jobs.run(self.services.conversations.list, on_done=self._fill, on_error=self._error)
 
     def _fill(self, conversations: list) -> None:
         self._filling = True
@@ -245,12 +244,12 @@ class Sidebar(QFrame):
         if not title or title == item.toolTip():
             self.refresh()
             return
-        self.jobs.run(operations.rename_conversation, self.services, item.data(ID_ROLE), title,
+        self.jobs.run(self.services.conversations.rename, item.data(ID_ROLE), title,
                       on_done=lambda _c: self.refresh(), on_error=self._error)
 
     def pin(self, conversation_id: str, pinned: bool) -> None:
         if self.services and self.jobs:
-            self.jobs.run(operations.pin_conversation, self.services, conversation_id, pinned,
+            self.jobs.run(self.services.conversations.pin, conversation_id, pinned,
                           on_done=lambda _c: self.refresh(), on_error=self._error)
 
     def delete_current(self) -> None:
@@ -262,7 +261,7 @@ class Sidebar(QFrame):
         """Move to the trash at once and offer Undo (nothing is destroyed until the trash is emptied)."""
         if not conversation_id or self.services is None or self.jobs is None:
             return
-        self.jobs.run(operations.delete_conversation, self.services, conversation_id,
+        self.jobs.run(self.services.conversations.delete, conversation_id,
                       on_done=self._deleted_done, on_error=self._error)
 
     def _deleted_done(self, conversation) -> None:
@@ -279,7 +278,7 @@ class Sidebar(QFrame):
             return
         conversation_id, _title = self._deleted
         self._forget_undo()
-        self.jobs.run(operations.restore_conversation, self.services, conversation_id,
+        self.jobs.run(self.services.conversations.restore, conversation_id,
                       on_done=lambda c: (self.refresh(), self.sig_conversation_selected.emit(c.id)),
                       on_error=self._error)
 
@@ -314,7 +313,7 @@ class Sidebar(QFrame):
         seq = self._search_seq
         self.search_status.setText("Searching…")
         self.search_status.show()
-        self.jobs.run(operations.search_history, self.services, query,
+        self.jobs.run(self.services.history.search, query,
                       on_done=lambda hits: self._show_hits(hits, seq),
                       on_error=lambda message, exc: self._search_failed(message, seq))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from assistant.conversations import Conversations  # noqa: E402
+from assistant.history.conversations import Conversations  # noqa: E402
 from assistant.store import Store  # noqa: E402
 
 STREAM_TOKENS = 100

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.adapters import ActiveAdapters, AdapterError
+from assistant.models.adapters import ActiveAdapters, AdapterError
 from assistant.store import Store
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import openai
 import pytest
 
-from assistant.api_server import ApiServer, ApiServerConfig, ApiServerError, FairQueue, QueueFullError, is_loopback
+from assistant.api.server import ApiServer, ApiServerConfig, ApiServerError, FairQueue, QueueFullError, is_loopback
 from assistant.app import build_services
 from assistant.config import AppPaths
 from assistant.settings import api_token_path, load_or_create_api_token
@@ -175,8 +175,7 @@ def test_non_loopback_bind_is_refused_without_the_explicit_flag(services, data_d
         with pytest.raises(ApiServerError, match="--i-understand-this-exposes-the-api"):
             server.start()
         assert not server.running
-    from assistant import cli
-
+    from assistant.cli import main as cli
     assert cli.main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "Refusing to listen on 0.0.0.0" in capsys.readouterr().err
 

@@ -28,7 +28,7 @@ def test_one_question_streams_an_answer_with_metrics():
     result = run_cli("chat", "What is the capital of France?", "--temperature", "0", "--max-tokens", "40")
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
-    assert "tok/s" in result.stderr and "first token" in result.stderr
+    assert "tokens/s" in result.stderr and "first token" in result.stderr
 
 
 def test_interactive_chat_keeps_the_conversation():
@@ -69,3 +69,24 @@ def test_output_into_a_closed_pipe_is_not_an_error():
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=300) == 0, stderr
     assert "Broken pipe" not in stderr and "Traceback" not in stderr
+
+
+def test_a_terminal_chat_is_kept_as_the_window_keeps_it(data_dir):
+    """The terminal and the window reply through the same ChatSession: the persona is a setting
+    of the conversation (not a stored message) and the title is cut as the sidebar cuts it."""
+    from assistant.chat.prompt import AUTO_TITLE_CHARS, SETTING_SYSTEM_PROMPT
+    from assistant.history.conversations import Conversations
+    from assistant.store import Store
+
+    question = "Please tell me, in a few words only, what a lighthouse keeper did on a stormy night long ago."
+    asked = run_cli("chat", "-q", "-s", "Be terse.", "--temperature", "0", "--max-tokens", "8", question)
+    assert asked.returncode == 0, asked.stderr
+    store = Store(data_dir / "assistant.sqlite3")
+    try:
+        conversations = Conversations(store)
+        [conversation] = conversations.list()
+        assert len(conversation.title) <= AUTO_TITLE_CHARS and question.startswith(conversation.title[:-1].rstrip())
+        assert conversations.get_setting(conversation.id, SETTING_SYSTEM_PROMPT) == "Be terse."
+        assert [m.role for m in conversations.messages(conversation.id)] == ["user", "assistant"]
+    finally:
+        store.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.conversations import (
+from assistant.history.conversations import (
     DEFAULT_TITLE,
     ConversationError,
     ConversationNotFoundError,

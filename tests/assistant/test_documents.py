@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.documents import Documents, DocumentsError, default_counter
+from assistant.documents.collections import Documents, DocumentsError, default_counter
 from assistant.store import Store
 from engine import convert_bert, model_pack
 from engine.client import EngineClient
@@ -225,7 +225,7 @@ def test_cli_commands(tmp_path, capsys):
     import argparse
 
     from assistant.app import build_services
-    from assistant.documents_cli import add_documents_commands
+    from assistant.cli.documents import add_documents_commands
 
     parser = argparse.ArgumentParser(prog="assistant")
     add_documents_commands(parser.add_subparsers(dest="command"))

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.documents import Documents, default_counter
-from assistant.grounded import (
+from assistant.chat.events import ReplyDone, Token, TurnPrepared
+from assistant.chat.session import ChatSession
+from assistant.documents.collections import Documents, default_counter
+from assistant.documents.grounded import (
     DONT_KNOW,
     GroundedChat,
     best_quote,
@@ -18,7 +20,7 @@ from assistant.grounded import (
     format_sources,
     passage_sentences,
 )
-from assistant.retrieval import Retriever
+from assistant.documents.retrieval import Retriever
 from assistant.store import Store
 from engine import model_pack
 from tests.assistant import test_ingest as docfiles
@@ -45,21 +47,37 @@ def chat(tmp_path, embed, engine, smollm2):  # noqa: F811
     store.close()
 
 
-def test_answer_cites_the_document_it_used(chat):
-    grounded, _files = chat
-    answer = grounded.ask("Who is the keeper of the Skerry lighthouse?", sampling={"temperature": 0, "seed": 1})
-    assert answer.used_model and answer.text
-    top = answer.sources[0]
-    assert top.path.endswith("lighthouse.md") and top.number == 1
-    assert top.location == "Lighthouse Log > Keeper" and "Ingrid Falk" in top.passage
-    assert "Ingrid" in answer.text  # a 135M model copies a name it was given
-    assert 0 < answer.budget["used"] <= answer.budget["total"]
-    assert "[1] lighthouse.md, Lighthouse Log > Keeper" in format_sources(answer.sources)
+@pytest.fixture()
+def documented(services, tmp_path):
+    """Real services whose documents hold the test files and a lighthouse log."""
+    documents, _retriever = services.documents_core()
+    docfiles.write_all_good(tmp_path / "docs")
+    (tmp_path / "docs" / "lighthouse.md").write_text(
+        "# Lighthouse Log\n\n## Keeper\n\nThe keeper of the Skerry lighthouse is named Ingrid Falk. "
+        "She lights the lamp at sunset.\n", encoding="utf-8")
+    list(documents.add_paths([tmp_path / "docs"]))
+    return services
+
+
+def _ask(services, question: str, only: bool = False) -> list:
+    session = ChatSession(services, persist=False, documents={"collections": None, "only": only})
+    return list(session.turn(question))
+
+
+def test_answer_cites_the_document_it_used(documented):
+    events = _ask(documented, "Who is the keeper of the Skerry lighthouse?")
+    prepared, done = events[0], events[-1]
+    assert isinstance(prepared, TurnPrepared) and isinstance(done, ReplyDone) and not prepared.refused
+    top = prepared.sources[0]
+    assert top["path"].endswith("lighthouse.md") and top["number"] == 1
+    assert top["location"] == "Lighthouse Log > Keeper" and "Ingrid Falk" in top["passage"]
+    assert "Ingrid" in done.message.text  # a 135M model copies a name it was given
+    assert done.message.documents[0] == f"chunk:{top['chunk_id']}"
+    assert 0 < prepared.budget["used"] <= prepared.budget["total"]
+    assert "[1] lighthouse.md, Lighthouse Log > Keeper" in format_sources(list(prepared.sources))
     # The sentence that answers is quoted from the passage itself, with its source number.
-    assert answer.quote is not None and answer.quote.number == 1
-    assert answer.quote.text == "The keeper of the Skerry lighthouse is named Ingrid Falk."
-    assert answer.quote.chunk_id == top.chunk_id and answer.quote.relevance >= 0.3
-    assert format_quote(answer.quote, answer.sources) == (
+    assert top["quote"] == "The keeper of the Skerry lighthouse is named Ingrid Falk."
+    assert format_quote(list(prepared.sources)) == (
         "From your documents [1] (lighthouse.md, Lighthouse Log > Keeper): "
         "\u201cThe keeper of the Skerry lighthouse is named Ingrid Falk.\u201d")
 
@@ -100,14 +118,16 @@ def test_budget_limits_the_passages(chat):
     assert asked.endswith("Question: Who is the keeper of the Skerry lighthouse?")
 
 
-def test_only_documents_says_it_does_not_know(chat):
+def test_only_documents_says_it_does_not_know(documented):
+    events = _ask(documented, "What is the airspeed velocity of an unladen swallow?", only=True)
+    prepared, done = events[0], events[-1]
+    assert prepared.refused and prepared.sources == ()
+    assert [e.text for e in events if isinstance(e, Token)] == [DONT_KNOW]
+    assert isinstance(done, ReplyDone) and done.message.text == DONT_KNOW
+
+
+def test_only_documents_still_asks_the_model_when_they_cover_the_question(chat):
     grounded, _files = chat
-    streamed = []
-    answer = grounded.ask("What is the airspeed velocity of an unladen swallow?", only_documents=True,
-                          on_text=streamed.append)
-    assert answer.text == DONT_KNOW and not answer.used_model and answer.sources == []
-    assert streamed == [DONT_KNOW]
-    # Covered questions still go to the model, with only relevant sources.
     covered = grounded.prepare("Who keeps the Skerry lighthouse?", only_documents=True)
     assert not covered.refuse and covered.sources[0].path.endswith("lighthouse.md")
     assert DONT_KNOW in covered.messages[0]["content"]

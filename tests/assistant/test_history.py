@@ -16,8 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assistant import store as store_module
-from assistant.conversations import Conversations
-from assistant.history import (
+from assistant.history.conversations import Conversations
+from assistant.backups import Backups, latest_backup, list_backups, restore_database_file
+from assistant.errors import BackupError
+from assistant.history.archive import (
     DEFAULT_MAX_IMPORT_BYTES,
     EXPORT_FORMAT,
     EXPORT_SCHEMA_VERSION,
@@ -26,11 +28,9 @@ from assistant.history import (
     History,
     HistoryError,
     fts_query,
-    latest_backup,
-    list_backups,
-    restore_database_file,
 )
-from assistant.history_cli import add_history_commands, store_error_message
+from assistant.cli.history import add_history_commands, store_error_message
+from assistant.cli.main import handle_error
 from assistant.store import CorruptDatabaseError, Store, schema_version
 from tests.assistant.test_store import fts_in_sync
 
@@ -65,8 +65,13 @@ def conversations(store, clock):
 
 
 @pytest.fixture
-def history(store, data_dir):
-    return History(store, data_dir / "backups")
+def history(store):
+    return History(store)
+
+
+@pytest.fixture
+def backups(store, data_dir):
+    return Backups(store, data_dir / "backups")
 
 
 def count_rows(store: Store) -> tuple[int, int]:
@@ -204,8 +209,7 @@ def test_bm25_ranks_the_better_match_first(history, conversations):
 
 
 def test_common_words_are_ranked_among_the_newest_matches(history, conversations, monkeypatch):
-    from assistant import history as history_module
-
+    from assistant.history import archive as history_module
     monkeypatch.setattr(history_module, "RANK_WINDOW", 3)
     conv = conversations.create("window")
     older = [conversations.add_message(conv.id, "user", "common common common common") for _ in range(3)]
@@ -265,7 +269,10 @@ def cli(store: Store, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="assistant")
     add_history_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["history", *argv])
-    return args.handler(args, store)
+    try:
+        return args.handler(args, store)
+    except Exception as exc:  # what the command line's one handler does with it
+        return handle_error(exc, store.path)
 
 
 def test_json_export_follows_the_documented_schema(history, conversations, data_dir):
@@ -316,7 +323,7 @@ def test_export_all_leaves_out_the_trash_and_one_conversation_by_id(history, con
 
 def fresh_history(folder: Path) -> tuple[Store, History]:
     s = Store(folder / "assistant.sqlite3")
-    return s, History(s, folder / "backups")
+    return s, History(s)
 
 
 # Any Unicode (hypothesis leaves out lone surrogates, which are not text), empty, and very long.
@@ -621,7 +628,8 @@ DISK_FULL_CHILD = """
 import argparse, resource, signal, sys
 sys.path.insert(0, sys.argv[1])
 from assistant.store import Store
-from assistant.history_cli import add_history_commands
+from assistant.cli.history import add_history_commands
+from assistant.cli.main import handle_error
 store = Store(sys.argv[2])
 # A file-size limit makes writes fail part-way the way a full disk does (EFBIG instead of ENOSPC).
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -629,7 +637,10 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
 parser = argparse.ArgumentParser(prog="assistant")
 add_history_commands(parser.add_subparsers(dest="command"))
 args = parser.parse_args(["history", "export", "--format", sys.argv[3], "-o", sys.argv[4]])
-code = args.handler(args, store)
+try:
+    code = args.handler(args, store)
+except Exception as exc:  # what the command line's one handler does with it
+    code = handle_error(exc)
 store.close()
 sys.exit(code)
 """
@@ -648,19 +659,19 @@ def test_export_to_a_full_disk_is_a_clear_error_with_no_partial_file(store, conv
         timeout=120,
     )
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("assistant: ") and result.stderr.count("\n") == 1
     assert "File too large" in result.stderr and "Nothing was written" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(out_dir.iterdir()) == []
 
 
 # ===== backup / restore =================================================================
-def test_backup_is_a_consistent_sqlite_copy_and_old_ones_are_pruned(history, conversations, data_dir):
+def test_backup_is_a_consistent_sqlite_copy_and_old_ones_are_pruned(backups, conversations, data_dir):
     conversations.add_message(conversations.create("saved").id, "user", "in the backup")
-    made = [history.backup(keep=3) for _ in range(5)]
-    assert list_backups(history.backups_dir) == made[-3:] == history.list_backups()
-    assert latest_backup(history.backups_dir) == made[-1] == history.latest_backup()
-    assert sorted(p.name for p in history.backups_dir.iterdir()) == [p.name for p in made[-3:]]  # no temp files
+    made = [backups.backup(keep=3) for _ in range(5)]
+    assert list_backups(backups.backups_dir) == made[-3:] == backups.list_backups()
+    assert latest_backup(backups.backups_dir) == made[-1] == backups.latest_backup()
+    assert sorted(p.name for p in backups.backups_dir.iterdir()) == [p.name for p in made[-3:]]  # no temp files
     copy = sqlite3.connect(made[-1])
     try:
         assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -673,19 +684,19 @@ def test_backup_is_a_consistent_sqlite_copy_and_old_ones_are_pruned(history, con
 def test_backup_into_an_impossible_folder_is_a_clear_error(store, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    with pytest.raises(HistoryError, match="Cannot"):
-        History(store, blocker).backup()
+    with pytest.raises(BackupError, match="Cannot"):
+        Backups(store, blocker).backup()
 
 
-def test_restore_brings_back_the_backup_and_keeps_the_replaced_database(history, conversations, store, data_dir):
+def test_restore_brings_back_the_backup_and_keeps_the_replaced_database(backups, history, conversations, store, data_dir):
     before = conversations.create("before backup")
     conversations.add_message(before.id, "user", "old message")
-    backup = history.backup()
+    backup = backups.backup()
     after = conversations.create("after backup")
     conversations.add_message(after.id, "user", "new message")
     conversations.delete(before.id)
 
-    result = history.restore()
+    result = backups.restore()
     assert result.backup == backup
     assert [c.title for c in conversations.list()] == ["before backup"]
     assert [h.conversation_id for h in history.search("old")] == [before.id]
@@ -704,9 +715,9 @@ def test_restore_brings_back_the_backup_and_keeps_the_replaced_database(history,
     assert not [p for p in data_dir.iterdir() if p.name.startswith(".restore")]
 
 
-def test_restore_refuses_bad_backups_and_changes_nothing(history, conversations, store, data_dir, tmp_path, monkeypatch):
+def test_restore_refuses_bad_backups_and_changes_nothing(backups, conversations, store, data_dir, tmp_path, monkeypatch):
     conversations.add_message(conversations.create("live").id, "user", "live data")
-    good = history.backup()
+    good = backups.backup()
 
     garbage = tmp_path / "garbage.sqlite3"
     garbage.write_bytes(b"definitely not sqlite" * 500)
@@ -733,28 +744,28 @@ def test_restore_refuses_bad_backups_and_changes_nothing(history, conversations,
         (newer, "newer version"),
         (tmp_path / "missing.sqlite3", "No such backup"),
     ]:
-        with pytest.raises(HistoryError, match=message):
-            history.restore(path)
+        with pytest.raises(BackupError, match=message):
+            backups.restore(path)
         assert [c.title for c in conversations.list()] == ["live"]
     assert sorted(p.name for p in data_dir.iterdir() if not p.is_dir()) == ["assistant.sqlite3", "assistant.sqlite3-shm", "assistant.sqlite3-wal"]
-    assert not list(history.backups_dir.glob("replaced-*"))
+    assert not list(backups.backups_dir.glob("replaced-*"))
 
 
-def test_restore_without_any_backup_says_how_to_make_one(history):
-    with pytest.raises(HistoryError, match="no backup .* assistant history backup"):
-        history.restore()
+def test_restore_without_any_backup_says_how_to_make_one(backups):
+    with pytest.raises(BackupError, match="no backup .* assistant history backup"):
+        backups.restore()
 
 
-def test_an_older_schema_backup_is_migrated_on_restore(history, store, data_dir, monkeypatch):
+def test_an_older_schema_backup_is_migrated_on_restore(backups, store, data_dir, monkeypatch):
     old_path = data_dir / "v1.sqlite3"
     with monkeypatch.context() as m:
         m.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
         old = Store(old_path)
         old.set_setting("app", "theme", "dark")
-        history.backups_dir.mkdir(parents=True, exist_ok=True)
-        old.backup_to(history.backups_dir / "assistant-20000101-000000-000000.sqlite3")
+        backups.backups_dir.mkdir(parents=True, exist_ok=True)
+        old.backup_to(backups.backups_dir / "assistant-20000101-000000-000000.sqlite3")
         old.close()
-    history.restore()
+    backups.restore()
     assert store.get_setting("app", "theme") == "dark"
     with store.reading() as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version()
@@ -766,7 +777,7 @@ def test_a_damaged_database_is_kept_and_replaced_by_the_last_backup(data_dir):
     backups = data_dir / "backups"
     store = Store(paths_db)
     Conversations(store).add_message(Conversations(store).create("precious").id, "user", "keep me")
-    History(store, backups).backup()
+    Backups(store, backups).backup()
     store.close()
     damage = b"\x00garbage over the header\x00" * 300
     paths_db.write_bytes(damage)
@@ -838,7 +849,7 @@ def test_cli_search_list_export_import_backup_restore(store, conversations, data
 def test_cli_user_errors_are_one_line_and_exit_2(store, capsys, argv, message):
     assert cli(store, *argv) == 2
     captured = capsys.readouterr()
-    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert captured.err.startswith("assistant: ") and captured.err.count("\n") == 1
     assert message in captured.err and "Traceback" not in captured.err
 
 
@@ -848,7 +859,7 @@ def test_cli_restore_works_when_the_database_cannot_be_opened(data_dir, capsys):
     paths = default_paths()
     store = Store(paths.database)
     Conversations(store).create("from backup")
-    History(store, paths.backups_dir).backup()
+    Backups(store, paths.backups_dir).backup()
     store.close()
     paths.database.write_bytes(b"broken" * 1000)
     parser = argparse.ArgumentParser(prog="assistant")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant import ingest
-from assistant.ingest import IngestError, WordPiece, chunk_document, parse_file
+from assistant.documents import ingest
+from assistant.documents.ingest import IngestError, WordPiece, chunk_document, parse_file
 from engine import model_pack
 
 # ----- real files of every type, written by the tests (no binary fixtures in the repo) -----

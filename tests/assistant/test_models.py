@@ -8,7 +8,7 @@ import pytest
 
 from assistant.app import build_services
 from assistant.config import default_paths
-from assistant.models import LibraryError
+from assistant.models.library import LibraryError
 from tests.engine.gguf_corpus import build_malformed_corpus, write_valid_gguf
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.sentiment import (
+from assistant.tasks.sentiment import (
     MAX_SENTIMENT_FILE_BYTES,
     PromptConfig,
     SentimentAnalyzer,

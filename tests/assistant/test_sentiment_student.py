@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.sentiment import SentimentAnalyzer, SentimentError, SentimentFinished, SentimentProgress
-from assistant.sentiment_student import (
+from assistant.tasks.sentiment import SentimentAnalyzer, SentimentError, SentimentFinished, SentimentProgress
+from assistant.tasks.sentiment_student import (
     SentimentStudent,
     StudentAnalyzer,
     StudentConfig,

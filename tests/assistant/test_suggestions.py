@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.suggestions import CONTEXT_CHARS, MAX_TOKENS, Suggester, context_window, tidy
+from assistant.tasks.suggestions import CONTEXT_CHARS, MAX_TOKENS, Suggester, context_window, tidy
 from engine import model_pack
 from engine.client import EngineClient
 from engine.settings import EngineSettings

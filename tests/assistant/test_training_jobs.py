@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant import training_jobs as tj
+from assistant.train import jobs as tj
 from assistant.config import AppPaths
-from assistant.documents import Documents
+from assistant.documents.collections import Documents
 from assistant.store import Store
 from engine import model_pack
 
@@ -179,7 +179,7 @@ def test_progress_lines_parse_to_typed_events():
 
 
 def test_importing_the_job_core_does_not_import_torch():
-    code = ("import sys, assistant.training_jobs; bad = [m for m in ('torch', 'transformers', 'peft') "
+    code = ("import sys, assistant.train.jobs; bad = [m for m in ('torch', 'transformers', 'peft') "
             "if m in sys.modules]; print(bad); raise SystemExit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                             capture_output=True, text=True)

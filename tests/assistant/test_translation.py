@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from assistant import langdetect
-from assistant.translation import (
+from assistant.tasks import langdetect
+from assistant.tasks.translation import (
     MAX_TRANSLATE_FILE_BYTES,
     SegmentDone,
     TaskInputError,

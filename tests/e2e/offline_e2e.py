@@ -111,10 +111,10 @@ def main(argv: list[str]) -> int:
 
     from assistant.app import build_services
     from assistant.config import default_paths
-    from assistant.documents import Documents, default_counter, engine_embedder
-    from assistant.retrieval import Retriever
-    from assistant.sentiment import SentimentAnalyzer
-    from assistant.translation import Translator
+    from assistant.documents.collections import Documents, default_counter, engine_embedder
+    from assistant.documents.retrieval import Retriever
+    from assistant.tasks.sentiment import SentimentAnalyzer
+    from assistant.tasks.translation import Translator
 
     emit({"step": "network", "ok": True, **network_state()})
     run.step("canary", lambda: (canary(work), {}))

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 import assistant  # noqa: E402,F401  (the privacy guard, as in the app)
 import numpy as np  # noqa: E402
 
-from assistant.documents import Documents, default_counter  # noqa: E402
+from assistant.documents.collections import Documents, default_counter  # noqa: E402
 from assistant.store import Store  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402

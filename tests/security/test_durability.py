@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from assistant.conversations import Conversations
-from assistant.history import History, HistoryError
+from assistant.history.conversations import Conversations
+from assistant.history.archive import History, HistoryError
 from assistant.store import DiskFullError, Store
 from engine.gguf_check import MalformedModelError, check_gguf
 
@@ -346,7 +346,7 @@ def test_a_full_disk_during_export_keeps_the_previous_export(small_disk, tmp_pat
         conversations.add_message(conv.id, "user", "small first")
         disk = small_disk(256 * 1024)
         target = disk / f"history.{fmt}"
-        history = History(store, tmp_path / "backups")
+        history = History(store)
         history.export(target, fmt)
         previous = target.read_bytes()
         conversations.add_message(conv.id, "user", "lorem ipsum " * 40_000)  # ~480 kB: more than the disk
@@ -410,7 +410,7 @@ def test_sigkill_during_conversation_export_leaves_old_or_whole_file(tmp_path):
         conversations.add_message(conv.id, "user", f"line {i} " * 200)
     store.close()
     target = tmp_path / "out.json"
-    code = ("import sys; from assistant.store import Store; from assistant.history import History\n"
+    code = ("import sys; from assistant.store import Store; from assistant.history.archive import History\n"
             "h = History(Store(sys.argv[1]))\nprint('start', flush=True)\n"
             "while True:\n    h.export(sys.argv[2], 'json')\n    print('done', flush=True)\n")
     rng = random.Random(3)

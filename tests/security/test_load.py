@@ -85,7 +85,7 @@ def test_four_clients_at_once_on_the_local_api_server(per_client):
 
     import openai
 
-    from assistant.api_server import ApiServer, ApiServerConfig
+    from assistant.api.server import ApiServer, ApiServerConfig
     from assistant.app import build_services
     from assistant.config import default_paths
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assistant.conversations import Conversations
-from assistant.documents import Documents, default_counter
-from assistant.history import EXPORT_FORMAT, EXPORT_SCHEMA_VERSION, History, HistoryError
+from assistant.history.conversations import Conversations
+from assistant.documents.collections import Documents, default_counter
+from assistant.history.archive import EXPORT_FORMAT, EXPORT_SCHEMA_VERSION, History, HistoryError
 from assistant.store import Store
 from engine.client import EngineClient
 from engine.settings import EngineSettings
@@ -135,7 +135,7 @@ def test_exports_land_in_the_chosen_folder_whatever_the_names(conversation_id, t
         scratch = Path(scratch)
         store = Store(scratch / "db.sqlite3")
         try:
-            history = History(store, scratch / "backups")
+            history = History(store)
             try:
                 history.import_document(_document(conversation_id, title))
             except HistoryError as exc:  # refused whole, with one clear line
@@ -164,7 +164,7 @@ def test_exports_to_odd_paths_are_clear_errors_and_write_nothing(tmp_path, targe
         Conversations(store).add_message(Conversations(store).create("t").id, "user", "hello")
         before = _tree(tmp_path)
         with pytest.raises(HistoryError) as info:
-            History(store, tmp_path / "backups").export(tmp_path / target if not target.startswith("/") else target)
+            History(store).export(tmp_path / target if not target.startswith("/") else target)
         assert "\n" not in str(info.value) and "Nothing was written" in str(info.value)
         assert _tree(tmp_path) == before
     finally:
@@ -174,7 +174,7 @@ def test_exports_to_odd_paths_are_clear_errors_and_write_nothing(tmp_path, targe
 def test_importing_a_history_file_through_links_and_odd_names_is_refused_cleanly(tmp_path):
     store = Store(tmp_path / "db.sqlite3")
     try:
-        history = History(store, tmp_path / "backups")
+        history = History(store)
         link = tmp_path / "export.json"
         os.symlink("/dev/zero", link)  # a link to an endless file must not be read forever
         for path in (link, tmp_path / "nul\0.json", tmp_path, Path("/etc/passwd")):

@@ -16,7 +16,7 @@ import pytest
 
 from assistant.app import build_services
 from assistant.config import default_paths
-from assistant.models import LibraryError
+from assistant.models.library import LibraryError
 from engine.chat_template import render_chat
 from engine.client import EngineClient, EngineRequestError
 from engine.settings import EngineSettings

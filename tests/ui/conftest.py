@@ -1,10 +1,4 @@
-"""UI fixtures: real services in the test's own data folder, the real window, and a clean end.
-
-The default model pack is registered once per session in a template folder (joining
-Gemma's parts and hashing the files takes seconds); each test copies only the template's
-small database, whose records point at the template's model files. Every test therefore
-starts from an empty history with the real default models.
-"""
+"""UI fixtures: the real window over real services (``services`` in tests/conftest.py), and a clean end."""
 
 from __future__ import annotations
 
@@ -17,9 +11,6 @@ import pytest
 
 from PySide6.QtCore import QCoreApplication, QEvent
 
-from assistant.app import build_services
-from assistant.config import AppPaths
-from engine.settings import SamplingParams
 
 
 @pytest.fixture(autouse=True)
@@ -34,31 +25,6 @@ def delete_widgets_between_tests(qapp):
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     gc.collect()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-
-
-@pytest.fixture(scope="session")
-def pack_template(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pack-template")
-    services = build_services(AppPaths(folder))
-    try:
-        assert services.library.for_task("chat").id, "the default model pack is not installed: run `make test`"
-    finally:
-        services.close()
-    return folder
-
-
-@pytest.fixture
-def services(data_dir, pack_template):
-    paths = AppPaths(data_dir).ensure()
-    for suffix in ("", "-wal", "-shm"):
-        source = pack_template / f"assistant.sqlite3{suffix}"
-        if source.exists():
-            shutil.copy2(source, paths.database.parent / source.name)
-    built = build_services(paths, sync_pack=False)
-    # Greedy and short: replies are reproducible and quick on two cores.
-    built.settings.sampling = SamplingParams(temperature=0.0, max_tokens=32, seed=7)
-    yield built
-    built.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 from engine.settings import SamplingParams
 from tests.ui.conftest import wait_idle
-from ui.chat_pane import MessageView
+from ui.chat.message_view import MessageView
 from ui.theme import COLORS
 
 
@@ -266,7 +266,7 @@ def test_chat_with_attached_documents_cites_and_opens_its_sources(qtbot, window,
     reply = window.chat.views[-1]
     assert reply.role == "assistant" and reply.sources, window.chat.banner.label.text()
     assert reply.sources[0]["file"] == "garden.md" and "flowerpot" in reply.sources[0]["passage"]
-    assert "garden.md" in reply.sources_label.text() and "passages" in window.chat.budget_label.text()
+    assert "garden.md" in reply.sources_label.text() and window.chat.budget_label.text().startswith("1 passage · ")
     assert "Margit" in reply.text, reply.text  # a 135M model copies a name it was given
 
     stored_reply = stored(services, window)[-1]
@@ -296,7 +296,7 @@ def test_chat_with_attached_documents_cites_and_opens_its_sources(qtbot, window,
 
 
 def test_only_from_my_documents_says_it_does_not_know_without_the_model(qtbot, window, services, tmp_path):
-    from assistant.grounded import DONT_KNOW
+    from assistant.documents.grounded import DONT_KNOW
 
     _index_note(services, tmp_path, "garden.md", "# Garden notes\n\nThe tomatoes are watered every Tuesday.\n")
     qtbot.waitUntil(lambda: window.chat.ready, timeout=60000)

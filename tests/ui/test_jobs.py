@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from assistant.errors import LibraryError
 from ui.jobs import Jobs, user_message
 
 
@@ -18,7 +19,7 @@ def test_results_and_errors_arrive_on_the_gui_thread(qtbot, qapp):
         return 42
 
     def boom() -> None:
-        raise ValueError("That file is not a model.")
+        raise LibraryError("That file is not a model.")
 
     jobs.run(work, on_done=lambda r: seen.update(result=r, done_on=threading.get_ident()))
     jobs.run(boom, on_error=lambda message, exc: seen.update(error=message, error_on=threading.get_ident()))
@@ -32,6 +33,9 @@ def test_results_and_errors_arrive_on_the_gui_thread(qtbot, qapp):
 def test_unexpected_errors_still_read_as_one_sentence():
     text = user_message(KeyError("x"))
     assert text.startswith("Something went wrong") and "Nothing you wrote was lost" in text
+    # An error of the disk is the user's to act on: its reason and file, in words.
+    assert user_message(PermissionError(13, "Permission denied", "/home/ada/out.csv")) == \
+        "Permission denied: /home/ada/out.csv."
 
 
 def test_logging_on_a_pool_thread_leaves_no_python_thread_behind(qtbot, qapp):
@@ -57,77 +61,69 @@ def test_after_shutdown_no_callback_runs(qtbot, qapp):
     assert jobs.run(lambda: 1) is None
 
 
-class _ScriptedHandle:
-    """Plays a fixed token stream with the engine client's event protocol (tokens, then ``done``;
-    after ``cancel``, the worker's ``error`` of kind ``cancelled`` with the metrics so far)."""
+def test_a_stream_delivers_each_event_then_the_return_value_on_the_gui_thread(qtbot, qapp):
+    jobs = Jobs()
+    gui = threading.get_ident()
+    seen = {"events": [], "threads": set()}
 
-    def __init__(self, tokens: list[str]):
-        self.tokens = tokens
-        self.sent = 0
-        self.cancelled_at: int | None = None
-        self.finished = False
+    def count():
+        for n in range(3):
+            yield n
+        return "done"
 
-    def cancel(self) -> None:
-        if self.cancelled_at is None:
-            self.cancelled_at = self.sent
+    def on_event(event):
+        seen["events"].append(event)
+        seen["threads"].add(threading.get_ident())
 
-    def events(self, timeout=None):
-        while not self.finished:
-            if self.cancelled_at is not None:
-                self.finished = True
-                yield {"event": "error", "kind": "cancelled", "message": "Stopped.", "metrics": {"tokens": self.sent}}
-            elif self.sent == len(self.tokens):
-                self.finished = True
-                yield {"event": "done", "metrics": {"tokens": self.sent}}
-            else:
-                self.sent += 1
-                yield {"event": "token", "text": self.tokens[self.sent - 1]}
+    jobs.stream(count, on_event=on_event, on_done=lambda value: seen.update(value=value))
+    qtbot.waitUntil(lambda: "value" in seen, timeout=10000)
+    assert seen["events"] == [0, 1, 2] and seen["value"] == "done" and seen["threads"] == {gui}
+    assert jobs.shutdown()
 
 
-def _run_reply(services, tokens: list[str], sources: list[dict]):
-    """One ReplyJob over the real store, with the engine's stream scripted: a 135M model's loop
-    cannot be produced on demand, the job's handling of one can."""
-    from types import SimpleNamespace
+def test_cancel_reaches_the_work_through_its_hook_or_closes_the_generator(qtbot, qapp):
+    jobs = Jobs()
+    stop = threading.Event()
+    closed = threading.Event()
+    results = {}
 
-    from ui.jobs import ReplyJob
-    from ui.operations import Turn
+    def cooperative():  # stops itself once told, and says how far it got
+        n = 0
+        while not stop.is_set():
+            n += 1
+            yield n
+            stop.wait(0.01)
+        return "stopped after the hook"
 
-    conversation = services.conversations.create("Moving")
-    user = services.conversations.add_message(conversation.id, "user", "What is the key to a moving checklist?")
-    handle = _ScriptedHandle(tokens)
-    engine = SimpleNamespace(chat=lambda path, prompt, sampling, adapters=None: handle)
-    turn = Turn(conversation, user, [{"role": "user", "content": user.text}], services.library.list()[0],
-                services.settings.sampling, sources=sources)
-    job = ReplyJob(SimpleNamespace(conversations=services.conversations, store=services.store, engine=engine), turn)
-    finished, failed = [], []
-    job.signals.sig_reply_finished.connect(finished.append)
-    job.signals.sig_reply_failed.connect(lambda *args: failed.append(args))
-    job.run()  # on this thread: the signals arrive directly
-    return handle, finished, failed, services.conversations.messages(conversation.id)[-1]
+    def stubborn():  # knows nothing of cancelling: the adapter closes it at a yield
+        try:
+            while True:
+                yield 1
+                threading.Event().wait(0.01)
+        finally:
+            closed.set()
 
-
-SOURCE = {"number": 1, "chunk_id": 1, "file": "moving.md", "passage": "Start early; label every box."}
-
-
-def test_a_reply_from_the_documents_that_loops_is_stopped_early_and_kept_tidied(services):
-    looped = ["The key is here [3]. "] + ["The key to a moving ", "checklist: "] * 200
-    handle, finished, failed, stored = _run_reply(services, looped, [SOURCE])
-    assert failed == [] and len(finished) == 1
-    # Stopped within a few checks of the third saying, not streamed to the end of its 401 tokens.
-    assert handle.cancelled_at is not None and handle.cancelled_at < 40
-    assert stored.status == "complete"
-    assert stored.text == "The key is here. The key to a moving checklist: …"  # loop cut, [3] names no source
-    assert finished[0].text == stored.text
+    with_hook = jobs.stream(cooperative, cancel=stop.set, on_done=lambda v: results.update(hook=v))
+    without = jobs.stream(stubborn, on_done=lambda v: results.update(closed=v))
+    qtbot.wait(50)
+    with_hook.cancel()
+    without.cancel()
+    qtbot.waitUntil(lambda: len(results) == 2, timeout=10000)
+    assert results == {"hook": "stopped after the hook", "closed": None} and closed.is_set()
+    assert jobs.shutdown()
 
 
-def test_a_reply_from_the_documents_keeps_its_real_citations(services):
-    handle, finished, failed, stored = _run_reply(services, ["Start early [1]", " and label boxes [2]."], [SOURCE])
-    assert handle.cancelled_at is None and failed == []
-    assert stored.status == "complete" and stored.text == "Start early [1] and label boxes."
+def test_a_failing_stream_reports_one_sentence_and_no_more_events(qtbot, qapp):
+    from assistant.errors import LibraryError
 
+    jobs = Jobs()
+    seen = {"events": []}
 
-def test_a_plain_chat_reply_is_kept_as_the_model_said_it(services):
-    said = ["ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha [2]"] * 3
-    handle, finished, failed, stored = _run_reply(services, said, [])
-    assert handle.cancelled_at is None and failed == []
-    assert stored.status == "complete" and stored.text == "".join(said)
+    def fails():
+        yield "first"
+        raise LibraryError("That model file is missing.")
+
+    jobs.stream(fails, on_event=seen["events"].append, on_error=lambda message, exc: seen.update(error=message))
+    qtbot.waitUntil(lambda: "error" in seen, timeout=10000)
+    assert seen == {"events": ["first"], "error": "That model file is missing."}
+    assert jobs.shutdown()

@@ -289,7 +289,7 @@ def test_translate_sentiment_and_documents_pages_hold_their_real_panes(qtbot, wi
 
 def test_status_bar_names_the_chat_model_not_the_search_encoder(qtbot, window, services):
     """Loading MiniLM for document search must not read as if the chat model had changed."""
-    from assistant.documents import engine_embedder
+    from assistant.documents.collections import engine_embedder
 
     qtbot.waitUntil(lambda: window.engine_state == "ready", timeout=60000)
     chat_model = Path(services.library.for_task("chat").path)

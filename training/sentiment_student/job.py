@@ -1,7 +1,7 @@
 """The "sentiment_student" job kind: teach a sentence encoder the teacher's sentiment.
 
 Runs in the training process (``python -m training.run JOB.json``), main thread. The
-assistant (``assistant.sentiment_student``) has already had the language model (the
+assistant (``assistant.tasks.sentiment_student``) has already had the language model (the
 teacher) label the user's unlabelled texts with its calibrated probability of "positive";
 this job fine-tunes the MiniLM sentence encoder and a logistic head on those soft labels
 (binary cross-entropy against the probability: the teacher's confidence is distilled, not

@@ -1,6 +1,6 @@
 """`assistant history ...`: search, list, export, import, backup and restore from the shell.
 
-Wiring (in assistant/cli.py)::
+Wiring (in assistant/cli/main.py)::
 
     sub = parser.add_subparsers(dest="command")
     add_history_commands(sub)
@@ -11,7 +11,7 @@ Wiring (in assistant/cli.py)::
 
 Every handler has the signature ``handler(args, store) -> int`` and runs on the CLI's main
 thread. Results go to stdout; an error the user can cause is one line on stderr and exit
-code 2, never a traceback. ``history restore`` sets ``args.needs_store = False``: it also
+code 2, never a traceback (``assistant.cli.main.handle_error``, the command line's one handler). ``history restore`` sets ``args.needs_store = False``: it also
 works with ``store=None``, which is how a damaged database (that :class:`Store` refuses to
 open) is replaced by its last backup; :func:`store_error_message` words that advice.
 """
@@ -19,28 +19,23 @@ open) is replaced by its last backup; :func:`store_error_message` words that adv
 from __future__ import annotations
 
 import argparse
-import functools
-import sqlite3
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 from assistant.config import default_paths
-from assistant.conversations import ConversationError, Conversations
-from assistant.history import (
+from assistant.history.conversations import Conversations
+from assistant.backups import Backups, latest_backup, restore_database_file
+from assistant.history.archive import (
     DEFAULT_SEARCH_LIMIT,
     History,
     HistoryError,
-    latest_backup,
-    restore_database_file,
 )
 from assistant.store import CorruptDatabaseError, Store, StoreError
+from assistant.wording import human_size
 
 #: Exit code for errors the user can fix (bad input, missing file), as argparse uses.
 USER_ERROR = 2
-
-Handler = Callable[[argparse.Namespace, "Store | None"], int]
 
 
 def add_history_commands(subparsers) -> None:
@@ -84,31 +79,6 @@ def add_history_commands(subparsers) -> None:
     restore.set_defaults(handler=cmd_restore, needs_store=False)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return USER_ERROR
-
-
-def _user_errors(handler: Handler) -> Handler:
-    """Turn every error a user can cause into one line on stderr and exit code 2."""
-
-    @functools.wraps(handler)
-    def wrapper(args: argparse.Namespace, store: Store | None) -> int:
-        try:
-            return handler(args, store)
-        except (HistoryError, ConversationError, StoreError) as exc:
-            return _fail(str(exc))
-        except sqlite3.OperationalError as exc:  # locked, disk full, read-only: the file is fine
-            return _fail(f"The database could not be used: {exc}.")
-        except sqlite3.DatabaseError as exc:
-            path = store.path if store is not None else default_paths().database
-            return _fail(store_error_message(CorruptDatabaseError(f"The database {path} cannot be read ({exc}).", path)))
-        except OSError as exc:
-            return _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}.")
-
-    return wrapper
-
-
 def store_error_message(exc: StoreError, backups_dir: Path | None = None) -> str:
     """The message for a store that cannot be opened, with the restore advice when it helps."""
     message = str(exc)
@@ -149,7 +119,6 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
-@_user_errors
 def cmd_search(args: argparse.Namespace, store: Store | None) -> int:
     history = History(_require(store))
     hits = history.search(
@@ -174,7 +143,6 @@ def cmd_search(args: argparse.Namespace, store: Store | None) -> int:
     return 0
 
 
-@_user_errors
 def cmd_list(args: argparse.Namespace, store: Store | None) -> int:
     conversations = Conversations(_require(store))
     if args.trash:
@@ -191,32 +159,28 @@ def cmd_list(args: argparse.Namespace, store: Store | None) -> int:
     return 0
 
 
-@_user_errors
 def cmd_export(args: argparse.Namespace, store: Store | None) -> int:
     result = History(_require(store)).export(args.output, args.format, conversation_id=args.conversation)
     print(f"Exported {result.conversations} conversation(s), {result.messages} message(s) to {result.path}.")
     return 0
 
 
-@_user_errors
 def cmd_import(args: argparse.Namespace, store: Store | None) -> int:
     report = History(_require(store)).import_file(args.file)
     print(report.summary())
     return 0
 
 
-@_user_errors
 def cmd_backup(args: argparse.Namespace, store: Store | None) -> int:
-    path = History(_require(store)).backup()
-    print(f"Backup written to {path} ({path.stat().st_size / 1e6:.1f} MB).")
+    path = Backups(_require(store), default_paths().backups_dir).backup()
+    print(f"Backup written to {path} ({human_size(path.stat().st_size)}).")
     return 0
 
 
-@_user_errors
 def cmd_restore(args: argparse.Namespace, store: Store | None) -> int:
     paths = default_paths()
     if store is not None:
-        result = History(store, paths.backups_dir).restore(args.backup)
+        result = Backups(store, paths.backups_dir).restore(args.backup)
     else:
         result = restore_database_file(paths.database, args.backup, paths.backups_dir)
     kept = f" The database it replaced was kept as {result.previous_kept_as}." if result.previous_kept_as else ""

@@ -1,23 +1,22 @@
 """The chat: messages rendered as Markdown, a composer, Stop, regenerate, edit, copy.
 
 GUI thread only. Everything that touches the store or the engine goes through
-:class:`ui.jobs.Jobs` (``ui.operations`` on a pool thread, or a streaming
-:class:`ui.jobs.ReplyJob`), so typing, scrolling and Stop stay responsive while a reply
-streams. Every message is stored as it happens, so a crash or a dead engine loses nothing:
+:class:`ui.jobs.Jobs`: the core's small calls on a pool thread, and each reply as the events of
+:class:`assistant.chat.ChatSession` streamed from one, so typing, scrolling and Stop stay
+responsive while a reply streams. Every message is stored as it happens, so a crash or a dead engine loses nothing:
 a reply cut short is kept and marked "interrupted".
 """
+
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -25,353 +24,32 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QTextBrowser,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ui import operations
-from ui.markdown import SafeTextBrowser, quote_html, render
-from ui.suggesting_edit import SuggestingTextEdit, SuggestionController
+from assistant.chat import prompt as chat_prompt
+from assistant.chat import sources as chat_sources
+from assistant.chat import views as chat_views
+from assistant.chat.events import (
+    ModelLoading,
+    ReplyDone,
+    ReplyFailed,
+    ReplyStarted,
+    Token,
+    TurnPrepared,
+)
+from assistant.wording import counted
+from ui.chat.message_view import MAX_COLUMN_WIDTH, MessageView
+from ui.chat.widgets import Banner, Composer, SourceDialog
+from ui.suggesting_edit import SuggestionController
 from ui.theme import COLORS
 
 if TYPE_CHECKING:
     from assistant.app import Services
-    from ui.jobs import Jobs, ReplyJob
-    from ui.operations import ConversationView, Turn
-
-#: Widest a message column gets: long lines are hard to read.
-MAX_COLUMN_WIDTH = 860
-#: Streaming text is re-rendered at most this often (Markdown layout costs more than a token).
-RENDER_INTERVAL_MS = 50
-#: Composer height limits, in lines of text.
-COMPOSER_MIN_LINES = 1
-COMPOSER_MAX_LINES = 8
-
-
-def format_metrics(metrics: dict) -> str:
-    """Small print under a reply: speed, time to first token, token counts."""
-    parts = []
-    speed = metrics.get("tokens_per_s")
-    if isinstance(speed, (int, float)) and speed > 0:
-        parts.append(f"{speed:.1f} tokens/s")
-    ttft = metrics.get("ttft_ms")
-    if isinstance(ttft, (int, float)) and ttft >= 0:
-        parts.append(f"first token {ttft / 1000:.2f} s")
-    completion = metrics.get("completion_tokens")
-    if isinstance(completion, int):
-        parts.append(f"{completion} tokens")
-    prompt = metrics.get("prompt_tokens")
-    if isinstance(prompt, int):
-        parts.append(f"prompt {prompt}")
-    return " · ".join(parts)
-
-
-class MessageText(SafeTextBrowser):
-    """A message body: as tall as its text, so the column scrolls, not each message."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("MessageText")
-        self.setAccessibleName("Message text")
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.document().setDocumentMargin(2)
-        self.document().documentLayout().documentSizeChanged.connect(self._fit)
-        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
-        self._fit()
-
-    def _fit(self, *_: Any) -> None:
-        height = int(self.document().size().height()) + 2 * self.frameWidth() + 2
-        bar = self.horizontalScrollBar()
-        if bar.isVisible():
-            height += bar.sizeHint().height()
-        if height != self.height():
-            self.setFixedHeight(max(height, 20))
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        super().resizeEvent(event)
-        self._fit()
-
-    def wheelEvent(self, event) -> None:  # noqa: N802
-        # The column scrolls; a message never does vertically.
-        event.ignore()
-
-
-class MessageView(QFrame):
-    """One message: who wrote it, its text, small print, and its actions."""
-
-    sig_edit_requested = Signal(str)  # message id
-    sig_regenerate_requested = Signal(str)  # message id
-    sig_source_opened = Signal(int)  # chunk id of a cited passage
-
-    def __init__(self, role: str, colors: dict, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("MessageCard")
-        self.setProperty("role", role)
-        self.role = role
-        self.message_id: str | None = None
-        self.text = ""
-        self.status = "complete"
-        self.colors = colors
-        self.setMaximumWidth(MAX_COLUMN_WIDTH)
-        self.setAccessibleName("Your message" if role == "user" else "Assistant's reply")
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 6, 8, 8)
-        layout.setSpacing(2)
-        header = QHBoxLayout()
-        self.role_label = QLabel("You" if role == "user" else "Assistant")
-        self.role_label.setObjectName("MessageRole")
-        self.interrupted_tag = QLabel("interrupted")
-        self.interrupted_tag.setObjectName("InterruptedTag")
-        self.interrupted_tag.setAccessibleName("Reply interrupted")
-        self.interrupted_tag.hide()
-        header.addWidget(self.role_label)
-        header.addWidget(self.interrupted_tag)
-        header.addStretch(1)
-        header.setSpacing(6)
-        self.copy_button = self._action("Copy", "Copy this message", self.copy)
-        self.edit_button = self._action("Edit", "Edit and resend your last message",
-                                        lambda: self.sig_edit_requested.emit(self.message_id or ""))
-        self.regenerate_button = self._action("Regenerate", "Write this reply again",
-                                              lambda: self.sig_regenerate_requested.emit(self.message_id or ""))
-        for button in (self.copy_button, self.edit_button, self.regenerate_button):
-            header.addWidget(button)
-        self.edit_button.hide()
-        self.regenerate_button.hide()
-        layout.addLayout(header)
-
-        self.body = MessageText(self)
-        layout.addWidget(self.body)
-
-        # Small print under a reply: model, speed, time to first token.
-        self.metrics_label = QLabel("")
-        self.metrics_label.setObjectName("Metrics")
-        self.metrics_label.setAccessibleName("Reply metrics")
-        self.metrics_label.hide()
-        layout.addWidget(self.metrics_label)
-
-        # The passages from the user's documents that the reply was given, each a link.
-        self.sources: list[dict] = []
-        self.sources_label = QLabel("")
-        self.sources_label.setObjectName("Sources")
-        self.sources_label.setAccessibleName("Sources of this reply")
-        self.sources_label.setWordWrap(True)
-        self.sources_label.setTextFormat(Qt.TextFormat.RichText)
-        self.sources_label.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse
-                                                   | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
-        self.sources_label.linkActivated.connect(self._source_link)
-        self.sources_label.hide()
-        layout.addWidget(self.sources_label)
-
-        self._render_timer = QTimer(self)
-        self._render_timer.setSingleShot(True)
-        self._render_timer.setInterval(RENDER_INTERVAL_MS)
-        self._render_timer.timeout.connect(self._render)
-
-    def _action(self, text: str, accessible: str, slot) -> QToolButton:
-        button = QToolButton(self)
-        button.setObjectName("MessageAction")
-        button.setText(text)
-        button.setAccessibleName(accessible)
-        button.setToolTip(accessible)
-        button.setCursor(Qt.CursorShape.PointingHandCursor)
-        button.clicked.connect(slot)
-        return button
-
-    # ----- content -------------------------------------------------------------------
-    def set_text(self, text: str) -> None:
-        self.text = text
-        self._render()
-
-    def append_text(self, text: str) -> None:
-        self.text += text
-        if not self._render_timer.isActive():
-            self._render_timer.start()
-
-    def set_placeholder(self, text: str) -> None:
-        self.body.setPlainText(text)
-
-    def _render(self) -> None:
-        if self.role == "user":
-            # What the user typed is shown as typed: no Markdown surprises in their own words.
-            self.body.setPlainText(self.text)
-        else:
-            render(self.body.document(), self.text, self.colors, self.body.font())
-
-    def set_colors(self, colors: dict) -> None:
-        self.colors = colors
-        self._render()
-
-    def set_message(self, message) -> None:
-        """Show a stored :class:`~assistant.conversations.Message`."""
-        self.message_id = message.id
-        self.status = message.status
-        self._render_timer.stop()
-        self.set_text(message.text)
-        self.interrupted_tag.setVisible(message.status == "interrupted")
-        bits = []
-        if self.role == "assistant" and message.model:
-            bits.append(message.model)
-        metrics = format_metrics(message.metrics or {})
-        if metrics:
-            bits.append(metrics)
-        self.metrics_label.setText(" · ".join(bits))
-        self.metrics_label.setVisible(bool(bits))
-
-    def set_sources(self, sources: list[dict]) -> None:
-        """Show the cited passages under the reply: "[1] file, page 3", each opens the passage."""
-        from html import escape
-
-        self.sources = list(sources)
-        if not self.sources:
-            self.sources_label.hide()
-            return
-        links = [f'<a href="chunk:{int(s["chunk_id"])}">[{int(s["number"])}] {escape(s["file"])}, '
-                 f'{escape(s["location"])}</a>' for s in self.sources]
-        quoted = next((s for s in self.sources if s.get("quote")), None)
-        # The passage's own sentence: right more often than a small model (assistant/grounded.py).
-        quote = quote_html(quoted["number"], quoted["chunk_id"], quoted["quote"]) + "<br>" if quoted else ""
-        self.sources_label.setText(quote + "Sources: " + " · ".join(links))
-        self.sources_label.show()
-
-    def _source_link(self, link: str) -> None:
-        if link.startswith("chunk:") and link[6:].isdigit():
-            self.sig_source_opened.emit(int(link[6:]))
-
-    def set_streaming(self, model_label: str) -> None:
-        self.status = "streaming"
-        self.metrics_label.setText(f"{model_label} · writing…" if model_label else "writing…")
-        self.metrics_label.show()
-
-    def set_actions(self, edit: bool, regenerate: bool) -> None:
-        self.edit_button.setVisible(edit)
-        self.regenerate_button.setVisible(regenerate)
-
-    def set_found(self, found: bool) -> None:
-        self.setProperty("found", "true" if found else "false")
-        self.style().unpolish(self)
-        self.style().polish(self)
-
-    def copy(self) -> None:
-        QGuiApplication.clipboard().setText(self.text)
-
-
-class Composer(SuggestingTextEdit):
-    """The message box: Enter sends, Shift+Enter adds a line, it grows with its text; grey
-    writing suggestions as the user types (Tab accepts)."""
-
-    sig_send_requested = Signal()
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("Composer")
-        self.setAccessibleName("Message")
-        self.setAccessibleDescription("Type a message. Enter sends it, Shift+Enter adds a line.")
-        self.setPlaceholderText("Message the assistant (Enter sends, Shift+Enter adds a line)")
-        self.setTabChangesFocus(True)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.document().documentLayout().documentSizeChanged.connect(self._grow)
-        self._grow()
-
-    def handle_key(self, event: QKeyEvent) -> None:
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-                self.textCursor().insertText("\n")
-                return
-            if not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
-                self.sig_send_requested.emit()
-                return
-        super().handle_key(event)
-
-    def lines_shown(self) -> int:
-        # QPlainTextEdit's layout measures its document in lines (wrapped ones included).
-        lines = int(self.document().documentLayout().documentSize().height())
-        return max(COMPOSER_MIN_LINES, min(COMPOSER_MAX_LINES, lines))
-
-    def _grow(self, *_: Any) -> None:
-        line = self.fontMetrics().lineSpacing()
-        margins = self.contentsMargins()
-        height = self.lines_shown() * line + int(2 * self.document().documentMargin()) + margins.top() + margins.bottom() + 6
-        if height != self.height():
-            self.setFixedHeight(height)
-
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
-        super().changeEvent(event)
-        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
-            self._grow()
-
-
-class Banner(QFrame):
-    """A one-line notice at the top of a pane (engine trouble, edit mode) with a close button."""
-
-    sig_banner_closed = Signal()
-
-    def __init__(self, name: str, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("Banner")
-        self.setProperty("kind", "info")
-        self.setAccessibleName(name)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 6)
-        self.label = QLabel("")
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.label, 1)
-        self.close_button = QToolButton(self)
-        self.close_button.setText("✕")
-        self.close_button.setAutoRaise(True)
-        self.close_button.setAccessibleName(f"Close {name.lower()}")
-        self.close_button.clicked.connect(self.dismiss)
-        layout.addWidget(self.close_button)
-        self.hide()
-
-    def show_message(self, text: str, kind: str = "info") -> None:
-        self.label.setText(text)
-        self.setProperty("kind", kind)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.show()
-
-    def dismiss(self) -> None:
-        self.hide()
-        self.sig_banner_closed.emit()
-
-
-class SourceDialog(QDialog):
-    """A cited passage: its file, its page or section, and the text. GUI thread."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Source")
-        self.setAccessibleName("Source passage")
-        self.resize(620, 420)
-        layout = QVBoxLayout(self)
-        self.where = QLabel("")
-        self.where.setAccessibleName("Where the passage is")
-        self.where.setWordWrap(True)
-        self.where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.where)
-        self.passage = QTextBrowser(self)
-        self.passage.setAccessibleName("Passage")
-        layout.addWidget(self.passage, 1)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
-        buttons.rejected.connect(self.reject)
-        for button in buttons.buttons():
-            button.setAccessibleName("Close the source")
-        layout.addWidget(buttons)
-        self.source: dict = {}
-
-    def show_source(self, source: dict) -> None:
-        self.source = dict(source)
-        self.where.setText(f"{source['path']} · {source['location']}")
-        self.passage.setPlainText(source["passage"])
-        self.open()
-
+    from assistant.chat.session import ChatSession
+    from assistant.chat.views import ConversationView
+    from ui.jobs import Job, Jobs
 
 class ChatPane(QWidget):
     """One conversation at a time; see the module docstring for threading."""
@@ -390,13 +68,14 @@ class ChatPane(QWidget):
         self.conversation_id: str | None = None
         self.model_id: str | None = None
         self.suggestions: SuggestionController | None = None  # built with the services
-        self.documents_choice: dict | None = None  # see operations.SETTING_DOCUMENTS
+        self.documents_choice: dict | None = None  # see assistant.chat.prompt
         self.collections: list[dict] = []
         self.source_dialog: SourceDialog | None = None
         self.system_prompt = ""
         self.models: list = []
         self.views: list[MessageView] = []
-        self.reply: ReplyJob | None = None
+        self.reply: Job | None = None  # the streaming reply's job
+        self.session: ChatSession | None = None  # its session
         self.streaming_view: MessageView | None = None
         self.editing_message_id: str | None = None
         self._busy = False
@@ -563,7 +242,7 @@ class ChatPane(QWidget):
 
     # ----- services --------------------------------------------------------------------
     def set_services(self, services: "Services", jobs: "Jobs") -> None:
-        from assistant.suggestions import Suggester
+        from assistant.tasks.suggestions import Suggester
 
         self.services = services
         self.jobs = jobs
@@ -613,7 +292,7 @@ class ChatPane(QWidget):
         self._leave_current()
         self.conversation_id = None
         generation = self._generation
-        self.jobs.run(operations.new_conversation_view, self.services,
+        self.jobs.run(chat_views.new_conversation_view, self.services,
                       on_done=lambda view: self._show_view(view, generation),
                       on_error=self._show_error)
         self.sig_conversation_changed.emit("")
@@ -630,7 +309,7 @@ class ChatPane(QWidget):
         self.conversation_id = conversation_id
         self._loading = True
         generation = self._generation
-        self.jobs.run(operations.load_conversation, self.services, conversation_id,
+        self.jobs.run(chat_views.load_conversation, self.services, conversation_id,
                       on_done=lambda view: self._show_view(view, generation, message_id),
                       on_error=self._show_error)
         self.sig_conversation_changed.emit(conversation_id)
@@ -642,6 +321,7 @@ class ChatPane(QWidget):
         self._generation += 1
         self._set_busy(False)
         self.reply = None
+        self.session = None
         self.streaming_view = None
         self.cancel_edit()
         self.banner.hide()
@@ -674,7 +354,7 @@ class ChatPane(QWidget):
         """Reload the model list after the library changed (GUI thread; the list comes from a job)."""
         if self.services is None or self.jobs is None:
             return
-        self.jobs.run(operations.chat_models, self.services,
+        self.jobs.run(chat_views.chat_models, self.services,
                       on_done=lambda models: self._fill_models(models, self.model_id))
 
     def _fill_models(self, models: list, selected: str | None) -> None:
@@ -698,7 +378,7 @@ class ChatPane(QWidget):
         """Reload the document collections (after the Documents page changed them)."""
         if self.services is None or self.jobs is None:
             return
-        self.jobs.run(operations.document_collections, self.services, on_done=self._fill_collections)
+        self.jobs.run(chat_sources.document_collections, self.services, on_done=self._fill_collections)
 
     def _fill_collections(self, collections: list[dict]) -> None:
         self.collections = list(collections)
@@ -714,7 +394,7 @@ class ChatPane(QWidget):
         combo.addItem("None", None)
         combo.addItem("All my documents", "all")
         for collection in self.collections:
-            combo.addItem(operations.collection_label(collection), collection["id"])
+            combo.addItem(chat_sources.collection_label(collection), collection["id"])
         index = 0
         if choice:
             wanted = choice.get("collections")
@@ -736,14 +416,14 @@ class ChatPane(QWidget):
             return
         self.documents_choice = choice
         if self.conversation_id and self.services and self.jobs:
-            self.jobs.run(operations.set_conversation_setting, self.services, self.conversation_id,
-                          operations.SETTING_DOCUMENTS, choice, on_error=self._show_error)
+            self.jobs.run(chat_views.set_conversation_setting, self.services, self.conversation_id,
+                          chat_prompt.SETTING_DOCUMENTS, choice, on_error=self._show_error)
 
     def open_source(self, chunk_id: int) -> None:
         """Show a cited passage with its file and place (read on a worker thread)."""
         if self.services is None or self.jobs is None:
             return
-        self.jobs.run(operations.open_source, self.services, chunk_id, on_done=self._show_source,
+        self.jobs.run(chat_sources.open_source, self.services, chunk_id, on_done=self._show_source,
                       on_error=self._show_error)
 
     def _show_source(self, source: dict) -> None:
@@ -757,8 +437,8 @@ class ChatPane(QWidget):
             return
         self.model_id = model_id
         if self.conversation_id and self.services and self.jobs:
-            self.jobs.run(operations.set_conversation_setting, self.services, self.conversation_id,
-                          operations.SETTING_MODEL, model_id, on_error=self._show_error)
+            self.jobs.run(chat_views.set_conversation_setting, self.services, self.conversation_id,
+                          chat_prompt.SETTING_MODEL, model_id, on_error=self._show_error)
 
     def _toggle_persona(self, shown: bool) -> None:
         self.persona_panel.setVisible(shown)
@@ -769,8 +449,8 @@ class ChatPane(QWidget):
         self.system_prompt = self.persona_edit.toPlainText().strip()
         self.persona_button.setChecked(False)
         if self.conversation_id and self.services and self.jobs:
-            self.jobs.run(operations.set_conversation_setting, self.services, self.conversation_id,
-                          operations.SETTING_SYSTEM_PROMPT, self.system_prompt, on_error=self._show_error)
+            self.jobs.run(chat_views.set_conversation_setting, self.services, self.conversation_id,
+                          chat_prompt.SETTING_SYSTEM_PROMPT, self.system_prompt, on_error=self._show_error)
 
     # ----- message views -------------------------------------------------------------------
     def _clear_views(self) -> None:
@@ -859,6 +539,14 @@ class ChatPane(QWidget):
     def _model_label(self) -> str:
         return self.model_id or ""
 
+    def _session(self) -> ChatSession:
+        """A session over the conversation as the screen shows it (no store access: GUI thread)."""
+        # Imported here: the session's store and engine modules must not delay the first paint.
+        from assistant.chat.session import ChatSession
+
+        return ChatSession(self.services, self.conversation_id, model_id=self.model_id,
+                           system_prompt=self.system_prompt, documents=self.documents_choice)
+
     def send(self, text: str | None = None) -> bool:
         """Send the composer's text (or ``text``); False if nothing was sent."""
         if text is None or not isinstance(text, str):
@@ -871,22 +559,11 @@ class ChatPane(QWidget):
         replace_from = self.editing_message_id
         self.editing_message_id = None
         self.edit_banner.hide()
-        self._stop_requested = False
-        self._set_busy(True)
         user_view = self._add_view("user")
         user_view.set_text(text)
-        reply_view = self._add_view("assistant")
-        reply_view.set_placeholder("…")
-        reply_view.set_streaming(self._model_label())
-        self.streaming_view = reply_view
-        self._at_bottom = True
-        generation = self._generation
-        self.jobs.run(
-            operations.start_turn, self.services, self.conversation_id, text, self.model_id, self.system_prompt,
-            replace_from, self.documents_choice,
-            on_done=lambda turn: self._turn_ready(turn, generation, user_view),
-            on_error=lambda message, exc: self._turn_failed(message, generation, [user_view, reply_view], text),
-        )
+        session = self._session()
+        events = session.edit_and_resend(replace_from, text) if replace_from else session.turn(text)
+        self._start_reply(session, events, user_view, text)
         return True
 
     def regenerate(self, message_id: str = "") -> bool:
@@ -895,24 +572,55 @@ class ChatPane(QWidget):
         last = self.views[-1] if self.views else None
         reply_id = message_id or (last.message_id if last and last.role == "assistant" else None)
         self.banner.hide()
-        self._stop_requested = False
-        self._set_busy(True)
         old = self.view_for(reply_id) if reply_id else None
         if old is not None:
             old.setEnabled(False)  # it goes when the new reply starts
+        session = self._session()
+        self._start_reply(session, session.regenerate(reply_id), None, None)
+        return True
+
+    def _start_reply(self, session: ChatSession, events, user_view: "MessageView | None", text: str | None) -> None:
+        """Stream ``events`` (a ChatSession generator) on the pool into a new reply view."""
+        self._stop_requested = False
+        self._set_busy(True)
         reply_view = self._add_view("assistant")
         reply_view.set_placeholder("…")
         reply_view.set_streaming(self._model_label())
         self.streaming_view = reply_view
         self._at_bottom = True
         generation = self._generation
-        self.jobs.run(
-            operations.regenerate_turn, self.services, self.conversation_id, reply_id, self.model_id,
-            self.system_prompt,
-            on_done=lambda turn: self._turn_ready(turn, generation, None),
-            on_error=lambda message, exc: self._turn_failed(message, generation, [reply_view], None),
-        )
-        return True
+        state = {"prepared": False, "ended": False}
+        views = [v for v in (user_view, reply_view) if v is not None]
+
+        def on_event(event) -> None:
+            if generation != self._generation:
+                return
+            if isinstance(event, TurnPrepared):
+                state["prepared"] = True
+                self._turn_ready(event, user_view)
+            elif isinstance(event, ReplyStarted):
+                reply_view.message_id = event.message_id
+            elif isinstance(event, Token):
+                self._token(event.text, reply_view)
+            elif isinstance(event, ReplyDone):
+                state["ended"] = True
+                self._reply_ended(event.message, reply_view, "complete", "")
+            elif isinstance(event, ReplyFailed):
+                state["ended"] = True
+                self._reply_ended(event.message, reply_view, event.kind, event.text)
+            elif isinstance(event, ModelLoading):
+                pass  # the status bar follows the engine's own status reports
+
+        def on_error(message: str, _exc: BaseException) -> None:
+            if generation != self._generation or state["ended"]:
+                return
+            if state["prepared"]:
+                self._reply_ended(None, reply_view, "error", message)
+            else:
+                self._turn_failed(message, views, text)
+
+        self.session = session
+        self.reply = self.jobs.stream(lambda: events, on_event=on_event, on_error=on_error, cancel=session.cancel)
 
     def edit_message(self, message_id: str) -> None:
         """Put the last user message back in the composer; sending replaces it and what followed."""
@@ -940,7 +648,7 @@ class ChatPane(QWidget):
             return
         self._stop_requested = True
         if self.reply is not None:
-            self.reply.stop()
+            self.reply.cancel()
         self.stop_button.setEnabled(False)  # until the job confirms: a second click changes nothing
 
     def _on_escape(self) -> None:
@@ -949,37 +657,25 @@ class ChatPane(QWidget):
         elif self.editing_message_id is not None:
             self.cancel_edit()
 
-    def _turn_ready(self, turn: "Turn", generation: int, user_view: MessageView | None) -> None:
-        if generation != self._generation or self.jobs is None or self.services is None:
-            return
-        self._remove_views(turn.hidden)
+    def _turn_ready(self, turn: TurnPrepared, user_view: "MessageView | None") -> None:
+        self._remove_views(list(turn.hidden))
         if user_view is not None and turn.user_message is not None:
             user_view.set_message(turn.user_message)
         new = self.conversation_id is None
-        self.conversation_id = turn.conversation.id
-        self.title_label.setText(turn.conversation.title)
-        if new:
-            self.sig_conversation_changed.emit(turn.conversation.id)
+        if turn.conversation is not None:
+            self.conversation_id = turn.conversation.id
+            self.title_label.setText(turn.conversation.title)
+            if new:
+                self.sig_conversation_changed.emit(turn.conversation.id)
         self.sig_conversations_changed.emit()
         view = self.streaming_view
         if view is not None:
-            view.set_sources(turn.sources)
+            view.set_sources(list(turn.sources))
         if turn.budget:
-            self.budget_label.setText(f"{len(turn.sources)} passages · {turn.budget['used']} of "
+            self.budget_label.setText(f"{counted(len(turn.sources), 'passage')} · {turn.budget['used']} of "
                                       f"{turn.budget['total']} prompt tokens")
-        self.reply = self.jobs.start_reply(
-            self.services, turn,
-            on_started=lambda message_id: self._reply_started(message_id, view, generation),
-            on_token=lambda text: self._token(text, view, generation),
-            on_finished=lambda message: self._reply_ended(message, view, generation, "complete", ""),
-            on_failed=lambda kind, text, message: self._reply_ended(message, view, generation, kind, text),
-        )
-        if self.reply is not None and self._stop_requested:
-            self.reply.stop()
 
-    def _turn_failed(self, message: str, generation: int, views: list[MessageView], text: str | None) -> None:
-        if generation != self._generation:
-            return
+    def _turn_failed(self, message: str, views: list[MessageView], text: str | None) -> None:
         for view in views:
             if view in self.views:
                 self.views.remove(view)
@@ -996,22 +692,16 @@ class ChatPane(QWidget):
         self.stop_button.setEnabled(True)
         self.banner.show_message(message, "error")
 
-    def _reply_started(self, message_id: str, view: MessageView | None, generation: int) -> None:
-        if generation != self._generation or view is None:
-            return
-        view.message_id = message_id
-
-    def _token(self, text: str, view: MessageView | None, generation: int) -> None:
-        if generation != self._generation or view is None:
+    def _token(self, text: str, view: MessageView | None) -> None:
+        if view is None:
             return
         if not view.text:
             view.body.clear()
         view.append_text(text)
 
-    def _reply_ended(self, message, view: MessageView | None, generation: int, kind: str, text: str) -> None:
-        if generation != self._generation:
-            return
+    def _reply_ended(self, message, view: MessageView | None, kind: str, text: str) -> None:
         self.reply = None
+        self.session = None
         self.streaming_view = None
         self.stop_button.setEnabled(True)
         if view is not None:

@@ -1,8 +1,8 @@
 """`assistant docs add|list|remove|reindex|sync` and `assistant ask "question"`.
 
-Wiring (in assistant/cli.py)::
+Wiring (in assistant/cli/main.py)::
 
-    from assistant.documents_cli import add_documents_commands
+    from assistant.cli.documents import add_documents_commands
     add_documents_commands(sub)          # then args.handler(args, services)
 
 Every handler is ``handler(args, services) -> int`` and runs on the CLI's main thread;
@@ -16,9 +16,11 @@ from __future__ import annotations
 import sys
 import threading
 
-from assistant.documents import DEFAULT_COLLECTION, Documents, DocumentsError, Progress, default_counter, engine_embedder
-from assistant.grounded import GroundedChat, format_quote, format_sources
-from assistant.retrieval import Retriever, Scope
+from assistant.chat.events import ReplyFailed, Token, TurnPrepared
+from assistant.chat.session import ChatSession
+from assistant.documents.collections import DEFAULT_COLLECTION, Documents, DocumentsError, Progress, default_counter, engine_embedder
+from assistant.documents.grounded import format_quote, format_sources
+from assistant.documents.retrieval import Retriever, Scope
 from assistant.wording import counted
 
 
@@ -165,33 +167,42 @@ def cmd_docs_search(args, services) -> int:
 
 
 def cmd_ask(args, services) -> int:
-    embed = engine_embedder(services)
-    documents = Documents(services.store, embed, default_counter(services))
+    """One question answered from the documents, through the chat's own session (nothing stored)."""
+    documents, _retriever = services.documents_core()
     scope = _scope(documents, args.collection)
     if documents.stats()["chunks"] == 0:
         raise DocumentsError("No documents are indexed yet; add some with `assistant docs add PATH`.")
     model = services.library.get(args.model) if args.model else services.library.for_task("chat")
-    chat = GroundedChat(Retriever(services.store, embed), services.engine, model.path,
-                        context_tokens=int(services.settings.engine.n_ctx))
-    prepared_budget = {}
-
-    def write(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-
+    session = ChatSession(services, persist=False, model_id=model.id,
+                          documents={"collections": scope.collections if scope else None,
+                                     "only": bool(args.only_documents)},
+                          budget_tokens=args.budget)
+    prepared: TurnPrepared | None = None
+    used_model = True
     try:
-        answer = chat.ask(args.question, scope=scope, only_documents=args.only_documents,
-                          budget_tokens=args.budget, on_text=write)
+        for event in session.turn(args.question):
+            if isinstance(event, TurnPrepared):
+                prepared = event
+                used_model = not event.refused
+            elif isinstance(event, Token):
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif isinstance(event, ReplyFailed):
+                print()
+                if event.kind != "cancelled":
+                    raise DocumentsError(event.text)
     except KeyboardInterrupt:
         print("\nassistant: stopped", file=sys.stderr)
         return 130
-    prepared_budget = answer.budget
     print()
-    if answer.quote is not None:
-        print("\n" + format_quote(answer.quote, answer.sources))
-    if answer.sources:
-        print("\nSources:\n" + format_sources(answer.sources))
-    print(f"\n(passages used {prepared_budget['used']} of {prepared_budget['total']} prompt tokens"
-          + ("" if answer.used_model else "; nothing relevant was found, so the model was not asked") + ")",
+    sources = list(prepared.sources) if prepared else []
+    quote = format_quote(sources)
+    if quote:
+        print("\n" + quote)
+    if sources:
+        print("\nSources:\n" + format_sources(sources))
+    budget = prepared.budget if prepared and prepared.budget else {"used": 0, "total": 0}
+    print(f"\n(passages used {budget['used']} of {budget['total']} prompt tokens"
+          + ("" if used_model else "; nothing relevant was found, so the model was not asked") + ")",
           file=sys.stderr)
     return 0

@@ -55,7 +55,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from assistant.models import LibraryError, ModelRecord
+from assistant.chat.events import ReplyDone, ReplyFailed, Token
+from assistant.chat.session import ChatSession
+from assistant.errors import ApiServerError, ChatError
+from assistant.models.library import LibraryError, ModelRecord
 from assistant.settings import load_or_create_api_token
 from engine.client import EngineRequestError
 from engine.settings import SamplingParams
@@ -64,16 +67,11 @@ if TYPE_CHECKING:
     from assistant.app import Services
     from engine.client import RequestHandle
 
-log = logging.getLogger("assistant.api_server")
+log = logging.getLogger("assistant.api.server")
 
 #: The explicit command-line flag that allows a non-loopback address; named so that
 #: nobody types it by accident.
 EXPOSE_FLAG = "--i-understand-this-exposes-the-api"
-
-
-class ApiServerError(OSError):
-    """The server cannot start (address refused, port in use...); str() is the message.
-    An OSError, like the socket errors it explains, so the CLI and the window show it as is."""
 
 
 @dataclass
@@ -447,7 +445,7 @@ class ApiServer:
                 job.state = "running"
             try:
                 self._run(job)
-            except LibraryError as exc:
+            except (LibraryError, ChatError) as exc:
                 self._fail(job, "bad_request", str(exc))
             except EngineRequestError as exc:  # the engine is closed or failed to start
                 self._fail(job, exc.kind, str(exc))
@@ -460,15 +458,11 @@ class ApiServer:
         job.deliver({"event": "error", "kind": kind, "message": message})
 
     def _run(self, job: _Job) -> None:
-        engine = self.services.engine
         if job.kind == "chat":
-            from assistant.adapters import ActiveAdapters
-
-            # The same adapter as the window's chat ("use in chat" on the Train page), when it
-            # was trained for the requested model.
-            adapters = ActiveAdapters(self.services.store).for_model("chat", job.model.path)
-            handle = engine.chat(job.model.path, job.params["messages"], job.params["sampling"], adapters=adapters)
-        elif job.kind == "complete":
+            self._run_chat(job)
+            return
+        engine = self.services.engine
+        if job.kind == "complete":
             handle = engine.complete(job.model.path, job.params["prompt"], job.params["sampling"])
         else:
             handle = engine.request("embed", {"model": self._embed_path(job.model), "texts": job.params["texts"],
@@ -488,6 +482,34 @@ class ApiServer:
             except TimeoutError:
                 if self._stopping:
                     handle.cancel()
+
+    def _run_chat(self, job: _Job) -> None:
+        """A chat request is one turn of a :class:`ChatSession` that writes nothing (the request
+        carries the whole conversation), so the API replies as the window does: the same prompt
+        building, the adapter chosen for chat. Its events go out in the engine's protocol,
+        which the HTTP side already speaks. Dispatcher thread."""
+        messages = job.params["messages"]
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        session = ChatSession(self.services, persist=False, model_id=job.model.id, system_prompt=system,
+                              documents=None, sampling=SamplingParams.from_dict(job.params["sampling"]),
+                              history=[m for m in messages if m["role"] != "system"])
+        with job._lock:
+            job.handle = session  # _cancel() calls its cancel(): the engine stops, prompt processing too
+            cancelled = job._cancelled
+        if cancelled:
+            session.cancel()
+        for event in session.reply():
+            if isinstance(event, Token):
+                job.deliver({"event": "token", "text": event.text})
+            elif isinstance(event, ReplyDone):
+                job.metrics = event.metrics
+                self._finish(job, "done")
+                job.deliver({"event": "done", "metrics": event.metrics,
+                             "result": {"text": event.message.text, "finish_reason": event.finish_reason}})
+            elif isinstance(event, ReplyFailed):
+                job.metrics = event.metrics
+                self._finish(job, event.kind)
+                job.deliver({"event": "error", "kind": event.kind, "message": event.text})
 
     def _embed_path(self, record: ModelRecord) -> str:
         """The GGUF the worker embeds with: MiniLM ships as safetensors, converted once."""

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import resources
-from assistant import langdetect
+from assistant.errors import TaskInputError, TranslationError
+from assistant.tasks import langdetect
 from assistant.atomic import atomic_write_text
-from assistant.models import LibraryError
+from assistant.models.library import LibraryError
 from engine.client import EngineRequestError
 
 #: Files larger than this are refused before reading: a 270M model translates a few
@@ -48,15 +49,7 @@ MAX_SEGMENT_CHARS = 400
 MEMORY_EXAMPLES = 4
 
 
-class TaskInputError(LibraryError):
-    """Input the user can fix (empty text, unsupported language, unreadable file); str() says how."""
-
-
-class TranslationError(TaskInputError):
-    pass
-
-
-# ----- reading user files (shared with assistant.sentiment) -----------------------------
+# ----- reading user files (shared with assistant.tasks.sentiment) -----------------------------
 def read_text_file(path: str | Path, max_bytes: int, what: str = "file") -> str:
     """Read a user's text file with clear messages for the usual mistakes."""
     path = Path(path).expanduser()
@@ -355,7 +348,7 @@ class Translator:
 
     @classmethod
     def from_services(cls, services) -> "Translator":
-        from assistant.adapters import ActiveAdapters
+        from assistant.models.adapters import ActiveAdapters
 
         active = ActiveAdapters(services.store)
         return cls(lambda: services.engine, services.library,

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
+from assistant.errors import ConversationError, ConversationNotFoundError
 from assistant.store import Store, conversation_scope
 
 T = TypeVar("T")
@@ -35,15 +36,6 @@ MAX_TITLE_CHARS = 500
 #: How often a streaming reply is committed: often enough that a crash loses only a moment,
 #: rarely enough that re-indexing a long reply (FTS5 update) stays a small cost.
 DEFAULT_SAVE_INTERVAL_S = 0.25
-
-
-class ConversationError(Exception):
-    """Something the user asked for cannot be done; str() is the message to show."""
-
-
-class ConversationNotFoundError(ConversationError, KeyError):
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else "Conversation not found."
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from assistant.errors import AdapterError
 
 #: Tasks an adapter can be chosen for.
 ADAPTER_TASKS = ("chat", "translate")
 #: The store's settings scope for the choices.
 SCOPE = "adapters"
-
-
-class AdapterError(ValueError):
-    """A choice that cannot be made; str() is the message for the user."""
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """`assistant translate`, `assistant sentiment` and `assistant suggest` from the shell.
 
-Wiring (in assistant/cli.py)::
+Wiring (in assistant/cli/main.py)::
 
-    from assistant.tasks_cli import add_task_commands
+    from assistant.cli.tasks import add_task_commands
     add_task_commands(sub)
 
 Every handler is ``handler(args, services) -> int`` and runs on the CLI's main thread.
 Results go to stdout (or the ``-o`` file, written atomically); an error the user can cause
-raises a :class:`~assistant.models.LibraryError` subclass, which ``main`` prints as one
+raises a :class:`~assistant.models.library.LibraryError` subclass, which ``main`` prints as one
 line with exit code 2. Ctrl+C stops a job and keeps what it finished (written with ``-o``).
 """
 
@@ -18,7 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
-from assistant.sentiment import (
+from assistant.tasks.sentiment import (
     SentimentAnalyzer,
     SentimentError,
     SentimentFinished,
@@ -27,8 +27,8 @@ from assistant.sentiment import (
     parse_examples,
     read_table,
 )
-from assistant.suggestions import Suggester
-from assistant.translation import (
+from assistant.tasks.suggestions import Suggester
+from assistant.tasks.translation import (
     SegmentDone,
     TaskInputError,
     SegmentText,

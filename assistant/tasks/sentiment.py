@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Iterator
 
 import resources
+from assistant.errors import SentimentError
 from assistant.atomic import atomic_write
-from assistant.translation import TaskInputError, read_text_file
+from assistant.tasks.translation import TaskInputError, read_text_file
 from engine import model_pack
 from engine.client import EngineRequestError
 
@@ -44,10 +45,6 @@ MAX_TEXT_CHARS = 4000
 #: cancelled job loses at most the batch in flight.
 CHUNK = 256
 LABELS = ("positive", "negative")
-
-
-class SentimentError(TaskInputError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -6,20 +6,23 @@ Every error a user can cause ends as one line on stderr and exit code 2, never a
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
+from pathlib import Path
 from typing import Callable
 
 import assistant  # noqa: F401  (installs the privacy guard first)
 from assistant.app import Services, build_services
+from assistant.chat.events import ReplyDone, ReplyFailed, Token
+from assistant.chat.session import ChatSession, sampling_with
+from assistant.cli.documents import add_documents_commands
+from assistant.cli.history import add_history_commands, store_error_message
+from assistant.cli.tasks import add_task_commands
 from assistant.config import default_paths
-from assistant.documents import DocumentsError
-from assistant.documents_cli import add_documents_commands
-from assistant.history_cli import add_history_commands, store_error_message
-from assistant.tasks_cli import add_task_commands
-from assistant.models import LibraryError, ModelRecord
-from assistant.store import Store, StoreError
-from engine.client import EngineRequestError
-from engine.model_pack import PackError
+from assistant.errors import CorruptDatabaseError, LibraryError, StoreError, is_expected, user_message
+from assistant.models.library import ModelRecord
+from assistant.store import Store
+from assistant.wording import human_count, human_size, metrics_line
 from engine.settings import SamplingParams
 
 EXIT_USER_ERROR = 2
@@ -29,36 +32,6 @@ def _print_err(message: str) -> None:
     print(f"assistant: {message}", file=sys.stderr)
 
 
-def _human_size(n: int | None) -> str:
-    if not n:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _human_count(n: int | None) -> str:
-    if not n:
-        return "?"
-    if n >= 1e9:
-        return f"{n / 1e9:.2f}B"
-    if n >= 1e6:
-        return f"{n / 1e6:.0f}M"
-    return str(n)
-
-
-def format_metrics(metrics: dict) -> str:
-    parts = [f"{metrics.get('completion_tokens', 0)} tokens"]
-    if metrics.get("tokens_per_s"):
-        parts.append(f"{metrics['tokens_per_s']:.1f} tok/s")
-    if metrics.get("ttft_ms") is not None:
-        parts.append(f"first token {metrics['ttft_ms']:.0f} ms")
-    parts.append(f"prompt {metrics.get('prompt_tokens', 0)} tokens ({metrics.get('prompt_tokens_evaluated', 0)} new)")
-    return " · ".join(parts)
-
-
 # ----- models ---------------------------------------------------------------------------
 def cmd_models_list(args, services: Services) -> int:
     records = services.library.list()
@@ -66,9 +39,9 @@ def cmd_models_list(args, services: Services) -> int:
     rows = [("ID", "NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "SOURCE", "TASKS")]
     for m in records:
         meta = m.metadata
-        rows.append((m.id, m.display_name, str(meta.get("architecture") or "?"), _human_count(meta.get("parameter_count")),
+        rows.append((m.id, m.display_name, str(meta.get("architecture") or "?"), human_count(meta.get("parameter_count")),
                      str(meta.get("quantization") or "?"), str(meta.get("context_length") or "?"),
-                     _human_size(m.size_bytes), m.source, ",".join(m.tasks)))
+                     human_size(m.size_bytes), m.source, ",".join(m.tasks)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -81,10 +54,10 @@ def _print_model(m: ModelRecord, full_licence: bool = False) -> None:
     meta = m.metadata
     fields = [
         ("id", m.id), ("name", m.display_name), ("path", m.path), ("source", m.source),
-        ("architecture", meta.get("architecture")), ("parameters", _human_count(meta.get("parameter_count"))),
+        ("architecture", meta.get("architecture")), ("parameters", human_count(meta.get("parameter_count"))),
         ("quantization", meta.get("quantization")), ("context length", meta.get("context_length")),
         ("layers", meta.get("block_count")), ("vocabulary", meta.get("vocab_size")),
-        ("file size", _human_size(m.size_bytes)), ("sha256", m.sha256 or "-"),
+        ("file size", human_size(m.size_bytes)), ("sha256", m.sha256 or "-"),
         ("tasks", ", ".join(m.tasks)), ("licence", meta.get("licence") or meta.get("licence_name") or "-"),
     ]
     for key, value in fields:
@@ -127,93 +100,58 @@ def cmd_models_route(args, services: Services) -> int:
 
 # ----- chat -----------------------------------------------------------------------------
 def _sampling_from_args(args, services: Services) -> SamplingParams:
-    base = services.settings.sampling.to_dict()
-    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens"):
-        value = getattr(args, name, None)
-        if value is not None:
-            base[name] = value
+    overrides = {name: getattr(args, name, None)
+                 for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens")}
     if args.stop:
-        base["stop"] = list(args.stop)
+        overrides["stop"] = list(args.stop)
     try:
-        return SamplingParams.from_dict(base)
+        return sampling_with(services.settings.sampling, **overrides)
     except ValueError as exc:
         raise LibraryError(str(exc)) from exc
 
 
-def _stream_reply(services: Services, model: ModelRecord, messages: list[dict], sampling: SamplingParams,
-                  write: Callable[[str], None], show_metrics: bool,
-                  conversation_id: str | None = None) -> tuple[str, dict | None]:
-    """Stream one reply, saving it as it streams; Ctrl+C cancels the reply (not the program)."""
-    conversations = services.conversations
-    if conversation_id is not None:
-        conversations.add_message(conversation_id, "user", messages[-1]["content"], model=model.id,
-                                  sampling=sampling.to_dict())
-        reply = conversations.begin_reply(conversation_id, model=model.id, sampling=sampling.to_dict())
-    handle = services.engine.chat(model.path, messages, sampling)
-    parts: list[str] = []
-
-    def on_text(text: str) -> None:
-        parts.append(text)
-        write(text)
-        if conversation_id is not None:
-            reply.append(text)
-
+def _print_reply(events, write: Callable[[str], None], show_metrics: bool) -> bool:
+    """Stream one reply of a :class:`ChatSession` to the terminal (the session stores it as it
+    streams); Ctrl+C stops the reply, not the program. True when a reply was kept."""
     try:
-        done = handle.stream(on_text)
+        for event in events:
+            if isinstance(event, Token):
+                write(event.text)
+            elif isinstance(event, ReplyDone):
+                write("\n")
+                if show_metrics:
+                    print(f"[{metrics_line(event.metrics)}]", file=sys.stderr)
+                return True
+            elif isinstance(event, ReplyFailed):
+                write("\n")
+                if event.kind == "cancelled":
+                    print("[stopped]", file=sys.stderr)
+                else:
+                    _print_err(event.text)
+                return bool(event.message is not None and event.message.text)
     except KeyboardInterrupt:
-        handle.cancel()
-        try:
-            for _ in handle.events(timeout=30):
-                pass
-        except (KeyboardInterrupt, TimeoutError):
-            pass
+        # Raised inside the session's generator, whose cleanup stopped the engine and kept
+        # what arrived, marked interrupted.
         write("\n")
         print("[stopped]", file=sys.stderr)
-        if conversation_id is not None:
-            reply.interrupt()
-        return "".join(parts), None
-    except EngineRequestError as exc:
-        if conversation_id is not None:
-            reply.interrupt()
-        if exc.kind == "cancelled":
-            return "".join(parts), None
-        write("\n")
-        raise
-    write("\n")
-    metrics = done.get("metrics") or {}
-    if conversation_id is not None:
-        reply.finish(metrics)
-    warning = (done.get("result") or {}).get("template_warning")
-    if warning:
-        print(f"note: {warning}", file=sys.stderr)
-    if show_metrics:
-        print(f"[{format_metrics(metrics)}]", file=sys.stderr)
-    return "".join(parts), metrics
+    return True
 
 
 def cmd_chat(args, services: Services) -> int:
     model = services.library.get(args.model) if args.model else services.library.for_task("chat")
     sampling = _sampling_from_args(args, services)
     system = args.system if args.system is not None else services.settings.default_system_prompt
-    messages: list[dict] = [{"role": "system", "content": system}] if system else []
 
     def write(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    conversation_id: str | None = None
+    def new_session() -> ChatSession:
+        return ChatSession(services, model_id=model.id, system_prompt=system, documents=None, sampling=sampling)
 
-    def conversation() -> str:
-        nonlocal conversation_id
-        if conversation_id is None:
-            conversation_id = services.conversations.create(messages[-1]["content"][:80]).id
-            if system:
-                services.conversations.add_message(conversation_id, "system", system)
-        return conversation_id
-
+    session = new_session()
     if args.question:
-        messages.append({"role": "user", "content": " ".join(args.question)})
-        _stream_reply(services, model, messages, sampling, write, not args.quiet, conversation())
+        _print_reply(session.turn(" ".join(args.question)), write, not args.quiet)
         return 0
 
     interactive = sys.stdin.isatty()
@@ -234,24 +172,12 @@ def cmd_chat(args, services: Services) -> int:
         if text in ("/exit", "/quit"):
             break
         if text == "/reset":
-            messages = [m for m in messages if m["role"] == "system"]
-            conversation_id = None
+            session = new_session()
             print("(new conversation)", file=sys.stderr)
             continue
-        messages.append({"role": "user", "content": text})
         if interactive:
             write("assistant> ")
-        try:
-            reply, _metrics = _stream_reply(services, model, messages, sampling, write, not args.quiet,
-                                            conversation())
-        except EngineRequestError as exc:
-            _print_err(str(exc))
-            messages.pop()
-            continue
-        if reply:
-            messages.append({"role": "assistant", "content": reply})
-        else:
-            messages.pop()
+        _print_reply(session.turn(text), write, not args.quiet)
     return 0
 
 
@@ -260,7 +186,7 @@ def cmd_serve(args, services: Services) -> int:
     """Run the local OpenAI-compatible API until Ctrl+C or SIGTERM (main thread)."""
     import signal
 
-    from assistant.api_server import EXPOSE_FLAG, ApiServer, ApiServerConfig, ApiServerError, is_loopback
+    from assistant.api.server import EXPOSE_FLAG, ApiServer, ApiServerConfig, ApiServerError, is_loopback
     from assistant.settings import api_token_path, load_or_create_api_token
 
     port = services.settings.api_server_port if args.port is None else args.port
@@ -369,9 +295,31 @@ def _run_history(args) -> int:
             return EXIT_USER_ERROR
     try:
         return int(args.handler(args, store) or 0)
+    except Exception as exc:
+        return handle_error(exc, store.path if store is not None else None)
     finally:
         if store is not None:
             store.close()
+
+
+def handle_error(exc: BaseException, database: Path | None = None) -> int:
+    """The command line's one handler for a failed command: an error the user caused is one line
+    on stderr and exit code 2; anything else is a bug, shown with its traceback (exit 1)."""
+    if isinstance(exc, StoreError):
+        _print_err(store_error_message(exc, default_paths().backups_dir))
+        return EXIT_USER_ERROR
+    if isinstance(exc, sqlite3.OperationalError):  # locked, read-only: the file itself is fine
+        _print_err(f"The database could not be used: {exc}.")
+        return EXIT_USER_ERROR
+    if isinstance(exc, sqlite3.DatabaseError):
+        path = database or default_paths().database
+        _print_err(store_error_message(CorruptDatabaseError(f"The database {path} cannot be read ({exc}).", path),
+                                       default_paths().backups_dir))
+        return EXIT_USER_ERROR
+    if is_expected(exc):
+        _print_err(user_message(exc))
+        return EXIT_USER_ERROR
+    raise exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,12 +338,8 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except StoreError as exc:
-        _print_err(store_error_message(exc, default_paths().backups_dir))
-        return EXIT_USER_ERROR
-    except (LibraryError, DocumentsError, EngineRequestError, PackError, OSError) as exc:
-        _print_err(str(exc))
-        return EXIT_USER_ERROR
+    except Exception as exc:
+        return handle_error(exc)
     except KeyboardInterrupt:
         return 130
     finally:

@@ -5,7 +5,7 @@ Qt-free and torch-free core. Training and classifying run on whatever thread cal
 they block on the engine worker for embeddings and, while teaching, for the teacher.
 
 How it is made:
-1. The teacher, :class:`assistant.sentiment.SentimentAnalyzer` (a language model's
+1. The teacher, :class:`assistant.tasks.sentiment.SentimentAnalyzer` (a language model's
    calibrated label log-probabilities), scores the user's *unlabelled* texts; each gets a
    soft label, the teacher's probability that it is positive.
 2. Each text is embedded by MiniLM (all-MiniLM-L6-v2, 384-d unit vectors) through
@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import queue
 import shutil
 import tempfile
 import threading
@@ -39,8 +38,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from assistant.errors import StudentError
 from assistant.atomic import atomic_write_text
-from assistant.sentiment import (
+from assistant.tasks.sentiment import (
     SentimentAnalyzer,
     SentimentError,
     SentimentFinished,
@@ -50,7 +50,7 @@ from assistant.sentiment import (
     scored,
 )
 
-#: ``embed(texts) -> float32 array (n, dim)`` of unit vectors (assistant.documents.EmbedFn).
+#: ``embed(texts) -> float32 array (n, dim)`` of unit vectors (assistant.documents.collections.EmbedFn).
 EmbedFn = Callable[[list[str]], np.ndarray]
 
 FORMAT = "sentiment-student/1"
@@ -58,10 +58,6 @@ FORMAT = "sentiment-student/1"
 EMBED_BATCH = 256
 #: Folder under the models folder where students are kept.
 STUDENTS_DIR = "sentiment-students"
-
-
-class StudentError(SentimentError):
-    """A student cannot be trained, saved or loaded; ``str(e)`` says why in one sentence."""
 
 
 @dataclass
@@ -254,21 +250,15 @@ def teacher_labels(teacher: SentimentAnalyzer, texts: list[str], cancel: threadi
 def fine_tune_available() -> bool:
     """Whether this installation can fine-tune (torch and transformers for the training
     process); the self-contained bundle cannot, and then students fit a head only."""
-    from assistant.training_support import training_unavailable
+    from assistant.train.support import training_unavailable
 
     return training_unavailable() is None
 
 
-def fine_tune_encoder(texts: list[str], labels: np.ndarray, encoder_dir: str | Path, work_dir: str | Path,
-                      settings: dict | None = None, python: str | None = None,
-                      on_progress: Callable[[TrainProgress], None] | None = None,
-                      cancel: threading.Event | None = None) -> dict:
-    """Fine-tune the sentence encoder on the teacher's soft labels in a training process
-    (``python -m training.run``, kind "sentiment_student"); returns the job's result (head
-    weights, the encoder GGUF's path, held-out agreement). Blocks the calling thread (never
-    the GUI's); ``cancel`` stops the process at its next step, then StudentError."""
-    from assistant.training_jobs import StepEvent, TrainingProcess
-
+def write_fine_tune_job(texts: list[str], labels: np.ndarray, encoder_dir: str | Path, work_dir: str | Path,
+                        settings: dict | None = None) -> Path:
+    """Write the job that fine-tunes the sentence encoder on the teacher's soft labels (kind
+    "sentiment_student", run as ``python -m training.run JOB``) into ``work_dir``; returns its file."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     data = work_dir / "labels.jsonl"
@@ -278,7 +268,28 @@ def fine_tune_encoder(texts: list[str], labels: np.ndarray, encoder_dir: str | P
     atomic_write_text(job_file, json.dumps({"kind": "sentiment_student", "encoder_dir": str(encoder_dir),
                                             "data": str(data), "output_dir": str(work_dir / "student"),
                                             "settings": dict(settings or {})}, indent=1))
+    return job_file
+
+
+def fine_tune_outcome(final, result: dict | None) -> dict:
+    """The fine-tuning job's result from its final event (an assistant.train.process
+    TrainingEvent); StudentError when it was cancelled or failed."""
+    if final is None or final.kind == "cancelled":
+        raise StudentError("Training was cancelled.")
+    if final.kind == "error":
+        raise StudentError(str(final.data.get("message") or "The student's training failed.").splitlines()[0])
+    return result or {}
+
+
+def run_fine_tune_job(job_file: Path, python: str | None = None,
+                      on_progress: Callable[[TrainProgress], None] | None = None,
+                      cancel: threading.Event | None = None) -> dict:
+    """Run a job of :func:`write_fine_tune_job` as a training process and return its result.
+    Blocks the calling thread on the process's output (never the GUI's: the window follows the
+    job with QProcess instead); ``cancel`` stops the process at its next step, then StudentError."""
     import sys
+
+    from assistant.train.process import StepEvent, TrainingProcess
 
     process = TrainingProcess.spawn(python or sys.executable, job_file)
     outcome = None
@@ -294,11 +305,94 @@ def fine_tune_encoder(texts: list[str], labels: np.ndarray, encoder_dir: str | P
         if process.process.poll() is None:
             process.process.kill()
             process.process.wait()
-    if outcome is None or outcome.kind == "cancelled":
-        raise StudentError("Training was cancelled.")
-    if outcome.kind == "error":
-        raise StudentError(str(outcome.data.get("message") or "The student's training failed.").splitlines()[0])
-    return process.result or {}
+    return fine_tune_outcome(outcome, process.result)
+
+
+def fine_tune_encoder(texts: list[str], labels: np.ndarray, encoder_dir: str | Path, work_dir: str | Path,
+                      settings: dict | None = None, python: str | None = None,
+                      on_progress: Callable[[TrainProgress], None] | None = None,
+                      cancel: threading.Event | None = None) -> dict:
+    """Fine-tune the sentence encoder on the teacher's soft labels in a training process
+    (``python -m training.run``, kind "sentiment_student"); returns the job's result (head
+    weights, the encoder GGUF's path, held-out agreement). Blocks the calling thread (never
+    the GUI's); ``cancel`` stops the process at its next step, then StudentError."""
+    job_file = write_fine_tune_job(texts, labels, encoder_dir, work_dir, settings)
+    return run_fine_tune_job(job_file, python, on_progress, cancel)
+
+
+@dataclass
+class _Labelled:
+    """The texts a student learns from, with the teacher's soft labels and how they were made."""
+
+    texts: list[str]
+    labels: np.ndarray
+    teacher: dict  # the record of the teacher kept in the student's provenance
+    neutral_below: float
+    teacher_seconds: float | None
+    description: str
+
+
+def _labelled(texts: list[str], teacher: SentimentAnalyzer, config: StudentConfig, data_description: str,
+              soft_labels: np.ndarray | None, report: Callable[[TrainProgress], None],
+              cancel: threading.Event | None) -> _Labelled:
+    """The different non-empty texts and the teacher's probability that each is positive (the
+    teacher labels them here unless ``soft_labels`` are given); StudentError for too few."""
+    kept = [(i, t) for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
+    unique: dict[str, int] = {}
+    for i, t in kept:
+        unique.setdefault(" ".join(t.split()), i)
+    if len(unique) < config.min_texts:
+        raise StudentError(f"A student needs at least {config.min_texts} different non-empty texts to learn from; "
+                           f"{len(unique)} were given.")
+    indices = sorted(unique.values())
+    texts = [texts[i] for i in indices]
+    started = time.perf_counter()
+    if soft_labels is None:
+        labels = teacher_labels(teacher, texts, cancel, lambda d, t: report(TrainProgress("teacher", d, t)))
+        teacher_seconds = time.perf_counter() - started
+    else:
+        labels = np.asarray(soft_labels, dtype=np.float64)[indices]
+        teacher_seconds = None
+    record = {"model": Path(teacher.model_path()).name,
+              "method": "few-shot label log-probabilities with contextual calibration (assistant.tasks.sentiment)",
+              "prompt_sha256": hashlib.sha256(teacher.prefix().encode("utf-8")).hexdigest(),
+              "neutral_below": teacher.neutral_below}
+    return _Labelled(texts, labels, record, teacher.neutral_below, teacher_seconds,
+                     data_description or "the user's unlabelled texts")
+
+
+def _fine_tune_settings(config: StudentConfig, explicit_config: bool, settings: dict | None) -> dict:
+    # The job keeps its own, smaller held-out share unless the caller chose one: a fine-tuned
+    # encoder gains more from every labelled text than a head does.
+    return {"min_texts": config.min_texts, "seed": config.seed,
+            **({"heldout_fraction": config.heldout_fraction} if explicit_config else {}), **dict(settings or {})}
+
+
+def _fine_tuned_student(result: dict, labelled: _Labelled) -> SentimentStudent:
+    """The student a fine-tuning job made (its result: head weights, encoder GGUF, agreement)."""
+    encoder = Path(result["encoder_gguf"])
+    labels = labelled.labels
+    student = SentimentStudent(weights=np.asarray(result["weights"], dtype=np.float64), bias=float(result["bias"]),
+                               neutral_below=labelled.neutral_below,
+                               embedder=embedder_identity(encoder, int(result["dim"])), staged_encoder=encoder)
+    student.provenance = {
+        "method": "MiniLM sentence encoder fine-tuned with a logistic head on the teacher's calibrated "
+                  "probabilities (soft labels, binary cross-entropy); run as the encoder's GGUF through "
+                  "llama.cpp and a dot product",
+        "teacher": labelled.teacher,
+        "data": labelled.description,
+        "n_texts": len(labelled.texts),
+        "n_fit": result.get("n_fit"),
+        "n_heldout": result.get("n_heldout"),
+        "teacher_positive_share": round(float(np.mean(labels >= 0.5)), 4),
+        "heldout_agreement_with_teacher": result.get("heldout_agreement_with_teacher"),
+        "training": {k: result.get(k) for k in ("steps", "first_loss", "last_loss", "train_seconds", "config",
+                                                 "encoder_source", "heldout_agreement_torch",
+                                                 "gguf_torch_max_difference")},
+        "teacher_seconds": None if labelled.teacher_seconds is None else round(labelled.teacher_seconds, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return student
 
 
 def train_student(
@@ -326,57 +420,13 @@ def train_student(
     explicit_config = config is not None
     config = config or StudentConfig()
     report = on_progress or (lambda _p: None)
-    kept = [(i, t) for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
-    unique: dict[str, int] = {}
-    for i, t in kept:
-        unique.setdefault(" ".join(t.split()), i)
-    if len(unique) < config.min_texts:
-        raise StudentError(f"A student needs at least {config.min_texts} different non-empty texts to learn from; "
-                           f"{len(unique)} were given.")
-    indices = sorted(unique.values())
-    texts = [texts[i] for i in indices]
-    started = time.perf_counter()
-
-    if soft_labels is None:
-        labels = teacher_labels(teacher, texts, cancel, lambda d, t: report(TrainProgress("teacher", d, t)))
-        teacher_seconds = time.perf_counter() - started
-    else:
-        labels = np.asarray(soft_labels, dtype=np.float64)[indices]
-        teacher_seconds = None
-    teacher_record = {"model": Path(teacher.model_path()).name,
-                      "method": "few-shot label log-probabilities with contextual calibration (assistant.sentiment)",
-                      "prompt_sha256": hashlib.sha256(teacher.prefix().encode("utf-8")).hexdigest(),
-                      "neutral_below": teacher.neutral_below}
+    labelled = _labelled(texts, teacher, config, data_description, soft_labels, report, cancel)
+    texts, labels, teacher_seconds = labelled.texts, labelled.labels, labelled.teacher_seconds
     if fine_tune is not None:
-        # The job keeps its own, smaller held-out share unless the caller chose one: a fine-tuned
-        # encoder gains more from every labelled text than a head does.
-        settings = {"min_texts": config.min_texts, "seed": config.seed,
-                    **({"heldout_fraction": config.heldout_fraction} if explicit_config else {}),
-                    **dict(fine_tune.get("settings") or {})}
+        settings = _fine_tune_settings(config, explicit_config, fine_tune.get("settings"))
         result = fine_tune_encoder(texts, labels, fine_tune["encoder_dir"], fine_tune["work_dir"], settings,
                                    fine_tune.get("python"), report, cancel)
-        encoder = Path(result["encoder_gguf"])
-        student = SentimentStudent(weights=np.asarray(result["weights"], dtype=np.float64), bias=float(result["bias"]),
-                                   neutral_below=teacher.neutral_below,
-                                   embedder=embedder_identity(encoder, int(result["dim"])), staged_encoder=encoder)
-        student.provenance = {
-            "method": "MiniLM sentence encoder fine-tuned with a logistic head on the teacher's calibrated "
-                      "probabilities (soft labels, binary cross-entropy); run as the encoder's GGUF through "
-                      "llama.cpp and a dot product",
-            "teacher": teacher_record,
-            "data": data_description or "the user's unlabelled texts",
-            "n_texts": len(texts),
-            "n_fit": result.get("n_fit"),
-            "n_heldout": result.get("n_heldout"),
-            "teacher_positive_share": round(float(np.mean(labels >= 0.5)), 4),
-            "heldout_agreement_with_teacher": result.get("heldout_agreement_with_teacher"),
-            "training": {k: result.get(k) for k in ("steps", "first_loss", "last_loss", "train_seconds", "config",
-                                                     "encoder_source", "heldout_agreement_torch",
-                                                     "gguf_torch_max_difference")},
-            "teacher_seconds": None if teacher_seconds is None else round(teacher_seconds, 2),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        return student
+        return _fine_tuned_student(result, labelled)
     if embed is None or embed_model is None:
         raise StudentError("A head-only student needs the embedding model.")
     vectors = embed_all(embed, texts, cancel, lambda d: report(TrainProgress("embed", d, len(texts))))
@@ -397,8 +447,8 @@ def train_student(
     student.provenance = {
         "method": "logistic regression on MiniLM sentence embeddings (llama.cpp), fitted to the teacher's "
                   "calibrated probabilities (soft labels)",
-        "teacher": teacher_record,
-        "data": data_description or "the user's unlabelled texts",
+        "teacher": labelled.teacher,
+        "data": labelled.description,
         "n_texts": len(texts),
         "n_fit": int(len(fit)),
         "n_heldout": int(n_held),
@@ -430,7 +480,7 @@ class StudentAnalyzer:
     @classmethod
     def from_services(cls, services, student_path: str | Path, **options) -> "StudentAnalyzer":
         def load() -> tuple[SentimentStudent, EmbedFn]:
-            from assistant.documents import engine_embedder
+            from assistant.documents.collections import engine_embedder
 
             student = SentimentStudent.load(student_path)
             encoder = student.encoder_path(student_path)
@@ -540,14 +590,49 @@ def _student_path(models_dir: str | Path, name: str) -> Path:
     return candidate
 
 
-def teach_student(services, texts: list[str], name: str, cancel: threading.Event | None = None,
-                  on_progress: Callable[[TrainProgress], None] | None = None) -> Path:
-    """Teach and save a student for the app (the Sentiment pane): the library's sentiment
-    model labels ``texts``, then the library's sentence encoder is fine-tuned on its labels
-    in a training process, or, where this installation cannot train (the bundle) or the
-    encoder is a GGUF only, a head is fitted on its embeddings. Returns the student's file.
-    Blocks the calling thread (a pool thread, never the GUI's)."""
-    from assistant.documents import engine_embedder
+@dataclass
+class Lesson:
+    """A student being taught for the app, after :func:`prepare_lesson`.
+
+    Either it is done (``path``: a head was fitted on the library's embeddings and the student
+    saved), or what is left is the fine-tuning job (``job_file``): run it as a training process
+    (``python -m training.run``; the window follows it with QProcess, :func:`teach_student` with
+    :func:`run_fine_tune_job`), then :meth:`finish` with its result, or :meth:`discard` when it
+    failed or was cancelled. Both remove the scratch folder.
+    """
+
+    models_dir: Path
+    name: str
+    path: Path | None = None
+    job_file: Path | None = None
+    work_dir: Path | None = None
+    labelled: _Labelled | None = field(default=None, repr=False)
+
+    def finish(self, result: dict) -> Path:
+        """Save the student the job made (its ``done`` result); returns the student's file.
+        Worker thread (hashes and moves the encoder)."""
+        try:
+            student = _fine_tuned_student(result, self.labelled)
+            self.path = student.save(_student_path(self.models_dir, self.name))
+            return self.path
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove the scratch folder (what the job wrote with it). Any thread."""
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def prepare_lesson(services, texts: list[str], name: str, cancel: threading.Event | None = None,
+                   on_progress: Callable[[TrainProgress], None] | None = None) -> Lesson:
+    """The first part of teaching a student for the app (the Sentiment pane): the library's
+    sentiment model labels ``texts``; then, where this installation can train and the library's
+    sentence encoder is a model folder, the job that fine-tunes it on those labels is written
+    (the caller runs it); otherwise (the bundle, an encoder that is a GGUF only) a head is
+    fitted on its embeddings and the student saved here. Blocks the calling thread on the
+    engine (a pool thread, never the GUI's); StudentError for too few texts or a cancel."""
+    from assistant.documents.collections import engine_embedder
     from engine.convert_bert import ensure_gguf
 
     teacher = SentimentAnalyzer.from_services(services)
@@ -557,43 +642,33 @@ def teach_student(services, texts: list[str], name: str, cancel: threading.Event
     folder.mkdir(parents=True, exist_ok=True)
     description = f"{len(texts)} texts from {name}"
     if source.is_dir() and fine_tune_available():
+        config = StudentConfig()
+        labelled = _labelled(texts, teacher, config, description, None, on_progress or (lambda _p: None), cancel)
         work = Path(tempfile.mkdtemp(prefix=".teaching-", dir=folder))
         try:
-            student = train_student(texts, teacher, None, None, data_description=description, on_progress=on_progress,
-                                    cancel=cancel, fine_tune={"encoder_dir": source, "work_dir": work})
-            return student.save(_student_path(models_dir, name))
-        finally:
+            job_file = write_fine_tune_job(labelled.texts, labelled.labels, source, work,
+                                           _fine_tune_settings(config, False, None))
+        except BaseException:
             shutil.rmtree(work, ignore_errors=True)
+            raise
+        return Lesson(models_dir, name, job_file=job_file, work_dir=work, labelled=labelled)
     gguf_path = source if source.is_file() else ensure_gguf(source, models_dir)
     student = train_student(texts, teacher, engine_embedder(services), gguf_path, data_description=description,
                             on_progress=on_progress, cancel=cancel)
-    return student.save(_student_path(models_dir, name))
+    return Lesson(models_dir, name, path=student.save(_student_path(models_dir, name)))
 
 
-def teach_student_stream(services, texts: list[str], name: str,
-                         cancel: threading.Event) -> Iterator[TrainProgress | Path]:
-    """:func:`teach_student` as a generator for the window's jobs: progress events, then the
-    saved student's path. The work runs on a helper thread that is always joined here."""
-    events: "queue.Queue[TrainProgress | None]" = queue.Queue()
-    outcome: dict = {}
-
-    def work() -> None:
-        try:
-            outcome["path"] = teach_student(services, texts, name, cancel, events.put)
-        except BaseException as error:  # re-raised on the generator's thread below
-            outcome["error"] = error
-        finally:
-            events.put(None)
-
-    worker = threading.Thread(target=work, name="teach-student", daemon=True)
-    worker.start()
+def teach_student(services, texts: list[str], name: str, cancel: threading.Event | None = None,
+                  on_progress: Callable[[TrainProgress], None] | None = None) -> Path:
+    """Teach and save a student in one call (:func:`prepare_lesson`, the fine-tuning process if
+    any, :meth:`Lesson.finish`); returns the student's file. Blocks the calling thread (a worker
+    or a script's, never the GUI's: the window runs the parts itself)."""
+    lesson = prepare_lesson(services, texts, name, cancel, on_progress)
+    if lesson.path is not None:
+        return lesson.path
     try:
-        while (event := events.get()) is not None:
-            yield event
-    finally:
-        if worker.is_alive():
-            cancel.set()  # the consumer went away: stop the teaching too
-        worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    yield outcome["path"]
+        result = run_fine_tune_job(lesson.job_file, on_progress=on_progress, cancel=cancel)
+    except BaseException:
+        lesson.discard()
+        raise
+    return lesson.finish(result)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.errors import LibraryError
 from assistant.config import AppPaths
 from assistant.store import Store
 from engine import model_pack
@@ -21,10 +22,6 @@ from engine.gguf_check import MalformedModelError
 from engine.library import ModelTooLargeError, check_fits, inspect_model
 
 TASKS = ("chat", "translate", "classify", "complete", "embed")
-
-
-class LibraryError(ValueError):
-    """A user-facing problem with a model file or the library; str() is the message."""
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""Search, export, import, backup and restore of the conversation history.
+"""Search, export and import of the conversation history (backups of the whole database are
+the store's: :mod:`assistant.backups`).
 
 Threading: :class:`History` methods run on the caller's thread and use the store's lock
 (one short read or one write transaction each), so the store stays the single owner of all
 writes. The GUI calls them from worker threads, never the GUI thread; the CLI from its main
-thread. Backup and restore hold the lock for their whole duration: a reply that streams
-meanwhile waits, it is not lost.
+thread.
 
 Search
     FTS5 (``unicode61``, ``remove_diacritics 2``) over every message and every title,
@@ -64,9 +64,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from assistant.atomic import WriteFailedError, atomic_write, fsync_dir
-from assistant.config import default_paths
-from assistant.conversations import (
+from assistant.errors import HistoryError
+from assistant.wording import metrics_line
+from assistant.atomic import WriteFailedError, atomic_write
+from assistant.history.conversations import (
     MAX_TITLE_CHARS,
     MESSAGE_COLUMNS,
     ROLES,
@@ -76,15 +77,13 @@ from assistant.conversations import (
     message_from_row,
     to_json,
 )
-from assistant.store import Store, conversation_scope, schema_version
+from assistant.store import Store, conversation_scope
 
 EXPORT_FORMAT = "local-assistant-history"
 EXPORT_SCHEMA_VERSION = 1
 #: Import refuses larger files before reading them: parsing JSON takes several times the
 #: file's size in memory, and no real history comes close (200,000 messages ~ 100 MB).
 DEFAULT_MAX_IMPORT_BYTES = 256 * 1024 * 1024
-#: Backups kept by default; older ones are deleted after each new backup.
-DEFAULT_KEEP_BACKUPS = 10
 #: Search results per query unless asked otherwise, and the most one query may ask for.
 DEFAULT_SEARCH_LIMIT = 20
 MAX_SEARCH_LIMIT = 1000
@@ -104,17 +103,6 @@ RANK_WINDOW = 2000
 #: Tokens of context around the matches in a message snippet.
 SNIPPET_TOKENS = 16
 
-BACKUP_PREFIX = "assistant-"
-BACKUP_SUFFIX = ".sqlite3"
-REPLACED_PREFIX = "replaced-"
-
-
-class HistoryError(Exception):
-    """Something the user asked for cannot be done; str() is the one-line message to show."""
-
-
-def _utc_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
 
 
 # ===== search ==========================================================================
@@ -214,13 +202,6 @@ class ImportReport:
         if self.messages_skipped:
             skipped.append(f"{self.messages_skipped} duplicate message(s) were skipped")
         return text + ("; " + ", ".join(skipped) if skipped else "") + "."
-
-
-@dataclass
-class RestoreResult:
-    backup: Path
-    #: Where the database that was replaced now lives (nothing is thrown away).
-    previous_kept_as: Path | None
 
 
 class _Invalid(Exception):
@@ -416,17 +397,6 @@ def _local_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
-def _metrics_line(metrics: dict) -> str:
-    parts = []
-    if metrics.get("prompt_tokens") is not None:
-        parts.append(f"{metrics['prompt_tokens']} prompt tokens")
-    if metrics.get("completion_tokens") is not None:
-        parts.append(f"{metrics['completion_tokens']} tokens")
-    if isinstance(metrics.get("ttft_ms"), (int, float)):
-        parts.append(f"first token after {metrics['ttft_ms']:.0f} ms")
-    if isinstance(metrics.get("tokens_per_s"), (int, float)):
-        parts.append(f"{metrics['tokens_per_s']:.1f} tokens/s")
-    return ", ".join(parts)
 
 
 def conversation_markdown(conversation: Conversation, messages: list[Message]) -> str:
@@ -448,7 +418,7 @@ def conversation_markdown(conversation: Conversation, messages: list[Message]) -
         if details:
             heading += f" ({', '.join(details)})"
         lines += [f"## {heading} · {_local_time(message.created_at)}", "", message.text, ""]
-        extra = _metrics_line(message.metrics)
+        extra = metrics_line(message.metrics)
         if message.documents:
             extra = "; ".join(x for x in (extra, "documents: " + ", ".join(message.documents)) if x)
         if extra:
@@ -456,143 +426,12 @@ def conversation_markdown(conversation: Conversation, messages: list[Message]) -
     return "\n".join(lines)
 
 
-# ===== backups (module level: usable while the database cannot be opened) ==============
-def list_backups(backups_dir: str | os.PathLike) -> list[Path]:
-    """Backups in the folder, oldest first (names carry their UTC time)."""
-    folder = Path(backups_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p for p in folder.iterdir() if p.name.startswith(BACKUP_PREFIX) and p.name.endswith(BACKUP_SUFFIX) and p.is_file()
-    )
-
-
-def latest_backup(backups_dir: str | os.PathLike) -> Path | None:
-    backups = list_backups(backups_dir)
-    return backups[-1] if backups else None
-
-
-def _remove_quietly(path: Path) -> None:
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        try:
-            os.unlink(f"{path}{suffix}")
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _prepare_restore_copy(backup: Path, folder: Path) -> Path:
-    """Copy ``backup`` into a temp file in ``folder`` and prove the copy sound; returns it.
-
-    The copy goes through SQLite's backup API from a read-only connection, so the backup
-    itself is never modified, and what is checked is exactly what will be put in place.
-    """
-    if not backup.is_file():
-        raise HistoryError(f"No such backup: {backup}.")
-    tmp = folder / f".restore-{_utc_stamp()}.sqlite3.tmp"
-    try:
-        source = sqlite3.connect(backup.resolve().as_uri() + "?mode=ro", uri=True)
-        try:
-            dest = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                source.backup(dest)
-                problems = [r[0] for r in dest.execute("PRAGMA integrity_check").fetchall()]
-                if problems != ["ok"]:
-                    raise HistoryError(
-                        f"The backup {backup} is damaged ({problems[0]}); nothing was changed. Try an older backup."
-                    )
-                version = dest.execute("PRAGMA user_version").fetchone()[0]
-                tables = {r[0] for r in dest.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if version < 1 or "settings" not in tables:
-                    raise HistoryError(f"{backup} is not a backup of this app's database; nothing was changed.")
-                if version > schema_version():
-                    raise HistoryError(
-                        f"The backup {backup} was made by a newer version of the app (schema {version}); "
-                        "nothing was changed. Please update the app to restore it."
-                    )
-                dest.execute("PRAGMA journal_mode = DELETE")
-            finally:
-                dest.close()
-        finally:
-            source.close()
-        _fsync_file(tmp)
-    except HistoryError:
-        _remove_quietly(tmp)
-        raise
-    except sqlite3.DatabaseError as exc:
-        _remove_quietly(tmp)
-        raise HistoryError(f"The backup {backup} cannot be read as a database ({exc}); nothing was changed.") from None
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise HistoryError(f"Cannot restore into {folder}: {exc.strerror or exc}; nothing was changed.") from None
-    return tmp
-
-
-def _swap_in(db_path: Path, prepared: Path, keep_as: Path) -> Path | None:
-    """Move the current database (and its -wal/-shm) to ``keep_as``, the prepared copy into
-    its place. Nothing may have the database open. On failure everything is moved back."""
-    moved: list[str] = []
-    try:
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(f"{db_path}{suffix}"):
-                keep_as.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(f"{db_path}{suffix}", f"{keep_as}{suffix}")
-                moved.append(suffix)
-        os.replace(prepared, db_path)
-    except OSError as exc:
-        for suffix in reversed(moved):
-            try:
-                os.replace(f"{keep_as}{suffix}", f"{db_path}{suffix}")
-            except OSError:
-                pass
-        _remove_quietly(prepared)
-        raise HistoryError(f"Cannot replace {db_path}: {exc.strerror or exc}; nothing was changed.") from None
-    fsync_dir(db_path.parent)
-    fsync_dir(keep_as.parent)
-    return keep_as if moved else None
-
-
-def restore_database_file(db_path: str | os.PathLike, backup: str | os.PathLike | None, backups_dir: str | os.PathLike) -> RestoreResult:
-    """Restore while no :class:`Store` is open (the database is damaged and cannot open).
-
-    Runs on the caller's thread; the caller must not have the database open anywhere.
-    ``backup=None`` means the latest backup. The damaged file is kept, renamed.
-    """
-    db_path, backups_dir = Path(db_path), Path(backups_dir)
-    chosen = _choose_backup(backup, backups_dir)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    prepared = _prepare_restore_copy(chosen, db_path.parent)
-    kept = _swap_in(db_path, prepared, backups_dir / f"{REPLACED_PREFIX}{_utc_stamp()}{BACKUP_SUFFIX}")
-    return RestoreResult(backup=chosen, previous_kept_as=kept)
-
-
-def _choose_backup(backup: str | os.PathLike | None, backups_dir: Path) -> Path:
-    if backup is not None:
-        return Path(backup)
-    chosen = latest_backup(backups_dir)
-    if chosen is None:
-        raise HistoryError(f"There is no backup in {backups_dir} yet (make one with: assistant history backup).")
-    return chosen
-
-
 # ===== the service =====================================================================
 class History:
-    """Search, export/import, backup/restore over one store. See the module docstring."""
+    """Search and export/import over one store. See the module docstring."""
 
-    def __init__(self, store: Store, backups_dir: str | os.PathLike | None = None):
+    def __init__(self, store: Store):
         self._store = store
-        if backups_dir is None:
-            backups_dir = default_paths().backups_dir
-        self.backups_dir = Path(backups_dir)
 
     # ----- search -------------------------------------------------------------------------
     def search(
@@ -876,52 +715,3 @@ class History:
                     else:
                         report.messages_skipped += 1
         return report
-
-    # ----- backup / restore ---------------------------------------------------------------
-    def backup(self, keep: int = DEFAULT_KEEP_BACKUPS) -> Path:
-        """Copy the whole database into the backups folder; keep the newest ``keep``."""
-        if keep < 1:
-            raise HistoryError("Keep at least one backup.")
-        try:
-            self.backups_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HistoryError(f"Cannot create {self.backups_dir}: {exc.strerror or exc}.") from None
-        final = self.backups_dir / f"{BACKUP_PREFIX}{_utc_stamp()}{BACKUP_SUFFIX}"
-        tmp = self.backups_dir / f".{final.name}.tmp"
-        try:
-            self._store.backup_to(tmp)
-            _fsync_file(tmp)
-            os.replace(tmp, final)
-            fsync_dir(self.backups_dir)
-        except (sqlite3.Error, OSError) as exc:
-            _remove_quietly(tmp)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise HistoryError(f"Cannot write a backup in {self.backups_dir}: {reason}. Nothing was kept.") from None
-        for old in list_backups(self.backups_dir)[:-keep]:
-            _remove_quietly(old)
-        return final
-
-    def list_backups(self) -> list[Path]:
-        return list_backups(self.backups_dir)
-
-    def latest_backup(self) -> Path | None:
-        return latest_backup(self.backups_dir)
-
-    def restore(self, backup: str | os.PathLike | None = None) -> RestoreResult:
-        """Put a backup (default: the latest) in place of the live database.
-
-        The backup is copied and checked before anything changes; the database it replaces
-        is kept in the backups folder. The store is reopened (and migrated) on the restored
-        file, so services holding it keep working. Stop streaming replies first: a reply
-        that began before the restore has no row to save into afterwards.
-        """
-        chosen = _choose_backup(backup, self.backups_dir)
-        prepared = _prepare_restore_copy(chosen, self._store.path.parent)
-        keep_as = self.backups_dir / f"{REPLACED_PREFIX}{_utc_stamp()}{BACKUP_SUFFIX}"
-        try:
-            with self._store.offline() as db_path:
-                kept = _swap_in(db_path, prepared, keep_as)
-        finally:
-            if prepared.exists():  # the swap failed and put everything back
-                _remove_quietly(prepared)
-        return RestoreResult(backup=chosen, previous_kept_as=kept)

@@ -1,7 +1,7 @@
 """Turning a user's file into titled, sectioned text, with limits on everything.
 
 Runs on a worker thread (GUI) or the CLI's main thread; risky parsers (PDF, DOCX) run in a
-child process (``python -m assistant.ingest FILE``) under an address-space limit and a
+child process (``python -m assistant.documents.ingest FILE``) under an address-space limit and a
 timeout, so a decompression bomb or a parser bug costs that child, never the app. Every
 failure the user can cause is an :class:`IngestError` with one clear sentence.
 """
@@ -19,6 +19,7 @@ import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from assistant.errors import IngestError
 
 #: Suffix -> document type.
 TYPES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".rst": "rst",
@@ -40,10 +41,6 @@ MAX_ZIP_RATIO = 200
 #: The parsing child's limits: address space and wall time.
 CHILD_MEMORY_BYTES = 1024 * 1024 * 1024
 CHILD_TIMEOUT_S = 120.0
-
-
-class IngestError(Exception):
-    """A file that cannot be indexed; str() is one sentence for the user."""
 
 
 @dataclass
@@ -106,7 +103,7 @@ def parse_file(path: str | os.PathLike, isolated: bool = True) -> ParsedDocument
 
 
 def _parse_in_child(path: Path) -> ParsedDocument:
-    """Run the parser in ``python -m assistant.ingest`` under RLIMIT_AS and a timeout."""
+    """Run the parser in ``python -m assistant.documents.ingest`` under RLIMIT_AS and a timeout."""
     def limit() -> None:  # runs in the child between fork and exec
         import resource
 
@@ -116,7 +113,7 @@ def _parse_in_child(path: Path) -> ParsedDocument:
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
-        proc = subprocess.run([sys.executable, "-m", "assistant.ingest", str(path)], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "assistant.documents.ingest", str(path)], capture_output=True,
                               timeout=CHILD_TIMEOUT_S, preexec_fn=limit, env=env, cwd=root)
     except subprocess.TimeoutExpired:
         raise IngestError(f"{path.name}: parsing took longer than {CHILD_TIMEOUT_S:.0f} s and was stopped; "
@@ -135,7 +132,7 @@ def _parse_in_child(path: Path) -> ParsedDocument:
 
 
 def _child_main(argv: list[str]) -> int:
-    """``python -m assistant.ingest FILE``: parse one file, print JSON, never a traceback."""
+    """``python -m assistant.documents.ingest FILE``: parse one file, print JSON, never a traceback."""
     path = Path(argv[0])
     try:
         document = _PARSERS[document_type(path) or "text"](path)

@@ -3,7 +3,7 @@
 Threading: a :class:`Retriever` may be used from any worker thread (not the GUI thread: a
 query embeds through the engine and reads the store); its in-memory vector matrix is
 guarded by a lock and rebuilt when the index generation (bumped by every write in
-``assistant.documents``) moves.
+``assistant.documents.collections``) moves.
 
 Dense search is an exact dot product over every vector while the collection is small;
 from :data:`IVF_THRESHOLD` chunks on, an inverted-file index (k-means centroids in numpy)

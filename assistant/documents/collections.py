@@ -23,7 +23,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from assistant.ingest import (
+from assistant.errors import DocumentsError
+from assistant.documents.ingest import (
     IngestError,
     WordPiece,
     chunk_document,
@@ -42,10 +43,6 @@ EMBED_BATCH = 32
 
 #: ``embed(texts) -> float32 array (n, dim)`` of unit vectors; the engine's, or a test's.
 EmbedFn = Callable[[list[str]], np.ndarray]
-
-
-class DocumentsError(ValueError):
-    """A problem the user can act on (unknown collection, nothing to add); str() is the message."""
 
 
 @dataclass

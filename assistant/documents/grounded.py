@@ -1,9 +1,10 @@
 """Chat with documents: retrieved passages in the prompt, within a visible token budget.
 
-Threading: :meth:`GroundedChat.ask` blocks on the engine and the store, so it runs on a
-worker thread (GUI) or the CLI's main thread. The answer carries its numbered sources
-(file, page or section, passage, chunk id) for the window to show under the reply, each
-openable through ``Documents.chunk(chunk_id)``.
+Threading: :meth:`GroundedChat.prepare` blocks on the engine and the store, so it runs on a
+worker thread (GUI) or the CLI's main thread. It chooses the numbered sources (file, page or
+section, passage, chunk id) and builds the two messages; the reply itself is asked for by
+:class:`assistant.chat.session.ChatSession` like every other reply (built through
+:func:`assistant.chat.prompt.grounded_chat`, the one place that sets its token budget).
 
 The quote: a 135M chat model often answers wrongly even with the right passage in front of it
 (measured on 12 questions about short personal notes: SmolLM2 135M answered 4-6 right
@@ -23,12 +24,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from assistant.retrieval import Hit, Retriever, Scope
+from assistant.documents.retrieval import Hit, Retriever, Scope
 
 DONT_KNOW = "I don't know from your documents."
 #: Cosine similarity under which a passage is taken as unrelated to the question. MiniLM
@@ -93,17 +94,6 @@ class Prepared:
     quote: Quote | None = None  # the source sentence closest to the question
 
 
-@dataclass
-class GroundedAnswer:
-    text: str
-    sources: list[Source]
-    budget: dict
-    used_model: bool
-    metrics: dict = field(default_factory=dict)
-    quote: Quote | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _source(number: int, hit: Hit) -> Source:
@@ -119,7 +109,7 @@ def is_relevant(hit: Hit) -> bool:
 
 def passage_sentences(passage: str) -> list[str]:
     """The sentences of a passage, list markers and heading marks removed; short ones left out."""
-    from assistant.translation import segment
+    from assistant.tasks.translation import segment
 
     sentences = []
     for line in passage.splitlines():
@@ -220,34 +210,23 @@ class GroundedChat:
         quote = best_quote(question, sources, self.retriever.embed) if sources else None
         return Prepared(messages, sources, {"used": used, "total": total}, refuse, quote)
 
-    def ask(self, question: str, scope: Scope | None = None, only_documents: bool = False,
-            budget_tokens: int | None = None, on_text: Callable[[str], None] | None = None,
-            sampling: dict | None = None) -> GroundedAnswer:
-        prepared = self.prepare(question, scope, only_documents, budget_tokens)
-        if prepared.refuse:
-            if on_text is not None:
-                on_text(DONT_KNOW)
-            return GroundedAnswer(DONT_KNOW, [], prepared.budget, used_model=False)
-        params = {"temperature": 0.2, "max_tokens": self.reply_tokens, **(sampling or {})}
-        done = self.engine.chat(self.model_path, prepared.messages, params).stream(on_text)
-        text = tidy_reply(done["result"]["text"], len(prepared.sources))
-        return GroundedAnswer(text, prepared.sources, prepared.budget, used_model=True, metrics=done.get("metrics", {}),
-                              quote=prepared.quote)
+
+def format_quote(sources: list[dict]) -> str | None:
+    """The quote line shown in the terminal: the sentence and the source it comes from (the
+    source dicts of a chat turn, see assistant.chat.sources); None when nothing was quoted."""
+    source = next((s for s in sources if s.get("quote")), None)
+    if source is None:
+        return None
+    return f"From your documents [{source['number']}] ({source['file']}, {source['location']}): \u201c{source['quote']}\u201d"
 
 
-def format_quote(quote: Quote, sources: list[Source]) -> str:
-    """The quote line shown in the terminal: the sentence and the source it comes from."""
-    source = next((s for s in sources if s.number == quote.number), None)
-    where = f" ({os.path.basename(source.path)}, {source.location})" if source else ""
-    return f"From your documents [{quote.number}]{where}: \u201c{quote.text}\u201d"
-
-
-def format_sources(sources: list[Source], passage_chars: int = 160) -> str:
+def format_sources(sources: list[dict], passage_chars: int = 160) -> str:
     """The "Sources" block shown under a reply in the terminal."""
     lines = []
     for source in sources:
-        passage = " ".join(source.passage.split())
+        passage = " ".join(source["passage"].split())
         if len(passage) > passage_chars:
             passage = passage[: passage_chars - 1] + "…"
-        lines.append(f"{source.label()} (chunk {source.chunk_id})\n    {passage}")
+        lines.append(f"[{source['number']}] {source['file']}, {source['location']} (chunk {source['chunk_id']})\n"
+                     f"    {passage}")
     return "\n".join(lines)

@@ -4,12 +4,12 @@ Qt-free core under the Train pane (and usable from the CLI). The work itself run
 own process, ``python -m training.run JOB.json`` (torch never enters the GUI process);
 this module writes the job folder, checks before anything starts that the job can work
 (data, architecture, memory, disk) and raises :class:`TrainingJobError` with a readable
-message when not, then spawns the process and turns its JSON lines into typed events.
+message when not. Starting and following the process is :mod:`assistant.train.process`
+(free of the training package): :meth:`TrainingJobs.start` spawns it with subprocess for the
+CLI; the window starts the prepared job file with QProcess (``ui/train_process.py``).
 
-Threading: :meth:`TrainingJobs.prepare_documents` reads the database and writes files, and
-:meth:`TrainingProcess.events` blocks on the child's output: call them from a worker thread
-(the GUI's pool / QProcess adapter), never the GUI thread. :meth:`TrainingProcess.cancel`
-is safe from any thread (it only sends SIGTERM; the job saves a checkpoint and exits 3).
+Threading: :meth:`TrainingJobs.prepare_documents` and the other ``prepare_*`` read the database
+and write files: call them from a worker thread (the window's pool), never the GUI thread.
 
 The two torch-free helpers of the training package it imports (``training.resources``,
 ``training.base_model.check_architecture``, ``training.lora.config``) keep one definition
@@ -19,72 +19,33 @@ of "supported" and "fits this machine" for both processes.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
+from assistant.errors import TrainingJobError
 from assistant.atomic import atomic_write, atomic_write_text
 from assistant.config import AppPaths
+# The process and its progress lines live in assistant.train.process, which the window imports
+# without the training package; they are named here too for the callers of this module.
+from assistant.train.process import (  # noqa: F401
+    StepEvent,
+    TrainingEvent,
+    TrainingProcess,
+    job_launch,
+    parse_event,
+)
 from training.base_model import BaseModelError, check_architecture, is_cached
 from training.lora.config import PRESETS, LoraTrainConfig, preset
 from training.resources import ResourceError, check_resources
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: Rough characters per token of these models' tokenizers on prose; only for the early
 #: "too little text" check, the job counts real tokens again.
 CHARS_PER_TOKEN = 4.0
 #: Training blocks (plus one held out) the early check asks for; training.datasets has the same.
 MIN_BLOCKS = 5
-#: Lines of the job's stderr quoted when it dies without saying why.
-STDERR_TAIL_LINES = 8
-
-
-class TrainingJobError(ValueError):
-    """A job that cannot start or went wrong; str() is the message for the user."""
-
-
-# ----- typed events -----------------------------------------------------------------------
-@dataclass
-class TrainingEvent:
-    """One line of a job's progress; ``data`` holds every field the line had."""
-
-    kind: str  # start, step, eval, checkpoint, message, resumed, done, error, cancelled
-    data: dict = field(default_factory=dict)
-
-    @property
-    def final(self) -> bool:
-        return self.kind in ("done", "error", "cancelled")
-
-
-@dataclass
-class StepEvent(TrainingEvent):
-    step: int = 0
-    total_steps: int = 0
-    loss: float | None = None
-    tokens_per_s: float = 0.0
-    eta_s: float = 0.0
-
-
-def parse_event(line: str) -> TrainingEvent | None:
-    """A progress line as a typed event; None for anything that is not one (stray output)."""
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
-        return None
-    kind = data["event"]
-    if kind == "step":
-        return StepEvent(kind, data, int(data.get("step", 0)), int(data.get("total_steps", 0)), data.get("loss"),
-                         float(data.get("tokens_per_s", 0.0)), float(data.get("eta_s", 0.0)))
-    return TrainingEvent(kind, data)
 
 
 # ----- documents from the store -------------------------------------------------------------
@@ -291,14 +252,23 @@ class TrainingJobs:
     def start(self, spec: JobSpec, resume: bool = False) -> "TrainingProcess":
         return TrainingProcess.spawn(self.python, spec.job_file, resume)
 
-    def resume(self, folder: Path) -> "TrainingProcess":
+    def resumable(self, folder: Path) -> JobSpec:
+        """The job in ``folder``, checked to have a checkpoint to resume from (worker thread:
+        reads its job.json); the window starts its process itself (``--resume``)."""
         folder = Path(folder)
         job_file = folder / "job.json"
         if not job_file.is_file():
             raise TrainingJobError(f"{folder} is not a training job folder (no job.json).")
         if not _has_checkpoint(folder):
             raise TrainingJobError("This job has no checkpoint yet; start it again instead of resuming.")
-        return TrainingProcess.spawn(self.python, job_file, resume=True)
+        try:
+            job = json.loads(job_file.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise TrainingJobError(f"The job file {job_file} cannot be read: {exc}") from exc
+        return JobSpec(folder, job)
+
+    def resume(self, folder: Path) -> "TrainingProcess":
+        return TrainingProcess.spawn(self.python, self.resumable(folder).job_file, resume=True)
 
     def runs(self) -> list[dict]:
         """Job folders, newest first, with their result when finished."""
@@ -320,75 +290,3 @@ def _has_checkpoint(folder: Path) -> bool:
     checkpoints = Path(folder) / "checkpoints"
     # latest.json: the pointer distillation runs wrote before training/checkpoints.py.
     return (checkpoints / "latest").is_file() or (checkpoints / "latest.json").is_file()
-
-
-class TrainingProcess:
-    """A running ``python -m training.run``; iterate :meth:`events` on a worker thread."""
-
-    def __init__(self, process: subprocess.Popen, job_file: Path, log_path: Path):
-        self.process = process
-        self.job_file = job_file
-        self.log_path = log_path
-        self.result: dict | None = None
-
-    @classmethod
-    def spawn(cls, python: str, job_file: Path, resume: bool = False) -> "TrainingProcess":
-        log_path = job_file.parent / "stderr.log"
-        log = open(log_path, "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-        args = [python, "-m", "training.run", str(job_file)] + (["--resume"] if resume else [])
-        try:
-            process = subprocess.Popen(args, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=log, env=env, text=True, encoding="utf-8", bufsize=1)
-        finally:
-            log.close()
-        return cls(process, job_file, log_path)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def events(self) -> Iterator[TrainingEvent]:
-        """Progress events until the job ends; the last one is always final (done/error/cancelled)."""
-        final = None
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            event = parse_event(line)
-            if event is None:
-                continue
-            if event.kind == "done":
-                self.result = event.data.get("result")
-            if event.final:
-                final = event
-            yield event
-        code = self.process.wait()
-        self.process.stdout.close()
-        if final is None:
-            yield TrainingEvent("error", {"message": self._death_message(code), "exit_code": code})
-
-    def _death_message(self, code: int) -> str:
-        tail = ""
-        try:
-            lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-            tail = "\n".join(lines[-STDERR_TAIL_LINES:])
-        except OSError:
-            pass
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        return (f"The training process {how} before finishing; it can be resumed from its last checkpoint."
-                + (f"\n{tail}" if tail else ""))
-
-    def cancel(self) -> None:
-        """Ask the job to save and stop (SIGTERM); it ends with a ``cancelled`` event."""
-        if self.process.poll() is None:
-            try:
-                self.process.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self.process.wait(timeout)

@@ -1,0 +1,408 @@
+"""ChatSession: one conversation's turns, from the user's words to the stored reply.
+
+The window, ``assistant chat``, ``assistant ask``, the Documents page and the API's
+``/v1/chat/completions`` all reply through this class, so a change to how a reply is built is
+made here once. Each of :meth:`ChatSession.turn`, :meth:`~ChatSession.edit_and_resend`,
+:meth:`~ChatSession.regenerate` and :meth:`~ChatSession.reply` is a plain generator of the
+events in :mod:`assistant.chat.events`; it blocks on the engine and the store, so it runs on
+a worker thread (the window's Qt adapter, the API's dispatcher) or the CLI's main thread,
+never the GUI thread.
+
+The session owns the store writes of a turn: the user's message, the conversation's title and
+settings, and the reply, whose row is committed before the engine is asked and saved while it
+streams (:class:`~assistant.history.conversations.ReplyWriter`), so a crash loses at most a
+fraction of a second. A session made with ``persist=False`` writes nothing at all: its
+messages live in memory (the API's requests, the Documents page's questions).
+
+Cancelling: :meth:`ChatSession.cancel` (any thread) stops the reply within a poll interval;
+the engine is told to stop (prompt processing included) and what arrived is kept, marked
+interrupted. Closing the generator early (``close()``, or an exception such as Ctrl+C raised
+in the consumer while it waits) does the same in its ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Iterator
+
+from assistant.chat import prompt as chat_prompt
+from assistant.chat.events import ModelLoading, ReplyDone, ReplyFailed, ReplyStarted, Token, TurnPrepared
+from assistant.chat.sources import prepared_sources, source_refs
+from assistant.errors import ChatError
+from assistant.history.conversations import DEFAULT_TITLE, Message, new_id
+
+if TYPE_CHECKING:
+    from assistant.app import Services
+    from assistant.models.library import ModelRecord
+    from engine.settings import SamplingParams
+
+#: How often a waiting reply wakes to look for a cancel request.
+POLL_S = 0.1
+#: After a cancel, how long to wait for the engine to confirm before keeping what arrived anyway.
+CANCEL_GRACE_S = 10.0
+#: How often (in tokens) a reply from the documents is checked for a loop: the check is a regex
+#: over the whole text so far (~10 ms at 2,000 characters), cheap at this rate.
+LOOP_CHECK_TOKENS = 16
+
+
+#: ``documents`` left as the conversation keeps them (None means: no documents).
+FROM_CONVERSATION = object()
+
+
+class _MemoryReplyWriter:
+    """A reply of a session that writes nothing: the same calls as ReplyWriter, kept in memory."""
+
+    def __init__(self, session: "ChatSession", model_id: str, sampling: dict, documents: list, adapter: str | None):
+        self.message_id = new_id()
+        self._session = session
+        self._fields = {"model": model_id, "sampling": sampling, "documents": list(documents), "adapter": adapter}
+        self._parts: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def append(self, text: str) -> bool:
+        self._parts.append(text)
+        return False
+
+    def revise(self, text: str) -> None:
+        self._parts = [text]
+
+    def finish(self, metrics: dict | None = None) -> Message:
+        return self._close("complete", metrics)
+
+    def interrupt(self, metrics: dict | None = None) -> Message:
+        return self._close("interrupted", metrics)
+
+    def _close(self, status: str, metrics: dict | None) -> Message:
+        now = time.time()
+        message = Message(id=self.message_id, conversation_id="", role="assistant", text=self.text,
+                          metrics=dict(metrics or {}), status=status, created_at=now, updated_at=now, **self._fields)
+        self._session._memory.append(message)
+        return message
+
+
+@dataclass
+class _Turn:
+    """What a reply needs, prepared before the engine is asked."""
+
+    model: "ModelRecord"
+    prompt: list
+    sampling: "SamplingParams"
+    sources: list = field(default_factory=list)
+    refuse: bool = False
+
+
+class ChatSession:
+    """One conversation's turns (see the module docstring).
+
+    ``conversation_id``: a stored conversation to continue (None: the first turn creates one).
+    ``model_id``, ``system_prompt``, ``documents``: the choices of the screen; left None, a stored
+    conversation's own settings apply, else the app's defaults. ``sampling`` overrides the app's
+    sampling settings (the CLI's flags, an API request). ``persist=False``: nothing is written;
+    ``history`` then holds the earlier turns as ``{"role", "content"}`` dicts.
+    ``budget_tokens`` caps the passages' share of the prompt (``assistant ask --budget``).
+    """
+
+    def __init__(self, services: "Services", conversation_id: str | None = None, *, model_id: str | None = None,
+                 system_prompt: str | None = None, documents: dict | None | object = FROM_CONVERSATION,
+                 sampling: "SamplingParams | None" = None, persist: bool = True, history: list[dict] | None = None,
+                 budget_tokens: int | None = None):
+        # Nothing here touches the store: a screen builds a session on the GUI thread and hands
+        # its generators to a worker; what the conversation keeps is read when a turn starts.
+        self.services = services
+        self.persist = persist
+        self.conversation_id = conversation_id if persist else None
+        self.model_id = model_id
+        self.system_prompt = system_prompt
+        self.documents = documents
+        self.sampling = sampling
+        self.budget_tokens = budget_tokens
+        self._settled = False
+        self._memory: list[Message] = []
+        for turn in history or []:
+            self._memory.append(Message(id=new_id(), conversation_id="", role=turn["role"], text=turn["content"]))
+        self._cancel = threading.Event()
+
+    def settle(self) -> "ChatSession":
+        """Fill the choices left open from the conversation's settings, else the app's defaults.
+        Worker thread (reads the store); every generator calls it first."""
+        if self._settled:
+            return self
+        conversations = self.services.conversations
+        stored = self.persist and self.conversation_id is not None
+        if self.model_id is None and stored:
+            self.model_id = conversations.get_setting(self.conversation_id, chat_prompt.SETTING_MODEL)
+        if self.system_prompt is None and stored:
+            self.system_prompt = conversations.get_setting(self.conversation_id, chat_prompt.SETTING_SYSTEM_PROMPT)
+        if self.system_prompt is None:
+            self.system_prompt = self.services.settings.default_system_prompt if self.persist else ""
+        if self.documents is FROM_CONVERSATION:
+            self.documents = conversations.get_setting(self.conversation_id, chat_prompt.SETTING_DOCUMENTS) \
+                if stored else None
+        self.documents = self.documents or None
+        self._settled = True
+        return self
+
+    # ----- what the screens call ----------------------------------------------------------------
+    def cancel(self) -> None:
+        """Stop the reply in progress (any thread); what arrived is kept, marked interrupted."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def turn(self, text: str) -> Iterator:
+        """The user says ``text``; the model replies."""
+        return self._events(self._prepare_turn, text, None)
+
+    def edit_and_resend(self, message_id: str, text: str) -> Iterator:
+        """The user message ``message_id`` and everything after it leave the conversation; ``text``
+        is said in its place and the model replies."""
+        return self._events(self._prepare_turn, text, message_id)
+
+    def regenerate(self, reply_id: str | None = None) -> Iterator:
+        """A new reply in place of ``reply_id`` (default: the last reply) to the same question."""
+        return self._events(self._prepare_regenerate, reply_id)
+
+    def reply(self) -> Iterator:
+        """A reply to the conversation as it stands (the API: the request's messages)."""
+        return self._events(self._prepare_reply)
+
+    def visible_messages(self) -> list[Message]:
+        """The conversation as shown and as sent to the model, oldest first."""
+        if not self.persist:
+            return list(self._memory)
+        if self.conversation_id is None:
+            return []
+        self.settle()
+        hidden = set(self._hidden())
+        return [m for m in self.services.conversations.messages(self.conversation_id) if m.id not in hidden]
+
+    # ----- preparing ------------------------------------------------------------------------------
+    def _model(self) -> "ModelRecord":
+        from assistant.errors import LibraryError
+
+        library = self.services.library
+        if self.model_id:
+            try:
+                return library.get(self.model_id)
+            except LibraryError:
+                pass  # removed since it was chosen: fall back to the model routed for chat
+        return library.for_task("chat")
+
+    def _hidden(self) -> list[str]:
+        return list(self.services.conversations.get_setting(self.conversation_id, chat_prompt.SETTING_HIDDEN, [])
+                    or [])
+
+    def _hide(self, message_ids: list[str]) -> None:
+        if not message_ids:
+            return
+        if not self.persist:
+            self._memory = [m for m in self._memory if m.id not in set(message_ids)]
+            return
+        self.services.conversations.set_setting(self.conversation_id, chat_prompt.SETTING_HIDDEN,
+                                                self._hidden() + list(message_ids))
+
+    def _prepare_turn(self, text: str, replace_from: str | None) -> tuple[TurnPrepared, _Turn]:
+        text = text.strip()
+        if not text:
+            raise ChatError("There is nothing to send: the message is empty.")
+        model = self._model()
+        conversation = None
+        user_message = None
+        hidden: list[str] = []
+        if replace_from is not None:
+            ids = [m.id for m in self.visible_messages()]
+            if replace_from not in ids:
+                raise ChatError("That message is no longer in this conversation, so it cannot be edited.")
+            hidden = ids[ids.index(replace_from):]
+        if self.persist:
+            conversations = self.services.conversations
+            if self.conversation_id is None:
+                conversation = conversations.create(chat_prompt.auto_title(text))
+                self.conversation_id = conversation.id
+                conversations.set_setting(self.conversation_id, chat_prompt.SETTING_MODEL, model.id)
+                conversations.set_setting(self.conversation_id, chat_prompt.SETTING_SYSTEM_PROMPT, self.system_prompt)
+                if self.documents:
+                    conversations.set_setting(self.conversation_id, chat_prompt.SETTING_DOCUMENTS, self.documents)
+            elif conversations.get(self.conversation_id).title == DEFAULT_TITLE:
+                conversations.rename(self.conversation_id, chat_prompt.auto_title(text))
+            self._hide(hidden)
+            user_message = conversations.add_message(self.conversation_id, "user", text, model=model.id)
+            conversation = conversations.get(self.conversation_id)
+        else:
+            self._hide(hidden)
+            now = time.time()
+            user_message = Message(id=new_id(), conversation_id="", role="user", text=text, model=model.id,
+                                   created_at=now, updated_at=now)
+            self._memory.append(user_message)
+        return self._prepared(model, conversation, user_message, hidden, text)
+
+    def _prepare_regenerate(self, reply_id: str | None) -> tuple[TurnPrepared, _Turn]:
+        visible = self.visible_messages()
+        if reply_id is None:
+            reply_id = next((m.id for m in reversed(visible) if m.role == "assistant"), None)
+        elif reply_id not in {m.id for m in visible}:
+            raise ChatError("That reply is no longer in this conversation, so it cannot be regenerated.")
+        hidden = [reply_id] if reply_id else []
+        self._hide(hidden)
+        return self._prepare_reply(hidden)
+
+    def _prepare_reply(self, hidden: list[str] | None = None) -> tuple[TurnPrepared, _Turn]:
+        model = self._model()
+        question = next((m.text for m in reversed(self.visible_messages()) if m.role == "user"), "")
+        if not question:
+            raise ChatError("There is no question to answer in this conversation.")
+        conversation = self.services.conversations.get(self.conversation_id) if self.persist else None
+        return self._prepared(model, conversation, None, hidden or [], question)
+
+    def _prepared(self, model, conversation, user_message, hidden: list[str], question: str) -> tuple:
+        prompt = chat_prompt.build_prompt(self.system_prompt, self.visible_messages())
+        sampling = self.sampling or self.services.settings.sampling
+        sources: list[dict] = []
+        budget = None
+        refuse = False
+        if self.documents:
+            prepared = chat_prompt.ground(self.services, prompt, question, self.documents, model.path,
+                                          self.budget_tokens)
+            sources, budget, refuse = prepared_sources(prepared), prepared.budget, prepared.refuse
+            sampling = chat_prompt.grounded_sampling(sampling)
+        event = TurnPrepared(conversation=conversation, user_message=user_message, hidden=tuple(hidden),
+                             sources=tuple(sources), budget=budget, model_id=model.id, prompt_messages=len(prompt),
+                             refused=refuse)
+        return event, _Turn(model=model, prompt=prompt, sampling=sampling, sources=sources, refuse=refuse)
+
+    # ----- replying -------------------------------------------------------------------------------
+    def _events(self, prepare, *args) -> Iterator:
+        try:
+            self.settle()
+            prepared, turn = prepare(*args)
+            yield prepared
+            yield from self._stream(turn)
+        finally:
+            self._cancel.clear()  # the next turn of this session starts afresh
+
+    def _writer(self, turn: _Turn, adapters: list):
+        sampling = turn.sampling.to_dict() if hasattr(turn.sampling, "to_dict") else dict(turn.sampling)
+        documents = source_refs(turn.sources)
+        adapter = adapters[0]["path"] if adapters else None
+        if not self.persist:
+            return _MemoryReplyWriter(self, turn.model.id, sampling, documents, adapter)
+        return self.services.conversations.begin_reply(self.conversation_id, model=turn.model.id, sampling=sampling,
+                                                       documents=documents, adapter=adapter)
+
+    def _stream(self, turn: _Turn) -> Iterator:
+        from assistant.documents.grounded import DONT_KNOW, has_loop, tidy_reply
+        from assistant.models.adapters import ActiveAdapters
+
+        # The adapter the user chose for chat, when it was trained for this model.
+        adapters = ActiveAdapters(self.services.store).for_model("chat", turn.model.path)
+        writer = self._writer(turn, adapters)
+        yield ReplyStarted(writer.message_id)
+        sources = turn.sources
+        handle = None
+        ended = False
+        try:
+            if self._cancel.is_set():
+                ended = True
+                yield ReplyFailed("cancelled", "Stopped.", writer.interrupt())
+                return
+            if turn.refuse:
+                # "Only from my documents" and nothing relevant was found: a small model would
+                # make an answer up, so the reply says so without asking it.
+                writer.append(DONT_KNOW)
+                yield Token(DONT_KNOW)
+                ended = True
+                yield ReplyDone(writer.finish({}), {}, tuple(sources), "stop")
+                return
+            try:
+                handle = self.services.engine.chat(turn.model.path, turn.prompt, turn.sampling, adapters=adapters)
+            except Exception as exc:
+                from assistant.errors import user_message
+
+                ended = True
+                yield ReplyFailed(getattr(exc, "kind", "error"), user_message(exc), writer.interrupt())
+                return
+
+            def tidied(metrics: dict, finish_reason: str | None) -> ReplyDone:
+                # A reply from the documents is tidied as everywhere (a loop cut, invented
+                # citations removed); one that started looping was stopped early.
+                if sources:
+                    writer.revise(tidy_reply(writer.text, len(sources)))
+                return ReplyDone(writer.finish(metrics), metrics, tuple(sources), finish_reason)
+
+            looped = False
+            tokens = 0
+            cancelled_at: float | None = None
+            while not handle.finished:
+                if (self._cancel.is_set() or looped) and cancelled_at is None:
+                    handle.cancel()
+                    cancelled_at = time.monotonic()
+                if cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_S:
+                    # The engine did not confirm; keep what arrived rather than wait for ever.
+                    ended = True
+                    if looped and not self._cancel.is_set():
+                        yield tidied({}, "stop")
+                    else:
+                        yield ReplyFailed("cancelled", "Stopped.", writer.interrupt())
+                    return
+                try:
+                    for event in handle.events(timeout=POLL_S):
+                        kind = event.get("event")
+                        if kind == "token":
+                            text = event.get("text", "")
+                            writer.append(text)
+                            yield Token(text)
+                            tokens += 1
+                            if sources and not looped and tokens % LOOP_CHECK_TOKENS == 0 and has_loop(writer.text):
+                                looped = True
+                                break  # back to the loop head, which sends the cancel
+                        elif kind == "status" and event.get("state") == "loading":
+                            yield ModelLoading(str(event.get("model", "")))
+                        elif kind == "done":
+                            ended = True
+                            yield tidied(event.get("metrics") or {}, (event.get("result") or {}).get("finish_reason"))
+                            return
+                        elif kind == "error" and looped and not self._cancel.is_set() \
+                                and event.get("kind") == "cancelled":
+                            ended = True  # the loop's cancel, not the user's
+                            yield tidied(event.get("metrics") or {}, "stop")
+                            return
+                        elif kind == "error":
+                            partial = event.get("partial") or ""
+                            if partial and not writer.text:
+                                writer.append(partial)
+                            metrics = event.get("metrics") or {}
+                            stored = writer.interrupt(metrics or None)
+                            err_kind = event.get("kind", "error")
+                            ended = True
+                            yield ReplyFailed(err_kind, "Stopped." if err_kind == "cancelled"
+                                              else event.get("message", "The engine failed."), stored, metrics)
+                            return
+                        if self._cancel.is_set() and cancelled_at is None:
+                            break  # back to the loop head, which sends the cancel
+                except TimeoutError:
+                    continue
+        finally:
+            if not ended:
+                # The consumer went away mid-reply (closed the generator, Ctrl+C): stop the
+                # engine and keep what arrived, marked interrupted.
+                if handle is not None and not handle.finished:
+                    handle.cancel()
+                # Best effort: when the store itself failed, its error is already on its way out.
+                with contextlib.suppress(Exception):
+                    writer.interrupt()
+
+
+def sampling_with(base: "SamplingParams", **overrides) -> "SamplingParams":
+    """``base`` with the given fields replaced (None leaves a field as it is); ValueError if one is out of range."""
+    from engine.settings import SamplingParams
+
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return SamplingParams.from_dict({**base.to_dict(), **values}) if values else replace(base)

@@ -1,0 +1,93 @@
+"""The passages a reply was given, as a chat screen shows them and as a reply keeps them.
+
+A reply keeps its sources in ``Message.documents`` as ``"chunk:<id>"`` (numbered as they were in
+its prompt) and the sentence quoted from them as ``"quote:<n>:<sentence>"``, so they show again
+when the conversation is reopened. Runs on worker threads or the CLI's main thread (the store).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from assistant.errors import DocumentsError
+from assistant.wording import counted
+
+if TYPE_CHECKING:
+    from assistant.app import Services
+
+#: Prefix of a passage id in ``Message.documents``.
+CHUNK_REF = "chunk:"
+QUOTE_REF = "quote:"
+
+
+def collection_label(collection: dict) -> str:
+    """A collection as the lists show it: its name and how many files it holds."""
+    return f"{collection['name']} ({counted(int(collection['files']), 'file')})"
+
+
+def document_collections(services: "Services") -> list[dict]:
+    """The collections a chat can attach: id, name, files, chunks."""
+    from assistant.documents.collections import Documents
+
+    return Documents(services.store, None).collections()
+
+
+def source_dict(number: int, chunk: dict) -> dict:
+    """One source as the screens show it, from a stored chunk."""
+    page, heading = chunk.get("page"), chunk.get("heading") or ""
+    location = f"page {page}" + (f", {heading}" if heading else "") if page else (heading or "(beginning)")
+    return {"number": number, "chunk_id": int(chunk["id"]), "path": chunk["path"], "file": os.path.basename(chunk["path"]),
+            "location": location, "passage": chunk["text"]}
+
+
+def prepared_sources(prepared) -> list[dict]:
+    """The sources of a :class:`~assistant.documents.grounded.Prepared` turn, the quote on its source."""
+    sources = [{"number": s.number, "chunk_id": s.chunk_id, "path": s.path, "file": os.path.basename(s.path),
+                "location": s.location, "passage": s.passage} for s in prepared.sources]
+    # The sentence that most likely answers, shown above the reply (see assistant/documents/grounded.py).
+    if prepared.quote is not None:
+        sources[prepared.quote.number - 1]["quote"] = prepared.quote.text
+    return sources
+
+
+def stored_sources(services: "Services", refs: list) -> list[dict]:
+    """The sources of a stored reply, numbered as they were in its prompt; passages since
+    removed from the index are left out."""
+    from assistant.documents.collections import Documents
+
+    documents = Documents(services.store, None)
+    found = []
+    quotes: dict[int, str] = {}
+    for number, ref in enumerate(refs or [], start=1):
+        text = str(ref)
+        if text.startswith(CHUNK_REF) and text[len(CHUNK_REF):].isdigit():
+            chunk = documents.chunk(int(text[len(CHUNK_REF):]))
+            if chunk is not None:
+                found.append(source_dict(number, chunk))
+        elif text.startswith(QUOTE_REF):
+            quoted_number, _, sentence = text[len(QUOTE_REF):].partition(":")
+            if quoted_number.isdigit():
+                quotes[int(quoted_number)] = sentence
+    for source in found:
+        if source["number"] in quotes:
+            source["quote"] = quotes[source["number"]]
+    return found
+
+
+def source_refs(sources: list[dict]) -> list[str]:
+    """What a reply keeps of its sources; the quote goes last so the chunk refs keep the numbers
+    they had in the prompt."""
+    refs = [f"{CHUNK_REF}{source['chunk_id']}" for source in sources]
+    refs += [f"{QUOTE_REF}{source['number']}:{source['quote']}" for source in sources if source.get("quote")]
+    return refs
+
+
+def open_source(services: "Services", chunk_id: int) -> dict:
+    """One passage with its file and place, for the source viewer."""
+    from assistant.documents.collections import Documents
+
+    chunk = Documents(services.store, None).chunk(int(chunk_id))
+    if chunk is None:
+        raise DocumentsError("This passage is no longer in your documents (the file was removed or re-indexed).")
+    return source_dict(0, chunk)

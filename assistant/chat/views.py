@@ -1,0 +1,64 @@
+"""What a chat screen shows of a conversation, read in one call. Worker threads (the store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from assistant.chat import prompt as chat_prompt
+from assistant.chat.sources import stored_sources
+from assistant.errors import LibraryError
+
+if TYPE_CHECKING:
+    from assistant.app import Services
+    from assistant.history.conversations import Conversation
+
+
+@dataclass
+class ConversationView:
+    """One conversation (or a new one not yet stored), as the chat pane shows it."""
+
+    conversation: "Conversation | None"
+    messages: list  # visible Message objects, oldest first
+    model_id: str | None
+    system_prompt: str
+    models: list  # ModelRecord objects that can chat
+    documents: dict | None = None  # the attached documents (see assistant.chat.prompt)
+    sources: dict = field(default_factory=dict)  # reply message id -> [source dicts]
+
+
+def chat_models(services: "Services") -> list:
+    """The models that can chat: GGUF files whose tasks include chat."""
+    return [m for m in services.library.list() if "chat" in m.tasks and m.is_gguf]
+
+
+def default_chat_model_id(services: "Services") -> str | None:
+    try:
+        return services.library.for_task("chat").id
+    except LibraryError:
+        return None
+
+
+def new_conversation_view(services: "Services") -> ConversationView:
+    return ConversationView(None, [], default_chat_model_id(services), services.settings.default_system_prompt,
+                            chat_models(services))
+
+
+def load_conversation(services: "Services", conversation_id: str) -> ConversationView:
+    from assistant.chat.session import ChatSession
+
+    conversations = services.conversations
+    conversation = conversations.get(conversation_id)
+    session = ChatSession(services, conversation_id)
+    messages = session.visible_messages()
+    sources = {m.id: stored_sources(services, m.documents) for m in messages if m.role == "assistant" and m.documents}
+    return ConversationView(conversation, messages, session.model_id or default_chat_model_id(services),
+                            session.system_prompt, chat_models(services), documents=session.documents,
+                            sources={k: v for k, v in sources.items() if v})
+
+
+def set_conversation_setting(services: "Services", conversation_id: str, key: str, value) -> None:
+    """Keep one of the settings named in :mod:`assistant.chat.prompt` for the conversation."""
+    if key not in (chat_prompt.SETTING_MODEL, chat_prompt.SETTING_SYSTEM_PROMPT, chat_prompt.SETTING_DOCUMENTS):
+        raise ValueError(f"unknown conversation setting {key!r}")
+    services.conversations.set_setting(conversation_id, key, value)

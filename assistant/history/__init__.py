@@ -1,0 +1,1 @@
+"""Conversations and their messages, full-text search, export and import of the history."""

@@ -1,0 +1,1 @@
+"""The model library (which models the user has, which serves each task) and the active adapters."""

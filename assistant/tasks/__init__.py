@@ -1,0 +1,1 @@
+"""The single-purpose tasks: translation, language identification, sentiment (and its student), suggestions."""

@@ -1,0 +1,2 @@
+"""The Chat page: ``pane`` (the page itself), ``message_view`` (one message), ``widgets``
+(composer, banner, source dialog)."""
