@@ -5,6 +5,13 @@ database (conversations, documents, settings). The module-level functions work w
 database cannot be opened at all (a damaged file is replaced by its last backup); a
 :class:`Backups` works on an open :class:`~assistant.store.Store`.
 
+Backups are whole-database copies made with SQLite's backup API (never a file copy of the
+live database), written under a temp name and renamed, ``assistant-<UTC time>.sqlite3`` in
+the backups folder, the last ``keep`` of them kept. Restore validates a copy of the backup
+(``integrity_check``, schema version) before anything changes, keeps the database it
+replaces as ``replaced-<UTC time>.sqlite3`` in the backups folder, and swaps the files
+while the store's connection is closed.
+
 Threading: every call runs on the caller's thread (a worker thread of the window, the CLI's
 main thread) and takes the store's lock through its methods.
 """
@@ -17,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from assistant.atomic import fsync_dir
+from engine.atomic import fsync_dir
 from assistant.errors import BackupError
 from assistant.store import Store, schema_version
 

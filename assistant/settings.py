@@ -66,7 +66,7 @@ def load_or_create_api_token(data_dir: str | os.PathLike, rotate: bool = False) 
     is never readable by other users, not even for a moment. A token file that has
     become readable by others is tightened back to 0600.
     """
-    from assistant.atomic import atomic_write_text
+    from engine.atomic import atomic_write_text
 
     path = api_token_path(data_dir)
     if not rotate:

@@ -3,24 +3,17 @@
     .venv/bin/python benchmarks/grounded_quote.py [--questions benchmarks/data/personal_notes_questions.json]
 
 The notes of the question file go through the real pipeline (Documents: chunk, embed through
-the engine, index; Retriever; GroundedChat with the default chat model, SmolLM2 135M) into a
-temporary store. For each question it counts, side by side:
+the engine, index) into a temporary data folder, and each question is asked through the
+chat's own :class:`~assistant.chat.session.ChatSession` with the notes attached, as the
+Documents page and ``assistant ask`` ask it, with the default chat model. For each question it
+counts, side by side:
 
 - ``retrieval``: the note holding the answer is among the sources;
 - ``model``: the chat model's reply contains one of the expected words;
 - ``quote``: the sentence quoted above the reply (assistant.documents.grounded.best_quote) contains one.
 
-Answers use the Documents page's settings (temperature 0.2) with a fixed seed. Prints a
-line a question, a table, then one JSON line.
-
-Measured 2026-11-24 on the 2-core development machine, 16 questions: retrieval 16/16, model
-answer 6/16, quote 16/16. Twelve of the questions (about the same notes) were used to choose
-the design; the four added after (the router, the hotel limit, the train class, the winter
-tyres) were not looked at before: model 1/4, quote 4/4.
-
-2026-11-24 (later), the passages moved from the system message into the user's message, right before
-the question (the layout the chat already used), side by side with the old layout, seeds 1, 2
-and 3: model 9, 8, 6 of 16 (was 6, 6, 5); retrieval 16/16 and quote 16/16 in every run.
+Answers use the app's sampling for replies from documents (temperature at most 0.2) with a fixed
+seed. Prints a line a question, a table, then one JSON line.
 """
 
 from __future__ import annotations
@@ -29,6 +22,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,14 +32,10 @@ from engine import privacy  # noqa: E402
 
 privacy.install()
 
-from assistant.documents.collections import Documents, default_counter  # noqa: E402
-from assistant.documents.grounded import GroundedChat  # noqa: E402
-from assistant.documents.retrieval import Retriever  # noqa: E402
-from assistant.store import Store  # noqa: E402
-from engine import model_pack  # noqa: E402
-from engine.client import EngineClient  # noqa: E402
-from engine.convert_bert import ensure_gguf  # noqa: E402
-from engine.settings import EngineSettings  # noqa: E402
+from assistant.app import build_services  # noqa: E402
+from assistant.chat.events import ReplyDone  # noqa: E402
+from assistant.chat.session import ChatSession  # noqa: E402
+from assistant.config import AppPaths  # noqa: E402
 
 
 def contains(text: str, expected: list[str]) -> bool:
@@ -63,34 +53,30 @@ def main(argv=None) -> int:
     notes.mkdir()
     for name, text in spec["notes"].items():
         (notes / name).write_text(text, encoding="utf-8")
-    minilm = model_pack.locate(model_pack.MINILM, work)
-    smollm2 = model_pack.locate(model_pack.SMOLLM2, work)
-    if minilm is None or smollm2 is None:
-        print("the default model pack is not installed: run `make test` once", file=sys.stderr)
-        return 2
-    embedder = str(ensure_gguf(minilm, work / "models"))
-    store = Store(work / "bench.sqlite3")
-    with EngineClient(EngineSettings()) as client:
-        def embed(texts):
-            return client.embed(embedder, texts)
-
-        documents = Documents(store, embed, default_counter())
+    services = build_services(AppPaths(work / "data"))
+    try:
+        documents, _retriever = services.documents_core()
         list(documents.add_paths([notes], "notes"))
-        chat = GroundedChat(Retriever(store, embed), client, str(smollm2))
+        sampling = replace(services.settings.sampling, seed=args.seed)
         counts = {"retrieval": 0, "model": 0, "quote": 0}
         for item in spec["questions"]:
-            answer = chat.ask(item["q"], sampling={"seed": args.seed})
+            session = ChatSession(services, persist=False, documents={"collections": None, "only": False},
+                                  sampling=sampling)
+            events = list(session.turn(item["q"]))
+            prepared, last = events[0], events[-1]
+            answer = last.message.text if isinstance(last, ReplyDone) else ""
+            quote = next((s["quote"] for s in prepared.sources if s.get("quote")), None)
             found = {
-                "retrieval": any(contains(s.passage, item["expect"]) for s in answer.sources),
-                "model": contains(answer.text, item["expect"]),
-                "quote": answer.quote is not None and contains(answer.quote.text, item["expect"]),
+                "retrieval": any(contains(s["passage"], item["expect"]) for s in prepared.sources),
+                "model": contains(answer, item["expect"]),
+                "quote": quote is not None and contains(quote, item["expect"]),
             }
             for key, ok in found.items():
                 counts[key] += ok
-            quote = answer.quote.text if answer.quote else "(none)"
-            print(f"{item['q']}\n    model {'ok ' if found['model'] else 'no '} {' '.join(answer.text.split())[:100]}\n"
-                  f"    quote {'ok ' if found['quote'] else 'no '} {quote[:100]}", flush=True)
-    store.close()
+            print(f"{item['q']}\n    model {'ok ' if found['model'] else 'no '} {' '.join(answer.split())[:100]}\n"
+                  f"    quote {'ok ' if found['quote'] else 'no '} {(quote or '(none)')[:100]}", flush=True)
+    finally:
+        services.close()
     total = len(spec["questions"])
     print(f"\n{'':12s}{'right':>8s}\n" + "\n".join(f"{k:12s}{v:>5d}/{total}" for k, v in counts.items()))
     print(json.dumps({"benchmark": "grounded_quote", "questions": total, "figures": counts}))

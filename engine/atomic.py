@@ -33,6 +33,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from engine.errors import UserError
 from engine.partial_files import fsync_dir, partial_path
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-class WriteFailedError(OSError):
+class WriteFailedError(UserError, OSError):
     """A file could not be written; the message says where and why, nothing was changed."""
 
 

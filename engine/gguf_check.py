@@ -13,6 +13,8 @@ standard library, and the ``gguf`` package for its format constants). It is safe
 any thread of any process: the GUI's model import, the engine worker right before it loads a
 model, the CLI. ``gguf.GGUFReader`` is deliberately not used for the validation: it
 memory-maps the file and follows counts without bounding them.
+
+Why one module of ~700 lines: the whole header format and its limits in one bounded parser.
 """
 
 from __future__ import annotations

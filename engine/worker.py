@@ -10,6 +10,9 @@ Threads: the main thread runs requests one at a time (llama.cpp contexts are not
 thread-safe); a reader thread parses stdin so that ``cancel`` reaches a running request
 at once. Anything llama.cpp prints goes to stderr: fd 1 is re-pointed at fd 2 and the
 protocol uses a private duplicate of the original stdout.
+
+Why one module of ~640 lines: every request handler shares the worker's loaded models, its
+cancel flag and its one output channel.
 """
 
 from __future__ import annotations

@@ -96,6 +96,43 @@ def no_leftover_threads_or_processes():
 
 
 @pytest.fixture(scope="session")
+def engine():
+    """One engine worker for every test that talks to the engine directly (it keeps its loaded
+    models between tests, as the app's does between requests). Started before any test's own
+    leftover check begins, closed at the end of the session."""
+    from engine.client import EngineClient
+    from engine.settings import EngineSettings
+
+    client = EngineClient(EngineSettings())
+    client.start()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def minilm_gguf(tmp_path_factory) -> str:
+    """The default pack's MiniLM converted to GGUF once per session (as the app does once)."""
+    from pathlib import Path
+
+    from engine import convert_bert, model_pack
+
+    source = model_pack.locate(model_pack.MINILM, Path("/nonexistent"))
+    assert source is not None, "the default model pack (MiniLM) is missing: `make test` installs it"
+    return str(convert_bert.ensure_gguf(source, tmp_path_factory.mktemp("minilm")))
+
+
+@pytest.fixture(scope="session")
+def embed(engine, minilm_gguf):
+    """Unit-length MiniLM embeddings through the shared engine worker, as the documents use them."""
+    import numpy as np
+
+    def embed(texts):
+        return np.asarray(engine.embed(minilm_gguf, texts, with_metrics=True)[0], dtype=np.float32)
+
+    return embed
+
+
+@pytest.fixture(scope="session")
 def pack_template(tmp_path_factory):
     from assistant.app import build_services
     from assistant.config import AppPaths

@@ -27,6 +27,10 @@ Server library: Starlette on uvicorn (h11, plain asyncio). Both are widely used 
 kept, pure Python, run in a thread of an existing process (the window) without signal
 handlers, and Starlette's streaming response watches for the client's disconnect while it
 streams, which is what cancelling the engine request needs.
+
+Why one module of ~900 lines: the request queue, the dispatcher thread and the endpoints share
+each request's job state (queued, running, cancelled) and its lock; apart, that state would
+cross module boundaries.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ def cmd_translate(args, services) -> int:
     else:
         print(file=sys.stderr)
         if not is_file:
-            from assistant.atomic import atomic_write_text
+            from engine.atomic import atomic_write_text
 
             atomic_write_text(args.output, final.text)
         print(f"Wrote {args.output}.", file=sys.stderr)

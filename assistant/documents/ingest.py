@@ -4,6 +4,9 @@ Runs on a worker thread (GUI) or the CLI's main thread; risky parsers (PDF, DOCX
 child process (``python -m assistant.documents.ingest FILE``) under an address-space limit and a
 timeout, so a decompression bomb or a parser bug costs that child, never the app. Every
 failure the user can cause is an :class:`IngestError` with one clear sentence.
+
+Why one module of ~680 lines: every format's parser and the child process share the same
+limits (bytes, pages, characters, time) and the same result shape.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ most every ``save_interval`` seconds (250 ms by default), and ``finish``/``inter
 commit the final text with its status. A crash or kill therefore loses at most the text of
 the last interval, never an earlier message; :meth:`Conversations.recover_interrupted`
 marks replies a crash left ``streaming`` as ``interrupted`` at the next start.
+
+Why one module of ~560 lines: the conversation rows, their messages and the reply writer share
+one transaction discipline over the store.
 """
 
 from __future__ import annotations

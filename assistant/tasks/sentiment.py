@@ -31,7 +31,7 @@ from typing import Iterator
 
 import resources
 from assistant.errors import SentimentError
-from assistant.atomic import atomic_write
+from engine.atomic import atomic_write
 from assistant.tasks.translation import TaskInputError, read_text_file
 from engine import model_pack
 from engine.client import EngineRequestError

@@ -21,6 +21,9 @@ product per text, far faster than the teacher's 270M-parameter decoder per text.
 Saved as one JSON file (weights and how the student was made: teacher model and prompt,
 data, counts, held-out agreement, embedding model), written atomically; loading checks
 the file and refuses one that does not fit the installed embedding model.
+
+Why one module of ~670 lines: teaching (labels from the language model, the head or the
+fine-tuning job), saving, loading and classifying share the student's file format.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from assistant.errors import StudentError
-from assistant.atomic import atomic_write_text
+from engine.atomic import atomic_write_text
 from assistant.tasks.sentiment import (
     SentimentAnalyzer,
     SentimentError,

@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Iterator
 import resources
 from assistant.errors import TaskInputError, TranslationError
 from assistant.tasks import langdetect
-from assistant.atomic import atomic_write_text
+from engine.atomic import atomic_write_text
 from assistant.models.library import LibraryError
 from engine.client import EngineRequestError
 

@@ -274,7 +274,8 @@ def test_writes_from_several_worker_threads_are_serialised(store, tmp_path):
 
 
 # ----- crash test --------------------------------------------------------------------------
-CRASH_ROUNDS = 100
+#: Kill rounds: a quick count in `make test`, the full count in `make soak` (SECURITY.md).
+CRASH_ROUNDS = {"quick": 20, "soak": 100}
 WRITER = Path(crash_writer.__file__)
 
 
@@ -304,7 +305,9 @@ def _run_and_kill(db_path: Path, seed: int, rng: random.Random, errors: Path) ->
     return [line for line in out.splitlines(keepends=True) if line.endswith("\n")]
 
 
-def test_sigkill_at_random_moments_never_loses_committed_messages(data_dir, tmp_path):
+@pytest.mark.parametrize("crash_rounds", [pytest.param(CRASH_ROUNDS["quick"], id="quick"),
+                                          pytest.param(CRASH_ROUNDS["soak"], id="soak", marks=pytest.mark.slow)])
+def test_sigkill_at_random_moments_never_loses_committed_messages(data_dir, tmp_path, crash_rounds):
     db_path = data_dir / "crash.sqlite3"
     data_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(20240611)
@@ -312,7 +315,7 @@ def test_sigkill_at_random_moments_never_loses_committed_messages(data_dir, tmp_
     streamed: dict[str, tuple[str, int]] = {}  # reply id -> (full text, chars reported committed)
     finished: set[str] = set()
     total_reports = 0
-    for seed in range(CRASH_ROUNDS):
+    for seed in range(crash_rounds):
         lines = _run_and_kill(db_path, seed, rng, tmp_path / "writer-stderr.txt")
         reply_text: dict[str, str] = {}
         for line in lines:
@@ -349,7 +352,7 @@ def test_sigkill_at_random_moments_never_loses_committed_messages(data_dir, tmp_
         finally:
             store.close()
     # The test means something only if the writer got real work done before the kills.
-    assert len(committed) > CRASH_ROUNDS and total_reports > 3 * CRASH_ROUNDS
+    assert len(committed) > crash_rounds and total_reports > 3 * crash_rounds
     # ...and some kills landed in the middle of a reply that had already saved part of itself.
     assert any(chars and reply_id not in finished for reply_id, (_full, chars) in streamed.items())
     final = Store(db_path)

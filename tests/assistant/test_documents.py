@@ -6,41 +6,12 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from assistant.documents.collections import Documents, DocumentsError, default_counter
 from assistant.store import Store
-from engine import convert_bert, model_pack
-from engine.client import EngineClient
-from engine.settings import EngineSettings
 from tests.assistant import test_ingest as docfiles
-
-SOURCE = model_pack.locate(model_pack.MINILM, Path("/nonexistent"))
-
-
-@pytest.fixture(scope="module")
-def minilm_gguf(tmp_path_factory) -> str:
-    assert SOURCE is not None, "the default model pack (MiniLM) is missing: `make test` installs it"
-    return str(convert_bert.ensure_gguf(SOURCE, tmp_path_factory.mktemp("models")))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    client = EngineClient(EngineSettings())
-    client.start()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def embed(engine, minilm_gguf):
-    def embed(texts):
-        return np.asarray(engine.embed(minilm_gguf, texts, with_metrics=True)[0], dtype=np.float32)
-
-    return embed
 
 
 @pytest.fixture()

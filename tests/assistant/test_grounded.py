@@ -24,7 +24,6 @@ from assistant.documents.retrieval import Retriever
 from assistant.store import Store
 from engine import model_pack
 from tests.assistant import test_ingest as docfiles
-from tests.assistant.test_documents import embed, engine, minilm_gguf  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

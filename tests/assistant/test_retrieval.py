@@ -9,7 +9,6 @@ from assistant.documents.collections import Documents, default_counter
 from assistant.documents.retrieval import Retriever, Scope, fts_query
 from assistant.store import Store
 from tests.assistant import test_ingest as docfiles
-from tests.assistant.test_documents import embed, engine, minilm_gguf  # noqa: F401  (fixtures)
 
 
 @pytest.fixture()

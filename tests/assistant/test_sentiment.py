@@ -22,8 +22,6 @@ from assistant.tasks.sentiment import (
     read_table,
 )
 from engine import model_pack
-from engine.client import EngineClient
-from engine.settings import EngineSettings
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
 
@@ -47,14 +45,6 @@ class FakeLibrary:
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory) -> str:
     return str(model_pack.join_parts(model_pack.GEMMA3, tmp_path_factory.getbasetemp() / "pack-models"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    client = EngineClient(EngineSettings())
-    client.start()
-    yield client
-    client.close()
 
 
 @pytest.fixture

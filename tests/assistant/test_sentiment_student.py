@@ -22,7 +22,6 @@ from assistant.tasks.sentiment_student import (
     train_student,
 )
 from engine import model_pack
-from tests.assistant.test_documents import embed, engine, minilm_gguf  # noqa: F401  (fixtures)
 from tests.assistant.test_sentiment import DATA, FakeLibrary
 
 

@@ -9,8 +9,6 @@ import pytest
 
 from assistant.tasks.suggestions import CONTEXT_CHARS, MAX_TOKENS, Suggester, context_window, tidy
 from engine import model_pack
-from engine.client import EngineClient
-from engine.settings import EngineSettings
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +16,6 @@ def smollm2() -> str:
     path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
     assert path is not None, "the default model pack is not installed"
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def engine():
-    client = EngineClient(EngineSettings())
-    client.start()
-    yield client
-    client.close()
 
 
 def test_context_window_start_moves_in_steps():

@@ -21,8 +21,6 @@ from assistant.tasks.translation import (
     segment,
 )
 from engine import model_pack
-from engine.client import EngineClient
-from engine.settings import EngineSettings
 
 
 class FakeLibrary:
@@ -37,14 +35,6 @@ class FakeLibrary:
 def gemma(tmp_path_factory) -> str:
     # A folder shared by the session: the 250 MB join happens once, later calls reuse it.
     return str(model_pack.join_parts(model_pack.GEMMA3, tmp_path_factory.getbasetemp() / "pack-models"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    client = EngineClient(EngineSettings())
-    client.start()
-    yield client
-    client.close()
 
 
 @pytest.fixture

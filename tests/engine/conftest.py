@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 
 from engine import model_pack
-from engine.client import EngineClient
-from engine.settings import EngineSettings
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +21,3 @@ def gemma_path(joined_pack_dir) -> str:
     return str(model_pack.join_parts(model_pack.GEMMA3, joined_pack_dir))
 
 
-@pytest.fixture(scope="module")
-def engine():
-    client = EngineClient(EngineSettings())
-    client.start()
-    yield client
-    client.close()

@@ -14,14 +14,15 @@ assert SOURCE is not None, "the default model pack (MiniLM) is missing: `make te
 
 
 @pytest.fixture(scope="module")
-def minilm_gguf(tmp_path_factory) -> Path:
+def converted(tmp_path_factory) -> Path:
+    """A fresh conversion in this module's own folder: the conversion is what these tests test."""
     return convert_bert.ensure_gguf(SOURCE, tmp_path_factory.mktemp("models"))
 
 
-def test_layout_and_keys(minilm_gguf):
+def test_layout_and_keys(converted):
     import gguf
 
-    reader = gguf.GGUFReader(str(minilm_gguf))
+    reader = gguf.GGUFReader(str(converted))
     names = {t.name for t in reader.tensors}
     assert {"token_embd.weight", "token_types.weight", "position_embd.weight", "token_embd_norm.weight"} <= names
     for i in range(6):
@@ -43,14 +44,14 @@ def test_layout_and_keys(minilm_gguf):
     assert value("bert.pooling_type") == int(gguf.PoolingType.MEAN)
     assert bytes(fields["tokenizer.ggml.model"].parts[-1]).decode() == "bert"
     # The project's own bounded header check accepts what we wrote.
-    check_gguf(str(minilm_gguf))
+    check_gguf(str(converted))
 
 
-def test_cached_by_source_hash_and_atomic(minilm_gguf):
-    again = convert_bert.ensure_gguf(SOURCE, minilm_gguf.parent)
-    assert again == minilm_gguf
-    assert convert_bert.source_hash(SOURCE)[:16] in minilm_gguf.name
-    assert not [p for p in minilm_gguf.parent.iterdir() if p.name.endswith(".tmp")]
+def test_cached_by_source_hash_and_atomic(converted):
+    again = convert_bert.ensure_gguf(SOURCE, converted.parent)
+    assert again == converted
+    assert convert_bert.source_hash(SOURCE)[:16] in converted.name
+    assert not [p for p in converted.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_rejects_non_bert(tmp_path):
@@ -80,13 +81,13 @@ TEXTS = [
 ]
 
 
-def test_tokens_match_transformers(minilm_gguf):
+def test_tokens_match_transformers(converted):
     from transformers import BertTokenizerFast
 
     from engine.embedder import Embedder
 
     reference = BertTokenizerFast.from_pretrained(str(SOURCE))
-    embedder = Embedder(str(minilm_gguf), n_threads=2, n_batch=512, n_seq_max=4)
+    embedder = Embedder(str(converted), n_threads=2, n_batch=512, n_seq_max=4)
     try:
         for text in TEXTS + ["word " * 400]:
             assert embedder.tokenize(text) == reference(text, truncation=True, max_length=256)["input_ids"], text[:40]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import convert_bert, model_pack
+from engine import model_pack
 from engine.client import EngineRequestError
 
 SOURCE = model_pack.locate(model_pack.MINILM, Path("/nonexistent"))
@@ -35,11 +35,6 @@ TEXTS = [
     "Don't panic! e-mail: someone@example.org, price $3.14 (approx.)",
     "Les modèles de langue fonctionnent localement sur votre ordinateur.",
 ]
-
-
-@pytest.fixture(scope="module")
-def minilm_gguf(tmp_path_factory) -> str:
-    return str(convert_bert.ensure_gguf(SOURCE, tmp_path_factory.mktemp("models")))
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,6 @@ def smollm2_path() -> str:
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def minilm_gguf(tmp_path_factory) -> str:
-    from engine import convert_bert
-
-    source = model_pack.locate(model_pack.MINILM, Path("/nonexistent"))
-    assert source is not None, "the default model pack (MiniLM) is missing: `make test` installs it"
-    return str(convert_bert.ensure_gguf(source, tmp_path_factory.mktemp("minilm")))
-
-
 @pytest.fixture
 def small_disk(tmp_path):
     """``make(size)`` mounts a tmpfs of ``size`` bytes and returns its folder: a real full disk

@@ -37,6 +37,14 @@ def rounds(quick: int, soak: int):
     return [pytest.param(quick, id=f"{quick}-rounds"), pytest.param(soak, id=f"{soak}-rounds", marks=pytest.mark.slow)]
 
 
+def soak_rounds(soak: int):
+    """Rounds that run in ``make soak`` only: one round costs a minute or more (a training run or
+    a merge of the whole model), and ``make test`` covers the same kill-and-resume path more
+    cheaply (tests/training/test_run.py::test_kill_9_mid_run_then_resume_finishes; the export
+    kills above)."""
+    return [pytest.param(soak, id=f"{soak}-rounds", marks=pytest.mark.slow)]
+
+
 def _wait_gone(pid: int | None, timeout: float = 60.0) -> None:
     """The killed parent's engine worker exits once its stdin closes; make sure it did."""
     if not pid:
@@ -151,7 +159,7 @@ def test_sigkill_during_ingestion_loses_nothing(tmp_path, minilm_gguf, n_rounds)
 
 
 # ----- training ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("n_rounds", rounds(1, 5))
+@pytest.mark.parametrize("n_rounds", soak_rounds(5))
 def test_sigkill_during_training_then_resume_finishes_and_the_adapter_loads(tmp_path, smollm2_path, n_rounds):
     from engine.client import EngineClient
     from engine.settings import EngineSettings
@@ -280,7 +288,7 @@ def peft_adapter(tmp_path_factory, smollm2_path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("n_rounds", rounds(2, 10))
+@pytest.mark.parametrize("n_rounds", soak_rounds(10))
 def test_sigkill_during_merge_and_export_leaves_no_half_model(tmp_path, smollm2_path, peft_adapter, n_rounds):
     """Killed while merging, writing the f16 model or quantizing it: the library folder holds
     whole models only, and the next export still works (and sweeps the dead run's temp files)."""

@@ -19,8 +19,6 @@ from assistant.history.conversations import Conversations
 from assistant.documents.collections import Documents, default_counter
 from assistant.history.archive import EXPORT_FORMAT, EXPORT_SCHEMA_VERSION, History, HistoryError
 from assistant.store import Store
-from engine.client import EngineClient
-from engine.settings import EngineSettings
 
 # Names a hostile archive or a careless user could produce (NUL cannot be in a real name).
 NAME_PARTS = st.sampled_from(["..", ".", "a", "b b", "ü", "-", "~", "$HOME", "%2e%2e", "\\..\\", "x" * 40, "'", "*"])
@@ -28,14 +26,6 @@ FILE_NAME = st.builds(lambda parts, ext: "".join(parts).replace("/", "_") + ext,
                       st.lists(NAME_PARTS, min_size=1, max_size=3), st.sampled_from([".txt", ".md"]))
 LINK_TARGET = st.sampled_from(["outside-file", "outside-dir", "/etc/passwd", "/", "../..", "inside", "missing",
                                "self-loop"])
-
-
-@pytest.fixture(scope="module")
-def engine():
-    client = EngineClient(EngineSettings())
-    client.start()
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -177,14 +177,6 @@ def test_growing_templates_are_stopped_by_the_memory_limit():
         assert "What is two plus two?" in text
 
 
-@pytest.fixture(scope="module")
-def engine():
-    client = EngineClient(EngineSettings())
-    client.start()
-    yield client
-    client.close()
-
-
 @pytest.mark.parametrize("name", ["cve_2024_34359", "attr_format", "stored_format", "string_times", "huge_power"])
 def test_hostile_chat_templates_through_the_worker(name, engine, smollm2_path, no_marker):
     done = engine.chat(smollm2_path, MESSAGES, GREEDY, chat_template=SSTI_PAYLOADS[name]).result(timeout=120)

@@ -112,12 +112,13 @@ def test_llama_parity_base_adapter_and_merged(smol):
 
 
 @pytest.fixture(scope="module")
-def gemma_hf(joined_pack_dir):
+def gemma_hf(joined_pack_dir, base_cache_root):
     """Gemma 3 from the pack and its transformers model (loaded once: transformers' loader
-    leaves a progress-bar monitor thread, which must predate the test)."""
+    leaves a progress-bar monitor thread, which must predate the test), read from the
+    session's base cache (dequantized once for all the training tests)."""
     assert model_pack.is_installed(model_pack.GEMMA3), "the Gemma 3 pack is not installed: run `make test`"
     source = model_pack.join_parts(model_pack.GEMMA3, joined_pack_dir)
-    return source, load_hf_model(source).eval()
+    return source, load_hf_model(source, base_cache_root).eval()
 
 
 def test_gemma3_parity_base_and_adapter(gemma_hf, tmp_path):

@@ -5,6 +5,9 @@ GUI thread only. Everything that touches the store or the engine goes through
 :class:`assistant.chat.ChatSession` streamed from one, so typing, scrolling and Stop stay
 responsive while a reply streams. Every message is stored as it happens, so a crash or a dead engine loses nothing:
 a reply cut short is kept and marked "interrupted".
+
+Why one module of ~730 lines: the page's controller; its message views and smaller widgets
+live beside it (message_view.py, widgets.py), what remains shares the conversation shown.
 """
 
 
