@@ -21,7 +21,7 @@ __all__ = [
     "UserError", "StoreError", "BackupError", "NewerSchemaError", "DiskFullError", "CorruptDatabaseError",
     "ConversationError", "ConversationNotFoundError", "HistoryError", "LibraryError", "AdapterError",
     "TaskInputError", "TranslationError", "SentimentError", "StudentError", "TrainingJobError",
-    "DocumentsError", "IngestError", "ApiServerError", "SettingsError", "ChatError", "user_message",
+    "DocumentsError", "IngestError", "ApiServerError", "SettingsError", "StudyError", "ChatError", "user_message",
 ]
 
 
@@ -106,6 +106,10 @@ class DocumentsError(UserError, ValueError):
 
 class IngestError(UserError):
     """A file that cannot be indexed."""
+
+
+class StudyError(UserError):
+    """A deck, a card or a review that cannot be made (nothing to study, a bad import file)."""
 
 
 class SettingsError(UserError, ValueError):
