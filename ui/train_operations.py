@@ -1,7 +1,9 @@
 """Small operations the Train pane calls; each runs on a worker thread of :class:`ui.jobs.Jobs`.
 
-Qt-free (like :mod:`ui.operations`); core modules are imported inside the functions so
-that opening the window does not import the training package's helpers.
+Qt-free; core modules are imported inside the functions so that opening the window does not
+import the training package's helpers. The ``prepare_*`` operations check and write a job and
+return its :class:`assistant.train.jobs.JobSpec`: the pane starts the process itself
+(:class:`ui.train_process.JobProcess`), so no worker thread waits on it while it runs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class TrainView:
 
 
 def _jobs(services: "Services"):
-    from assistant.training_jobs import TrainingJobs
+    from assistant.train.jobs import TrainingJobs
 
     return TrainingJobs(services.paths, services.store)
 
@@ -50,7 +52,7 @@ def _run_label(run: dict) -> str:
 
 
 def train_view(services: "Services") -> TrainView:
-    from assistant.documents import Documents
+    from assistant.documents.collections import Documents
 
     collections = [c for c in Documents(services.store, None).collections() if c["chunks"]]
     models = []
@@ -64,25 +66,20 @@ def train_view(services: "Services") -> TrainView:
 
 def prepare_documents_job(services: "Services", collections: list[str], model_path: str, preset: str,
                           settings: dict | None = None):
-    """Check and prepare a job on the collections' text, then start its process."""
-    jobs = _jobs(services)
-    spec = jobs.prepare_documents(collections, Path(model_path), preset, settings)
-    return jobs.start(spec)
+    """Check and prepare a job on the collections' text; the pane starts its process."""
+    return _jobs(services).prepare_documents(collections, Path(model_path), preset, settings)
 
 
 def prepare_translation_job(services: "Services", memory_file: str, model_path: str, preset: str,
                             settings: dict | None = None):
-    jobs = _jobs(services)
-    spec = jobs.prepare_translation(Path(memory_file), Path(model_path), preset_name=preset, settings=settings)
-    return jobs.start(spec)
+    return _jobs(services).prepare_translation(Path(memory_file), Path(model_path), preset_name=preset,
+                                               settings=settings)
 
 
 def prepare_distill_job(services: "Services", collections: list[str], model_path: str, preset: str,
                         settings: dict | None = None):
-    """Check and prepare a smaller copy of the model (prune + distil), then start its process."""
-    jobs = _jobs(services)
-    spec = jobs.prepare_distill(collections, Path(model_path), preset, settings)
-    return jobs.start(spec)
+    """Check and prepare a smaller copy of the model (prune + distil); the pane starts its process."""
+    return _jobs(services).prepare_distill(collections, Path(model_path), preset, settings)
 
 
 def add_to_library(services: "Services", path: str):
@@ -91,22 +88,20 @@ def add_to_library(services: "Services", path: str):
 
 
 def resume_job(services: "Services", folder: str):
-    return _jobs(services).resume(Path(folder))
+    """The stopped job in ``folder``, checked to have a checkpoint; the pane restarts its process."""
+    return _jobs(services).resumable(Path(folder))
 
 
-def with_job(result: dict | None, job_file: Path) -> dict | None:
+def with_job(result: dict | None, job: dict) -> dict | None:
     """The job's result with the base model it was trained for (from its job.json)."""
-    import json
-
     if not result:
         return result
-    job = json.loads(Path(job_file).read_text(encoding="utf-8"))
     return {**result, "base_gguf": job.get("base_gguf", ""), "kind": job.get("kind", "lora")}
 
 
 def activate_adapter(services: "Services", task: str, adapter_path: str, base_path: str) -> None:
     """Use the adapter for ``task`` from the next reply on; the engine checks it fits first."""
-    from assistant.adapters import ActiveAdapters
+    from assistant.models.adapters import ActiveAdapters
 
     services.engine.load_adapter(base_path, adapter_path, timeout=120)
     ActiveAdapters(services.store).set(task, adapter_path, base_path)

@@ -1,22 +1,20 @@
 """The Train pane: teach a model the user's documents or translation memory (LoRA).
 
-GUI thread only. The work runs in its own process (``python -m training.run``, started by
-:class:`assistant.training_jobs.TrainingJobs`); a pool thread of the window's
-:class:`ui.jobs.Jobs` reads the process's progress lines and hands each event to the GUI
-thread through ``sig_training_event`` (queued). Cancel sends SIGTERM: the job saves a
-checkpoint and stops, and Resume carries on from it. Closing the window does the same, so
-nothing is lost. When a run ends, its result card shows held-out perplexity before and
+GUI thread only. The job is checked and written on a pool thread of the window's
+:class:`ui.jobs.Jobs` (:class:`assistant.train.jobs.TrainingJobs`); its work runs in its own
+process (``python -m training.run``), followed by :class:`ui.train_process.JobProcess` (a
+QProcess: each progress line arrives through the event loop, no thread waits on the pipe).
+Cancel sends SIGTERM: the job saves a checkpoint and stops, and Resume carries on from it.
+Closing the window does the same and waits for the job to be gone, so nothing is lost. When a run ends, its result card shows held-out perplexity before and
 after (measured by the job through llama.cpp on the GGUF the user will run), sample
 outputs before and after, and buttons to use the adapter in chat or for translation.
 """
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -38,9 +36,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.training_support import training_unavailable
-from ui import operations
+from assistant.train.support import training_unavailable
+from assistant.wording import counted
 from ui import train_operations as ops
+from ui.train_process import JobProcess
 
 if TYPE_CHECKING:
     from assistant.app import Services
@@ -74,10 +73,6 @@ def _format_eta(seconds: Any) -> str:
     if seconds >= 60:
         return f"{seconds // 60} min {seconds % 60} s"
     return f"{seconds} s"
-
-
-class _EventSignals(QObject):
-    sig_training_event = Signal(object)  # assistant.training_jobs.TrainingEvent
 
 
 TRAIN_COLOR = "#3b82f6"
@@ -144,13 +139,12 @@ class TrainPane(QWidget):
         self.jobs = jobs
         # Said up front, not after the user has chosen everything (the bundle has no PyTorch).
         self.unavailable = training_unavailable()
-        self.process = None  # the running assistant.training_jobs.TrainingProcess
-        self._process_lock = threading.Lock()
+        # The running JobProcess; "starting" while the job is checked and written on the pool.
+        self.process: JobProcess | str | None = None
         self._cancel_requested = False
+        self._closed = False
         self.result: dict | None = None
         self.events: list = []  # this run's events, for the status line and tests
-        self._signals = _EventSignals()
-        self._signals.sig_training_event.connect(self._on_event)
         self._build()
         self.refresh()
 
@@ -356,7 +350,7 @@ class TrainPane(QWidget):
                    if self.collections.item(i).checkState() == Qt.CheckState.Checked}
         self.collections.clear()
         for collection in view.collections:
-            item = QListWidgetItem(operations.collection_label(collection))
+            item = QListWidgetItem(f"{collection['name']} ({counted(int(collection['files']), 'file')})")
             item.setData(Qt.ItemDataRole.UserRole, collection["name"])
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if collection["name"] in checked or len(view.collections) == 1
@@ -426,7 +420,8 @@ class TrainPane(QWidget):
         if not run or self.busy:
             return
         self._begin("Resuming from the last checkpoint…")
-        self.jobs.run(ops.resume_job, self.services, run["folder"], on_done=self._follow, on_error=self._start_failed)
+        self.jobs.run(ops.resume_job, self.services, run["folder"], on_done=lambda spec: self._follow(spec, resume=True),
+                      on_error=self._start_failed)
 
     def _begin(self, text: str) -> None:
         self.process = "starting"  # busy until the job is followed or failed to start
@@ -449,28 +444,25 @@ class TrainPane(QWidget):
         self.cancel_button.setEnabled(False)
         self.start_button.setEnabled(self.model_combo.count() > 0 and not self.unavailable)
 
-    def _follow(self, process) -> None:
-        with self._process_lock:
-            self.process = process
-            cancel = self._cancel_requested
-        if cancel:
-            process.cancel()
-        signals = self._signals
-
-        def read() -> dict | None:  # pool thread, for the whole run
-            for event in process.events():
-                signals.sig_training_event.emit(event)
-            return ops.with_job(process.result, process.job_file)
-
-        self.jobs.run(read, on_done=self._ended, on_error=self._start_failed)
+    def _follow(self, spec, resume: bool = False) -> None:
+        """GUI thread: the job is written (``spec``, an assistant.train.jobs.JobSpec); start its
+        process and follow it."""
+        if self._closed:
+            return
+        if self._cancel_requested:
+            self._start_failed("Stopped before the job started.")
+            return
+        process = JobProcess(spec.job_file, resume=resume, parent=self)
+        process.sig_event_received.connect(self._on_event)
+        process.sig_job_finished.connect(lambda result, job=spec.job: self._ended(ops.with_job(result, job)))
+        self.process = process
+        process.start()
 
     def cancel(self) -> None:
         """Ask the job to save a checkpoint and stop; Resume carries on from it."""
-        with self._process_lock:
-            self._cancel_requested = True
-            process = self.process
-        if process is not None and not isinstance(process, str):
-            process.cancel()
+        self._cancel_requested = True
+        if isinstance(self.process, JobProcess):
+            self.process.cancel()
         self.cancel_button.setEnabled(False)
         self.status.setText("Stopping: saving a checkpoint…")
 
@@ -506,6 +498,8 @@ class TrainPane(QWidget):
             self.status.setText(str(data.get("message") or "The training job failed."))
 
     def _ended(self, result: dict | None) -> None:
+        if isinstance(self.process, JobProcess):
+            self.process.deleteLater()
         self.process = None
         self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)
@@ -600,10 +594,12 @@ class TrainPane(QWidget):
     def _failed(self, message: str, _exc: Any = None) -> None:
         self.status.setText(message)
 
-    def shutdown(self) -> None:
-        """GUI thread, at close: a running job saves a checkpoint and stops (resumable)."""
-        with self._process_lock:
-            process = self.process
-            self._cancel_requested = True
-        if process is not None and not isinstance(process, str):
-            process.cancel()
+    def shutdown(self) -> bool:
+        """GUI thread, at close: a running job saves a checkpoint and stops (resumable); waits
+        for its process to be gone. A job still being written is not started."""
+        self._closed = True
+        self._cancel_requested = True
+        process = self.process
+        if isinstance(process, JobProcess):
+            return process.shutdown()
+        return True

@@ -59,7 +59,7 @@ def _peps_collection_and_base_cache(services) -> None:
 
 
 def test_a_real_run_is_followed_live_and_its_adapter_is_used_in_chat(qtbot, window, services):
-    from assistant.adapters import ActiveAdapters
+    from assistant.models.adapters import ActiveAdapters
 
     _peps_collection_and_base_cache(services)
     pane = _window_pane(qtbot, window)
@@ -105,7 +105,7 @@ def test_without_pytorch_the_page_says_so_before_anything_is_chosen(qtbot, windo
     import sys
 
     import ui.train_pane as train_pane
-    from assistant.training_support import training_unavailable
+    from assistant.train.support import training_unavailable
 
     assert training_unavailable() is None  # this installation trains
     monkeypatch.setattr(sys, "frozen", True, raising=False)  # what a PyInstaller bundle sets
@@ -177,3 +177,28 @@ def test_a_smaller_copy_of_a_model_too_large_for_memory_is_refused_before_it_sta
     qtbot.waitUntil(lambda: not pane.busy, timeout=60000)
     assert "memory" in pane.status.text().lower(), pane.status.text()
     assert len(list((services.paths.data_dir / "training" / "runs").glob("*"))) == runs_before, "no job folder left"
+
+
+def test_a_job_process_is_followed_through_the_event_loop(qtbot, tmp_path):
+    """The window follows a job's process with QProcess (no thread waits on its output): its
+    lines arrive as typed events, the last one final, then the result (None: it failed)."""
+    from ui.train_process import JobProcess
+
+    job_file = tmp_path / "job.json"
+    job_file.write_text('{"kind": "nonsense"}', encoding="utf-8")
+    process = JobProcess(job_file)
+    events = []
+    process.sig_event_received.connect(events.append)
+    with qtbot.waitSignal(process.sig_job_finished, timeout=120_000) as finished:
+        process.start()
+    assert finished.args[0] is None and not process.running
+    assert [e.kind for e in events] == ["error"] and "kind one of" in events[0].data["message"]
+
+    # A program that cannot start says so in the same way.
+    missing = JobProcess(job_file, python=str(tmp_path / "no-such-python"))
+    events.clear()
+    missing.sig_event_received.connect(events.append)
+    with qtbot.waitSignal(missing.sig_job_finished, timeout=30_000) as finished:
+        missing.start()
+    assert finished.args[0] is None
+    assert [e.kind for e in events] == ["error"] and "could not start" in events[0].data["message"]
