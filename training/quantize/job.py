@@ -17,8 +17,9 @@ Job file keys:
   resume: set by ``training.run --resume``: files already written are re-used
 
 The text must be held out from the model: if the model was fine-tuned on some documents,
-measure it on others. Cancelling (SIGTERM) stops between steps or inside llama.cpp's
-quantizer; nothing half-written is ever left, so a resumed job picks up the finished files.
+measure it on others. Cancelling (SIGTERM) stops at the end of the step in progress (one
+file quantized or measured); nothing half-written is ever left, so a resumed job picks up the
+finished files.
 """
 
 from __future__ import annotations
@@ -85,11 +86,17 @@ def run_job(job: dict, reporter: ProgressReporter) -> dict:
         reporter.emit("step", step=done, total_steps=total, stage=stage, loss=None, tokens_per_s=0.0,
                       eta_s=round(eta, 1))
 
+    # The lab polls stop_requested between its steps; SIGTERM must only set it. Raised from the
+    # signal handler instead, JobCancelled would land wherever the lab is (inside the model
+    # file check, which words any exception as a damaged file) and read as a failure.
+    reporter.defer_stop = True
     try:
         results = run_lab(model, texts, output_dir, config, progress=progress,
                           should_stop=lambda: reporter.stop_requested, f16_maker=f16_maker)
     except LabCancelled:
         raise JobCancelled(None) from None
+    finally:
+        reporter.defer_stop = False
     for line in results["table"].splitlines():
         reporter.message(line)
     return {
