@@ -1,11 +1,14 @@
 """The Compress pane: pick a model, a goal and held-out text; run the quantization lab; see
 the table and a chart; put a result in the library.
 
-GUI thread only for the widgets. The lab runs as its own process (``python -m
-training.run`` with kind "quantize_lab", spawned by :class:`assistant.training_jobs.
-TrainingProcess`), read on the pane's pool thread by a :class:`ui.translate_pane.
-GeneratorJob`; Stop sends SIGTERM and the job keeps every finished file for a later run.
-Adding a result to the library also runs on the pool thread (it hashes the file).
+GUI thread only for the widgets. The job file is written on a pool thread of the window's
+:class:`ui.jobs.Jobs`; the lab runs as its own process (``python -m training.run`` with kind
+"quantize_lab"), followed by :class:`ui.train_process.JobProcess` (a QProcess: no thread waits
+on its output). Everything that needs the training package (reading the text, checking the
+model, quantizing, measuring) happens in that process, so the window never imports it; where
+the installation has no training package (the self-contained bundle) the page says so at once.
+Stop sends SIGTERM and the job keeps every finished file for a later run. Adding a result to
+the library runs on the pool (it hashes the file).
 
 The module-level functions are Qt-free operations (like :mod:`ui.train_operations`).
 """
@@ -13,7 +16,6 @@ The module-level functions are Qt-free operations (like :mod:`ui.train_operation
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,11 +36,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui import operations
-from ui.translate_pane import GeneratorJob
+from assistant.errors import TrainingJobError
+from assistant.train.support import lab_unavailable
+from assistant.wording import counted
+from ui.train_process import JobProcess
 
 if TYPE_CHECKING:
     from assistant.app import Services
+    from ui.jobs import Jobs
 
 #: Goals the user can pick, and the most perplexity they accept relative to F16 for each.
 GOALS = {
@@ -54,7 +59,7 @@ def prepare_lab_job(services: "Services", model_path: str, text_files: list[str]
     """Write a quantize_lab job file in a new run folder and return its path; ``settings``
     are training.quantize.lab.LabConfig fields (the defaults measure thoroughly)."""
     if not text_files:
-        raise ValueError("Choose some held-out text first: the lab measures perplexity on it.")
+        raise TrainingJobError("Choose some held-out text first: the lab measures perplexity on it.")
     folder = services.paths.data_dir / "training" / "runs" / time.strftime("compress-%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=False)
     job = {"kind": "quantize_lab", "model_gguf": str(model_path), "output_dir": str(folder / "lab"),
@@ -63,27 +68,6 @@ def prepare_lab_job(services: "Services", model_path: str, text_files: list[str]
     path = folder / "job-in.json"
     path.write_text(json.dumps(job, indent=2), encoding="utf-8")
     return path
-
-
-def run_lab_events(job_file: Path, cancel) -> Any:
-    """Spawn the job and yield its events (TrainingEvent); a cancel stops the process."""
-    from assistant.training_jobs import TrainingProcess
-
-    process = TrainingProcess.spawn(sys.executable, job_file)
-    try:
-        for event in process.events():
-            if cancel.is_set():
-                process.cancel()
-            yield event
-    finally:
-        # Left early (the pane closed): ask the job to stop, and make sure it does.
-        if process.process.poll() is None:
-            process.cancel()
-            try:
-                process.wait(timeout=30)
-            except Exception:
-                process.kill()
-                process.wait()
 
 
 def recommend(rows: list[dict], goal: str) -> str | None:
@@ -133,20 +117,21 @@ class LabChart(QWidget):
 
 
 class CompressPane(QWidget):
-    """Self-contained: give it the services; call :meth:`shutdown` before it goes away."""
+    """Give it the services and the window's jobs; call :meth:`shutdown` before it goes away."""
 
     sig_lab_finished = Signal(object)  # the job's result dict
     sig_model_added = Signal(object)  # ModelRecord
 
-    def __init__(self, services: "Services", parent: QWidget | None = None):
+    def __init__(self, services: "Services", jobs: "Jobs", parent: QWidget | None = None):
         super().__init__(parent)
-        from PySide6.QtCore import QThreadPool
-
         self.services = services
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(1)
-        self._job: GeneratorJob | None = None
-        self._jobs: set[GeneratorJob] = set()
+        self.jobs = jobs
+        # Said up front, not after the user has chosen everything (the bundle has no training package).
+        self.unavailable = lab_unavailable()
+        # The running lab: a JobProcess, "starting" while its job file is written, "adding" while
+        # a result goes into the library, else None.
+        self.process: JobProcess | str | None = None
+        self._stop_requested = False
         self._closed = False
         self.text_files: list[str] = []
         self.rows: list[dict] = []
@@ -188,9 +173,10 @@ class CompressPane(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setCornerButtonEnabled(False)
         self.chart = LabChart()
-        self.status = QLabel("")
+        self.status = QLabel(self.unavailable or "")
         self.status.setWordWrap(True)
         self.status.setAccessibleName("Status")
+        self.run_button.setEnabled(not self.unavailable)
         bottom = QHBoxLayout()
         bottom.addWidget(self.add_button)
         bottom.addStretch(1)
@@ -210,30 +196,21 @@ class CompressPane(QWidget):
         self.goal_combo.currentIndexChanged.connect(lambda _i: self._show_recommendation())
         self.table.itemSelectionChanged.connect(lambda: self.add_button.setEnabled(bool(self.selected_row())))
 
-    # ----- jobs -------------------------------------------------------------------------
-    def _start(self, make, on_event) -> None:
-        job = GeneratorJob(make)
-        job.signals.sig_event_received.connect(lambda e: None if self._closed else on_event(e))
-        job.signals.sig_job_failed.connect(lambda m: None if self._closed else self.status.setText(m))
-        job.signals.sig_job_finished.connect(lambda job=job: self._done(job))
-        self._jobs.add(job)
-        self._job = job
-        self.stop_button.setEnabled(True)
-        self.run_button.setEnabled(False)
-        self.pool.start(job)
+    # ----- state ------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.process is not None
 
-    def _done(self, job: GeneratorJob) -> None:
-        self._jobs.discard(job)
-        if self._closed:
-            return
-        if job is self._job:
-            self._job = None
-            self.stop_button.setEnabled(False)
-            self.run_button.setEnabled(True)
+    def _set_busy(self, state: JobProcess | str | None) -> None:
+        self.process = state
+        self.stop_button.setEnabled(state is not None and state != "adding")
+        self.run_button.setEnabled(state is None and not self.unavailable)
 
     def stop(self) -> None:
-        if self._job is not None:
-            self._job.stop()
+        """Stop the lab: the job keeps every finished file for a later run."""
+        self._stop_requested = True
+        if isinstance(self.process, JobProcess):
+            self.process.cancel()
 
     # ----- actions ----------------------------------------------------------------------
     def _choose_text(self) -> None:
@@ -243,9 +220,14 @@ class CompressPane(QWidget):
 
     def set_text_files(self, files: list[str]) -> None:
         self.text_files = [str(f) for f in files]
-        self.text_label.setText(operations.counted(len(files), "file"))
+        self.text_label.setText(counted(len(files), "file"))
 
     def run_lab(self) -> None:
+        if self.busy:
+            return
+        if self.unavailable:
+            self.status.setText(self.unavailable)
+            return
         model = self.model_combo.currentData()
         if not model:
             self.status.setText("Choose a model first.")
@@ -253,14 +235,41 @@ class CompressPane(QWidget):
         if not self.text_files:
             self.status.setText("Choose some held-out text first: the lab measures perplexity on it.")
             return
-        services, files, settings = self.services, list(self.text_files), dict(self.lab_settings)
         self.status.setText("Starting…")
         self.progress.setRange(0, 0)
+        self._stop_requested = False
+        self._set_busy("starting")
+        self.jobs.run(prepare_lab_job, self.services, model, list(self.text_files), dict(self.lab_settings),
+                      on_done=self._follow, on_error=self._failed)
 
-        def make(cancel):
-            yield from run_lab_events(prepare_lab_job(services, model, files, settings), cancel)
+    def _follow(self, job_file: Path) -> None:
+        """GUI thread: the job file is written; start the lab's process and follow it."""
+        if self._closed:
+            return
+        if self._stop_requested:
+            self._failed("Stopped before the lab started.")
+            return
+        process = JobProcess(job_file, parent=self)
+        process.sig_event_received.connect(self._lab_event)
+        process.sig_job_finished.connect(self._lab_ended)
+        self._set_busy(process)
+        process.start()
 
-        self._start(make, self._lab_event)
+    def _lab_ended(self, _result: dict | None) -> None:
+        if isinstance(self.process, JobProcess):
+            self.process.deleteLater()
+        self._set_busy(None)
+        if self.progress.maximum() == 0:  # ended before its first step
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+
+    def _failed(self, message: str, _exc: Any = None) -> None:
+        if self._closed:
+            return
+        self._set_busy(None)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status.setText(message)
 
     def _lab_event(self, event: Any) -> None:
         data = getattr(event, "data", {}) or {}
@@ -312,21 +321,23 @@ class CompressPane(QWidget):
 
     def add_selected(self) -> None:
         row = self.selected_row()
-        if row is None:
+        if row is None or self.busy:
             return
-        library, path = self.services.library, row["path"]
+        self._set_busy("adding")
 
-        def make(cancel):
-            yield library.add(path)
-
-        def on_event(record) -> None:
+        def added(record) -> None:
+            if self._closed:
+                return
+            self._set_busy(None)
             self.status.setText(f"Added {record.display_name} to the library.")
             self.sig_model_added.emit(record)
 
-        self._start(make, on_event)
+        self.jobs.run(self.services.library.add, row["path"], on_done=added, on_error=self._failed)
 
-    def shutdown(self, timeout_ms: int = 30000) -> bool:
+    def shutdown(self) -> bool:
+        """GUI thread, at close: a running lab stops (its finished files are kept) and is waited for."""
         self._closed = True
-        for job in list(self._jobs):
-            job.stop()
-        return self.pool.waitForDone(timeout_ms)
+        self._stop_requested = True
+        if isinstance(self.process, JobProcess):
+            return self.process.shutdown()
+        return True

@@ -54,7 +54,8 @@ PAGES = (
     ("settings", "Settings", ""),
 )
 
-#: Pages whose pane is built once the services exist: key -> the pane's module and class.
+#: Pages whose pane is built once the services exist: key -> the pane's module and class. Each
+#: is built as ``Pane(services, jobs)``: every pane's work runs on the window's one Jobs.
 SERVICE_PAGES = {
     "translate": ("ui.translate_pane", "TranslatePane"),
     "sentiment": ("ui.sentiment_pane", "SentimentPane"),
@@ -62,8 +63,6 @@ SERVICE_PAGES = {
     "train": ("ui.train_pane", "TrainPane"),
     "compress": ("ui.compress_pane", "CompressPane"),
 }
-#: Of those, the panes that share the window's pool (shut down with it) instead of their own.
-SHARED_POOL_PAGES = ("documents", "train")
 
 #: Every shortcut, as the help lists it.
 SHORTCUTS = (
@@ -346,11 +345,7 @@ class MainWindow(QMainWindow):
         for key, (module_name, class_name) in SERVICE_PAGES.items():
             page = self.pages[key]
             pane_class = getattr(importlib.import_module(module_name), class_name)
-            if key in SHARED_POOL_PAGES:
-                pane = pane_class(services, self.jobs)
-            else:
-                pane = pane_class(services)
-            page.set_pane(pane)
+            page.set_pane(pane_class(services, self.jobs))
         self.translate = self.pages["translate"].pane
         self.sentiment = self.pages["sentiment"].pane
         self.documents = self.pages["documents"].pane

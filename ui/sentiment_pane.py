@@ -1,18 +1,25 @@
 """The Sentiment pane: one text, or a CSV/TSV/TXT file with a column chooser, a progress
 bar, a results table (label, confidence), a chart of the distribution, export to CSV.
 
-GUI thread only. Reading files, scoring and exporting run on the pane's own
-:class:`QThreadPool` as :class:`ui.translate_pane.GeneratorJob` (the core's generators in
-``assistant.sentiment``), with events back through ``sig_event_received``. Stop keeps every
-result finished so far; bad rows are listed with their reason and the rest is scored.
+GUI thread only. Reading files, scoring and exporting run on the window's :class:`ui.jobs.Jobs`
+(the core's functions and generators in ``assistant.tasks.sentiment``), with events back on the
+GUI thread. Stop keeps every result finished so far (through the cancel event the generator
+checks); bad rows are listed with their reason and the rest is scored.
+
+Teaching a student (``assistant.tasks.sentiment_student``) runs in three parts: the language
+model labels the texts on the pool (:func:`prepare_lesson`), the sentence encoder is fine-tuned
+in a training process followed by :class:`ui.train_process.JobProcess` (QProcess: no thread
+waits on it), and the student is saved on the pool (:meth:`Lesson.finish`). Where this
+installation cannot train, the first part fits and saves the student itself.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -29,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.sentiment import (
+from assistant.tasks.sentiment import (
     SentimentAnalyzer,
     SentimentFinished,
     SentimentProgress,
@@ -38,20 +45,51 @@ from assistant.sentiment import (
     export_csv,
     read_table,
 )
-from assistant.sentiment_student import (
+from assistant.tasks.sentiment_student import (
+    Lesson,
     SentimentStudent,
     StudentAnalyzer,
     StudentError,
     TrainProgress,
+    fine_tune_outcome,
+    prepare_lesson,
     student_files,
-    teach_student_stream,
 )
-from ui.translate_pane import GeneratorJob
+from assistant.train.process import StepEvent
+from ui.train_process import JobProcess
 
 if TYPE_CHECKING:
     from assistant.app import Services
+    from ui.jobs import Job, Jobs
 
 COLOURS = {"positive": "#3a9d5d", "negative": "#c8553d", "neutral": "#8a8f98"}
+
+
+# ----- Qt-free parts of teaching a student (pool threads) ------------------------------------
+def _agreement(path: Path) -> float | None:
+    """The student's held-out agreement with the language model, as its file records it."""
+    try:
+        return SentimentStudent.load(path).provenance.get("heldout_agreement_with_teacher")
+    except StudentError:
+        return None
+
+
+def _prepare_lesson(services, texts: list[str], name: str, cancel: threading.Event,
+                    on_progress) -> tuple[Lesson, float | None]:
+    lesson = prepare_lesson(services, texts, name, cancel, on_progress)
+    if cancel.is_set() and lesson.job_file is not None:
+        lesson.discard()  # stopped (or the window closed) as the labelling ended: nothing is left behind
+        raise StudentError("Training was cancelled.")
+    return lesson, (_agreement(lesson.path) if lesson.path is not None else None)
+
+
+def _finish_lesson(lesson: Lesson, result: dict) -> tuple[Lesson, float | None]:
+    lesson.finish(result)
+    return lesson, _agreement(lesson.path)
+
+
+class _ProgressSignals(QObject):
+    sig_progress_changed = Signal(object)  # TrainProgress, emitted on a pool thread
 
 
 class DistributionChart(QWidget):
@@ -85,22 +123,27 @@ class DistributionChart(QWidget):
 
 
 class SentimentPane(QWidget):
-    """Self-contained: give it the services; call :meth:`shutdown` before it goes away."""
+    """Give it the services and the window's jobs; call :meth:`shutdown` before it goes away."""
 
     sig_batch_finished = Signal(object)  # SentimentFinished
     sig_text_analysed = Signal(object)  # SentimentResult
 
-    def __init__(self, services: "Services", parent: QWidget | None = None):
+    def __init__(self, services: "Services", jobs: "Jobs", parent: QWidget | None = None):
         super().__init__(parent)
         self.services = services
+        self.jobs = jobs
         self.analyzer = SentimentAnalyzer.from_services(services)
-        from PySide6.QtCore import QThreadPool
-
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(1)  # one job at a time: the engine does one request at a time anyway
-        self._jobs: set[GeneratorJob] = set()
-        self._job: GeneratorJob | None = None
+        # The latest job (Stop stops it) and every job not yet ended (shutdown waits for them).
+        self._job: "Job | None" = None
+        self._live: set["Job"] = set()
         self._closed = False
+        # A student being taught: the cancel event of its labelling, its lesson, and the
+        # fine-tuning process while it runs.
+        self._teach_cancel: threading.Event | None = None
+        self._lesson: Lesson | None = None
+        self._lesson_process: JobProcess | None = None
+        self._progress = _ProgressSignals()  # created here: emissions from the pool are queued
+        self._progress.sig_progress_changed.connect(self._teach_progress)
         self.table_data: Table | None = None
         self.path: Path | None = None
         self.results: list[SentimentResult] = []
@@ -190,25 +233,45 @@ class SentimentPane(QWidget):
     # ----- jobs -------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self._job is not None
+        return self._job is not None or self._lesson_process is not None
 
-    def _start(self, make, on_event, on_failed=None) -> GeneratorJob:
-        job = GeneratorJob(make)
-        job.signals.sig_event_received.connect(lambda event: None if self._closed else on_event(event))
-        job.signals.sig_job_failed.connect(lambda message: None if self._closed else (on_failed or self._failed)(message))
-        job.signals.sig_job_finished.connect(lambda job=job: self._done(job))
-        self._jobs.add(job)
+    def _start(self, fn, *args, on_done=None, on_event=None, on_failed=None,
+               cancel: threading.Event | None = None) -> None:
+        """Run ``fn(*args)`` on the window's pool (iterate it, when ``on_event`` is given);
+        ``cancel`` is the event the generator checks, set by Stop."""
+        failed = on_failed or self._failed
+
+        def done(result: Any) -> None:
+            self._done(job)
+            if not self._closed and on_done is not None:
+                on_done(result)
+
+        def error(message: str, _exc: BaseException) -> None:
+            self._done(job)
+            if not self._closed:
+                failed(message)
+
+        def event(value: Any) -> None:
+            if not self._closed:
+                on_event(value)
+
+        if on_event is not None:
+            job = self.jobs.stream(fn, *args, on_event=event, on_done=done, on_error=error,
+                                   cancel=cancel.set if cancel is not None else None)
+        else:
+            job = self.jobs.run(fn, *args, on_done=done, on_error=error)
+        if job is None:
+            return  # the window is closing
         self._job = job
+        self._live.add(job)
         self.stop_button.setEnabled(True)
-        self.pool.start(job)
-        return job
 
-    def _done(self, job: GeneratorJob) -> None:
-        self._jobs.discard(job)
-        if self._closed:
-            return  # queued after shutdown: the widgets may be gone
-        if job is self._job:
-            self._job = None
+    def _done(self, job: "Job") -> None:
+        self._live.discard(job)
+        if job is not self._job:
+            return
+        self._job = None
+        if not self._closed:  # after shutdown the widgets may be gone
             self.stop_button.setEnabled(False)
 
     def _failed(self, message: str) -> None:
@@ -216,7 +279,11 @@ class SentimentPane(QWidget):
 
     def stop(self) -> None:
         if self._job is not None:
-            self._job.stop()
+            self._job.cancel()
+        if self._teach_cancel is not None:
+            self._teach_cancel.set()
+        if self._lesson_process is not None:
+            self._lesson_process.cancel()  # the job stops at its next step
 
     # ----- one text ---------------------------------------------------------------------
     def analyse_text(self) -> None:
@@ -224,17 +291,14 @@ class SentimentPane(QWidget):
         if not text.strip():
             self.single_result.setText("Type some text first.")
             return
-        analyzer = self.analyzer
         self.single_result.setText("…")
 
-        def make(cancel):
-            yield analyzer.classify_one(text)
-
-        def on_event(result: SentimentResult) -> None:
+        def show(result: SentimentResult) -> None:
             self.single_result.setText(f"{result.label} ({result.confidence:.0%})")
             self.sig_text_analysed.emit(result)
 
-        self._start(make, on_event, lambda message: self.single_result.setText(message))
+        self._start(self.analyzer.classify_one, text, on_done=show,
+                    on_failed=lambda message: self.single_result.setText(message))
 
     # ----- files ------------------------------------------------------------------------
     def _choose_file(self) -> None:
@@ -249,10 +313,7 @@ class SentimentPane(QWidget):
         self.run_button.setEnabled(False)
         self.status.setText("Reading…")
 
-        def make(cancel):
-            yield read_table(path)
-
-        def on_event(table: Table) -> None:
+        def show(table: Table) -> None:
             self.table_data, self.path = table, path
             self.column_combo.clear()
             self.column_combo.addItems(table.columns or ["(one text per line)"])
@@ -265,7 +326,7 @@ class SentimentPane(QWidget):
             bad = f"; {len(table.bad_rows)} unreadable rows will be skipped" if table.bad_rows else ""
             self.status.setText(f"{len(table.rows)} rows{bad}.")
 
-        self._start(make, on_event)
+        self._start(read_table, path, on_done=show)
 
     def _chosen_rows(self) -> list[tuple[int, str]] | None:
         """(line, text) of the open file's chosen column; None (and why, in the status) if none."""
@@ -291,7 +352,9 @@ class SentimentPane(QWidget):
         analyzer = self.analyzer
         bad = list(table.bad_rows)
         self.status.setText("Analysing…")
-        self._start(lambda cancel: analyzer.classify_stream(rows, bad, cancel=cancel), self._batch_event)
+        cancel = threading.Event()
+        self._start(lambda: analyzer.classify_stream(rows, bad, cancel=cancel), on_event=self._batch_event,
+                    cancel=cancel)
 
     # ----- teaching a student -------------------------------------------------------------
     def teach_student(self) -> None:
@@ -306,36 +369,76 @@ class SentimentPane(QWidget):
         self.teach_button.setEnabled(False)
         self.run_button.setEnabled(False)
         self.status.setText(f"The language model is labelling {len(texts):,} texts for the student…")
-        self._start(lambda cancel: teach_student_stream(services, texts, name, cancel), self._teach_event,
-                    self._teach_failed)
+        self._teach_cancel = cancel = threading.Event()
+        self._start(_prepare_lesson, services, texts, name, cancel, self._progress.sig_progress_changed.emit,
+                    on_done=self._lesson_prepared, on_failed=self._teach_failed)
 
-    def _teach_event(self, event: Any) -> None:
-        if isinstance(event, TrainProgress):
-            self.progress.setMaximum(max(1, event.total))
-            self.progress.setValue(event.done)
-            if event.stage == "teacher":
-                self.status.setText(f"The language model is labelling the texts: {event.done:,} of {event.total:,}.")
-            elif event.stage == "fine-tune":
-                self.status.setText(f"The student is learning: step {event.done} of {event.total}.")
-            else:
-                self.status.setText("The student is learning…")
+    def _teach_progress(self, event: TrainProgress) -> None:
+        if self._closed:
             return
-        path = Path(event)
+        self.progress.setMaximum(max(1, event.total))
+        self.progress.setValue(event.done)
+        if event.stage == "teacher":
+            self.status.setText(f"The language model is labelling the texts: {event.done:,} of {event.total:,}.")
+        elif event.stage == "fine-tune":
+            self.status.setText(f"The student is learning: step {event.done} of {event.total}.")
+        else:
+            self.status.setText("The student is learning…")
+
+    def _lesson_prepared(self, prepared: tuple[Lesson, float | None]) -> None:
+        lesson, agreement = prepared
+        if lesson.job_file is None:  # this installation fitted a head: the student is saved
+            self._student_ready((lesson, agreement))
+            return
+        self._lesson = lesson
+        if self._teach_cancel is not None and self._teach_cancel.is_set():
+            self._lesson_failed("Training was cancelled.")
+            return
+        process = JobProcess(lesson.job_file, parent=self)
+        process.sig_event_received.connect(self._fine_tune_event)
+        process.sig_job_finished.connect(self._fine_tuned)
+        self._lesson_process = process
+        self.stop_button.setEnabled(True)
+        self.status.setText("The student is learning…")
+        process.start()
+
+    def _fine_tune_event(self, event: Any) -> None:
+        if isinstance(event, StepEvent):
+            self._teach_progress(TrainProgress("fine-tune", event.step, event.total_steps))
+
+    def _fine_tuned(self, result: dict | None) -> None:
+        process, self._lesson_process = self._lesson_process, None
+        self.stop_button.setEnabled(self.busy)
+        try:
+            result = fine_tune_outcome(process.reader.final, result)
+        except StudentError as exc:
+            self._lesson_failed(str(exc))
+            return
+        finally:
+            process.deleteLater()
+        self._start(_finish_lesson, self._lesson, result, on_done=self._student_ready, on_failed=self._teach_failed)
+
+    def _lesson_failed(self, message: str) -> None:
+        lesson, self._lesson = self._lesson, None
+        if lesson is not None:
+            self.jobs.run(lesson.discard)  # the scratch folder (the job's files) goes
+        self._teach_failed(message)
+
+    def _student_ready(self, finished: tuple[Lesson, float | None]) -> None:
+        lesson, share = finished
+        self._lesson = self._teach_cancel = None
+        path = lesson.path
         self.teach_button.setEnabled(True)
         self.run_button.setEnabled(True)
         self.model_combo.addItem(f"Student: {path.stem} (fast)", str(path))
         self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
         agreement = ""
-        try:
-            student = SentimentStudent.load(path)
-            share = student.provenance.get("heldout_agreement_with_teacher")
-            if share is not None:
-                agreement = f" It agrees with the language model on {share:.0%} of the texts it did not learn from."
-        except StudentError:
-            pass
+        if share is not None:
+            agreement = f" It agrees with the language model on {share:.0%} of the texts it did not learn from."
         self.status.setText(f"The student {path.stem} is ready and chosen above.{agreement}")
 
     def _teach_failed(self, message: str) -> None:
+        self._teach_cancel = self._lesson = None  # its scratch folder was removed where it failed
         self.teach_button.setEnabled(self.table_data is not None)
         self.run_button.setEnabled(self.table_data is not None)
         self.status.setText(message)
@@ -383,16 +486,17 @@ class SentimentPane(QWidget):
 
     def export(self, path: str | Path) -> None:
         results, bad = list(self.results), list(self.bad_rows)
-
-        def make(cancel):
-            export_csv(path, results, bad)
-            yield Path(path)
-
-        self._start(make, lambda written: self.status.setText(f"Exported {len(results)} results to {written}."))
+        self._start(export_csv, path, results, bad,
+                    on_done=lambda _r: self.status.setText(f"Exported {len(results)} results to {path}."))
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
-        """GUI thread, when the pane or window closes: stop all work and wait for it."""
+        """GUI thread, when the pane or window closes: stop the job in progress and wait for it."""
         self._closed = True
-        for job in list(self._jobs):
-            job.stop()
-        return self.pool.waitForDone(timeout_ms)
+        self.stop()
+        live = list(self._live)
+        done = all(job.done.wait(timeout_ms / 1000) for job in live)
+        if self._lesson_process is not None:
+            done = self._lesson_process.shutdown() and done
+        if self._lesson is not None:
+            self._lesson.discard()  # a student half taught: nothing of it is kept
+        return done

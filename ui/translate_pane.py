@@ -1,22 +1,19 @@
 """The Translate pane: source box with inline suggestions, languages, streaming output.
 
-GUI thread only. Translation runs as a :class:`GeneratorJob` on the pane's own
-:class:`QThreadPool`: the core's generator (``assistant.translation``) is iterated on a
-pool thread and each event comes back through ``sig_event_received`` (queued to the GUI
-thread). Typing re-translates after a pause (debounced); a new translation stops the one
-before, and Stop keeps what was finished. Suggestions come from
-:class:`assistant.suggestions.Suggester`, whose result arrives on a private thread and is
-handed to the GUI thread through ``sig_suggestion_received``.
+GUI thread only. Translation runs on the window's :class:`ui.jobs.Jobs`: the core's generator
+(``assistant.tasks.translation``) is iterated on a pool thread and each event comes back to
+the GUI thread. Typing re-translates after a pause (debounced); a new translation stops the
+one before (through the cancel event the generator checks), and Stop keeps what was finished.
+Suggestions come from :class:`assistant.tasks.suggestions.Suggester`, whose result arrives on
+a private thread and is handed to the GUI thread through ``sig_suggestion_received``.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
-import traceback
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -27,10 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.suggestions import Suggester
-from ui.jobs import _foreign_thread_bookkeeping  # reused: Python's bookkeeping for pool threads
-from ui.suggesting_edit import SuggestingTextEdit, SuggestionController
-from assistant.translation import (
+from assistant.tasks.suggestions import Suggester
+from assistant.tasks.translation import (
     SUPPORTED,
     SegmentDone,
     SegmentText,
@@ -38,68 +33,31 @@ from assistant.translation import (
     TranslationStarted,
     Translator,
 )
+from ui.suggesting_edit import SuggestingTextEdit, SuggestionController
 
 if TYPE_CHECKING:
     from assistant.app import Services
+    from ui.jobs import Job, Jobs
 
 #: Pause in typing before the text is translated again.
 TRANSLATE_DEBOUNCE_MS = 700
 
 
-def _user_message(exc: BaseException) -> str:
-    return str(exc) or f"Something went wrong ({type(exc).__name__})."
-
-
-class GeneratorSignals(QObject):
-    sig_event_received = Signal(object)  # one event the generator yielded
-    sig_job_failed = Signal(str)  # a message for the user
-    sig_job_finished = Signal()
-
-
-class GeneratorJob(QRunnable):
-    """Iterates ``make()`` (a generator of progress events) on a pool thread. :meth:`stop`
-    (any thread) sets the cancel event the generator was given; it ends with what it has."""
-
-    def __init__(self, make: Callable[[threading.Event], Iterator[Any]]):
-        super().__init__()
-        self.setAutoDelete(False)  # the pane keeps the reference while it runs
-        self.signals = GeneratorSignals()
-        self.cancel = threading.Event()
-        self.done = threading.Event()
-        self._make = make
-
-    def stop(self) -> None:
-        self.cancel.set()
-
-    def run(self) -> None:
-        """Runs on a pool thread."""
-        with _foreign_thread_bookkeeping():
-            try:
-                for event in self._make(self.cancel):
-                    self.signals.sig_event_received.emit(event)
-            except Exception as exc:  # shown in the pane, never raised into Qt
-                if not any(c.__name__ in ("LibraryError", "EngineRequestError") for c in type(exc).__mro__):
-                    traceback.print_exc(file=sys.stderr)
-                self.signals.sig_job_failed.emit(_user_message(exc))
-            finally:
-                self.done.set()
-                self.signals.sig_job_finished.emit()
-
-
 class TranslatePane(QWidget):
-    """Self-contained: give it the services; call :meth:`shutdown` before it goes away."""
+    """Give it the services and the window's jobs; call :meth:`shutdown` before it goes away."""
 
     sig_translation_finished = Signal(object)  # TranslationFinished
 
-    def __init__(self, services: "Services", parent: QWidget | None = None):
+    def __init__(self, services: "Services", jobs: "Jobs", parent: QWidget | None = None):
         super().__init__(parent)
         self.services = services
+        self.jobs = jobs
         self.translator = Translator.from_services(services)
         self.suggester = Suggester.from_services(services, task="translate")
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(2)
-        self._job: GeneratorJob | None = None
-        self._jobs: set[GeneratorJob] = set()
+        # The current translation's cancel event (it also tells its events from a superseded
+        # one's), and every translation not yet ended, so that shutdown can wait for them.
+        self._cancel: threading.Event | None = None
+        self._running: dict[threading.Event, "Job"] = {}
         self._closed = False
         self._started: TranslationStarted | None = None
         self._segments: dict[int, str] = {}
@@ -160,7 +118,7 @@ class TranslatePane(QWidget):
     # ----- translation ------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self._job is not None
+        return self._cancel is not None
 
     def translate(self) -> None:
         self._debounce.stop()
@@ -173,22 +131,25 @@ class TranslatePane(QWidget):
         source = self.source_combo.currentData()
         target = self.target_combo.currentData()
         translator = self.translator
-        job = GeneratorJob(lambda cancel: translator.translate_stream(text, target, source=source, cancel=cancel))
-        job.signals.sig_event_received.connect(lambda event, job=job: self._on_event(job, event))
-        job.signals.sig_job_failed.connect(lambda message, job=job: self._on_failed(job, message))
-        job.signals.sig_job_finished.connect(lambda job=job: self._on_job_done(job))
-        self._job = job
-        self._jobs.add(job)
+        cancel = threading.Event()
+        job = self.jobs.stream(lambda: translator.translate_stream(text, target, source=source, cancel=cancel),
+                               on_event=lambda event: self._on_event(cancel, event),
+                               on_done=lambda _result: self._on_job_done(cancel),
+                               on_error=lambda message, _exc: self._on_failed(cancel, message),
+                               cancel=cancel.set)
+        if job is None:
+            return  # the window is closing
+        self._running[cancel] = job
+        self._cancel = cancel
         self._segments = {}
         self._started = None
         self.stop_button.setEnabled(True)
         self.status.setText("Translating…")
-        self.pool.start(job)
 
     def stop(self) -> None:
-        if self._job is not None:
-            self._job.stop()
-            self._job = None
+        if self._cancel is not None:
+            self._cancel.set()
+            self._cancel = None
         self.stop_button.setEnabled(False)
 
     def _render(self) -> None:
@@ -205,8 +166,8 @@ class TranslatePane(QWidget):
                 parts.append(self._segments.get(k, "").lstrip() if k in self._segments else "…")
         self.output.setPlainText("".join(parts))
 
-    def _on_event(self, job: GeneratorJob, event: Any) -> None:
-        if job is not self._job or self._closed:
+    def _on_event(self, cancel: threading.Event, event: Any) -> None:
+        if cancel is not self._cancel or self._closed:
             return  # a superseded translation: its events are stale
         if isinstance(event, TranslationStarted):
             self._started = event
@@ -227,16 +188,17 @@ class TranslatePane(QWidget):
             self.status.setText(note)
             self.sig_translation_finished.emit(event)
 
-    def _on_failed(self, job: GeneratorJob, message: str) -> None:
-        if job is self._job and not self._closed:
+    def _on_failed(self, cancel: threading.Event, message: str) -> None:
+        if cancel is self._cancel and not self._closed:
             self.status.setText(message)
+        self._on_job_done(cancel)
 
-    def _on_job_done(self, job: GeneratorJob) -> None:
-        self._jobs.discard(job)
+    def _on_job_done(self, cancel: threading.Event) -> None:
+        self._running.pop(cancel, None)
         if self._closed:
-            return  # queued after shutdown: the widgets may be gone
-        if job is self._job:
-            self._job = None
+            return  # after shutdown: the widgets may be gone
+        if cancel is self._cancel:
+            self._cancel = None
             self.stop_button.setEnabled(False)
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
@@ -244,7 +206,8 @@ class TranslatePane(QWidget):
         self._closed = True
         self._debounce.stop()
         self.stop()
-        for job in list(self._jobs):
-            job.stop()
-        self.suggestions.shutdown(timeout_ms)
-        return self.pool.waitForDone(timeout_ms)
+        running = list(self._running.values())
+        for job in running:
+            job.cancel()
+        suggestions_done = self.suggestions.shutdown(timeout_ms)
+        return all(job.done.wait(timeout_ms / 1000) for job in running) and suggestions_done

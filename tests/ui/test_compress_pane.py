@@ -12,8 +12,18 @@ PEPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "documents" / "
 
 
 @pytest.fixture
-def pane(qtbot, services):
-    widget = CompressPane(services)
+def jobs(qapp):
+    """The window's one worker pool, as the window would pass it; shut down (and waited for) last."""
+    from ui.jobs import Jobs
+
+    adapter = Jobs()
+    yield adapter
+    assert adapter.shutdown()
+
+
+@pytest.fixture
+def pane(qtbot, services, jobs):
+    widget = CompressPane(services, jobs)
     qtbot.addWidget(widget)
     widget.show()
     yield widget
@@ -56,3 +66,62 @@ def test_lab_table_chart_recommendation_and_library(qtbot, pane, services):
         pane.add_selected()
     assert Path(added.args[0].path).name == Path(pane.selected_row()["path"]).name
     assert any(Path(m.path).name == Path(added.args[0].path).name for m in services.library.list())
+
+
+def test_stop_ends_the_lab_process_and_keeps_its_finished_files(qtbot, pane):
+    """The lab's process is followed through the event loop (QProcess); Stop sends SIGTERM, the
+    job says it was cancelled and exits, and the files it finished stay for a later run."""
+    held_out = PEPS / "pep-0646.rst"
+    smollm2 = [i for i in range(pane.model_combo.count()) if "smollm2" in pane.model_combo.itemData(i).lower()]
+    pane.model_combo.setCurrentIndex(smollm2[0])
+    pane.set_text_files([str(held_out)])
+    pane.lab_settings = {"max_eval_tokens": 64, "ctx": 64, "speed_tokens": 4, "speed_repeats": 1, "threads": 1}
+    pane.run_lab()
+    assert pane.busy and not pane.run_button.isEnabled() and pane.stop_button.isEnabled()
+    # The first step is the F16 reference (a few seconds); the bar shows it.
+    qtbot.waitUntil(lambda: pane.progress.maximum() > 0 and pane.progress.value() >= 1, timeout=300000)
+    pane.stop()
+    qtbot.waitUntil(lambda: not pane.busy, timeout=120000)
+    assert pane.status.text() == "Stopped; finished files are kept.", pane.status.text()
+    assert pane.run_button.isEnabled() and not pane.stop_button.isEnabled()
+    runs = pane.services.paths.data_dir / "training" / "runs"
+    assert list(runs.glob("compress-*/lab/*.F16.gguf")), "the finished F16 reference is kept"
+
+
+def test_in_the_bundle_the_page_says_at_once_why_it_cannot_compress(services):
+    """The self-contained bundle leaves the training package out (packaging/assistant.spec): the
+    page says so as soon as it is built, Run stays off, and nothing imports ``training``
+    (simulated as in tests/test_layers.py: importing it raises ImportError)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys\n"
+        "for name in ('training', 'torch', 'transformers', 'peft', 'accelerate'):\n"
+        "    sys.modules[name] = None  # as absent as in the bundle: importing it raises ImportError\n"
+        "sys.frozen = True  # what PyInstaller sets\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from pathlib import Path\n"
+        "from assistant.app import build_services\n"
+        "from assistant.config import AppPaths\n"
+        "from ui.compress_pane import CompressPane\n"
+        "from ui.jobs import Jobs\n"
+        f"services = build_services(AppPaths(Path({str(services.paths.data_dir)!r})), sync_pack=False)\n"
+        "jobs = Jobs()\n"
+        "pane = CompressPane(services, jobs)\n"
+        "message = pane.status.text()\n"
+        "assert 'bundle leaves it out' in message and 'make run' in message, message\n"
+        "assert not pane.run_button.isEnabled() and pane.model_combo.count() > 0\n"
+        f"pane.set_text_files([{str(PEPS / 'pep-0646.rst')!r}])\n"
+        "pane.run_lab()\n"
+        "assert pane.status.text() == message and not pane.busy, pane.status.text()\n"
+        "assert pane.shutdown() and jobs.shutdown()\n"
+        "services.close()\n"
+        "print('said at once')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert result.returncode == 0 and "said at once" in result.stdout, result.stdout + result.stderr

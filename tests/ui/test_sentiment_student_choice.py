@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from assistant.documents import engine_embedder
-from assistant.sentiment import SentimentAnalyzer
-from assistant.sentiment_student import SentimentStudent, StudentAnalyzer, embedder_identity, fit_logistic, students_dir
+from assistant.documents.collections import engine_embedder
+from assistant.tasks.sentiment import SentimentAnalyzer
+from assistant.tasks.sentiment_student import SentimentStudent, StudentAnalyzer, embedder_identity, fit_logistic, students_dir
 from engine import model_pack
 from engine.convert_bert import ensure_gguf
 from ui.sentiment_pane import SentimentPane
@@ -25,6 +25,16 @@ LABELLED = [
 
 
 @pytest.fixture
+def jobs(qapp):
+    """The window's one worker pool, as the window would pass it; shut down (and waited for) last."""
+    from ui.jobs import Jobs
+
+    adapter = Jobs()
+    yield adapter
+    assert adapter.shutdown()
+
+
+@pytest.fixture
 def student_path(services):
     embed = engine_embedder(services)
     vectors = embed([t for t, _ in LABELLED])
@@ -35,8 +45,8 @@ def student_path(services):
     return student.save(students_dir(services.paths.models_dir) / "reviews.json")
 
 
-def test_pane_offers_students_and_uses_the_chosen_one(qtbot, services, student_path):
-    pane = SentimentPane(services)
+def test_pane_offers_students_and_uses_the_chosen_one(qtbot, services, jobs, student_path):
+    pane = SentimentPane(services, jobs)
     qtbot.addWidget(pane)
     try:
         combo = pane.model_combo
@@ -56,7 +66,7 @@ def test_pane_offers_students_and_uses_the_chosen_one(qtbot, services, student_p
         assert pane.shutdown()
 
 
-def test_teaching_a_student_from_the_open_file_in_the_window(qtbot, services, tmp_path):
+def test_teaching_a_student_from_the_open_file_in_the_window(qtbot, services, jobs, tmp_path):
     """A person opens a file of reviews, presses "Teach a fast student", watches the progress,
     and gets a student chosen in the model list that then analyses a sentence (real teacher:
     the library's sentiment model; real fine-tuning in a training process)."""
@@ -71,7 +81,7 @@ def test_teaching_a_student_from_the_open_file_in_the_window(qtbot, services, tm
         writer = csv.writer(handle)
         writer.writerow(["comment"])  # no labels: the student learns from the language model
         writer.writerows([r["text"]] for r in rows[7:3000:60])  # 50 lines over the three sources
-    pane = SentimentPane(services)
+    pane = SentimentPane(services, jobs)
     qtbot.addWidget(pane)
     try:
         assert not pane.teach_button.isEnabled()
