@@ -5,6 +5,11 @@ GUI thread only. Every piece of work (parsing, embedding, the store, the engine)
 the window's :class:`ui.jobs.Jobs` pool; progress comes back through
 ``sig_progress_changed`` (emitted on a pool thread, delivered queued on the GUI thread).
 Watched folders are polled by a timer that runs :meth:`Documents.sync` as a job.
+
+A question is a turn of a :class:`assistant.chat.session.ChatSession` that writes nothing
+(``persist=False``) with the documents attached, as the chat and ``assistant ask`` answer:
+its events are streamed through :meth:`ui.jobs.Jobs.stream`, the reply shows as it arrives,
+then the sentence quoted from the passages, the tidied answer and the sources.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtWidgets import (
@@ -30,38 +35,42 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui import operations
-from ui.jobs import Jobs
+from assistant.chat.events import ModelLoading, ReplyDone, ReplyFailed, Token, TurnPrepared
+from assistant.wording import counted
 from ui.markdown import quote_html
 
 if TYPE_CHECKING:
     from assistant.app import Services
+    from assistant.chat.session import ChatSession
+    from ui.jobs import Job, Jobs
 
 #: How often watched folders are checked for changed files.
 SYNC_INTERVAL_MS = 30_000
 
 
 class _ProgressSignals(QObject):
-    sig_progress_changed = Signal(object)  # assistant.documents.Progress
+    sig_progress_changed = Signal(object)  # assistant.documents.collections.Progress
 
 
 class DocumentsPane(QWidget):
     sig_documents_changed = Signal()  # the list was refreshed after a job
-    sig_answer_shown = Signal(object)  # assistant.grounded.GroundedAnswer
+    sig_answer_shown = Signal(object)  # the answer's assistant.chat.ReplyDone (message, sources)
     sig_passage_opened = Signal(object)  # the chunk dict shown
 
-    def __init__(self, services: "Services", jobs: Jobs | None = None, parent: QWidget | None = None,
+    def __init__(self, services: "Services", jobs: "Jobs", parent: QWidget | None = None,
                  sync_interval_ms: int = SYNC_INTERVAL_MS):
         super().__init__(parent)
         self.services = services
-        self._own_jobs = jobs is None
-        self.jobs = jobs or Jobs(self)
+        self.jobs = jobs
         self._cancel = threading.Event()
         self._busy = False
-        self._documents = None
-        self._retriever = None
-        self._embed = None
-        self._sources: dict[int, Any] = {}
+        # The question being answered: its job and session (a new question stops the old one),
+        # and what has arrived of the answer.
+        self._asking: "Job | None" = None
+        self._session: "ChatSession | None" = None
+        self._sources: tuple = ()
+        self._reply = ""
+        self._closed = False
         self.progress_events: list = []  # the current job's events, for the message list and tests
         self._signals = _ProgressSignals()  # created here: emissions from the pool are queued
         self._signals.sig_progress_changed.connect(self._on_progress)
@@ -125,10 +134,7 @@ class DocumentsPane(QWidget):
     # ----- core objects (built lazily on a pool thread: the embedder converts once) ------------
     def _core(self):
         """Pool thread: the app's one Documents and Retriever (shared with the chat)."""
-        if self._documents is None:
-            with self.jobs.engine_lock:
-                self._documents, self._retriever = self.services.documents_core()
-        return self._documents, self._retriever
+        return self.services.documents_core()
 
     # ----- jobs ---------------------------------------------------------------------------------
     def _start(self, make_events) -> None:
@@ -166,7 +172,7 @@ class DocumentsPane(QWidget):
         path = item.data(256)
 
         def work():
-            from assistant.documents import Documents, default_counter
+            from assistant.documents.collections import Documents, default_counter
 
             return Documents(self.services.store, embed=None, counter=default_counter(self.services)).remove(path)  # type: ignore[arg-type]
 
@@ -185,7 +191,7 @@ class DocumentsPane(QWidget):
         self.progress.setMaximum(max(1, event.total))
         self.progress.setValue(event.index)
         totals = event.totals or {}
-        text = (f"{event.index}/{event.total} files · {operations.counted(totals.get('chunks', 0), 'passage')} · "
+        text = (f"{event.index}/{event.total} files · {counted(totals.get('chunks', 0), 'passage')} · "
                 f"{totals.get('errors', 0)} failed")
         if event.kind == "file":
             text += f" · {os.path.basename(event.path)}"
@@ -197,7 +203,7 @@ class DocumentsPane(QWidget):
 
     def refresh(self) -> None:
         def work():
-            from assistant.documents import Documents, default_counter
+            from assistant.documents.collections import Documents, default_counter
 
             return Documents(self.services.store, embed=None, counter=default_counter(self.services)).list()  # type: ignore[arg-type]
 
@@ -207,7 +213,7 @@ class DocumentsPane(QWidget):
         self.files.clear()
         for item in items:
             mark = "✓" if item["status"] == "indexed" else ("✗" if item["status"] == "error" else "…")
-            text = f"{mark} {item['title'] or os.path.basename(item['path'])} ({item['collection']}, {operations.counted(item['chunks'], 'passage')})"
+            text = f"{mark} {item['title'] or os.path.basename(item['path'])} ({item['collection']}, {counted(item['chunks'], 'passage')})"
             if item["error"]:
                 text += f"\n    {item['error']}"
             widget_item = QListWidgetItem(text)
@@ -218,45 +224,80 @@ class DocumentsPane(QWidget):
 
     # ----- asking ---------------------------------------------------------------------------------
     def ask(self, question: str) -> None:
+        """Answer ``question`` from all the collections, streamed into the answer box."""
         question = question.strip()
-        if not question:
+        if not question or self._closed:
             return
+        from assistant.chat.session import ChatSession  # the store and the engine client: not before the first paint
+
+        self.stop_asking()
         only = self.only_documents.isChecked()
+        session = ChatSession(self.services, persist=False, documents={"collections": None, "only": only})
+        self._sources, self._reply = (), ""
         self.answer.setPlainText("…")
+        job = self.jobs.stream(session.turn, question, on_event=lambda event: self._on_answer_event(session, event),
+                               on_done=lambda _r: self._asked(session),
+                               on_error=lambda message, _e: self._ask_failed(session, message),
+                               cancel=session.cancel)
+        if job is not None:
+            self._asking, self._session = job, session
 
-        def work():  # pool thread
-            from assistant.grounded import GroundedChat
+    def stop_asking(self) -> None:
+        """Stop the answer in progress; what arrived stays on screen."""
+        if self._asking is not None:
+            self._asking.cancel()
+        self._asking, self._session = None, None
 
-            _documents, retriever = self._core()
-            with self.jobs.engine_lock:
-                engine = self.services.engine
-            model = self.services.library.for_task("chat")
-            chat = GroundedChat(retriever, engine, model.path, context_tokens=int(self.services.settings.engine.n_ctx))
-            return chat.ask(question, only_documents=only)
+    def _on_answer_event(self, session: "ChatSession", event) -> None:
+        if session is not self._session or self._closed:
+            return  # a question asked before the current one
+        if isinstance(event, TurnPrepared):
+            self._sources = tuple(event.sources)
+            if event.budget:
+                self.budget_label.setText(f"Passages: {event.budget['used']} of {event.budget['total']} prompt tokens")
+        elif isinstance(event, ModelLoading) and not self._reply:
+            self.answer.setPlainText("Loading the model…")
+        elif isinstance(event, Token):
+            self._reply += event.text
+            self._show_answer(self._reply)
+        elif isinstance(event, ReplyDone):
+            self._sources = tuple(event.sources)
+            self._show_answer(event.message.text)
+            self.sig_answer_shown.emit(event)
+        elif isinstance(event, ReplyFailed):
+            partial = event.message.text if event.message is not None else self._reply
+            self._show_answer(partial, note=event.text)
 
-        self.jobs.run(work, on_done=self._show_answer, on_error=lambda m, _e: self.answer.setPlainText(m))
+    def _asked(self, session: "ChatSession") -> None:
+        if session is self._session:
+            self._asking, self._session = None, None
 
-    def _show_answer(self, answer) -> None:
-        self._sources = {s.chunk_id: s for s in answer.sources}
+    def _ask_failed(self, session: "ChatSession", message: str) -> None:
+        if session is self._session and not self._closed:
+            self.answer.setPlainText(message)
+        self._asked(session)
+
+    def _show_answer(self, text: str, note: str = "") -> None:
+        """The answer as it stands: the quoted sentence, the model's reply, the sources."""
         parts = []
-        if answer.quote is not None:
+        quoted = next((source for source in self._sources if source.get("quote")), None)
+        if quoted is not None:
             # The sentence of the user's own text comes first: it is right more often than
-            # a small model's reply (see assistant/grounded.py).
-            quote = answer.quote
-            parts.append(f"<p>{quote_html(quote.number, quote.chunk_id, quote.text)}</p>")
-            parts.append(f"<p><b>The model's answer:</b> {escape(answer.text)}</p>")
+            # a small model's reply (see assistant/documents/grounded.py).
+            parts.append(f"<p>{quote_html(quoted['number'], quoted['chunk_id'], quoted['quote'])}</p>")
+            parts.append(f"<p><b>The model's answer:</b> {escape(text)}</p>")
         else:
-            parts.append(f"<p>{escape(answer.text)}</p>")
-        if answer.sources:
+            parts.append(f"<p>{escape(text)}</p>")
+        if note:
+            parts.append(f"<p><i>{escape(note)}</i></p>")
+        if self._sources:
             parts.append("<p><b>Sources</b></p><ol>")
-            for source in answer.sources:
-                snippet = escape(" ".join(source.passage.split())[:160])
-                parts.append(f'<li><a href="chunk:{source.chunk_id}">{escape(os.path.basename(source.path))}, '
-                             f"{escape(source.location)}</a><br><small>{snippet}</small></li>")
+            for source in self._sources:
+                snippet = escape(" ".join(source["passage"].split())[:160])
+                parts.append(f'<li><a href="chunk:{int(source["chunk_id"])}">{escape(source["file"])}, '
+                             f"{escape(source['location'])}</a><br><small>{snippet}</small></li>")
             parts.append("</ol>")
         self.answer.setHtml("".join(parts))
-        self.budget_label.setText(f"Passages: {answer.budget['used']} of {answer.budget['total']} prompt tokens")
-        self.sig_answer_shown.emit(answer)
 
     def _open_link(self, url: QUrl) -> None:
         text = url.toString()
@@ -294,8 +335,9 @@ class DocumentsPane(QWidget):
         dialog.open()
 
     def shutdown(self) -> None:
-        """GUI thread: stop the timer and any job; waits for the pool if the pane owns it."""
+        """GUI thread: stop the timer, the indexing and the answer in progress (the window's
+        :meth:`ui.jobs.Jobs.shutdown` waits for them)."""
+        self._closed = True
         self.timer.stop()
         self._cancel.set()
-        if self._own_jobs:
-            self.jobs.shutdown()
+        self.stop_asking()

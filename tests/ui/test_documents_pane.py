@@ -1,4 +1,5 @@
-"""The Documents pane with the real core: add a folder, progress, sources that open."""
+"""The Documents pane with the real core: add a folder, progress, answers streamed from a
+ChatSession that writes nothing, sources that open."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from assistant.grounded import DONT_KNOW  # noqa: E402
+from assistant.documents.grounded import DONT_KNOW  # noqa: E402
 from tests.assistant import test_ingest as docfiles  # noqa: E402
 from ui.documents_pane import DocumentsPane  # noqa: E402
 
@@ -17,11 +18,16 @@ from ui.documents_pane import DocumentsPane  # noqa: E402
 def pane(qtbot, services):
     import shiboken6
 
-    widget = DocumentsPane(services, sync_interval_ms=0)
+    from ui.jobs import Jobs
+
+    jobs = Jobs()  # the window's one pool, as the window passes it
+    widget = DocumentsPane(services, jobs, sync_interval_ms=0)
     yield widget
     widget.shutdown()
-    # Deleting the pane deletes its pool, whose destructor ends the (idle) pool threads.
+    assert jobs.shutdown()
     shiboken6.delete(widget)
+    # Deleting the pool ends its (idle) threads.
+    shiboken6.delete(jobs)
 
 
 def test_add_folder_ask_and_open_a_source(pane, qtbot, tmp_path):
@@ -44,21 +50,29 @@ def test_add_folder_ask_and_open_a_source(pane, qtbot, tmp_path):
     pane.only_documents.setChecked(True)
     with qtbot.waitSignal(pane.sig_answer_shown, timeout=300_000) as shown:
         pane.ask("What is the airspeed velocity of an unladen swallow?")
-    assert shown.args[0].text == DONT_KNOW and DONT_KNOW in pane.answer.toPlainText()
+    refused = shown.args[0]
+    assert refused.message.text == DONT_KNOW and DONT_KNOW in pane.answer.toPlainText()
+    assert not refused.sources and "Sources" not in pane.answer.toPlainText()
+    assert "prompt tokens" in pane.budget_label.text()
 
     pane.only_documents.setChecked(False)
+    seen = []  # the answer box while the reply streams
+    pane.answer.textChanged.connect(lambda: seen.append(pane.answer.toPlainText()))
     with qtbot.waitSignal(pane.sig_answer_shown, timeout=300_000) as shown:
         pane.ask("How many crates of cloudberry jam are in the Tromso warehouse?")
     answer = shown.args[0]
-    assert answer.sources and answer.sources[0].path.endswith("report.pdf")
+    assert answer.message.text and answer.message.text in pane.answer.toPlainText()
+    assert len([text for text in seen if "The model's answer" in text]) > 1, "the reply is shown as it arrives"
+    assert answer.sources and answer.sources[0]["path"].endswith("report.pdf")
     assert "report.pdf, page 2" in pane.answer.toPlainText()
     # The passage's own sentence is quoted above the model's reply.
-    assert answer.quote is not None and "4812" in answer.quote.text
+    quoted = [source for source in answer.sources if source.get("quote")]
+    assert len(quoted) == 1 and "4812" in quoted[0]["quote"]
     shown_text = pane.answer.toPlainText()
     assert shown_text.index("From your documents") < shown_text.index("The model's answer") < shown_text.index("Sources")
     assert "prompt tokens" in pane.budget_label.text()
     from PySide6.QtCore import QUrl
 
     with qtbot.waitSignal(pane.sig_passage_opened, timeout=60_000) as opened:
-        pane.answer.anchorClicked.emit(QUrl(f"chunk:{answer.sources[0].chunk_id}"))
+        pane.answer.anchorClicked.emit(QUrl(f"chunk:{answer.sources[0]['chunk_id']}"))
     assert "4812 crates" in opened.args[0]["text"] and "4812 crates" in pane.passage.toPlainText()
