@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
 )
 
-from ui.chat_pane import Banner, ChatPane
+from ui.chat.pane import ChatPane
+from ui.chat.widgets import Banner
 from ui.jobs import EngineStatusBridge, Jobs
 from ui.models_pane import ModelsPane
 from ui.settings_pane import SettingsPane
@@ -335,7 +336,7 @@ class MainWindow(QMainWindow):
         self.models.set_services(services, self.jobs)
         self.settings_pane.set_services(services, self.jobs)
         self._build_service_pages(services)
-        self.jobs.run(_start_engine, services, self.status_bridge.callback, self.jobs.engine_lock,
+        self.jobs.run(_start_engine, services, self.status_bridge.callback,
                       on_error=lambda message, _exc: self._on_engine_status("error", {"message": message}))
         self.sig_services_ready.emit()
 
@@ -472,11 +473,11 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _start_engine(services: "Services", on_status: Any, lock: Any) -> str:
-    """Pool thread: start the engine worker (a process spawn) and report its status."""
-    with lock:
-        engine = services.engine
-        engine.on_status = on_status
+def _start_engine(services: "Services", on_status: Any) -> str:
+    """Pool thread: start the engine worker (a process spawn) and report its status. Services.engine
+    holds its own lock, so two first users never start two workers."""
+    engine = services.engine
+    engine.on_status = on_status
     # The "starting" report came before we could listen; repeat the state it is in now.
     on_status(engine.state, {})
     return engine.state

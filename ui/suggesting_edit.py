@@ -2,7 +2,7 @@
 
 GUI thread for the widgets. :class:`SuggestingTextEdit` paints a suggestion after the
 cursor: Tab accepts it, any other key dismisses it and is typed as usual, so typing is
-never blocked. :class:`SuggestionController` asks :class:`assistant.suggestions.Suggester`
+never blocked. :class:`SuggestionController` asks :class:`assistant.tasks.suggestions.Suggester`
 after a pause in typing; the request is sent from a pool thread (the engine starts lazily
 and may take a moment), the result arrives on the suggester's private thread and is handed
 to the GUI thread through a queued signal. A suggestion for text that has changed since it
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QPlainTextEdit, QWidget
 from ui.jobs import _foreign_thread_bookkeeping  # Python's bookkeeping for pool threads
 
 if TYPE_CHECKING:
-    from assistant.suggestions import Suggester
+    from assistant.tasks.suggestions import Suggester
 
 #: Pause in typing before a suggestion is asked for: long enough not to ask at every key
 #: of a fast typist, short enough that the suggestion is there when they look up.

@@ -25,9 +25,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.errors import TrainingJobError
-from assistant.atomic import atomic_write, atomic_write_text
 from assistant.config import AppPaths
+from assistant.errors import TrainingJobError
 # The process and its progress lines live in assistant.train.process, which the window imports
 # without the training package; they are named here too for the callers of this module.
 from assistant.train.process import (  # noqa: F401
@@ -37,6 +36,7 @@ from assistant.train.process import (  # noqa: F401
     job_launch,
     parse_event,
 )
+from engine.atomic import atomic_write, atomic_write_text
 from training.base_model import BaseModelError, check_architecture, is_cached
 from training.lora.config import PRESETS, LoraTrainConfig, preset
 from training.resources import ResourceError, check_resources

@@ -66,7 +66,7 @@ def test_no_documents_and_too_little_text_are_clear_errors(tokenizer, tmp_path):
 
 
 def test_translation_prompt_is_the_translators_own():
-    from assistant import langdetect, translation
+    from assistant.tasks import langdetect, translation
 
     assert ds.LANGUAGE_NAMES == langdetect.SUPPORTED
     for src, tgt, text in [("en", "fr", "The cat  sleeps\n on the mat."), ("de", "es", "Guten Tag!")]:

@@ -152,9 +152,9 @@ def test_regenerate_and_edit_the_last_message(qtbot, window, services):
     assert [v.role for v in window.chat.views] == ["user", "assistant"]
     assert window.chat.views[0].text == "Say goodbye."
     # The store keeps every message; the ones replaced leave the conversation as shown and sent.
-    from ui import operations
+    from assistant.chat.views import load_conversation
 
-    view = operations.load_conversation(services, window.chat.conversation_id)
+    view = load_conversation(services, window.chat.conversation_id)
     assert [m.text for m in view.messages][0] == "Say goodbye."
     assert len(view.messages) == 2
     assert len(services.conversations.messages(window.chat.conversation_id)) == 5
