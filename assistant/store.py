@@ -193,6 +193,50 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migr
 MIGRATIONS.append(_migration_documents)  # issue 6: documents
 
 
+def _migration_study(db: sqlite_utils.Database) -> None:
+    """Study (issue 22): decks, their cards with the FSRS state as JSON, and every review.
+
+    ``due`` is the FSRS due time as seconds since the epoch (UTC), indexed with the deck for
+    "what is due now"; a card's text is unique within its deck so proposing twice adds nothing
+    twice. Each review is its own row, written with the card's new state in one transaction.
+    """
+    statements = [
+        """CREATE TABLE study_decks (
+            n INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE study_cards (
+            n INTEGER PRIMARY KEY,
+            deck_n INTEGER NOT NULL REFERENCES study_decks (n) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('cloze', 'qa', 'choice')),
+            front TEXT NOT NULL,
+            back TEXT NOT NULL,
+            choices TEXT NOT NULL DEFAULT '[]',
+            source TEXT NOT NULL DEFAULT '{}',
+            language TEXT NOT NULL DEFAULT 'en',
+            fsrs TEXT NOT NULL,
+            due REAL NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (deck_n, kind, front, back)
+        )""",
+        "CREATE INDEX study_cards_due ON study_cards (deck_n, due)",
+        """CREATE TABLE study_reviews (
+            n INTEGER PRIMARY KEY,
+            card_n INTEGER NOT NULL REFERENCES study_cards (n) ON DELETE CASCADE,
+            rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 4),
+            reviewed_at REAL NOT NULL,
+            due_after REAL NOT NULL
+        )""",
+        "CREATE INDEX study_reviews_by_time ON study_reviews (reviewed_at)",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+MIGRATIONS.append(_migration_study)  # issue 22: study
+
+
 # ----- settings scopes -------------------------------------------------------------------
 #: Scope of app-wide settings; models and conversations layer their own over it.
 APP_SCOPE = "app"

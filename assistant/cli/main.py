@@ -17,6 +17,7 @@ from assistant.chat.events import ReplyDone, ReplyFailed, Token
 from assistant.chat.session import ChatSession, sampling_with
 from assistant.cli.documents import add_documents_commands
 from assistant.cli.history import add_history_commands, store_error_message
+from assistant.cli.study import add_study_commands
 from assistant.cli.tasks import add_task_commands
 from assistant.config import default_paths
 from assistant.errors import CorruptDatabaseError, LibraryError, StoreError, is_expected, user_message
@@ -280,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_commands(sub)
     add_documents_commands(sub)
     add_task_commands(sub)
+    add_study_commands(sub)
     return parser
 
 

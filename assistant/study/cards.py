@@ -322,7 +322,8 @@ def _cards_for(sentence: SourceSentence, language: str, terms: dict[str, float],
         subject = definition.group("term").strip()
         known = any(t.casefold() == subject.casefold() for t in terms)
         named = len(subject.split()) == 1 and (subject[:1].isupper() or _CAMEL.fullmatch(subject) is not None)
-        if not (known or named) or len(subject.split()) > 3:
+        # A short subject is the term the sentence defines, even when the document names it once.
+        if not (known or named or len(subject.split()) <= 2) or len(subject.split()) > 3:
             definition = None
     if definition is not None:
         subject = definition.group("term").strip()
@@ -348,7 +349,8 @@ def _cards_for(sentence: SourceSentence, language: str, terms: dict[str, float],
     example_like = definition is not None and re.match(r"(?:one|an?|the) (?:example|case|instance|way)\b",
                                                         definition.group("definition"), re.I)
     known_term = any(t.casefold() == answer.casefold() and strong.get(t, 0.0) >= STRONG_TERM and " " in t
-                     for t in terms) or answer in strong and _is_code_like(answer)
+                     for t in terms) or answer in strong and _is_code_like(answer) or \
+        (definition is not None and not answer[:1].isupper() and 1 <= len(answer.split()) <= 2)
     if definition is not None and definition.group("term").strip() == answer and not example_like and known_term:
         back = definition.group("definition").rstrip(" .!")
         # "Type comments" opens the sentence; the question asks about "type comments".

@@ -37,3 +37,14 @@ def documents_from_store(store: "Store", collection_ids: Iterable[int] | None = 
         raise StudyError("There is nothing to study yet: the chosen documents have no indexed text. "
                          "Add files on the Documents page first.")
     return list(documents.values())
+
+
+def propose_for(services, collection_ids: Iterable[int] | None = None, file_ids: Iterable[int] | None = None,
+                per_document: int | None = None, cancel=None):
+    """Cards proposed from the user's indexed documents, embedded with the documents' own model.
+    Worker thread or the CLI's main thread (the engine embeds)."""
+    from assistant.study.cards import PER_DOCUMENT, propose
+
+    _documents, retriever = services.documents_core()
+    documents = documents_from_store(services.store, collection_ids, file_ids)
+    return propose(documents, retriever.embed, per_document or PER_DOCUMENT, cancel)
