@@ -49,6 +49,7 @@ PAGES = (
     ("translate", "Translate", ""),
     ("sentiment", "Sentiment", ""),
     ("documents", "Documents", ""),
+    ("study", "Study", ""),
     ("train", "Train", ""),
     ("compress", "Compress", ""),
     ("models", "Models", ""),
@@ -61,6 +62,7 @@ SERVICE_PAGES = {
     "translate": ("ui.translate_pane", "TranslatePane"),
     "sentiment": ("ui.sentiment_pane", "SentimentPane"),
     "documents": ("ui.documents_pane", "DocumentsPane"),
+    "study": ("ui.study_pane", "StudyPane"),
     "train": ("ui.train_pane", "TrainPane"),
     "compress": ("ui.compress_pane", "CompressPane"),
 }
@@ -357,6 +359,8 @@ class MainWindow(QMainWindow):
         self.compress.sig_model_added.connect(lambda _record: self.models.refresh())
         self.compress.sig_model_added.connect(lambda _record: self.chat.refresh_models())
         self.documents.sig_documents_changed.connect(self.train.refresh)
+        self.study = self.pages["study"].pane
+        self.documents.sig_documents_changed.connect(self.study.refresh)
         self.settings_pane.sig_settings_saved.connect(self._on_settings_saved)
 
     def _on_settings_saved(self) -> None:
