@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from assistant.chat.sources import collection_label, document_collections, open_source
 from assistant.study.answers import check_answer
 from assistant.study.decks import RATINGS, Decks
+from assistant.wording import counted
 from ui.chat.widgets import SourceDialog
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class ReviewChart(QWidget):
         self.plot.setMinimumHeight(120)
         self.plot.setMaximumHeight(160)
         self.plot.setMouseEnabled(False, False)
+        self.plot.setBackground(None)  # the page's own background, in either theme
         self.plot.setLabel("left", "reviews")
         self.plot.setLabel("bottom", "days ago")
         layout.addWidget(self.plot)
@@ -189,6 +191,9 @@ class StudyPane(QWidget):
         self.front_label.setObjectName("StudyFront")
         self.front_label.setWordWrap(True)
         self.front_label.setAccessibleName("Question")
+        font = self.front_label.font()
+        font.setPointSizeF(font.pointSizeF() * 1.35)  # a card is read, not skimmed
+        self.front_label.setFont(font)
         self.front_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.front_label)
         self.typed = QLineEdit(page)
@@ -305,9 +310,9 @@ class StudyPane(QWidget):
                             f"{card.source.get('sentence', '')}")
             self.proposal_list.addItem(item)
         self.keep_button.setEnabled(bool(self.proposals))
-        self.status.setText(f"{len(self.proposals)} cards proposed ({len(proposal.dropped)} more were made and dropped "
-                            "because their answer was not in their sentence, their blank was not a term, or they "
-                            "need the text around them). Untick to drop, double-click to edit." if self.proposals else
+        self.status.setText(f"{counted(len(self.proposals), 'card')} proposed; {len(proposal.dropped)} more made and "
+                            "dropped because the answer was not in its sentence, the blank was not a term, or the card "
+                            "needs the text around it. Untick to drop, double-click to edit." if self.proposals else
                             "No card could be made: these documents have no sentence that reads on its own.")
         self.sig_cards_proposed.emit(len(self.proposals))
 
@@ -350,6 +355,7 @@ class StudyPane(QWidget):
             self.status.setText("Nothing is due in this deck. Come back later.")
             return
         self.queue = list(cards)
+        self.status.setText("")
         self.stack.setCurrentIndex(1)
         self._next_card()
 
