@@ -225,8 +225,27 @@ def _child(out: Path, theme: str) -> int:
             pane.question.setText(question)
             pane.only_documents.setChecked(True)
             pane.ask(question)
-            wait(window, lambda: state["answer"], lambda: settle(lambda: (shoot(window, "documents"), step_train())),
+            wait(window, lambda: state["answer"], lambda: settle(lambda: (shoot(window, "documents"), step_study())),
                  "the answer from the documents")
+
+        def step_study():
+            # Cards from the same note, kept in a deck, and the first review with its answer shown.
+            window.show_page("study")
+            pane = window.study
+            state["proposed"] = False
+            pane.sig_cards_proposed.connect(lambda _n: state.__setitem__("proposed", True))
+            pane.refresh()
+            wait(window, lambda: pane.propose_button.isEnabled(), lambda: (pane.propose(), wait(
+                window, lambda: state["proposed"], lambda: keep_cards(pane), "the proposed cards")), "the Study page")
+
+        def keep_cards(pane):
+            state["shown"] = False
+            pane.sig_review_shown.connect(lambda _c: state.__setitem__("shown", True))
+            pane.keep_proposals()
+            wait(window, lambda: pane.deck_combo.count() > 0 and pane.review_button.isEnabled(),
+                 lambda: (pane.start_review(), wait(window, lambda: state["shown"], lambda: (
+                     pane.show_answer(), settle(lambda: (shoot(window, "study"), pane.end_review(), step_train()))),
+                     "the first card")), "the deck")
 
         def step_train():
             # A short real run: an adapter of the translator's model on a small English-French
