@@ -28,6 +28,16 @@ def delete_widgets_between_tests(qapp):
 
 
 @pytest.fixture
+def jobs(qapp):
+    """The window's one worker pool, as the window would pass it; shut down (and waited for) last."""
+    from ui.jobs import Jobs
+
+    adapter = Jobs()
+    yield adapter
+    assert adapter.shutdown()
+
+
+@pytest.fixture
 def theme(qapp):
     from ui.theme import ThemeController
 

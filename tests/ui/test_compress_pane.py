@@ -12,16 +12,6 @@ PEPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "documents" / "
 
 
 @pytest.fixture
-def jobs(qapp):
-    """The window's one worker pool, as the window would pass it; shut down (and waited for) last."""
-    from ui.jobs import Jobs
-
-    adapter = Jobs()
-    yield adapter
-    assert adapter.shutdown()
-
-
-@pytest.fixture
 def pane(qtbot, services, jobs):
     widget = CompressPane(services, jobs)
     qtbot.addWidget(widget)

@@ -10,16 +10,6 @@ from ui.sentiment_pane import SentimentPane
 
 
 @pytest.fixture
-def jobs(qapp):
-    """The window's one worker pool, as the window would pass it; shut down (and waited for) last."""
-    from ui.jobs import Jobs
-
-    adapter = Jobs()
-    yield adapter
-    assert adapter.shutdown()
-
-
-@pytest.fixture
 def pane(qtbot, services, jobs):
     widget = SentimentPane(services, jobs)
     qtbot.addWidget(widget)

@@ -25,16 +25,6 @@ LABELLED = [
 
 
 @pytest.fixture
-def jobs(qapp):
-    """The window's one worker pool, as the window would pass it; shut down (and waited for) last."""
-    from ui.jobs import Jobs
-
-    adapter = Jobs()
-    yield adapter
-    assert adapter.shutdown()
-
-
-@pytest.fixture
 def student_path(services):
     embed = engine_embedder(services)
     vectors = embed([t for t, _ in LABELLED])

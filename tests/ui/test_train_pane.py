@@ -162,16 +162,25 @@ def test_a_smaller_copy_is_made_from_documents_and_added_to_the_models(qtbot, wi
 
 
 def test_a_smaller_copy_of_a_model_too_large_for_memory_is_refused_before_it_starts(qtbot, window, services,
-                                                                                    monkeypatch):
-    import psutil
+                                                                                    monkeypatch, tmp_path):
+    import os
 
     _peps_collection_and_base_cache(services)
     pane = _window_pane(qtbot, window)
     pane.refresh()
     qtbot.waitUntil(lambda: pane.collections.count() == 1, timeout=30000)
     pane.goal_combo.setCurrentIndex(pane.goal_combo.findData("distill"))
-    tiny = psutil.virtual_memory()._replace(available=200 * 1024 * 1024)
-    monkeypatch.setattr(psutil, "virtual_memory", lambda: tiny)
+    # The memory check runs in the check process (python -m training.run --check), not in this
+    # one: a sitecustomize module on its path makes psutil report 200 MiB free there, and only there.
+    hook = tmp_path / "little-memory"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import sys\n"
+        "if '--check' in sys.argv:\n"
+        "    import psutil\n"
+        "    tiny = psutil.virtual_memory()._replace(available=200 * 1024 * 1024)\n"
+        "    psutil.virtual_memory = lambda: tiny\n", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
     runs_before = len(list((services.paths.data_dir / "training" / "runs").glob("*")))
     pane.start()
     qtbot.waitUntil(lambda: not pane.busy, timeout=60000)

@@ -10,16 +10,6 @@ from ui.translate_pane import TranslatePane
 
 
 @pytest.fixture
-def jobs(qapp):
-    """The window's one worker pool, as the window would pass it; shut down (and waited for) last."""
-    from ui.jobs import Jobs
-
-    adapter = Jobs()
-    yield adapter
-    assert adapter.shutdown()
-
-
-@pytest.fixture
 def pane(qtbot, services, jobs):
     widget = TranslatePane(services, jobs)
     qtbot.addWidget(widget)
