@@ -10,6 +10,8 @@ GUI thread only (QTextDocument and QTextBrowser belong to the thread that made t
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import (
     QBrush,
@@ -44,9 +46,36 @@ def _is_code_block(block) -> bool:
     return block.blockFormat().hasProperty(QTextFormat.Property.BlockCodeLanguage)
 
 
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+
+
+def keep_line_breaks(text: str) -> str:
+    """Every line break of a reply kept as one (a poem, an address, a list written line by line).
+
+    CommonMark joins the lines of a paragraph into one; a model (or the user) that breaks a line
+    means it. Each line that continues on the next becomes a hard break ("  " before the
+    newline), except inside code fences, in tables and before blank lines, where Markdown's own
+    rules already do the right thing."""
+    lines = text.split("\n")
+    out = []
+    fenced = False
+    for i, line in enumerate(lines):
+        if _FENCE.match(line):
+            fenced = not fenced
+            out.append(line)
+            continue
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if (not fenced and line.strip() and following.strip() and not _TABLE_ROW.match(line)
+                and not _FENCE.match(following) and not line.endswith(("  ", "\\"))):
+            line += "  "
+        out.append(line)
+    return "\n".join(out)
+
+
 def render(document: QTextDocument, text: str, colors: dict, base_font: QFont | None = None) -> None:
-    """Replace ``document``'s content with ``text`` as styled Markdown."""
-    document.setMarkdown(text, MARKDOWN_FEATURES)
+    """Replace ``document``'s content with ``text`` as styled Markdown (line breaks kept)."""
+    document.setMarkdown(keep_line_breaks(text), MARKDOWN_FEATURES)
     mono = monospace_font(base_font or document.defaultFont())
     code_bg = QColor(colors["code_bg"])
     families = mono.families() or [mono.family()]
