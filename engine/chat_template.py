@@ -76,6 +76,12 @@ class _RefusingSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+def _tojson(value, ensure_ascii: bool = False, indent=None, separators=None, sort_keys: bool = False) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
     env = _RefusingSandbox(
@@ -83,7 +89,13 @@ def _environment() -> ImmutableSandboxedEnvironment:
         lstrip_blocks=True,
         undefined=jinja2.ChainableUndefined,
         autoescape=False,
+        # transformers' apply_chat_template enables {% break %} and {% continue %}; templates of
+        # popular families use them, and without them they would fall back.
+        extensions=["jinja2.ext.loopcontrols"],
     )
+    # transformers' tojson keeps non-ASCII text and <, >, & as they are (Jinja's own escapes them
+    # for HTML), and takes indent, separators and sort_keys: a template renders the same here.
+    env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     return env

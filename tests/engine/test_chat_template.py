@@ -61,3 +61,16 @@ def test_forced_fallback_ignores_the_model_template():
 def test_unknown_fallback_name_is_a_clear_error():
     with pytest.raises(ValueError, match="Unknown fallback"):
         fallback_source("nope")
+
+
+def test_loop_controls_and_tojson_render_as_transformers_renders_them():
+    """{% break %} / {% continue %} (Jinja's loopcontrols, which transformers enables) and its
+    tojson (non-ASCII and <, >, & kept) render with the model's template, not a fallback."""
+    source = ("{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}"
+              "<|{{ m.role }}|>{{ m.content }}{% if loop.index > 2 %}{% break %}{% endif %}{% endfor %}"
+              "{{ {'tool': 'café <&>'} | tojson }}")
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    rendered = render_chat(messages, source)
+    assert rendered.template_name == "model" and rendered.warning is None
+    assert rendered.text == '<|user|>a<|assistant|>b{"tool": "café <&>"}'
