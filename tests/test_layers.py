@@ -13,21 +13,49 @@ PACKAGES = ("assistant", "engine", "training", "ui")
 # package -> top-level modules it must never import
 FORBIDDEN = {
     "engine": {"PySide6", "torch", "transformers", "peft", "assistant", "ui", "training"},
-    "assistant": {"PySide6", "torch", "transformers", "peft", "ui"},
+    # training runs only as its own process (python -m training.run, --check before a job).
+    "assistant": {"PySide6", "torch", "transformers", "peft", "ui", "training"},
     "training": {"PySide6", "ui", "assistant"},
     "ui": {"torch", "transformers", "peft", "training"},
 }
 
 
+#: Calls that import the module their first argument names. (importlib.util.find_spec only asks
+#: whether a module is installed, without importing it: assistant.train.support relies on that.)
+IMPORT_CALLS = {"import_module", "__import__"}
+
+
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return _imports_of(path.read_text(encoding="utf-8"), str(path))
+
+
+def _imports_of(source: str, filename: str = "<source>") -> set[str]:
+    """Top-level modules ``source`` imports anywhere: module level, inside functions and
+    classes (ast.walk visits every node), and by name through importlib.import_module /
+    __import__ with a literal string."""
+    tree = ast.parse(source, filename=filename)
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in IMPORT_CALLS:
+                found.add(node.args[0].value.split(".")[0])
     return found
+
+
+def test_the_check_finds_imports_in_functions_and_by_name():
+    source = ("def late():\n    from training.base_model import x\n"
+              "class C:\n    def m(self):\n        import torch.nn\n"
+              "def by_name():\n    import importlib\n    importlib.import_module('peft.tuners')\n"
+              "    __import__('transformers')\n"
+              "def asks():\n    import importlib.util\n    importlib.util.find_spec('training')\n")
+    assert _imports_of(source) == {"training", "torch", "importlib", "peft", "transformers"}
 
 
 def _sources(package: str):

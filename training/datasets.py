@@ -40,6 +40,13 @@ _CODE3 = {"eng": "en", "fra": "fr", "fre": "fr", "deu": "de", "ger": "de", "spa"
 
 #: Smallest training set worth a job: fewer blocks than this teach nothing measurable.
 MIN_TRAIN_BLOCKS = 4
+#: Blocks the estimate before a job asks for: the training minimum and one held out, as packing needs.
+MIN_BLOCKS = MIN_TRAIN_BLOCKS + 1
+#: Rough characters per token of these models' tokenizers on prose; only for that estimate
+#: (no tokenizer is loaded before a job starts), packing counts the real tokens again.
+CHARS_PER_TOKEN = 4.0
+#: Fewest translation-memory pairs worth a job: fewer teach the prompt format nothing measurable.
+MIN_PAIRS = 20
 #: Translation-memory files larger than this are refused (they would train for days on a CPU).
 MAX_TM_BYTES = 256 << 20
 
@@ -295,15 +302,51 @@ def build(spec: dict, tokenizer, seq_len: int, eval_fraction: float, seed: int =
         return pack_documents(read_text_files(spec.get("paths", [])), tokenizer, seq_len, eval_fraction, seed)
     if kind == "translation_memory":
         src, tgt, pairs = read_translation_memory(Path(spec["path"]))
-        source, target = spec.get("source") or src, spec.get("target") or tgt
-        if {source, target} != {src, tgt}:
-            raise DatasetError(f"{Path(spec['path']).name} holds {src}/{tgt} pairs, not {source}->{target}.")
+        source, target = _direction(spec, src, tgt)
         if source != src:
             pairs = [(t, s) for s, t in pairs]
         limit = spec.get("max_pairs")
         return pack_translation_pairs(pairs[: int(limit)] if limit else pairs, source, target, tokenizer, seq_len,
                                       eval_fraction, seed, bool(spec.get("mask_prompt", True)))
     raise DatasetError(f"Unknown dataset type {kind!r} (documents, text_files, translation_memory).")
+
+
+def _direction(spec: dict, src: str, tgt: str) -> tuple[str, str]:
+    """(source, target) of a translation-memory job: the job's own, or the file's languages."""
+    source, target = spec.get("source") or src, spec.get("target") or tgt
+    if {source, target} != {src, tgt}:
+        raise DatasetError(f"{Path(spec['path']).name} holds {src}/{tgt} pairs, not {source}->{target}.")
+    return source, target
+
+
+def preflight(spec: dict | None, seq_len: int) -> dict:
+    """The checks of a job's data that need no tokenizer, made before any model is loaded: by
+    ``python -m training.run --check`` before the app keeps a job folder, and again by the job
+    when it starts. A translation memory is read, its pair count checked and its direction
+    resolved; the app's data (documents, translation memory) is estimated in tokens so that too
+    little text is refused at once. Plain text files are left to packing, which counts real
+    tokens. Returns {"estimated_tokens"} (with "source", "target" for a translation memory);
+    raises :class:`DatasetError`. Any thread."""
+    kind = (spec or {}).get("type")
+    info: dict = {}
+    if kind == "translation_memory":
+        path = Path(spec["path"])
+        src, tgt, pairs = read_translation_memory(path)
+        if len(pairs) < MIN_PAIRS:
+            raise DatasetError(f"{path.name} has {len(pairs)} usable pairs; at least {MIN_PAIRS} are needed.")
+        info["source"], info["target"] = _direction(spec, src, tgt)
+        # +20: the language names and line breaks the prompt format adds to each pair.
+        tokens = int(sum(len(s) + len(t) + 20 for s, t in pairs) / CHARS_PER_TOKEN)
+    elif kind == "documents":
+        tokens = int(sum(len(d.text) for d in read_documents_jsonl(Path(spec["path"]))) / CHARS_PER_TOKEN)
+    else:
+        return info
+    needed = MIN_BLOCKS * seq_len
+    if tokens < needed:
+        raise DatasetError(f"Too little text: about {tokens} tokens, at least {needed} are needed "
+                           f"({MIN_BLOCKS} blocks of {seq_len}). Add more documents.")
+    info["estimated_tokens"] = tokens
+    return info
 
 
 # ----- held-out texts ---------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Will a training job fit this machine? Checked before it starts, with a clear message.
 
-Torch-free on purpose: ``assistant.train.jobs`` calls the same check in the GUI process
-before it spawns a job (no torch import there), and ``training.run`` again in the job
-process (the machine may have changed in between). Any thread.
+Torch-free on purpose: the jobs' ``preflight`` calls it in the short ``python -m training.run
+--check`` process the app starts before it keeps a job folder (which must answer in seconds),
+and again in the job process (the machine may have changed in between). Any thread.
 
 The estimates are deliberately generous rather than exact: a job refused with a readable
 message is better than one killed by the kernel an hour in.

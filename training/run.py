@@ -13,11 +13,22 @@ checkpoint at its next step boundary and raises ``JobCancelled``), dispatches on
 
 The same command runs under ``torchrun --nproc_per_node N -m training.run JOB.json``; only
 rank 0 writes progress lines and artefacts.
+
+``python -m training.run --check`` is the short process the app starts before it keeps a job
+folder (the window's process never imports this package): it reads a job description as JSON
+on stdin, runs the ``preflight(job)`` of that kind's job module (the same checks the job makes
+before it starts: settings, data, architecture, memory, disk), loads no model, and writes one
+line:
+
+  {"ok": true, "info": {...}}             exit 0 (what the checks learnt, e.g. a translation
+                                          memory's direction)
+  {"ok": false, "message": "..."}         exit 2 (the message is for the user)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -58,8 +69,12 @@ def read_job(path: Path) -> dict:
         raise JobFileError(f"The job file {path} does not exist.") from exc
     except (OSError, ValueError) as exc:
         raise JobFileError(f"The job file {path} cannot be read: {exc}") from exc
+    return _known_kind(job, f"The job file {path.name}")
+
+
+def _known_kind(job: object, what: str) -> dict:
     if not isinstance(job, dict) or not isinstance(job.get("kind"), str) or job["kind"] not in KINDS:
-        raise JobFileError(f"The job file {path.name} must be an object with kind one of {', '.join(KINDS)}.")
+        raise JobFileError(f"{what} must be an object with kind one of {', '.join(KINDS)}.")
     return job
 
 
@@ -76,11 +91,40 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def check(text: str) -> dict:
+    """The ``--check`` reply for the job description ``text`` (see the module docstring)."""
+    try:
+        try:
+            job = json.loads(text)
+        except ValueError as exc:
+            raise JobFileError(f"The job description cannot be read: {exc}") from exc
+        job = _known_kind(job, "The job description")
+        preflight = getattr(importlib.import_module(KINDS[job["kind"]]), "preflight", None)
+        # A kind without a preflight checks everything when it starts.
+        info = preflight(job) if preflight is not None else {}
+    except _user_errors() as exc:
+        return {"ok": False, "message": str(exc) or type(exc).__name__}
+    except Exception as exc:  # a bug: the app shows one line, the traceback goes to stderr
+        traceback.print_exc()
+        return {"ok": False, "message": f"The job could not be checked ({type(exc).__name__}: {exc})."}
+    return {"ok": True, "info": info}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
-    parser.add_argument("job", type=Path, help="job file (JSON)")
+    parser.add_argument("job", type=Path, nargs="?", help="job file (JSON)")
     parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
+    parser.add_argument("--check", action="store_true",
+                        help="check the job description on stdin before it starts; one JSON line on stdout")
     args = parser.parse_args(argv)
+    if args.check:
+        # Libraries may print; the reply must be the only line on stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            reply = check(sys.stdin.read())
+        print(json.dumps(reply, default=str), flush=True)
+        return EXIT_OK if reply["ok"] else EXIT_ERROR
+    if args.job is None:
+        parser.error("a job file is needed (or --check with the job on stdin)")
 
     reporter = ProgressReporter(sys.stdout, rank=int(os.environ.get("RANK", 0)))
     signal.signal(signal.SIGTERM, reporter.request_stop)

@@ -1,8 +1,9 @@
 """Small operations the Train pane calls; each runs on a worker thread of :class:`ui.jobs.Jobs`.
 
-Qt-free; core modules are imported inside the functions so that opening the window does not
-import the training package's helpers. The ``prepare_*`` operations check and write a job and
-return its :class:`assistant.train.jobs.JobSpec`: the pane starts the process itself
+Qt-free; core modules are imported inside the functions, when the page first asks, so that
+opening the window stays fast. The ``prepare_*`` operations have the job checked (in a short
+``python -m training.run --check`` child) and written, and return its
+:class:`assistant.train.jobs.JobSpec`: the pane starts the process itself
 (:class:`ui.train_process.JobProcess`), so no worker thread waits on it while it runs.
 """
 

@@ -1,24 +1,26 @@
 """Training jobs as the app sees them: prepare, check, start, follow, cancel, resume.
 
-Qt-free core under the Train pane (and usable from the CLI). The work itself runs in its
-own process, ``python -m training.run JOB.json`` (torch never enters the GUI process);
-this module writes the job folder, checks before anything starts that the job can work
-(data, architecture, memory, disk) and raises :class:`TrainingJobError` with a readable
-message when not. Starting and following the process is :mod:`assistant.train.process`
-(free of the training package): :meth:`TrainingJobs.start` spawns it with subprocess for the
-CLI; the window starts the prepared job file with QProcess (``ui/train_process.py``).
+Qt-free core under the Train pane (and usable from the CLI), free of the ``training`` package:
+the work runs in its own process, ``python -m training.run JOB.json`` (torch never enters the
+GUI process). This module gathers the job's data (the store's documents), writes the job folder
+and, before it keeps that folder, has the training package check that the job can work
+(settings, data, architecture, memory, disk) in a short child, ``python -m training.run --check``
+(:func:`assistant.train.process.check_job`): the same ``preflight`` the job runs again when it
+starts, so there is one copy of each check and its message. A refusal raises
+:class:`TrainingJobError` with that message and leaves no folder behind. Starting and following
+the process is :mod:`assistant.train.process`: :meth:`TrainingJobs.start` spawns it with
+subprocess for the CLI; the window starts the prepared job file with QProcess
+(``ui/train_process.py``).
 
-Threading: :meth:`TrainingJobs.prepare_documents` and the other ``prepare_*`` read the database
-and write files: call them from a worker thread (the window's pool), never the GUI thread.
-
-The two torch-free helpers of the training package it imports (``training.resources``,
-``training.base_model.check_architecture``, ``training.lora.config``) keep one definition
-of "supported" and "fits this machine" for both processes.
+Threading: :meth:`TrainingJobs.prepare_documents` and the other ``prepare_*`` read the database,
+write files and wait for the check child (seconds): call them from a worker thread (the
+window's pool), never the GUI thread.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 import uuid
@@ -33,19 +35,11 @@ from assistant.train.process import (  # noqa: F401
     StepEvent,
     TrainingEvent,
     TrainingProcess,
+    check_job,
     job_launch,
     parse_event,
 )
 from engine.atomic import atomic_write, atomic_write_text
-from training.base_model import BaseModelError, check_architecture, is_cached
-from training.lora.config import PRESETS, LoraTrainConfig, preset
-from training.resources import ResourceError, check_resources
-
-#: Rough characters per token of these models' tokenizers on prose; only for the early
-#: "too little text" check, the job counts real tokens again.
-CHARS_PER_TOKEN = 4.0
-#: Training blocks (plus one held out) the early check asks for; training.datasets has the same.
-MIN_BLOCKS = 5
 
 
 # ----- documents from the store -------------------------------------------------------------
@@ -124,32 +118,6 @@ class TrainingJobs:
     def cache_root(self) -> Path:
         return self.root / "base-cache"
 
-    # ----- checks -----------------------------------------------------------------------------
-    def _config(self, preset_name: str, settings: dict | None) -> LoraTrainConfig:
-        if preset_name not in PRESETS:
-            raise TrainingJobError(f"Unknown preset {preset_name!r}; choose {', '.join(PRESETS)}.")
-        try:
-            LoraTrainConfig.from_dict(settings or {})
-            return preset(preset_name, **(settings or {}))
-        except (TypeError, ValueError) as exc:
-            raise TrainingJobError(str(exc)) from exc
-
-    def check(self, base_gguf: Path, config: LoraTrainConfig, out_dir: Path, tokens: int | None = None) -> None:
-        """Everything that can be known before the job starts; raises TrainingJobError."""
-        try:
-            check_architecture(Path(base_gguf))
-        except BaseModelError as exc:
-            raise TrainingJobError(str(exc)) from exc
-        if tokens is not None:
-            needed = MIN_BLOCKS * config.seq_len
-            if tokens < needed:
-                raise TrainingJobError(f"Too little text: about {tokens} tokens, at least {needed} are needed "
-                                       f"({MIN_BLOCKS} blocks of {config.seq_len}). Add more documents.")
-        try:
-            check_resources(Path(base_gguf), self.cache_root, out_dir, config)
-        except ResourceError as exc:
-            raise TrainingJobError(str(exc)) from exc
-
     # ----- preparing ----------------------------------------------------------------------------
     def _new_folder(self, name: str) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -157,51 +125,49 @@ class TrainingJobs:
         folder.mkdir(parents=True)
         return folder
 
-    def _job(self, folder: Path, base_gguf: Path, dataset: dict, preset_name: str, settings: dict | None,
-             name: str) -> JobSpec:
-        job = {"kind": "lora", "name": name, "base_gguf": str(Path(base_gguf).resolve()),
-               "cache_root": str(self.cache_root), "output_dir": str(folder), "dataset": dataset,
-               "preset": preset_name, "settings": dict(settings or {}), "created_at": time.time()}
-        atomic_write_text(folder / "job.json", json.dumps(job, indent=2))
+    def _checked(self, folder: Path, job: dict, docs: list[dict] | None = None) -> JobSpec:
+        """Write ``docs`` (the job's documents.jsonl) into ``folder``, have the training package
+        check the job (its data is in place by then), and write job.json; on any failure the
+        folder goes, so a refused job leaves nothing half-made. Worker thread."""
+        try:
+            if docs is not None:
+                with atomic_write(folder / "documents.jsonl") as handle:
+                    for doc in docs:
+                        handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
+            info = check_job(job, self.python)
+            if "source" in info:  # a translation memory's direction: the file's when the user named none
+                job["dataset"].update(source=info["source"], target=info["target"])
+            atomic_write_text(folder / "job.json", json.dumps(job, indent=2))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return JobSpec(folder, job)
+
+    def _lora_job(self, folder: Path, base_gguf: Path, dataset: dict, preset_name: str, settings: dict | None,
+                  name: str) -> dict:
+        return {"kind": "lora", "name": name, "base_gguf": str(Path(base_gguf).resolve()),
+                "cache_root": str(self.cache_root), "output_dir": str(folder), "dataset": dataset,
+                "preset": preset_name, "settings": dict(settings or {}), "created_at": time.time()}
 
     def prepare_documents(self, collections: list[str], base_gguf: Path, preset_name: str = "balanced",
                           settings: dict | None = None, name: str = "documents") -> JobSpec:
         """A continued pre-training job on the text of ``collections`` (worker thread)."""
         if self.store is None:
             raise TrainingJobError("No document store is open.")
-        config = self._config(preset_name, settings)
         docs = collection_documents(self.store, list(collections))
-        tokens = int(sum(len(d["text"]) for d in docs) / CHARS_PER_TOKEN)
-        self.check(base_gguf, config, self.runs_dir, tokens)
         folder = self._new_folder(name)
-        with atomic_write(folder / "documents.jsonl") as handle:
-            for doc in docs:
-                handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
-        return self._job(folder, base_gguf, {"type": "documents", "path": str(folder / "documents.jsonl"),
-                                             "collections": list(collections)}, preset_name, settings, name)
+        dataset = {"type": "documents", "path": str(folder / "documents.jsonl"), "collections": list(collections)}
+        return self._checked(folder, self._lora_job(folder, base_gguf, dataset, preset_name, settings, name), docs)
 
     def prepare_translation(self, memory_file: Path, base_gguf: Path, source: str | None = None,
                             target: str | None = None, preset_name: str = "balanced",
                             settings: dict | None = None, name: str = "translation") -> JobSpec:
-        """A job teaching the translator's prompt format from a TSV/TMX translation memory."""
-        from training.datasets import DatasetError, read_translation_memory
-
-        config = self._config(preset_name, settings)
-        try:
-            src, tgt, pairs = read_translation_memory(Path(memory_file))
-        except DatasetError as exc:
-            raise TrainingJobError(str(exc)) from exc
-        if len(pairs) < 20:
-            raise TrainingJobError(f"{Path(memory_file).name} has {len(pairs)} usable pairs; at least 20 are needed.")
-        source, target = source or src, target or tgt
-        if {source, target} != {src, tgt}:
-            raise TrainingJobError(f"{Path(memory_file).name} holds {src}/{tgt} pairs, not {source}->{target}.")
-        tokens = int(sum(len(s) + len(t) + 20 for s, t in pairs) / CHARS_PER_TOKEN)
-        self.check(base_gguf, config, self.runs_dir, tokens)
+        """A job teaching the translator's prompt format from a TSV/TMX translation memory
+        (worker thread); ``source`` and ``target`` default to the file's languages."""
         folder = self._new_folder(name)
-        return self._job(folder, base_gguf, {"type": "translation_memory", "path": str(Path(memory_file).resolve()),
-                                             "source": source, "target": target}, preset_name, settings, name)
+        dataset = {"type": "translation_memory", "path": str(Path(memory_file).resolve()),
+                   "source": source, "target": target}
+        return self._checked(folder, self._lora_job(folder, base_gguf, dataset, preset_name, settings, name))
 
     def prepare_distill(self, collections: list[str], teacher_gguf: Path, preset_name: str = "balanced",
                         settings: dict | None = None, keep_ratio: float = 0.5, quantize: str | None = "Q8_0",
@@ -209,44 +175,20 @@ class TrainingJobs:
         """A smaller, faster copy of ``teacher_gguf``: the student keeps ``keep_ratio`` of its
         layers (chosen by measured importance) and is healed by distillation on the text of
         ``collections``, then written as GGUF (and quantized). Worker thread; every check of
-        the job's own preflight (memory, architecture, Gemma's layer pattern) runs here, so
-        the user hears about a problem before the process starts."""
-        from training.distill.config import config_from_job
-        from training.distill.job import preflight
-
+        the job's own preflight (settings, data, memory, architecture, Gemma's layer pattern)
+        runs in the check child first, so the user hears about a problem before the job starts."""
         if self.store is None:
             raise TrainingJobError("No document store is open.")
         docs = collection_documents(self.store, list(collections))
+        folder = self._new_folder(name)
         job = {"kind": "distill", "name": name, "teacher_gguf": str(Path(teacher_gguf).resolve()),
-               "cache_root": str(self.cache_root), "preset": preset_name, "settings": dict(settings or {}),
+               "cache_root": str(self.cache_root), "output_dir": str(folder),
+               "dataset": {"type": "documents", "path": str(folder / "documents.jsonl"),
+                           "collections": list(collections)},
+               "preset": preset_name, "settings": dict(settings or {}),
                "prune": {"strategy": "importance", "keep_ratio": float(keep_ratio)},
                "export_gguf": True, "quantize": quantize, "created_at": time.time()}
-        try:
-            config = config_from_job(job)
-        except (TypeError, ValueError) as exc:
-            raise TrainingJobError(str(exc)) from exc
-        tokens = int(sum(len(d["text"]) for d in docs) / CHARS_PER_TOKEN)
-        needed = MIN_BLOCKS * config.seq_len
-        if tokens < needed:
-            raise TrainingJobError(f"Too little text: about {tokens} tokens, at least {needed} are needed "
-                                   f"({MIN_BLOCKS} blocks of {config.seq_len}). Add more documents.")
-        folder = self._new_folder(name)
-        try:
-            with atomic_write(folder / "documents.jsonl") as handle:
-                for doc in docs:
-                    handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
-            job.update(output_dir=str(folder), dataset={"type": "documents", "path": str(folder / "documents.jsonl"),
-                                                         "collections": list(collections)})
-            preflight(job, config)
-            atomic_write_text(folder / "job.json", json.dumps(job, indent=2))
-        except Exception as exc:
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)
-            if isinstance(exc, (ValueError, MemoryError, OSError, ResourceError)):
-                raise TrainingJobError(str(exc)) from exc
-            raise
-        return JobSpec(folder, job)
+        return self._checked(folder, job, docs)
 
     # ----- running ------------------------------------------------------------------------------
     def start(self, spec: JobSpec, resume: bool = False) -> "TrainingProcess":

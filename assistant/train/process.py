@@ -11,9 +11,13 @@ the job's folder.
   the sentiment student), the window with ``QProcess`` (``ui/train_process.py``);
 - :class:`ProgressReader` turns the output, in whatever pieces it arrives, into typed events
   and makes sure a follower always sees one final event (done, error or cancelled), even when
-  the process died without saying why. Both followers use it, so a line means the same to both.
+  the process died without saying why. Both followers use it, so a line means the same to both;
+- :func:`check_job` runs the checks a job makes before it starts (``python -m training.run
+  --check``, the job on stdin) in a short child started the same way, so that the app refuses a
+  job that cannot work, with the training package's own message, before it keeps a job folder.
 
-Threads: :meth:`TrainingProcess.events` blocks on the child's output (a worker thread or the
+Threads: :func:`check_job` blocks for the check's few seconds (a worker thread or the CLI's
+main thread, never the GUI's); :meth:`TrainingProcess.events` blocks on the child's output (a worker thread or the
 CLI's main thread, never the GUI's); :class:`ProgressReader` does no I/O but reading the log's
 last lines when the process died, and runs on whichever thread reads the output;
 :meth:`TrainingProcess.cancel` is safe from any thread (it only sends SIGTERM: the job saves a
@@ -31,10 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from assistant.errors import TrainingJobError
+
 #: The folder holding the ``training`` package: the job runs there, with it on the path.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Lines of the job's stderr quoted when it dies without saying why.
 STDERR_TAIL_LINES = 8
+#: Seconds the check before a job may take: it reads model headers and the user's data and
+#: loads no model, so seconds are usual; a minute more covers a slow disk or a busy machine.
+CHECK_TIMEOUT_S = 90
 
 
 # ----- typed events -----------------------------------------------------------------------
@@ -74,14 +83,17 @@ def parse_event(line: str) -> TrainingEvent | None:
     return TrainingEvent(kind, data)
 
 
+def _tail(text: str) -> str:
+    return "\n".join(text.strip().splitlines()[-STDERR_TAIL_LINES:])
+
+
 def death_message(code: int | None, log_path: Path | None) -> str:
     """Why a job ended without a final line: its exit (``code`` < 0: killed by that signal; None:
     killed, the signal unknown) and the last lines of its log."""
     tail = ""
     if log_path is not None:
         try:
-            lines = Path(log_path).read_text(encoding="utf-8", errors="replace").strip().splitlines()
-            tail = "\n".join(lines[-STDERR_TAIL_LINES:])
+            tail = _tail(Path(log_path).read_text(encoding="utf-8", errors="replace"))
         except OSError:
             pass
     if code is None:
@@ -137,27 +149,71 @@ class ProgressReader:
 # ----- starting the process -------------------------------------------------------------------
 @dataclass
 class JobLaunch:
-    """How to start one job's process."""
+    """How to start one ``python -m training.run`` process (a job, or the check before one)."""
 
     program: str
     arguments: list[str]
     environment: dict[str, str]
     working_dir: Path
-    log_path: Path  # the job's stderr is appended here
+    log_path: Path | None  # a job's stderr is appended here; None: the caller reads it (the check)
 
     @property
     def command(self) -> list[str]:
         return [self.program, *self.arguments]
 
 
-def job_launch(job_file: Path, resume: bool = False, python: str | None = None) -> JobLaunch:
-    """The command of ``python -m training.run JOB.json [--resume]``, unbuffered so that every
-    progress line arrives when it is written, with the project on the path."""
-    job_file = Path(job_file)
+def _launch(arguments: list[str], python: str | None, log_path: Path | None) -> JobLaunch:
+    """``python -m training.run ARGUMENTS``, unbuffered so that every line arrives when it is
+    written, with the project on the path."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1",
                    "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    arguments = ["-m", "training.run", str(job_file)] + (["--resume"] if resume else [])
-    return JobLaunch(python or sys.executable, arguments, environment, PROJECT_ROOT, job_file.parent / "stderr.log")
+    return JobLaunch(python or sys.executable, ["-m", "training.run", *arguments], environment, PROJECT_ROOT,
+                     log_path)
+
+
+def job_launch(job_file: Path, resume: bool = False, python: str | None = None) -> JobLaunch:
+    """The command of ``python -m training.run JOB.json [--resume]``; stderr to the job's log."""
+    job_file = Path(job_file)
+    return _launch([str(job_file)] + (["--resume"] if resume else []), python, job_file.parent / "stderr.log")
+
+
+def check_launch(python: str | None = None) -> JobLaunch:
+    """The command of ``python -m training.run --check`` (the job description on its stdin)."""
+    return _launch(["--check"], python, None)
+
+
+def check_job(job: dict, python: str | None = None, timeout: float = CHECK_TIMEOUT_S) -> dict:
+    """What the training package's checks of ``job`` learnt (e.g. a translation memory's
+    direction); raises :class:`TrainingJobError` with their message when they refuse it.
+
+    They run in a short child, ``python -m training.run --check``, started like the job itself
+    (:func:`check_launch`, the same interpreter), so the window's process never imports the
+    training package and both processes hold one copy of each check. Blocks for the check's
+    seconds: a worker thread or the CLI's main thread, never the GUI's."""
+    launch = check_launch(python)
+    try:
+        done = subprocess.run(launch.command, input=json.dumps(job), capture_output=True, text=True,
+                              encoding="utf-8", errors="replace", cwd=launch.working_dir, env=launch.environment,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise TrainingJobError(f"The check before the training job did not finish within {timeout:.0f} s; "
+                               "nothing was started. Try again when the machine is less busy.") from exc
+    except OSError as exc:
+        raise TrainingJobError(f"The check before the training job could not start ({exc}).") from exc
+    reply = None
+    lines = done.stdout.strip().splitlines()
+    if lines:
+        try:
+            reply = json.loads(lines[-1])
+        except ValueError:
+            pass
+    if not isinstance(reply, dict) or "ok" not in reply:
+        tail = _tail(done.stderr)
+        raise TrainingJobError(f"The check before the training job exited with code {done.returncode} without "
+                               "an answer; nothing was started." + (f"\n{tail}" if tail else ""))
+    if not reply["ok"]:
+        raise TrainingJobError(str(reply.get("message") or "The training job was refused by its check."))
+    return dict(reply.get("info") or {})
 
 
 class TrainingProcess:

@@ -1,8 +1,10 @@
 """Whether this installation can run training jobs, asked without importing the training package.
 
-The self-contained bundle leaves out ``training`` with torch, transformers and peft, so the
-window's pages that offer training (Train, Compress, the sentiment student's fine-tuning) import
-this module, never :mod:`assistant.train.jobs` (which imports ``training``), at start-up.
+The self-contained bundle leaves out ``training`` with torch, transformers and peft. No module
+of the window or the core imports ``training`` (it runs only as its own process: the job, and
+the check before one), but those processes need it installed; so the window's pages that offer
+training (Train, Compress, the sentiment student's fine-tuning) ask here at start-up and say so
+at once, before the user has chosen anything.
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from assistant.train.process import PROJECT_ROOT, ProgressReader, StepEvent, job_launch
+import pytest
+
+from assistant.errors import TrainingJobError
+from assistant.train.process import PROJECT_ROOT, ProgressReader, StepEvent, check_job, check_launch, job_launch
 
 
 def _line(**fields) -> str:
@@ -46,3 +49,19 @@ def test_the_job_runs_from_the_project_with_it_on_the_path(tmp_path):
     assert launch.command == ["/usr/bin/python3", "-m", "training.run", str(tmp_path / "job.json"), "--resume"]
     assert launch.working_dir == PROJECT_ROOT and str(PROJECT_ROOT) in launch.environment["PYTHONPATH"]
     assert launch.environment["PYTHONUNBUFFERED"] == "1" and launch.log_path == tmp_path / "stderr.log"
+
+
+def test_the_check_runs_like_the_job_and_a_check_that_cannot_answer_is_one_clear_error(tmp_path):
+    """The check child's refusals and answers are tested in tests/training/test_run.py; here,
+    what the app says when the child does not answer at all."""
+    launch = check_launch(python="/usr/bin/python3")
+    assert launch.command == ["/usr/bin/python3", "-m", "training.run", "--check"]
+    assert launch.working_dir == PROJECT_ROOT and str(PROJECT_ROOT) in launch.environment["PYTHONPATH"]
+    with pytest.raises(TrainingJobError, match="could not start"):
+        check_job({"kind": "lora"}, python=str(tmp_path / "no-such-python"))
+    silent = tmp_path / "silent-python"
+    silent.write_text("#!/bin/sh\necho 'Traceback: something broke' >&2\nexit 1\n", encoding="utf-8")
+    silent.chmod(0o755)
+    with pytest.raises(TrainingJobError, match="exited with code 1 without an answer") as info:
+        check_job({"kind": "lora"}, python=str(silent))
+    assert str(info.value).endswith("Traceback: something broke")

@@ -178,8 +178,8 @@ def test_progress_lines_parse_to_typed_events():
     assert tj.parse_event("[1, 2]") is None
 
 
-def test_importing_the_job_core_does_not_import_torch():
-    code = ("import sys, assistant.train.jobs; bad = [m for m in ('torch', 'transformers', 'peft') "
+def test_importing_the_job_core_does_not_import_torch_or_training():
+    code = ("import sys, assistant.train.jobs; bad = [m for m in ('torch', 'transformers', 'peft', 'training') "
             "if m in sys.modules]; print(bad); raise SystemExit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                             capture_output=True, text=True)

@@ -142,3 +142,59 @@ def test_a_translation_memory_run_shows_translations_before_and_after(tmp_path, 
         assert len(shown) == SAMPLE_PAIRS
         for prompt, text in zip(prompts, shown):
             assert text.startswith(prompt + " ") and text.count("\n") == 1  # the source line, one translation line
+
+
+def _check(job: dict) -> tuple[int, list[str], str]:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "training.run", "--check"], input=json.dumps(job), cwd=jobs.ROOT,
+                          env=jobs.env(), capture_output=True, text=True)
+    return proc.returncode, proc.stdout.splitlines(), proc.stderr
+
+
+def test_the_check_before_a_job_refuses_a_bad_one_and_accepts_a_good_one(tmp_path, smollm2_gguf):
+    """``--check`` (what the app runs before it keeps a job folder): the job on stdin, one JSON
+    line back, with the message the job itself would give; no model loaded, no folder made."""
+    memory = tmp_path / "memory.tsv"
+    memory.write_text("eng\tfra\n" + "".join(f"I see {i} birds.\tJe vois {i} oiseaux.\n" for i in range(200)),
+                      encoding="utf-8")
+    job = {"kind": "lora", "base_gguf": str(smollm2_gguf), "output_dir": str(tmp_path / "run"),
+           "cache_root": str(tmp_path / "cache"), "preset": "quick",
+           "dataset": {"type": "translation_memory", "path": str(memory), "source": None, "target": None}}
+    code, lines, err = _check(job)
+    assert code == 0 and len(lines) == 1, err[-3000:]
+    reply = json.loads(lines[0])
+    assert reply["ok"] and reply["info"]["architecture"] == "llama", reply
+    assert (reply["info"]["source"], reply["info"]["target"]) == ("en", "fr")  # the file's direction
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+    for change, message in (({"preset": "fastest"}, "Unknown preset 'fastest'; choose quick, balanced, thorough."),
+                            ({"settings": {"colour": 1}}, "Unknown LoRA settings: colour."),
+                            ({"dataset": {**job["dataset"], "target": "de"}},
+                             "memory.tsv holds en/fr pairs, not en->de."),
+                            ({"base_gguf": str(tmp_path / "missing.gguf")}, "does not exist")):
+        code, lines, err = _check({**job, **change})
+        assert code == 2 and len(lines) == 1, err[-3000:]
+        reply = json.loads(lines[0])
+        assert not reply["ok"] and message in reply["message"], (change, reply)
+
+    few = tmp_path / "few.tsv"
+    few.write_text("eng\tfra\nhello\tbonjour\n", encoding="utf-8")
+    code, lines, _ = _check({**job, "dataset": {"type": "translation_memory", "path": str(few)}})
+    assert code == 2 and json.loads(lines[0]) == {"ok": False,
+                                                  "message": "few.tsv has 1 usable pairs; at least 20 are needed."}
+    code, lines, _ = _check({"kind": "nonsense"})
+    assert code == 2 and "kind one of" in json.loads(lines[0])["message"]
+
+
+def test_the_check_imports_no_torch():
+    """The check answers in seconds because nothing it imports pulls in torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, training.run, training.lora.job, training.distill.job; "
+            "bad = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
+            "print(bad); raise SystemExit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=jobs.ROOT, env=jobs.env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

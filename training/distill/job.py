@@ -1,6 +1,8 @@
-"""The "distill" job kind: ``run_job(job, reporter) -> result`` for ``python -m training.run``.
+"""The "distill" job kind: ``run_job(job, reporter) -> result`` for ``python -m training.run``,
+and ``preflight(job)`` for ``python -m training.run --check``.
 
-Runs in the training process, main thread.
+Runs in the training process, main thread, or in the short ``--check`` process the app starts
+before it keeps a job folder (importing this module does not import torch).
 
 Job file keys:
   kind: "distill"
@@ -98,12 +100,17 @@ def check_memory(teacher_shape: dict, student_params: int, config: DistillConfig
     return {"memory_bytes": int(need), "available_bytes": int(available)}
 
 
-def preflight(job: dict, config: DistillConfig) -> dict:
-    """Every check that needs no model loaded. Returns what it learnt (mode, sizes)."""
+def preflight(job: dict, config: DistillConfig | None = None) -> dict:
+    """Every check that needs no model loaded: the settings, the data (and an estimate of its
+    tokens, :func:`training.datasets.preflight`), the teacher and student, memory. Run by
+    ``training.run --check`` for the app before a job folder is kept, and by :func:`run_job`
+    before the work starts. Returns what it learnt (mode, sizes)."""
+    config = config or config_from_job(job)
     teacher_gguf = Path(job.get("teacher_gguf") or "")
     if not teacher_gguf.is_file():
         raise DistillError(f"The teacher model {teacher_gguf} does not exist. Choose an installed model.")
     check_dataset_spec(job.get("dataset"))
+    ds.preflight(job.get("dataset"), config.seq_len)
     arch = architecture(teacher_gguf)
     teacher = gguf_shape(teacher_gguf)
     info = {"teacher_architecture": arch, "teacher_params": teacher["params"]}

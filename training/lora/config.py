@@ -68,7 +68,7 @@ PRESETS: dict[str, LoraTrainConfig] = {
 
 def preset(name: str, **overrides) -> LoraTrainConfig:
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+        raise ValueError(f"Unknown preset {name!r}; choose {', '.join(PRESETS)}.")
     base = PRESETS[name]
     return replace(base, **overrides)
 

@@ -1,6 +1,9 @@
-"""The "lora" job kind: ``run_job(job, reporter) -> result`` for ``python -m training.run``.
+"""The "lora" job kind: ``run_job(job, reporter) -> result`` for ``python -m training.run``,
+and ``preflight(job)`` for ``python -m training.run --check``.
 
-Runs in the training process, main thread (every rank under torchrun).
+Runs in the training process, main thread (every rank under torchrun), or in the short
+``--check`` process the app starts before it keeps a job folder. Importing this module does not
+import torch (the trainer is imported by :func:`run_job`), so that check takes a moment.
 
 Job file keys:
   kind: "lora"
@@ -29,8 +32,7 @@ from engine.atomic import atomic_dir, write_json_atomic
 from engine.job_files import write_job_file
 from training import datasets as ds
 from training.base_model import check_architecture, load_base
-from training.lora.config import config_from_job
-from training.lora.trainer import LoraTrainer, dist_info
+from training.lora.config import LoraTrainConfig, config_from_job
 from training.progress import ProgressReporter
 from training.resources import check_resources
 
@@ -56,8 +58,30 @@ def _check_exportable(arch: str, base_gguf: Path) -> None:
         spec(arch, f"The base model {base_gguf.name}")
 
 
+def preflight(job: dict, config: LoraTrainConfig | None = None) -> dict:
+    """Every check that needs no model loaded, in the order a user would fix them: the settings,
+    the data (:func:`training.datasets.preflight`), the base model's architecture (and that its
+    adapter can be written as GGUF), memory and disk. ``training.run --check`` runs it for the app
+    before a job folder is kept, and :func:`run_job` again before the work starts (the machine may
+    have changed in between). Returns what it learnt (architecture, the translation memory's
+    direction, the estimate); raises an error whose message is for the user."""
+    config = config or config_from_job(job)
+    base_gguf = Path(job["base_gguf"])
+    out_dir = Path(job["output_dir"])
+    cache_root = Path(job.get("cache_root") or out_dir.parent / "base-cache")
+    info = ds.preflight(job.get("dataset"), config.seq_len)
+    info["architecture"] = arch = check_architecture(base_gguf)
+    if job.get("export_gguf", True):
+        _check_exportable(arch, base_gguf)
+    info["resources"] = check_resources(base_gguf, cache_root, out_dir, config)
+    return info
+
+
 def run_job(job: dict, reporter: ProgressReporter) -> dict:
     import torch
+
+    # The trainer imports torch: here, not at the top, so that --check stays light.
+    from training.lora.trainer import dist_info
 
     dist = dist_info()
     if dist.active and not torch.distributed.is_initialized():
@@ -71,14 +95,13 @@ def run_job(job: dict, reporter: ProgressReporter) -> dict:
 
 
 def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
+    from training.lora.trainer import LoraTrainer
+
     config = config_from_job(job)
     base_gguf = Path(job["base_gguf"])
     out_dir = Path(job["output_dir"])
     cache_root = Path(job.get("cache_root") or out_dir.parent / "base-cache")
-    arch = check_architecture(base_gguf)
-    if job.get("export_gguf", True):
-        _check_exportable(arch, base_gguf)
-    check_resources(base_gguf, cache_root, out_dir, config)
+    arch = preflight(job, config)["architecture"]
     out_dir.mkdir(parents=True, exist_ok=True)
     if dist.rank == 0:
         write_job_file(out_dir, {**job, "resolved_settings": config.to_dict(), "architecture": arch})
