@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, QUrl, Signal
@@ -325,12 +326,14 @@ class DocumentsPane(QWidget):
         dialog = QFileDialog(self, "Add documents")
         dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
         dialog.setNameFilter("Documents (*.txt *.md *.rst *.html *.htm *.pdf *.docx)")
+        dialog.setDirectory(str(Path.home()))  # where the user's files are, not the app's working folder
         dialog.filesSelected.connect(self.add_paths)
         dialog.open()
 
     def _choose_folder(self) -> None:
         dialog = QFileDialog(self, "Add a folder (it will be watched)")
         dialog.setFileMode(QFileDialog.FileMode.Directory)
+        dialog.setDirectory(str(Path.home()))
         dialog.fileSelected.connect(lambda path: self.add_paths([path]))
         dialog.open()
 

@@ -302,7 +302,8 @@ class SentimentPane(QWidget):
 
     # ----- files ------------------------------------------------------------------------
     def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Texts to analyse", "", "Texts (*.csv *.tsv *.txt);;All files (*)")
+        start = str(self.path.parent if self.path is not None else Path.home())  # never the app's working folder
+        path, _ = QFileDialog.getOpenFileName(self, "Texts to analyse", start, "Texts (*.csv *.tsv *.txt);;All files (*)")
         if path:
             self.load_file(path)
 
@@ -480,7 +481,10 @@ class SentimentPane(QWidget):
         self.chart.set_counts(counts)
 
     def _choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export results", "sentiment.csv", "CSV (*.csv)")
+        # Beside the file that was analysed (its name and "-sentiment"), else in the home folder.
+        start = self.path.parent / f"{self.path.stem}-sentiment.csv" if self.path is not None \
+            else Path.home() / "sentiment.csv"
+        path, _ = QFileDialog.getSaveFileName(self, "Export results", str(start), "CSV (*.csv)")
         if path:
             self.export(path)
 

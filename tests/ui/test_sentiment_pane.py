@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,16 @@ def test_file_with_a_bad_row_column_chooser_progress_table_chart_and_export(qtbo
 def test_missing_file_is_a_clear_message(qtbot, pane, tmp_path):
     pane.load_file(tmp_path / "nope.csv")
     qtbot.waitUntil(lambda: "does not exist" in pane.status.text(), timeout=30000)
+
+
+def test_file_dialogs_start_where_the_users_files_are(qtbot, pane, tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr("ui.sentiment_pane.QFileDialog.getOpenFileName", lambda *a: (asked.append(a[2]), ("", ""))[1])
+    monkeypatch.setattr("ui.sentiment_pane.QFileDialog.getSaveFileName", lambda *a: (asked.append(a[2]), ("", ""))[1])
+    pane._choose_file()
+    pane._choose_export()
+    assert asked == [str(Path.home()), str(Path.home() / "sentiment.csv")]
+    pane.path = tmp_path / "reviews.csv"  # a file was opened: its folder, and a name of its own
+    pane._choose_file()
+    pane._choose_export()
+    assert asked[2:] == [str(tmp_path), str(tmp_path / "reviews-sentiment.csv")]
