@@ -51,7 +51,7 @@ EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 2, 3
 KINDS = {
     "lora": "training.lora.job",
     "distill": "training.distill.job",
-    "prune": "training.prune.job",
+    "prune": "training.distill.job",  # cut, then healed by distillation (see training/prune/job.py)
     "quantize_lab": "training.quantize.job",
     "sentiment_student": "training.sentiment_student.job",
 }

@@ -134,14 +134,19 @@ def test_unknown_metadata_overrides_are_refused_before_writing(teacher, smollm2_
 
 
 def test_prune_job_refuses_an_installed_student(smollm2_gguf, tmp_path):
-    from training.distill.job import DistillError
-    from training.prune.job import run_job
+    from training.distill.job import preflight, run_job
     from training.progress import ProgressReporter
+    from training.prune.job import PruneError
+    from training.run import KINDS
 
-    with pytest.raises(DistillError, match="makes its student from the teacher"):
-        run_job({"kind": "prune", "teacher_gguf": str(smollm2_gguf), "student_gguf": str(smollm2_gguf),
-                 "output_dir": str(tmp_path / "out"), "dataset": {"type": "text_files", "paths": []}},
-                ProgressReporter())
+    job = {"kind": "prune", "teacher_gguf": str(smollm2_gguf), "student_gguf": str(smollm2_gguf),
+           "output_dir": str(tmp_path / "out"), "dataset": {"type": "text_files", "paths": []}}
+    assert KINDS["prune"] == "training.distill.job"  # the prune kind runs as the distillation that cuts
+    with pytest.raises(PruneError, match="makes its student from the teacher"):
+        run_job(job, ProgressReporter())
+    with pytest.raises(PruneError, match="makes its student from the teacher"):
+        preflight(job)
+    assert not (tmp_path / "out").exists()
 
 
 # ----- Gemma 3: llama.cpp fixes local/global attention by block position ------------------------

@@ -105,6 +105,7 @@ def preflight(job: dict, config: DistillConfig | None = None) -> dict:
     tokens, :func:`training.datasets.preflight`), the teacher and student, memory. Run by
     ``training.run --check`` for the app before a job folder is kept, and by :func:`run_job`
     before the work starts. Returns what it learnt (mode, sizes)."""
+    job = _with_prune_kind(job)
     config = config or config_from_job(job)
     teacher_gguf = Path(job.get("teacher_gguf") or "")
     if not teacher_gguf.is_file():
@@ -212,7 +213,17 @@ def _cache_root(job: dict) -> Path:
     return Path(job.get("cache_root") or Path(job["output_dir"]).parent / "base-cache")
 
 
+def _with_prune_kind(job: dict) -> dict:
+    """A "prune" job runs here as the distillation that cuts its student (see training.prune.job)."""
+    if job.get("kind") == "prune":
+        from training.prune.job import as_distill_job
+
+        return as_distill_job(job)
+    return job
+
+
 def run_job(job: dict, reporter: ProgressReporter) -> dict:
+    job = _with_prune_kind(job)
     config = config_from_job(job)
     info = preflight(job, config)
     out_dir = Path(job["output_dir"])
