@@ -15,7 +15,6 @@ The module-level functions are Qt-free operations (like :mod:`ui.train_operation
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from PySide6.QtWidgets import (
 from assistant.errors import TrainingJobError
 from assistant.train.support import lab_unavailable
 from assistant.wording import counted
+from engine.job_files import new_run_folder, write_job_file
 from ui.train_process import JobProcess
 
 if TYPE_CHECKING:
@@ -57,17 +57,14 @@ COLUMNS = ("Type", "Size (MB)", "Tokens/s", "Perplexity", "vs F16", "Agreement")
 # ----- Qt-free operations (pool thread) ---------------------------------------------------
 def prepare_lab_job(services: "Services", model_path: str, text_files: list[str], settings: dict | None = None) -> Path:
     """Write a quantize_lab job file in a new run folder and return its path; ``settings``
-    are training.quantize.lab.LabConfig fields (the defaults measure thoroughly)."""
+    are training.quantize.config.LabConfig fields (the defaults measure thoroughly)."""
     if not text_files:
         raise TrainingJobError("Choose some held-out text first: the lab measures perplexity on it.")
-    folder = services.paths.data_dir / "training" / "runs" / time.strftime("compress-%Y%m%d-%H%M%S")
-    folder.mkdir(parents=True, exist_ok=False)
+    folder = new_run_folder(services.paths.data_dir / "training" / "runs", "compress")
     job = {"kind": "quantize_lab", "model_gguf": str(model_path), "output_dir": str(folder / "lab"),
            "dataset": {"type": "text_files", "paths": [str(p) for p in text_files]}, "settings": dict(settings or {}),
            "created_at": time.time()}
-    path = folder / "job-in.json"
-    path.write_text(json.dumps(job, indent=2), encoding="utf-8")
-    return path
+    return write_job_file(folder, job, name="job-in.json")
 
 
 def recommend(rows: list[dict], goal: str) -> str | None:

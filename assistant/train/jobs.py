@@ -23,7 +23,6 @@ import json
 import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,8 @@ from assistant.train.process import (  # noqa: F401
     job_launch,
     parse_event,
 )
-from engine.atomic import atomic_write, atomic_write_text
+from engine.atomic import atomic_write
+from engine.job_files import JOB_FILE, new_run_folder, write_job_file
 
 
 # ----- documents from the store -------------------------------------------------------------
@@ -95,7 +95,7 @@ class JobSpec:
 
     @property
     def job_file(self) -> Path:
-        return self.folder / "job.json"
+        return self.folder / JOB_FILE
 
 
 class TrainingJobs:
@@ -120,10 +120,7 @@ class TrainingJobs:
 
     # ----- preparing ----------------------------------------------------------------------------
     def _new_folder(self, name: str) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        folder = self.runs_dir / f"{stamp}-{name}-{uuid.uuid4().hex[:6]}"
-        folder.mkdir(parents=True)
-        return folder
+        return new_run_folder(self.runs_dir, name)
 
     def _checked(self, folder: Path, job: dict, docs: list[dict] | None = None) -> JobSpec:
         """Write ``docs`` (the job's documents.jsonl) into ``folder``, have the training package
@@ -137,7 +134,7 @@ class TrainingJobs:
             info = check_job(job, self.python)
             if "source" in info:  # a translation memory's direction: the file's when the user named none
                 job["dataset"].update(source=info["source"], target=info["target"])
-            atomic_write_text(folder / "job.json", json.dumps(job, indent=2))
+            write_job_file(folder, job)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -198,7 +195,7 @@ class TrainingJobs:
         """The job in ``folder``, checked to have a checkpoint to resume from (worker thread:
         reads its job.json); the window starts its process itself (``--resume``)."""
         folder = Path(folder)
-        job_file = folder / "job.json"
+        job_file = folder / JOB_FILE
         if not job_file.is_file():
             raise TrainingJobError(f"{folder} is not a training job folder (no job.json).")
         if not _has_checkpoint(folder):
@@ -217,11 +214,11 @@ class TrainingJobs:
         out = []
         if self.runs_dir.is_dir():
             for folder in sorted(self.runs_dir.iterdir(), reverse=True):
-                if not (folder / "job.json").is_file():
+                if not (folder / JOB_FILE).is_file():
                     continue
                 # A fine-tune writes result.json, a distillation distill.json (see their jobs).
                 result = next((f for f in (folder / "result.json", folder / "distill.json") if f.is_file()), None)
-                out.append({"folder": str(folder), "job": json.loads((folder / "job.json").read_text()),
+                out.append({"folder": str(folder), "job": json.loads((folder / JOB_FILE).read_text()),
                             "result": json.loads(result.read_text()) if result is not None else None,
                             "resumable": _has_checkpoint(folder) and result is None})
         return out

@@ -75,7 +75,7 @@ def test_stop_ends_the_lab_process_and_keeps_its_finished_files(qtbot, pane):
     assert pane.status.text() == "Stopped; finished files are kept.", pane.status.text()
     assert pane.run_button.isEnabled() and not pane.stop_button.isEnabled()
     runs = pane.services.paths.data_dir / "training" / "runs"
-    assert list(runs.glob("compress-*/lab/*.F16.gguf")), "the finished F16 reference is kept"
+    assert list(runs.glob("*-compress-*/lab/*.F16.gguf")), "the finished F16 reference is kept"
 
 
 def test_in_the_bundle_the_page_says_at_once_why_it_cannot_compress(services):
