@@ -12,7 +12,6 @@ limits (bytes, pages, characters, time) and the same result shape.
 from __future__ import annotations
 
 import html.parser
-import io
 import json
 import os
 import re
@@ -372,7 +371,7 @@ def parse_pdf(path: Path) -> ParsedDocument:
     import logging
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PdfReadError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
@@ -409,7 +408,7 @@ def parse_pdf(path: Path) -> ParsedDocument:
         try:
             text = pages[number].extract_text() or ""
         except Exception as exc:
-            if type(exc).__name__ == "LimitReachedError" or "limit" in str(exc).lower():
+            if isinstance(exc, LimitReachedError) or "limit" in str(exc).lower():
                 raise IngestError(f"{path.name}: page {number + 1} inflates past the safety limit "
                                   "(a decompression bomb?); the file was skipped.") from None
             if "crypt" in str(exc).lower():
