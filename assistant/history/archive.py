@@ -70,6 +70,7 @@ from assistant.history.conversations import (
     ROLES,
     STATUSES,
     Conversation,
+    conversation_from_row,
     Message,
     message_from_row,
     to_json,
@@ -556,16 +557,7 @@ class History:
                         "SELECT key, value FROM settings WHERE scope = ? ORDER BY key", (conversation_scope(row[0]),)
                     )
                 }
-                conversation = Conversation(
-                    id=row[0],
-                    title=row[1],
-                    created_at=row[2],
-                    last_activity_at=row[3],
-                    pinned=bool(row[4]),
-                    archived=bool(row[5]),
-                    deleted_at=row[6],
-                    message_count=len(messages),
-                )
+                conversation = conversation_from_row((*row[:7], len(messages)))
                 yield conversation, messages, settings
 
     def export_document(self, conversation_id: str | None = None, *, include_deleted: bool = False) -> dict:

@@ -115,7 +115,8 @@ MESSAGE_COLUMNS = (
 )
 
 
-def _conversation(row: tuple) -> Conversation:
+def conversation_from_row(row: tuple) -> Conversation:
+    """A Conversation from the columns of ``_CONVERSATION_COLUMNS`` (the message count last)."""
     return Conversation(
         id=row[0],
         title=row[1],
@@ -182,7 +183,7 @@ class Conversations:
             ).fetchone()
         if row is None:
             raise ConversationNotFoundError(f"No conversation with id {conversation_id}.")
-        return _conversation(row)
+        return conversation_from_row(row)
 
     def exists(self, conversation_id: str) -> bool:
         with self._store.reading() as conn:
@@ -218,7 +219,7 @@ class Conversations:
         sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
         with self._store.reading() as conn:
             rows = conn.execute(sql, (-1 if limit is None else int(limit), int(offset))).fetchall()
-        return [_conversation(r) for r in rows]
+        return [conversation_from_row(r) for r in rows]
 
     def trash(self) -> list[Conversation]:
         return self.list(include_archived=True, only_deleted=True)
