@@ -30,6 +30,7 @@ from typing import BinaryIO
 import gguf
 
 from engine.errors import UserError
+from engine.file_kinds import looks_like, reads_as_text
 from engine.units import human_size
 
 __all__ = [
@@ -51,7 +52,7 @@ class MalformedModelError(UserError, ValueError):
     """The file is not a GGUF model llama.cpp can safely open.
 
     ``str(e)`` is one clear sentence for the user naming the problem, e.g.
-    ``Not a GGUF model: the file starts with b'PK\\x03\\x04', not "GGUF" (it looks like a ZIP archive).``
+    ``Not a GGUF model: the file does not start with "GGUF" (it looks like a ZIP archive).``
     """
 
 
@@ -182,17 +183,10 @@ _U64 = struct.Struct("<Q")
 _DIMS_STRUCTS = {n: struct.Struct(f"<{n}Q") for n in range(1, 5)}
 
 # Recognisable starts of files people mistake for models, to say what the file probably is.
-_LOOKALIKES: tuple[tuple[bytes, str], ...] = (
-    (b"PK\x03\x04", "a ZIP archive"),
-    (b"\x1f\x8b", "a gzip archive"),
-    (b"7z\xbc\xaf", "a 7-Zip archive"),
-    (b"version https://git-lfs", "a Git LFS pointer, not the model itself"),
+#: Text files picked by mistake (binary kinds are named by engine.file_kinds).
+_TEXT_LOOKALIKES: tuple[tuple[bytes, str], ...] = (
     (b"<", "an HTML or XML page, perhaps an error page saved instead of the download"),
     (b"{", "a JSON file"),
-    (b"lmgg", "a pre-GGUF llama.cpp model (GGML), which must be converted again"),
-    (b"fmgg", "a pre-GGUF llama.cpp model (GGMF), which must be converted again"),
-    (b"tjgg", "a pre-GGUF llama.cpp model (GGJT), which must be converted again"),
-    (b"\x80", "a Python pickle (PyTorch checkpoint)"),
 )
 
 
@@ -352,11 +346,13 @@ class _Parser:
         cur, limits = self.cur, self.limits
         start = cur.read(min(cur.size, _FIXED_HEADER), "the fixed header")
         if not _MAGIC_BYTES.startswith(start[:4]):
-            hint = next((f" (it looks like {what})" for prefix, what in _LOOKALIKES if start.startswith(prefix)), "")
-            if not hint and start[8:9] == b"{":
-                hint = " (it looks like a safetensors file, which must be converted to GGUF)"
+            # In words: the bytes themselves (b'\xe0\x1a2\x04') tell a person nothing.
+            what = looks_like(start) or next((kind for prefix, kind in _TEXT_LOOKALIKES if start.startswith(prefix)),
+                                             None)
+            if what is None:
+                what = "a text file" if reads_as_text(start) else "some other binary file"
             raise MalformedModelError(
-                f'Not a GGUF model: the file starts with {start[:4]!r}, not "GGUF"{hint}.'
+                f'Not a GGUF model: the file does not start with "GGUF" (it looks like {what}).'
             )
         if len(start) < _FIXED_HEADER:
             raise MalformedModelError(

@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from assistant.errors import IngestError
+from engine.file_kinds import looks_like, reads_as_text, why_not_text
 
 #: Suffix -> document type.
 TYPES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".rst": "rst",
@@ -160,13 +161,13 @@ def read_text(path: Path) -> str:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise IngestError(f"{path.name}: damaged UTF-16 text (byte {exc.start}).") from None
-    if b"\0" in data[:8192]:
-        raise IngestError(f"{path.name}: looks like a binary file, not text.")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{path.name}: not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                          "save it as UTF-8 and add it again.") from None
+    if b"\0" not in data[:8192]:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    # Named in words (a binary file, a PDF, an older encoding), never as bytes and offsets.
+    raise IngestError(f"{path.name} is not UTF-8 text ({why_not_text(data)}).")
 
 
 def _clean(text: str) -> str:
@@ -392,7 +393,14 @@ def parse_pdf(path: Path) -> ParsedDocument:
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
         if "crypt" in str(exc).lower():
             raise IngestError(f"{path.name}: the PDF is encrypted in a way that cannot be opened ({exc}).") from None
-        raise IngestError(f"{path.name}: not a readable PDF ({str(exc)[:160]}).") from None
+        with open(path, "rb") as handle:
+            start = handle.read(1024)
+        if b"%PDF" not in start:  # readers allow a little junk before the header, not none at all
+            kind = looks_like(start)
+            what = f"it looks like {kind}" if kind else (
+                "it is a text file" if reads_as_text(start) else "it looks like some other binary file")
+            raise IngestError(f"{path.name} is not a PDF document ({what}).") from None
+        raise IngestError(f"{path.name}: the PDF is damaged and cannot be read ({str(exc)[:160]}).") from None
     notes = []
     if count > MAX_PDF_PAGES:
         notes.append(f"only the first {MAX_PDF_PAGES} of {count} pages were indexed")

@@ -37,7 +37,7 @@ import resources
 from assistant.errors import TaskInputError, TranslationError
 from assistant.tasks import langdetect
 from engine.atomic import atomic_write_text
-from assistant.models.library import LibraryError
+from engine.file_kinds import looks_like, reads_as_text, why_not_text
 from engine.client import EngineRequestError
 
 #: Files larger than this are refused before reading: a 270M model translates a few
@@ -62,23 +62,21 @@ def read_text_file(path: str | Path, max_bytes: int, what: str = "file") -> str:
         raise TaskInputError(f"{path.name} is {size / 1e6:.1f} MB; the limit for this task is "
                              f"{max_bytes / 1e6:.1f} MB. Split it into smaller files.")
     data = path.read_bytes()
-    if b"\x00" in data[:65536]:
-        raise TaskInputError(f"{path.name} looks like a binary file, not text.")
-    for encoding in ("utf-8-sig", "utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ("utf-8-sig",):
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         try:
-            return data.decode(encoding)
+            return data.decode("utf-16")
         except UnicodeDecodeError:
-            continue
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # Legacy 8-bit files: cp1252 maps every byte; accept it only if it looks like text.
-        text = data.decode("cp1252", errors="replace")
-        printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text[:65536])
-        if printable < 0.95 * min(len(text), 65536):
-            raise TaskInputError(f"{path.name} is not UTF-8 text (byte {exc.start}) and does not look like text.") from exc
-        return text
-    return data.decode("utf-8")
+            raise TaskInputError(f"{path.name} is damaged UTF-16 text; save it again as UTF-8.") from None
+    if b"\x00" not in data[:65536]:
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass
+        if looks_like(data[:32]) is None and reads_as_text(data):
+            # Legacy 8-bit files: cp1252 maps every byte, and this one reads as text in it.
+            return data.decode("cp1252", errors="replace")
+    # Named in words (a PDF, a binary file, an older encoding), never as Python bytes.
+    raise TaskInputError(f"{path.name} is not UTF-8 text ({why_not_text(data)}).")
 
 
 # ----- languages ------------------------------------------------------------------------
@@ -458,15 +456,25 @@ class Translator:
     def translate_file(self, path: str | Path, target: str, out: str | Path | None, source: str = "auto",
                        cancel: threading.Event | None = None) -> Iterator[object]:
         """Translate a text file; yields the same events, then writes ``out`` atomically
-        (with what was finished, untranslated segments kept as they were, if cancelled)."""
+        (with what was finished, untranslated segments kept as they were, if cancelled) and
+        returns the path written (None without ``out``). The CLI and the window both call it."""
         text = read_text_file(path, MAX_TRANSLATE_FILE_BYTES)
         final = None
         for event in self.translate_stream(text, target, source, cancel=cancel):
             if isinstance(event, TranslationFinished):
                 final = event
             yield event
-        if out is not None and final is not None:
-            atomic_write_text(out, final.text)
+        if out is None or final is None:
+            return None
+        atomic_write_text(out, final.text)
+        return Path(out)
+
+
+def translated_file_name(path: str | Path, target: str) -> Path:
+    """Where a file's translation goes unless the user says otherwise: beside it, the target
+    language's code before the suffix (``notes.txt`` into French: ``notes.fr.txt``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{langdetect.normalise_code(target)}{path.suffix or '.txt'}")
 
 
 def _forward_cancel(cancel: threading.Event, finished: threading.Event, handle) -> None:

@@ -232,13 +232,31 @@ def test_zero_byte_file(tmp_path):
 def test_invalid_encoding(tmp_path):
     path = tmp_path / "latin.txt"
     path.write_bytes("café crème".encode("latin-1"))
-    assert "not valid UTF-8" in _error(path)
+    message = _error(path)
+    assert "is not UTF-8 text (it seems to use an older encoding such as Windows-1252" in message
+    assert "\\x" not in message and "0xe9" not in message and "offset" not in message
 
 
 def test_binary_disguised_as_text(tmp_path):
     path = tmp_path / "blob.md"
     path.write_bytes(b"\x00\x01\x02binary" * 10)
-    assert "binary" in _error(path)
+    assert _error(path) == "blob.md is not UTF-8 text (it looks like a binary file)."
+    noise = tmp_path / "noise.txt"  # no NUL byte: invalid UTF-8 that is not text in any 8-bit encoding either
+    noise.write_bytes(b"\xe0\x1a2\x04" + bytes(range(1, 32)) * 40 + bytes(range(128, 256)) * 20)
+    assert _error(noise) == "noise.txt is not UTF-8 text (it looks like a binary file)."
+    image = tmp_path / "photo.txt"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    assert _error(image) == "photo.txt is not UTF-8 text (it looks like a PNG image)."
+
+
+def test_a_file_that_is_not_a_pdf_is_named_in_words(tmp_path):
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(b"\xe0\x1a2\x04" + bytes(range(256)) * 8)
+    message = _error(path)
+    assert message == "scan.pdf is not a PDF document (it looks like some other binary file).", message
+    zipped = tmp_path / "report.pdf"
+    zipped.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)
+    assert "is not a PDF document (it looks like a ZIP archive" in _error(zipped)
 
 
 def test_huge_file_refused_without_reading(tmp_path):

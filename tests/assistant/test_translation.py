@@ -102,8 +102,15 @@ def test_bad_input_gets_clear_messages(tmp_path, translator):
         list(translator.translate_file(big, "fr", None))
     binary = tmp_path / "image.txt"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    with pytest.raises(TaskInputError, match="binary"):
+    with pytest.raises(TaskInputError, match=r"^image.txt is not UTF-8 text \(it looks like a PNG image\)\.$"):
         read_text_file(binary, MAX_TRANSLATE_FILE_BYTES)
+    noise = tmp_path / "noise.txt"  # invalid UTF-8 and no text in any 8-bit encoding: named, not shown as bytes
+    noise.write_bytes(b"\xe0\x1a2\x04" + bytes(range(1, 32)) * 40)
+    with pytest.raises(TaskInputError, match=r"^noise.txt is not UTF-8 text \(it looks like a binary file\)\.$"):
+        read_text_file(noise, MAX_TRANSLATE_FILE_BYTES)
+    legacy = tmp_path / "legacy.txt"  # an older 8-bit encoding that reads as text is still accepted
+    legacy.write_bytes("Café crème, très bien.".encode("cp1252"))
+    assert read_text_file(legacy, MAX_TRANSLATE_FILE_BYTES) == "Café crème, très bien."
     with pytest.raises(TaskInputError, match="does not exist"):
         read_text_file(tmp_path / "missing.txt", MAX_TRANSLATE_FILE_BYTES)
     with pytest.raises(TaskInputError, match="folder"):

@@ -314,3 +314,17 @@ def test_huge_claims_fail_under_an_address_space_limit(tmp_path):
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert result.stdout.count("rejected:") == 2 * len(paths)
+
+
+@pytest.mark.parametrize("start, what", [
+    (b"\xe0\x1a2\x04" + bytes(range(1, 32)) * 4, "some other binary file"),
+    (b"PK\x03\x04" + bytes(64), "a ZIP archive (a Word or OpenDocument file is one too)"),
+    (b"%PDF-1.7\n" + bytes(64), "a PDF document"),
+    (b"Hello, these are notes and not a model at all.\n", "a text file"),
+])
+def test_a_file_that_is_not_gguf_is_named_in_words_not_bytes(tmp_path, start, what):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(start)
+    with pytest.raises(MalformedModelError) as info:
+        check_gguf(path)
+    assert str(info.value) == f'Not a GGUF model: the file does not start with "GGUF" (it looks like {what}).'
