@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -56,6 +57,7 @@ from assistant.tasks.sentiment_student import (
     student_files,
 )
 from assistant.train.process import StepEvent
+from ui.file_dialogs import beside, start_folder
 from ui.train_process import JobProcess
 
 if TYPE_CHECKING:
@@ -148,6 +150,7 @@ class SentimentPane(QWidget):
         self.path: Path | None = None
         self.results: list[SentimentResult] = []
         self.bad_rows: list[SentimentResult] = []
+        self.analysed_table: Table | None = None  # the file the results belong to (an export keeps its columns)
 
         self.text_edit = QLineEdit()
         self.text_edit.setPlaceholderText("Type a sentence and press Enter")
@@ -193,8 +196,14 @@ class SentimentPane(QWidget):
         self.progress.setAccessibleName("Progress")
         self.results_table = QTableWidget(0, 4)
         self.results_table.setHorizontalHeaderLabels(["Line", "Text", "Label", "Confidence"])
-        self.results_table.horizontalHeader().setStretchLastSection(False)
-        self.results_table.setColumnWidth(1, 420)
+        # Rows are numbered once, by their line in the file (Qt's own row numbers would be a
+        # second, different count); the text takes the width the other columns leave.
+        self.results_table.verticalHeader().setVisible(False)
+        header = self.results_table.horizontalHeader()
+        header.setStretchLastSection(False)
+        for column in (0, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.results_table.setAccessibleName("Results")
         self.results_table.setCornerButtonEnabled(False)  # select-all by a nameless corner is no help
         for corner in self.results_table.findChildren(QAbstractButton):
@@ -302,8 +311,8 @@ class SentimentPane(QWidget):
 
     # ----- files ------------------------------------------------------------------------
     def _choose_file(self) -> None:
-        start = str(self.path.parent if self.path is not None else Path.home())  # never the app's working folder
-        path, _ = QFileDialog.getOpenFileName(self, "Texts to analyse", start, "Texts (*.csv *.tsv *.txt);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Texts to analyse", start_folder(self.path),
+                                              "Texts (*.csv *.tsv *.txt);;All files (*)")
         if path:
             self.load_file(path)
 
@@ -346,6 +355,7 @@ class SentimentPane(QWidget):
         if rows is None:
             return
         self.results, self.bad_rows = [], []
+        self.analysed_table = table
         self.results_table.setRowCount(0)
         self.progress.setRange(0, max(1, len(rows)))
         self.progress.setValue(0)
@@ -482,15 +492,15 @@ class SentimentPane(QWidget):
 
     def _choose_export(self) -> None:
         # Beside the file that was analysed (its name and "-sentiment"), else in the home folder.
-        start = self.path.parent / f"{self.path.stem}-sentiment.csv" if self.path is not None \
-            else Path.home() / "sentiment.csv"
-        path, _ = QFileDialog.getSaveFileName(self, "Export results", str(start), "CSV (*.csv)")
+        name = f"{self.path.stem}-sentiment.csv" if self.path is not None else "sentiment.csv"
+        path, _ = QFileDialog.getSaveFileName(self, "Export results", beside(self.path, name), "CSV (*.csv)")
         if path:
             self.export(path)
 
     def export(self, path: str | Path) -> None:
+        """Write the file analysed with all its columns and the results after them (on the pool)."""
         results, bad = list(self.results), list(self.bad_rows)
-        self._start(export_csv, path, results, bad,
+        self._start(export_csv, path, results, bad, self.analysed_table,
                     on_done=lambda _r: self.status.setText(f"Exported {len(results)} results to {path}."))
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:

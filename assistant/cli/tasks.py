@@ -187,7 +187,7 @@ def cmd_sentiment(args, services) -> int:
     if final is None:
         return 1
     if args.output:
-        export_csv(args.output, final.results, final.bad_rows)
+        export_csv(args.output, final.results, final.bad_rows, table)  # the input's columns, then the results
         print(f"Wrote {len(final.results)} results to {args.output}.", file=sys.stderr)
     else:
         for r in final.results:

@@ -374,14 +374,40 @@ def parse_examples(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
-def export_csv(path: str | Path, results: list[SentimentResult], bad_rows: list[SentimentResult] = ()) -> None:
-    """Write results (and the bad rows with their reasons) as CSV, atomically."""
+#: The columns an export adds after the input's own (prefixed with "sentiment_" where the
+#: input already has a column of that name).
+RESULT_COLUMNS = ("label", "confidence", "positive", "error")
+
+
+def export_csv(path: str | Path, results: list[SentimentResult], bad_rows: list[SentimentResult] = (),
+               table: Table | None = None) -> None:
+    """Write results (and the bad rows with their reasons) as CSV, atomically.
+
+    With the ``table`` that was analysed, every row of the input keeps all its columns, in
+    their order, and the result columns follow; rows that could not be parsed keep their line
+    with only the error filled in. Without it, one row per result: line, text and results."""
     merged = sorted(list(results) + list(bad_rows), key=lambda r: r.row)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["row", "text", "label", "confidence", "positive", "error"])
-    for r in merged:
-        writer.writerow([r.row, r.text, r.label, f"{r.confidence:.4f}" if r.label else "",
-                         f"{r.positive:.4f}" if r.label else "", r.error])
+
+    def result_cells(r: SentimentResult | None) -> list:
+        if r is None:  # not analysed (the run was stopped before it)
+            return ["", "", "", ""]
+        return [r.label, f"{r.confidence:.4f}" if r.label else "", f"{r.positive:.4f}" if r.label else "", r.error]
+
+    if table is None:
+        writer.writerow(["row", "text", *RESULT_COLUMNS])
+        for r in merged:
+            writer.writerow([r.row, r.text, *result_cells(r)])
+    else:
+        columns = table.columns or ["text"]
+        added = [f"sentiment_{name}" if name in columns else name for name in RESULT_COLUMNS]
+        writer.writerow([*columns, *added])
+        by_line = {r.row: r for r in merged}
+        records = {line: record for line, record in table.rows}
+        for line in sorted(set(records) | set(by_line)):
+            record = records.get(line)
+            cells = [record.get(c, "") for c in columns] if record is not None else ["" for _ in columns]
+            writer.writerow([*cells, *result_cells(by_line.get(line))])
     with atomic_write(path, "w", encoding="utf-8") as handle:
         handle.write(buffer.getvalue())
