@@ -39,6 +39,7 @@ from assistant.errors import TrainingJobError
 from assistant.train.support import lab_unavailable
 from assistant.wording import counted
 from engine.job_files import new_run_folder, write_job_file
+from ui.file_dialogs import start_folder
 from ui.train_process import JobProcess
 
 if TYPE_CHECKING:
@@ -211,7 +212,9 @@ class CompressPane(QWidget):
 
     # ----- actions ----------------------------------------------------------------------
     def _choose_text(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Held-out text", "", "Text (*.txt *.md *.rst);;All files (*)")
+        near = self.text_files[0] if self.text_files else None
+        files, _ = QFileDialog.getOpenFileNames(self, "Held-out text", start_folder(near),
+                                                "Text (*.txt *.md *.rst);;All files (*)")
         if files:
             self.set_text_files(files)
 

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from assistant.train.support import training_unavailable
 from assistant.wording import counted
 from ui import train_operations as ops
+from ui.file_dialogs import start_folder
 from ui.train_process import JobProcess
 
 if TYPE_CHECKING:
@@ -79,6 +80,18 @@ TRAIN_COLOR = "#3b82f6"
 EVAL_COLOR = "#f97316"
 
 
+def loss_chart_ranges(steps: list[float], losses: list[float]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The chart's (x, y) ranges: steps from 0 to the last one (at least 1), losses from a little
+    under the lowest (never below 0) to a little over the highest. Chosen here rather than by
+    pyqtgraph's auto-range, which zooms a single point into a sliver (0.9999 to 1.0001)."""
+    x_high = max([1.0, *steps])
+    if not losses:
+        return (0.0, x_high), (0.0, 1.0)
+    low, high = min(losses), max(losses)
+    margin = max((high - low) * 0.1, abs(high) * 0.1, 0.05)
+    return (0.0, x_high), (max(0.0, low - margin), high + margin)
+
+
 class LossChart(QWidget):
     """Training loss by step (pyqtgraph), with the held-out loss as points when measured."""
 
@@ -114,16 +127,25 @@ class LossChart(QWidget):
         self.steps, self.losses, self.eval_steps, self.eval_losses = [], [], [], []
         self.train_curve.setData([], [])
         self.eval_points.setData([], [])
+        self._fit()
 
     def add_step(self, step: float, loss: float) -> None:
         self.steps.append(float(step))
         self.losses.append(float(loss))
         self.train_curve.setData(self.steps, self.losses)
+        self._fit()
 
     def add_eval(self, step: float, loss: float) -> None:
         self.eval_steps.append(float(step))
         self.eval_losses.append(float(loss))
         self.eval_points.setData(self.eval_steps, self.eval_losses)
+        self._fit()
+
+    def _fit(self) -> None:
+        (x_low, x_high), (y_low, y_high) = loss_chart_ranges(self.steps + self.eval_steps,
+                                                             self.losses + self.eval_losses)
+        self.plot.setXRange(x_low, x_high, padding=0.02)
+        self.plot.setYRange(y_low, y_high, padding=0)
 
 
 class TrainPane(QWidget):
@@ -334,7 +356,7 @@ class TrainPane(QWidget):
         self.memory_browse.setEnabled(not documents)
 
     def _choose_memory(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Translation memory", "",
+        path, _ = QFileDialog.getOpenFileName(self, "Translation memory", start_folder(self.memory_path.text()),
                                               "Translation memory (*.tsv *.tmx *.txt);;All files (*)")
         if path:
             self.memory_path.setText(path)

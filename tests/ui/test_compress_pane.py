@@ -115,3 +115,14 @@ def test_in_the_bundle_the_page_says_at_once_why_it_cannot_compress(services):
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert result.returncode == 0 and "said at once" in result.stdout, result.stdout + result.stderr
+
+
+def test_the_held_out_text_dialog_starts_in_home_or_beside_the_chosen_files(pane, tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr("ui.compress_pane.QFileDialog.getOpenFileNames", lambda *a: (asked.append(a[2]), ([], ""))[1])
+    pane._choose_text()
+    held_out = tmp_path / "held-out.txt"
+    held_out.write_text("Some text.\n", encoding="utf-8")
+    pane.set_text_files([str(held_out)])
+    pane._choose_text()
+    assert asked == [str(Path.home()), str(tmp_path)]

@@ -211,3 +211,39 @@ def test_a_job_process_is_followed_through_the_event_loop(qtbot, tmp_path):
         missing.start()
     assert finished.args[0] is None
     assert [e.kind for e in events] == ["error"] and "could not start" in events[0].data["message"]
+
+
+def test_the_loss_chart_has_sane_axes_with_one_point(qtbot):
+    from ui.train_pane import LossChart, loss_chart_ranges
+
+    chart = LossChart()
+    qtbot.addWidget(chart)
+    chart.resize(500, 300)
+    chart.show()
+    chart.add_step(1, 2.5)
+    (x_low, x_high), (y_low, y_high) = chart.plot.getViewBox().viewRange()
+    assert x_low <= 0 < 1 <= x_high <= 1.1, "steps from 0 to the one step, not a sliver around it"
+    assert 0 <= y_low < 2.5 < y_high and y_high - y_low >= 0.4, "a tenth of the loss either side, at least"
+    chart.add_step(2, 2.0)
+    chart.add_eval(2, 2.2)
+    (x_low, x_high), (y_low, y_high) = chart.plot.getViewBox().viewRange()
+    assert x_high <= 2.1 and y_low < 2.0 and y_high > 2.5
+    assert loss_chart_ranges([], []) == ((0.0, 1.0), (0.0, 1.0))
+    assert loss_chart_ranges([3.0], [0.01])[1][0] == 0.0, "never below zero"
+
+
+def test_the_translation_memory_dialog_starts_in_home_or_beside_the_chosen_file(qtbot, services, jobs, tmp_path,
+                                                                                monkeypatch):
+    from ui.train_pane import TrainPane
+
+    pane = TrainPane(services, jobs)
+    qtbot.addWidget(pane)
+    asked = []
+    monkeypatch.setattr("ui.train_pane.QFileDialog.getOpenFileName", lambda *a: (asked.append(a[2]), ("", ""))[1])
+    pane._choose_memory()
+    memory = tmp_path / "pairs.tsv"
+    memory.write_text("en\tfr\nhello\tbonjour\n", encoding="utf-8")
+    pane.memory_path.setText(str(memory))
+    pane._choose_memory()
+    assert asked == [str(Path.home()), str(tmp_path)]
+    assert pane.shutdown()
