@@ -20,12 +20,11 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QTimer, QUrl, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -38,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from assistant.chat.events import ModelLoading, ReplyDone, ReplyFailed, Token, TurnPrepared
 from assistant.wording import counted
+from ui.compact_widgets import ElidedLabel
 from ui.markdown import quote_html
 
 if TYPE_CHECKING:
@@ -90,13 +90,18 @@ class DocumentsPane(QWidget):
         self.reindex_button.clicked.connect(self.reindex)
         self.cancel_button.clicked.connect(self._cancel.set)
         self.progress = QProgressBar()
-        self.progress_label = QLabel("")
+        # The file being indexed is named in the middle of a line: elided, so that a long file
+        # name never widens the window; the list shows long names cut in the middle (the
+        # extension stays) with the whole path in the tooltip.
+        self.progress_label = ElidedLabel("", elide=Qt.TextElideMode.ElideMiddle)
         self.files = QListWidget()
+        self.files.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.files.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.question = QLineEdit()
         self.question.setPlaceholderText("Ask your documents…")
         self.question.returnPressed.connect(lambda: self.ask(self.question.text()))
         self.only_documents = QCheckBox("Answer only from my documents")
-        self.budget_label = QLabel("")
+        self.budget_label = ElidedLabel("")
         self.answer = QTextBrowser()
         self.answer.setOpenLinks(False)
         self.answer.anchorClicked.connect(self._open_link)

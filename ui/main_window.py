@@ -15,7 +15,6 @@ from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -23,17 +22,14 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QSplitter,
     QStackedWidget,
-    QTableWidget,
-    QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
-    QAbstractItemView,
-    QHeaderView,
 )
 
 from ui.chat.pane import ChatPane
 from ui.chat.widgets import Banner
+from ui.help_dialogs import AboutDialog, DocumentDialog, ShortcutsDialog
 from ui.jobs import EngineStatusBridge, Jobs
 from ui.models_pane import ModelsPane
 from ui.settings_pane import SettingsPane
@@ -67,19 +63,39 @@ SERVICE_PAGES = {
     "compress": ("ui.compress_pane", "CompressPane"),
 }
 
-#: Every shortcut, as the help lists it.
-SHORTCUTS = (
-    ("Ctrl+N", "New chat"),
-    ("Ctrl+F", "Search all conversations"),
-    ("Ctrl+K", "Focus the message box"),
-    ("Ctrl+,", "Settings"),
+#: The window's own actions' keys, by action name. Ctrl+1 to Ctrl+8 open the first eight pages
+#: in the order of the navigation; Settings keeps the desktop's usual Ctrl+,.
+ACTION_KEYS = {
+    "new_chat": "Ctrl+N",
+    "search": "Ctrl+F",
+    "composer": "Ctrl+K",
+    **{f"page_{key}": f"Ctrl+{number}" for number, (key, _l, _c) in enumerate(PAGES[:8], start=1)},
+    "page_settings": "Ctrl+,",
+    "shortcuts": "F1",
+    "quit": "Ctrl+Q",
+}
+
+#: What each action does, as its tooltip and the shortcut help say it.
+ACTION_HELP = {
+    "new_chat": "New chat",
+    "search": "Search all conversations",
+    "composer": "Focus the message box",
+    **{f"page_{key}": f"Go to {label}" for key, label, _c in PAGES},
+    "shortcuts": "Keyboard shortcuts",
+    "quit": "Quit",
+}
+
+#: Every shortcut, as the help (F1) lists it: the window's actions, then the keys the chat,
+#: the sidebar and the writing suggestions handle themselves (ui/chat, ui/sidebar.py,
+#: ui/suggesting_edit.py).
+SHORTCUTS = tuple((ACTION_KEYS[name], ACTION_HELP[name]) for name in ACTION_KEYS if name != "quit") + (
     ("Enter", "Send the message"),
     ("Shift+Enter", "New line in the message"),
+    ("Tab", "Accept the grey writing suggestion (any other key dismisses it)"),
     ("Esc", "Stop the reply (or cancel editing)"),
     ("F2", "Rename the selected conversation"),
     ("Delete", "Delete the selected conversation (Undo offered)"),
-    ("F1", "Keyboard shortcuts"),
-    ("Ctrl+Q", "Quit"),
+    (ACTION_KEYS["quit"], ACTION_HELP["quit"]),
 )
 
 ENGINE_STATES = {
@@ -108,31 +124,6 @@ class ComingSoonPane(QWidget):
         body.setAccessibleName(f"{title}: coming soon")
         layout.addWidget(body)
         layout.addStretch(1)
-
-
-class ShortcutsDialog(QDialog):
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Keyboard shortcuts")
-        self.setAccessibleName("Keyboard shortcuts")
-        layout = QVBoxLayout(self)
-        table = QTableWidget(len(SHORTCUTS), 2, self)
-        table.setAccessibleName("Shortcut list")
-        table.setHorizontalHeaderLabels(["Keys", "Action"])
-        table.verticalHeader().hide()
-        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        for row, (keys, action) in enumerate(SHORTCUTS):
-            native = QKeySequence(keys).toString(QKeySequence.SequenceFormat.NativeText) or keys
-            table.setItem(row, 0, QTableWidgetItem(native))
-            table.setItem(row, 1, QTableWidgetItem(action))
-        table.resizeColumnToContents(0)
-        layout.addWidget(table)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
-        buttons.button(QDialogButtonBox.StandardButton.Close).setAccessibleName("Close shortcuts")
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self.resize(440, 420)
 
 
 class _FirstPaintWatcher(QObject):
@@ -180,6 +171,27 @@ class ServicePage(QWidget):
             self.pane.shutdown()
 
 
+class PageStack(QStackedWidget):
+    """The pages, sized by the page showing only.
+
+    QStackedWidget asks for the largest minimum of all its pages, so one wide page (a long
+    file name on a page the user is not even looking at) would hold the whole window wide.
+    GUI thread only.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.currentChanged.connect(lambda _index: self.updateGeometry())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        page = self.currentWidget()
+        return page.sizeHint() if page is not None else super().sizeHint()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        page = self.currentWidget()
+        return page.minimumSizeHint().expandedTo(page.minimumSize()) if page is not None else super().minimumSizeHint()
+
+
 class MainWindow(QMainWindow):
     sig_window_painted = Signal()  # once, after the first paint
     sig_services_ready = Signal()
@@ -200,6 +212,7 @@ class MainWindow(QMainWindow):
         self.status_bridge = EngineStatusBridge(self)
         self.status_bridge.sig_engine_status_changed.connect(self._on_engine_status)
         self.shortcuts_dialog: ShortcutsDialog | None = None
+        self.help_dialogs: dict[str, QDialog] = {}
         self.translate = self.sentiment = self.documents = self.train = self.compress = None  # with the services
         self._shut_down = False
         self._build()
@@ -228,7 +241,7 @@ class MainWindow(QMainWindow):
         self.nav.setSpacing(0)
         self.nav.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.nav.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.stack = QStackedWidget(central)
+        self.stack = PageStack(central)
         self.stack.setAccessibleName("Pages")
 
         self.sidebar = Sidebar()
@@ -241,6 +254,8 @@ class MainWindow(QMainWindow):
         chat_page.addWidget(self.chat)
         chat_page.setStretchFactor(0, 0)
         chat_page.setStretchFactor(1, 1)
+        # The sidebar keeps its width when the window narrows (stretch 0, a minimum width of
+        # its own): only the chat stretches or shrinks.
         chat_page.setSizes([270, 900])
         self.models = ModelsPane()
         self.settings_pane = SettingsPane()
@@ -263,6 +278,7 @@ class MainWindow(QMainWindow):
             item.setSizeHint(QSize(140, 36))
             self.nav.addItem(item)
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.stack.currentChanged.connect(lambda _index: self.put_navigation_before_page())
         self.nav.setCurrentRow(0)
 
         right = QWidget(central)
@@ -303,9 +319,11 @@ class MainWindow(QMainWindow):
         help_menu = menu.addMenu("&Help")
         self.actions_by_name: dict[str, QAction] = {}
 
-        def action(menu_, name: str, text: str, keys, slot) -> QAction:
+        def action(menu_, name: str, text: str, slot) -> QAction:
             act = QAction(text, self)
-            act.setShortcut(QKeySequence(keys))
+            if name in ACTION_KEYS:
+                act.setShortcut(QKeySequence(ACTION_KEYS[name]))
+                act.setToolTip(f"{ACTION_HELP[name]} ({ACTION_KEYS[name]})")
             # Window-wide, whichever pane has the focus.
             act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             act.triggered.connect(slot)
@@ -313,15 +331,18 @@ class MainWindow(QMainWindow):
             self.actions_by_name[name] = act
             return act
 
-        action(file_menu, "new_chat", "New chat", "Ctrl+N", self.new_chat)
-        action(file_menu, "search", "Search history…", "Ctrl+F", self.focus_search)
-        action(file_menu, "composer", "Write a message", "Ctrl+K", self.focus_composer)
+        action(file_menu, "new_chat", "New chat", self.new_chat)
+        action(file_menu, "search", "Search history…", self.focus_search)
+        action(file_menu, "composer", "Write a message", self.focus_composer)
         file_menu.addSeparator()
-        action(file_menu, "quit", "Quit", QKeySequence.StandardKey.Quit, self.close)
+        action(file_menu, "quit", "Quit", self.close)
         for key, label, _ in PAGES:
-            keys = "Ctrl+," if key == "settings" else QKeySequence()
-            action(view_menu, f"page_{key}", label, keys, lambda _checked=False, k=key: self.show_page(k))
-        action(help_menu, "shortcuts", "Keyboard shortcuts", "F1", self.show_shortcuts)
+            action(view_menu, f"page_{key}", label, lambda _checked=False, k=key: self.go_to_page(k))
+        action(help_menu, "shortcuts", "Keyboard shortcuts", self.show_shortcuts)
+        action(help_menu, "user_guide", "User guide", self.show_user_guide)
+        action(help_menu, "privacy", "Privacy promises", self.show_privacy)
+        help_menu.addSeparator()
+        action(help_menu, "about", "About Local Assistant", self.show_about)
         # Qt's own "more menus" button, shown when the window is too narrow for the menu bar.
         for button in menu.findChildren(QToolButton):
             button.setAccessibleName("More menus")
@@ -338,6 +359,7 @@ class MainWindow(QMainWindow):
         self.models.set_services(services, self.jobs)
         self.settings_pane.set_services(services, self.jobs)
         self._build_service_pages(services)
+        self.put_navigation_before_page()
         self.jobs.run(_start_engine, services, self.status_bridge.callback,
                       on_error=lambda message, _exc: self._on_engine_status("error", {"message": message}))
         self.sig_services_ready.emit()
@@ -413,6 +435,32 @@ class MainWindow(QMainWindow):
     def show_page(self, key: str) -> None:
         self.nav.setCurrentRow([k for k, _l, _c in PAGES].index(key))
 
+    def go_to_page(self, key: str) -> None:
+        """A page chosen from the keyboard (Ctrl+1…Ctrl+8, Ctrl+,): the focus goes to the page
+        list, which shows where the user now is; one Tab enters the page."""
+        self.show_page(key)
+        self.nav.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def put_navigation_before_page(self) -> None:
+        """Make the page list the tab stop just before the page's first control (and Shift+Tab
+        from there return to it): without this the page list came after the status bar's and
+        every other page's controls, 11 Tabs away. Re-run whenever a page shows, because panes
+        add controls as they fill."""
+        page = self.stack.currentWidget()
+        if page is None:
+            return
+        stops = []
+        widget = self.nav.nextInFocusChain()
+        while widget is not self.nav and widget is not None:
+            if page.isAncestorOf(widget) and widget.focusProxy() is None \
+                    and widget.focusPolicy() & Qt.FocusPolicy.TabFocus == Qt.FocusPolicy.TabFocus:
+                stops.append(widget)
+            widget = widget.nextInFocusChain()
+        previous = self.nav
+        for stop in stops:
+            QWidget.setTabOrder(previous, stop)
+            previous = stop
+
     @property
     def current_page(self) -> str:
         return PAGES[self.nav.currentRow()][0]
@@ -439,9 +487,26 @@ class MainWindow(QMainWindow):
 
     def show_shortcuts(self) -> ShortcutsDialog:
         if self.shortcuts_dialog is None:
-            self.shortcuts_dialog = ShortcutsDialog(self)
+            self.shortcuts_dialog = ShortcutsDialog(SHORTCUTS, self)
         self.shortcuts_dialog.open()
         return self.shortcuts_dialog
+
+    def _show_help_dialog(self, name: str, make) -> QDialog:
+        """Each Help dialog is built once (its document read then) and reopened after."""
+        dialog = self.help_dialogs.get(name)
+        if dialog is None:
+            dialog = self.help_dialogs[name] = make()
+        dialog.open()
+        return dialog
+
+    def show_about(self) -> AboutDialog:
+        return self._show_help_dialog("about", lambda: AboutDialog(self))
+
+    def show_user_guide(self) -> DocumentDialog:
+        return self._show_help_dialog("user_guide", lambda: DocumentDialog("User guide", "user-guide.md", self))
+
+    def show_privacy(self) -> DocumentDialog:
+        return self._show_help_dialog("privacy", lambda: DocumentDialog("Privacy promises", "PRIVACY.md", self))
 
     # ----- appearance ---------------------------------------------------------------------------
     def _apply_appearance(self, theme: str, font_size: int) -> None:

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 SEARCH_DELAY_MS = 250
 #: How long Undo stays offered after a delete (the conversation stays in the trash after).
 UNDO_MS = 15000
+#: The sidebar's narrowest width: a title's first words stay readable and the search box keeps
+#: its placeholder. When the window narrows, the chat gives up the space, not the sidebar.
+SIDEBAR_MIN_WIDTH = 220
 ID_ROLE = Qt.ItemDataRole.UserRole
 MESSAGE_ROLE = Qt.ItemDataRole.UserRole + 1
 PINNED_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -63,6 +66,7 @@ class Sidebar(QFrame):
         super().__init__(parent)
         self.setObjectName("Sidebar")
         self.setAccessibleName("Conversations")
+        self.setMinimumWidth(SIDEBAR_MIN_WIDTH)
         self.services: Services | None = None
         self.jobs: Jobs | None = None
         self.current_id: str | None = None

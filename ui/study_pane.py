@@ -35,6 +35,7 @@ from assistant.study.answers import check_answer
 from assistant.study.decks import RATINGS, Decks
 from assistant.wording import counted
 from ui.chat.widgets import SourceDialog
+from ui.compact_widgets import compact_combo
 
 if TYPE_CHECKING:
     from assistant.app import Services
@@ -63,6 +64,8 @@ class ReviewChart(QWidget):
         self.plot.setMinimumHeight(120)
         self.plot.setMaximumHeight(160)
         self.plot.setMouseEnabled(False, False)
+        # A picture, not a control (the label above says the figures): no Tab stop that does nothing.
+        self.plot.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.plot.setBackground(None)  # the page's own background, in either theme
         self.plot.setLabel("left", "reviews")
         self.plot.setLabel("bottom", "days ago")
@@ -116,6 +119,7 @@ class StudyPane(QWidget):
         decks_row = QHBoxLayout()
         self.deck_combo = QComboBox(self)
         self.deck_combo.setAccessibleName("Deck")
+        compact_combo(self.deck_combo)  # deck and collection names are the user's, of any length
         self.deck_combo.currentIndexChanged.connect(lambda _i: self._show_stats())
         decks_row.addWidget(QLabel("Deck:"))
         decks_row.addWidget(self.deck_combo, 1)
@@ -153,6 +157,7 @@ class StudyPane(QWidget):
         row = QHBoxLayout()
         self.collection_combo = QComboBox(page)
         self.collection_combo.setAccessibleName("Collection to learn from")
+        compact_combo(self.collection_combo)
         row.addWidget(QLabel("Make cards from:"))
         row.addWidget(self.collection_combo, 1)
         self.propose_button = QPushButton("Propose cards")

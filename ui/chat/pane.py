@@ -45,6 +45,7 @@ from assistant.chat.events import (
 from assistant.wording import counted
 from ui.chat.message_view import MAX_COLUMN_WIDTH, MessageView
 from ui.chat.widgets import Banner, Composer, SourceDialog
+from ui.compact_widgets import ElidedLabel, compact_combo
 from ui.suggesting_edit import SuggestionController
 from ui.theme import COLORS
 
@@ -97,7 +98,8 @@ class ChatPane(QWidget):
         header.setObjectName("ChatHeader")
         row = QHBoxLayout(header)
         row.setContentsMargins(14, 8, 10, 8)
-        self.title_label = QLabel("New conversation")
+        # Elided: a 200-character title must not widen the window (issue 19, point 2).
+        self.title_label = ElidedLabel("New conversation", min_chars=10)
         self.title_label.setObjectName("ConversationTitle")
         self.title_label.setAccessibleName("Conversation title")
         row.addWidget(self.title_label, 1)
@@ -107,8 +109,7 @@ class ChatPane(QWidget):
         self.model_combo = QComboBox(self)
         self.model_combo.setAccessibleName("Model for this conversation")
         self.model_combo.setToolTip("The model that answers in this conversation")
-        self.model_combo.setMinimumContentsLength(28)
-        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        compact_combo(self.model_combo)
         self.model_combo.currentIndexChanged.connect(self._on_model_chosen)
         model_caption.setBuddy(self.model_combo)
         row.addWidget(self.model_combo)
@@ -132,6 +133,7 @@ class ChatPane(QWidget):
         self.documents_combo = QComboBox(self)
         self.documents_combo.setAccessibleName("Documents used in this conversation")
         self.documents_combo.setToolTip("Answer from your own documents (imported on the Documents page)")
+        compact_combo(self.documents_combo)
         self.documents_combo.addItem("None", None)
         self.documents_combo.currentIndexChanged.connect(self._on_documents_chosen)
         documents_caption.setBuddy(self.documents_combo)
@@ -142,7 +144,7 @@ class ChatPane(QWidget):
         self.only_documents.setEnabled(False)
         self.only_documents.toggled.connect(lambda _on: self._on_documents_chosen())
         documents_row.addWidget(self.only_documents)
-        self.budget_label = QLabel("")
+        self.budget_label = ElidedLabel("")
         self.budget_label.setObjectName("MutedLabel")
         self.budget_label.setAccessibleName("Passages in the prompt")
         documents_row.addWidget(self.budget_label, 1)
