@@ -41,6 +41,9 @@ COLORS = {
         "error_text": "#7a1010",
         "highlight_hit": "#fff1a8",
         "link": "#1f5fbf",
+        # The keyboard focus ring: the accent, and on the accent-filled buttons the text colour.
+        "focus": "#2f6fdb",
+        "focus_on_accent": "#1d2026",
     },
     "dark": {
         "window": "#1e2127",
@@ -62,6 +65,8 @@ COLORS = {
         "error_text": "#ffd0d0",
         "highlight_hit": "#5a4d12",
         "link": "#8ab8ff",
+        "focus": "#5b9cff",
+        "focus_on_accent": "#e4e7ec",
     },
 }
 
