@@ -13,8 +13,10 @@ worker thread, never the GUI thread.
 from __future__ import annotations
 
 import hashlib
+import html.parser
 import importlib.metadata
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,12 +105,84 @@ def _version(distribution: str) -> str | None:
 
 
 def licence_text(model: PackModel) -> str:
+    """The licence as plain text for the user to read. A package that ships a saved web page
+    (Gemma's terms are Google's site, menus and all) gives only the licence's own words."""
     folder = package_dir(model.package)
     if model.licence_file and folder is not None:
         path = folder / model.licence_file
         if path.is_file():
-            return path.read_text(encoding="utf-8", errors="replace")
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if path.suffix.lower() in (".html", ".htm") or text.lstrip().lower().startswith(("<!doctype", "<html")):
+                return f"{model.licence}\n\n{licence_from_html(text)}"
+            return text
     return model.licence
+
+
+class _LicenceText(html.parser.HTMLParser):
+    """Collects the readable text of a page's licence part: paragraphs and headings on their
+    own lines, list items with a bullet; scripts, styles, menus, buttons and asides left out."""
+
+    _SKIP = {"script", "style", "nav", "header", "footer", "aside", "button", "noscript", "template", "svg",
+             "form", "select"}
+    _BLOCK = {"p", "div", "section", "article", "main", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li",
+              "table", "tr", "br", "blockquote", "pre", "dl", "dt", "dd", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[str] = []
+        self._current: list[str] = []
+        self._skipping = 0
+
+    def _end_block(self) -> None:
+        text = re.sub(r"\s+", " ", "".join(self._current)).strip()
+        if text:
+            self.blocks.append(text)
+        self._current = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        # Custom elements (devsite-feedback, devsite-toc) are the site's widgets, never the licence.
+        if tag in self._SKIP or "-" in tag:
+            self._skipping += 1
+        elif not self._skipping and tag in self._BLOCK:
+            self._end_block()
+            if tag == "li":
+                self._current.append("• ")
+
+    def handle_endtag(self, tag) -> None:
+        if tag in self._SKIP or "-" in tag:
+            self._skipping = max(0, self._skipping - 1)
+        elif not self._skipping and tag in self._BLOCK:
+            self._end_block()
+
+    def handle_data(self, data) -> None:
+        if not self._skipping:
+            self._current.append(data)
+
+
+def _licence_part(page: str) -> str:
+    """The part of a saved page that holds the licence: the article's body where the site marks
+    it (Google's "devsite-article-body"), else <article>, <main> or <body>, else the page."""
+    lowered = page.lower()
+    marker = lowered.find('class="devsite-article-body')
+    if marker >= 0:
+        start = lowered.rfind("<div", 0, marker)
+        end = lowered.find("</article>", marker)
+        return page[start:end if end > 0 else len(page)]
+    for tag in ("article", "main", "body"):
+        start, end = lowered.find(f"<{tag}"), lowered.rfind(f"</{tag}>")
+        if 0 <= start < end:
+            return page[start:end]
+    return page
+
+
+def licence_from_html(page: str) -> str:
+    """A licence saved as a web page, as plain text: its own paragraphs, headings and list
+    items, one per line with a blank line between, without the site's menus and buttons."""
+    parser = _LicenceText()
+    parser.feed(_licence_part(page))
+    parser.close()
+    parser._end_block()
+    return "\n\n".join(parser.blocks)
 
 
 def expected_sha256(model: PackModel) -> str | None:

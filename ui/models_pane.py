@@ -50,19 +50,6 @@ TASK_LABELS = {
 }
 
 
-
-
-def licence_body(html: str) -> str:
-    """The licence itself out of a saved web page: its <article> or <main>, without the site's menus."""
-    lowered = html.lower()
-    for tag in ("article", "main"):
-        start = lowered.find(f"<{tag}")
-        end = lowered.rfind(f"</{tag}>")
-        if start >= 0 and end > start:
-            return html[start:end + len(tag) + 3]
-    return html
-
-
 def _local_paths(mime) -> list[str]:
     return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()] if mime.hasUrls() else []
 
@@ -264,11 +251,9 @@ class ModelsPane(QWidget):
         for key, text in values.items():
             self.fields[key].setText(str(text))
             self.fields[key].setToolTip(str(text))
-        licence = model.licence_text or meta.get("licence") or "No licence is stated in this file."
-        if licence.lstrip().lower().startswith(("<!doctype", "<html")):
-            self.licence.setHtml(licence_body(licence))
-        else:
-            self.licence.setPlainText(licence)
+        # Plain text: the library keeps a licence's own words (a saved web page is cut to them
+        # when the pack is registered, engine.model_pack.licence_text).
+        self.licence.setPlainText(model.licence_text or meta.get("licence") or "No licence is stated in this file.")
 
     def _update_buttons(self) -> None:
         model = self.selected_model()

@@ -72,6 +72,10 @@ class ModelLibrary:
             stat = path.stat() if path.is_file() else None
             size = stat.st_size if stat else _folder_size(path)
             if existing and existing["path"] == str(path) and existing["size_bytes"] == size:
+                licence = model_pack.licence_text(pack)
+                if existing.get("licence_text") != licence:  # stored by a version that kept the web page
+                    self.store.upsert_model({"id": pack.id, "licence_text": licence})
+                    existing = self.store.get_model(pack.id)
                 records.append(ModelRecord.from_row(existing))
                 continue
             meta = model_pack.describe(pack)

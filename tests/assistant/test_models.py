@@ -30,7 +30,7 @@ def test_default_pack_listed_at_first_start(services):
     assert len(smol.sha256) == 64 and smol.size_bytes > 50e6
     assert smol.metadata["licence"].lower() == "apache-2.0"
     gemma = services.library.get("gemma-3-270m")
-    assert "Gemma" in gemma.licence_text
+    assert gemma.licence_text.startswith("Gemma Terms of Use") and "<html" not in gemma.licence_text
     assert services.library.for_task("chat").id == "smollm2-135m-instruct"
     assert services.library.for_task("translate").id == "gemma-3-270m"
 
@@ -79,3 +79,11 @@ def test_not_a_gguf_and_too_large(services, tmp_path):
         services.library.add(big, free_memory=1024)
     with pytest.raises(LibraryError, match="part of the default model pack"):
         services.library.remove("smollm2-135m-instruct")
+
+
+def test_a_licence_stored_as_a_web_page_is_replaced_by_its_text_at_the_next_start(services):
+    from engine import model_pack
+
+    services.store.upsert_model({"id": "gemma-3-270m", "licence_text": "<!doctype html><html>menus…</html>"})
+    services.library.sync_default_pack()
+    assert services.library.get("gemma-3-270m").licence_text == model_pack.licence_text(model_pack.GEMMA3)

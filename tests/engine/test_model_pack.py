@@ -52,3 +52,22 @@ def test_memory_check_names_what_is_needed_and_free():
     message = str(info.value)
     assert "big.gguf needs about" in message and "only 1.00 GiB is free" in message
     assert check_fits(100, 10, 10, "small.gguf", free=1024**3) > 100
+
+
+def test_gemmas_licence_is_the_terms_text_without_the_web_pages_menus():
+    text = model_pack.licence_text(model_pack.GEMMA3)
+    assert text.startswith("Gemma Terms of Use\n\nLast modified:")
+    for part in ("Section 1: DEFINITIONS", "(d) \"Google\" means Google LLC.", "4.9 No Waiver", "• Gemma 3"):
+        assert part in text, part
+    for scrap in ("<", "Send feedback", "Sign in", "Skip to main content", "devsite", "http", "google-signin", "{"):
+        assert scrap not in text, scrap
+    assert len(text) < 20_000  # the terms, not the 168 kB page
+
+
+def test_licence_from_html_keeps_paragraphs_headings_and_items_and_drops_the_site():
+    page = ("<!doctype html><html><head><style>p{color:red}</style><script>var x = 1;</script></head><body>"
+            "<nav><a href='/'>Home</a> <a href='/docs'>Docs</a></nav><main><h1>Terms</h1>"
+            "<p>You may   use it.</p><ul><li>One &amp; two</li><li><a href='#a'>Three</a></li></ul>"
+            "<devsite-feedback><button>Send feedback</button></devsite-feedback><aside>Archived here</aside>"
+            "</main><footer>© Site</footer></body></html>")
+    assert model_pack.licence_from_html(page) == "Terms\n\nYou may use it.\n\n• One & two\n\n• Three"

@@ -34,7 +34,9 @@ def test_the_library_shows_metadata_and_licence(qtbot, pane, services):
         assert not pane.remove_button.isEnabled()
     gemma = next(r for r in range(pane.list.count()) if pane.list.item(r).data(Qt.ItemDataRole.UserRole) == "gemma-3-270m")
     pane.list.setCurrentRow(gemma)
-    assert "Gemma" in pane.licence.toPlainText()
+    licence = pane.licence.toPlainText()
+    assert licence.startswith("Gemma Terms of Use") and "Section 1: DEFINITIONS" in licence
+    assert "Send feedback" not in licence and "Sign in" not in licence, "the terms, not the web page around them"
     assert pane.fields["architecture"].text() == "gemma3"
 
 
