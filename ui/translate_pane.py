@@ -93,6 +93,7 @@ class TranslatePane(QWidget):
         self.swap_button = QPushButton("⇄")
         self.swap_button.setAccessibleName("Swap languages")
         self.swap_button.setToolTip("Swap the languages and the two texts")
+        self.swap_button.setMaximumWidth(self.swap_button.fontMetrics().horizontalAdvance("⇄") + 32)
         self.translate_button = QPushButton("Translate")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
@@ -231,8 +232,10 @@ class TranslatePane(QWidget):
         if note is None:
             self.output.setStyleSheet("")
         else:
-            grey = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
-            self.output.setStyleSheet(f"QPlainTextEdit {{ color: {grey}; }}")
+            # The theme's placeholder colour, with its transparency (name() would drop it).
+            grey = self.palette().color(QPalette.ColorRole.PlaceholderText)
+            self.output.setStyleSheet(f"QPlainTextEdit {{ color: rgba({grey.red()}, {grey.green()}, {grey.blue()}, "
+                                      f"{grey.alpha()}); }}")
 
     def _render(self) -> None:
         started = self._started
