@@ -54,6 +54,10 @@ SHARED = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT.parent / "shared" / "
 PEPS = SHARED / "documents" / "typing-peps"
 LABELLED = ("pep-0526.rst", "pep-0561.rst", "pep-0563.rst", "pep-0586.rst", "pep-0589.rst", "pep-0593.rst")
 TIMED = "pep-0544.rst"
+#: Where the method is developed: PEPs that are neither labelled nor timed. ``--develop`` writes
+#: their cards (kept and dropped, with the check's reasons) for reading; they are never scored.
+DEVELOPMENT = ("pep-0484.rst", "pep-0585.rst", "pep-0591.rst", "pep-0604.rst", "pep-0612.rst", "pep-0613.rst",
+               "pep-0646.rst")
 LABELS = ROOT / "benchmarks" / "data" / "study_card_labels.json"
 PAIRS = ROOT / "benchmarks" / "data" / "study_answer_pairs.json"
 RESULTS = ROOT / "benchmarks" / "results" / "study_cards.json"
@@ -78,10 +82,11 @@ def accuracy(pairs: list[dict], embed, threshold: float) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dump", type=Path, help="write the cards that have no label to this file and stop")
+    parser.add_argument("--develop", type=Path, help="write the cards of the development PEPs to this file and stop")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-study-"))
     (work / "docs").mkdir()
-    for name in (*LABELLED, TIMED):
+    for name in (DEVELOPMENT if args.develop else (*LABELLED, TIMED)):
         (work / "docs" / name).write_bytes((PEPS / name).read_bytes())
     services = build_services(AppPaths(work / "data"))
     try:
@@ -93,6 +98,15 @@ def main(argv=None) -> int:
             return np.asarray(retriever.embed(texts), dtype=np.float32)
 
         store_docs = {Path(d.path).name: d for d in documents_from_store(services.store)}
+        if args.develop:
+            cards = []
+            for name in DEVELOPMENT:
+                proposal = propose([store_docs[name]], embed)
+                cards += [card_record(c, None) for c in proposal.kept]
+                cards += [card_record(c, why) for c, why in proposal.dropped]
+            args.develop.write_text(json.dumps(cards, indent=1, ensure_ascii=False), encoding="utf-8")
+            print(f"{len(cards)} development cards written to {args.develop}", file=sys.stderr)
+            return 0
         records = []
         for name in LABELLED:
             proposal = propose([store_docs[name]], embed)

@@ -92,6 +92,28 @@ _POINTS_BACK = {
     "de": re.compile(r"\b(?:oben|unten|dieses Beispiel|zum Beispiel)\b", re.I),
     "es": re.compile(r"\b(?:arriba|abajo|este ejemplo|por ejemplo)\b", re.I),
 }
+#: Pointers back anywhere in an English sentence: "these", "those", "this" (but "this PEP", the
+#: document itself, is the deck's subject), "previous", a link ("is here"), and example names
+#: (a one-letter variable such as "the inner x" or "(y)").
+_POINTS_BACK_ANYWHERE = {
+    "en": re.compile(r"\b(?:these|those|previous|preceding|earlier|latter|former)\b|\bthis (?!PEP\b|document\b)|"
+                     r"\bhere\b|\bthere\b(?!\s+(?:is|are|was|were|must|should|may|can|will|would|might|be|has|have)\b)|"
+                     r"\bas usual\b|\b(?:we|as) (?:mentioned|noted|discussed|saw|described|showed)\b|^Thanks\b|\(\w\)|(?<![\w.])(?!a\b|I\b|A\b)[A-Za-z](?![\w.'’])", re.I),
+}
+#: A pronoun in the opening words ("Since it is...", "To do this, ...", "All other ...") leans on
+#: the sentence before, wherever the first word is.
+_OPENING_LEANS = {
+    "en": re.compile(r"^(?:[\w’']+,?\s+){0,3}(?:it|they|them|its|their|this|such|other)\b", re.I),
+}
+#: Adjectives that make a term out of any noun ("specific type", "valid type", "outer x"): a
+#: blank or an option that opens with one is a phrase of the sentence, not a term to learn.
+_GENERIC_MODIFIERS = {
+    "en": {"specific", "single", "valid", "invalid", "new", "proposed", "other", "given", "certain", "normal",
+           "different", "same", "outer", "inner", "current", "following", "simple", "general", "common",
+           "particular", "actual", "original", "existing", "various", "several", "related", "main", "whole",
+           "additional", "possible", "separate", "similar", "unactionable", "explicit", "implicit", "name", "term",
+           "word", "keyword"},
+}
 _CODE = re.compile(r"[=<>{}\[\]#|\\@$^~]|->|\w\(|\(\)|::|\.\w+\(|\b\w+_\w+\b")
 _WORD = re.compile(r"[^\W_][\w'’.\-]*[^\W_]|[^\W_]", re.UNICODE)
 _CAMEL = re.compile(r"\b[A-Z][a-z]+[A-Z]\w*\b|\b[A-Z]{2,}[a-z]\w*\b")
@@ -168,11 +190,19 @@ def _stop(language: str) -> frozenset:
 
 
 # ----- reading the documents --------------------------------------------------------------------
+#: Sections that hold nothing to learn: thanks, references, licences, footnotes.
+_BOILERPLATE_SECTION = re.compile(r"\b(?:acknowledge?ments?|thanks|references?|copyright|footnotes?|licen[cs]e|"
+                                  r"remerciements|références|danksagung|literatur|agradecimientos|referencias)\b", re.I)
+
+
 def document_sentences(document: SourceDocument) -> list[SourceSentence]:
-    """Every readable sentence of a document once (overlapping chunks repeat text)."""
+    """Every readable sentence of a document once (overlapping chunks repeat text), boilerplate
+    sections left out."""
     seen: set[str] = set()
     out: list[SourceSentence] = []
     for raw, location, chunk_id in document.sections:
+        if _BOILERPLATE_SECTION.search(location.rsplit(">", 1)[-1].rsplit("/", 1)[-1]):
+            continue
         for paragraph in paragraphs(raw):
             for sentence in sentences(paragraph.text):
                 key = normalise(sentence)
@@ -199,6 +229,12 @@ def reads_alone(sentence: str, language: str) -> str | None:
         return "leans on the sentence before it"
     if _POINTS_BACK.get(language, _POINTS_BACK["en"]).search(sentence):
         return "points at text around it"
+    anywhere = _POINTS_BACK_ANYWHERE.get(language)
+    if anywhere is not None and anywhere.search(sentence):
+        return "points at text around it"
+    opening = _OPENING_LEANS.get(language)
+    if opening is not None and opening.search(sentence):
+        return "leans on the sentence before it"
     return None
 
 
@@ -302,7 +338,47 @@ def _meaningful(term: str, language: str) -> str | None:
         return "the blank is a stop word"
     if all(w.isdigit() for w in words):
         return "the blank is a number"
+    if len(words) > 1 and words[0].casefold() in _GENERIC_MODIFIERS.get(language, ()):
+        return "the blank is a phrase of the sentence, not a term"
+    if len(words) == 1 and term.islower() and not _is_code_like(term):
+        # "type", "typing", "class": a common word of the subject, guessed rather than learnt.
+        return "the blank is a common word, not a term"
     return None
+
+
+def _part_of_longer_term(front: str, language: str) -> bool:
+    """Whether the blank is glued to the words around it ("typing._____", "_____ module"): the
+    term the sentence uses is longer than the blank, so the card asks for a fragment."""
+    at = front.find(BLANK)
+    if at < 0:
+        return False
+    before, after = front[:at], front[at + len(BLANK):]
+    if re.search(r"[\w.]$", before) or re.match(r"[\w]|\.\w", after):
+        return True
+    following = re.match(r"\s+([^\W\d_][\w’'-]*)", after)
+    if following is None:
+        return False
+    word = following.group(1)
+    # A lowercase noun right after the blank makes it a modifier ("the _____ module"); a verb
+    # ("_____ proposes", "_____ have") does not. Without a tagger, a word ending in "s" or a
+    # function word is taken for a verb, so "_____ tuples can" passes: a fragment kept, not a
+    # good card lost.
+    return word.islower() and word.casefold() not in _stop(language) and not word.endswith("s")
+
+
+def _whole_term(answer: str, text: str, terms: dict[str, float]) -> str:
+    """``answer`` grown over the next words of ``text`` while its last word and the next one are a
+    pair the document repeats: "Type variable" in "Type variable tuples can..." is part of the
+    term "Type variable tuples", and a card blanking the first two words asks for a fragment."""
+    folded = {t.casefold() for t in terms}
+    match = _find(answer, text)
+    while match is not None and len(answer.split()) < MAX_TERM_WORDS:
+        following = re.match(r"\s+([^\W\d_][\w’'-]*)", text[match.end():])
+        if following is None or f"{answer.split()[-1]} {following.group(1)}".casefold() not in folded:
+            break
+        answer = text[match.start(): match.end() + following.end()]
+        match = _find(answer, text)
+    return answer
 
 
 # ----- making cards ----------------------------------------------------------------------------
@@ -339,6 +415,7 @@ def _cards_for(sentence: SourceSentence, language: str, terms: dict[str, float],
                 break
     if answer is None:
         return [Card("cloze", text, "", source, language, reason=reason or "central", score=score)]
+    answer = _whole_term(answer, text, terms)
     match = _find(answer, text)
     if match is not None:
         answer = match.group(0)  # as the sentence writes it
@@ -366,6 +443,7 @@ def _cards_for(sentence: SourceSentence, language: str, terms: dict[str, float],
         others = [t for t in terms if t in vectors and t.casefold() != answer.casefold() and len(t) >= 4
                   and strong.get(t, 0.0) >= STRONG_TERM and _same_kind(t, answer)
                   and _is_code_like(t) == code_like and not _stems(t) & stems and _find(t, text) is None
+                  and _meaningful(t, language) is None
                   and CHOICE_COSINE[0] <= float(vectors[t] @ vectors[key]) <= CHOICE_COSINE[1]]
         others.sort(key=lambda t: -float(vectors[t] @ vectors[key]))
         picked: list[str] = []
@@ -397,6 +475,8 @@ def check(card: Card) -> str | None:
             return "the answer was not blanked"
         if _find(card.back, card.front.replace(BLANK, " ")) is not None:
             return "the answer shows elsewhere in the question"
+        if _part_of_longer_term(card.front, card.language):
+            return "the blank is part of a longer term"
     if card.kind == "qa" and len(_words(card.back)) < 3:
         return "the definition is too short to be an answer"
     if card.kind == "choice" and (len(card.choices) < 4 or card.back not in card.choices):
