@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from assistant.chat import prompt as chat_prompt
 from assistant.chat.events import ModelLoading, ReplyDone, ReplyFailed, ReplyStarted, Token, TurnPrepared
-from assistant.chat.sources import prepared_sources, source_refs
+from assistant.chat.sources import MODEL_AGREES, prepared_sources, source_refs, with_verdict
 from assistant.errors import ChatError
 from assistant.history.conversations import DEFAULT_TITLE, Message, new_id
 
@@ -95,6 +95,7 @@ class _Turn:
     sampling: "SamplingParams"
     sources: list = field(default_factory=list)
     refuse: bool = False
+    question: str = ""
 
 
 class ChatSession:
@@ -276,7 +277,8 @@ class ChatSession:
         event = TurnPrepared(conversation=conversation, user_message=user_message, hidden=tuple(hidden),
                              sources=tuple(sources), budget=budget, model_id=model.id, prompt_messages=len(prompt),
                              refused=refuse)
-        return event, _Turn(model=model, prompt=prompt, sampling=sampling, sources=sources, refuse=refuse)
+        return event, _Turn(model=model, prompt=prompt, sampling=sampling, sources=sources, refuse=refuse,
+                            question=question)
 
     # ----- replying -------------------------------------------------------------------------------
     def _events(self, prepare, *args) -> Iterator:
@@ -332,10 +334,16 @@ class ChatSession:
 
             def tidied(metrics: dict, finish_reason: str | None) -> ReplyDone:
                 # A reply from the documents is tidied as everywhere (a loop cut, invented
-                # citations removed); one that started looping was stopped early.
+                # citations removed); one that started looping was stopped early. Then it is
+                # checked against the extractive answer: the screens show its wording beside
+                # that answer only when it agrees (assistant/documents/answers.py).
+                shown = sources
                 if sources:
                     writer.revise(tidy_reply(writer.text, len(sources)))
-                return ReplyDone(writer.finish(metrics), metrics, tuple(sources), finish_reason)
+                    agrees = self._agrees(turn, writer.text)
+                    metrics = {**metrics, MODEL_AGREES: agrees}
+                    shown = with_verdict(sources, agrees)
+                return ReplyDone(writer.finish(metrics), metrics, tuple(shown), finish_reason)
 
             looped = False
             tokens = 0
@@ -398,6 +406,20 @@ class ChatSession:
                 # Best effort: when the store itself failed, its error is already on its way out.
                 with contextlib.suppress(Exception):
                     writer.interrupt()
+
+
+    def _agrees(self, turn: _Turn, reply: str) -> bool:
+        """Whether ``reply`` agrees with the turn's extractive answer (one embedding call);
+        False when it cannot be checked (the engine failed), so an unchecked reply stays hidden."""
+        from assistant.documents.answers import judge_reply
+
+        quoted = next((source for source in turn.sources if source.get("quote")), None)
+        known = "\n".join([turn.question] + [source["passage"] for source in turn.sources])
+        try:
+            _documents, retriever = self.services.documents_core()
+            return judge_reply(reply, quoted["quote"] if quoted else None, known, retriever.embed).agrees
+        except Exception:  # noqa: BLE001 - a failed check hides the wording, it never loses the reply
+            return False
 
 
 def sampling_with(base: "SamplingParams", **overrides) -> "SamplingParams":

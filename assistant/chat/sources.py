@@ -2,7 +2,10 @@
 
 A reply keeps its sources in ``Message.documents`` as ``"chunk:<id>"`` (numbered as they were in
 its prompt) and the sentence quoted from them as ``"quote:<n>:<sentence>"``, so they show again
-when the conversation is reopened. Runs on worker threads or the CLI's main thread (the store).
+when the conversation is reopened. The quote is the extractive answer the screens show first
+(:mod:`assistant.documents.answers`); whether the model's wording agrees with it is kept in the
+reply's metrics under :data:`MODEL_AGREES` and put on the quoted source as ``"agrees"``.
+Runs on worker threads or the CLI's main thread (the store).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
 #: Prefix of a passage id in ``Message.documents``.
 CHUNK_REF = "chunk:"
 QUOTE_REF = "quote:"
+#: The reply's metrics key that says whether its wording agrees with the quoted sentence.
+MODEL_AGREES = "model_agrees"
 
 
 def collection_label(collection: dict) -> str:
@@ -51,9 +56,9 @@ def prepared_sources(prepared) -> list[dict]:
     return sources
 
 
-def stored_sources(services: "Services", refs: list) -> list[dict]:
+def stored_sources(services: "Services", refs: list, metrics: dict | None = None) -> list[dict]:
     """The sources of a stored reply, numbered as they were in its prompt; passages since
-    removed from the index are left out."""
+    removed from the index are left out. ``metrics``: the reply's, for the agreement verdict."""
     from assistant.documents.collections import Documents
 
     documents = Documents(services.store, None)
@@ -72,7 +77,31 @@ def stored_sources(services: "Services", refs: list) -> list[dict]:
     for source in found:
         if source["number"] in quotes:
             source["quote"] = quotes[source["number"]]
+            source["agrees"] = bool((metrics or {}).get(MODEL_AGREES, False))
     return found
+
+
+def with_verdict(sources, agrees: bool) -> list[dict]:
+    """Copies of ``sources`` with the model's agreement put on the quoted one."""
+    return [{**source, "agrees": bool(agrees)} if source.get("quote") else dict(source) for source in sources]
+
+
+def shown_answer(sources) -> dict | None:
+    """What the screens show first for a reply from documents (None when it had no sources):
+    ``found`` (a sentence answers), ``text`` (that sentence, or the not-found line), its
+    ``number``, ``chunk_id``, ``file`` and ``location``; ``checked`` (the reply was judged yet)
+    and ``agrees`` (its wording may be shown beside the answer)."""
+    from assistant.documents.answers import NOT_FOUND
+
+    sources = list(sources or [])
+    if not sources:
+        return None
+    quoted = next((source for source in sources if source.get("quote")), None)
+    if quoted is None:
+        return {"found": False, "text": NOT_FOUND, "checked": True, "agrees": False}
+    return {"found": True, "text": quoted["quote"], "number": quoted["number"], "chunk_id": quoted["chunk_id"],
+            "file": quoted["file"], "location": quoted["location"], "checked": "agrees" in quoted,
+            "agrees": bool(quoted.get("agrees"))}
 
 
 def source_refs(sources: list[dict]) -> list[str]:

@@ -51,7 +51,8 @@ def load_conversation(services: "Services", conversation_id: str) -> Conversatio
     conversation = conversations.get(conversation_id)
     session = ChatSession(services, conversation_id)
     messages = session.visible_messages()
-    sources = {m.id: stored_sources(services, m.documents) for m in messages if m.role == "assistant" and m.documents}
+    sources = {m.id: stored_sources(services, m.documents, m.metrics) for m in messages
+               if m.role == "assistant" and m.documents}
     return ConversationView(conversation, messages, session.model_id or default_chat_model_id(services),
                             session.system_prompt, chat_models(services), documents=session.documents,
                             sources={k: v for k, v in sources.items() if v})

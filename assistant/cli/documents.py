@@ -16,9 +16,10 @@ from __future__ import annotations
 import sys
 import threading
 
-from assistant.chat.events import ReplyFailed, Token, TurnPrepared
+from assistant.chat.events import ReplyDone, ReplyFailed, Token, TurnPrepared
 from assistant.chat.session import ChatSession
 from assistant.documents.collections import DEFAULT_COLLECTION, Documents, DocumentsError, Progress, default_counter, engine_embedder
+from assistant.documents.answers import NOT_FOUND
 from assistant.documents.grounded import format_quote, format_sources
 from assistant.documents.retrieval import Retriever, Scope
 from assistant.wording import counted
@@ -64,6 +65,8 @@ def add_documents_commands(subparsers) -> None:
                      help="answer only from the documents; say so when they do not cover the question")
     ask.add_argument("--collection", help="search this collection only (default: all)")
     ask.add_argument("--budget", type=int, default=None, metavar="TOKENS", help="most prompt tokens for passages")
+    ask.add_argument("--show-attempt", action="store_true",
+                     help="print the model's reply even when it does not agree with the documents")
     ask.add_argument("--model", help="chat model (default: the one chosen for chat)")
     ask.set_defaults(handler=cmd_ask)
 
@@ -167,7 +170,11 @@ def cmd_docs_search(args, services) -> int:
 
 
 def cmd_ask(args, services) -> int:
-    """One question answered from the documents, through the chat's own session (nothing stored)."""
+    """One question answered from the documents, through the chat's own session (nothing stored).
+
+    The answer printed first is the sentence of the sources that answers (or "I couldn't find
+    this"), then the model's reply when the session found that it agrees with that sentence;
+    otherwise the reply is left out unless ``--show-attempt`` (assistant/documents/answers.py)."""
     documents, _retriever = services.documents_core()
     scope = _scope(documents, args.collection)
     if documents.stats()["chunks"] == 0:
@@ -178,15 +185,20 @@ def cmd_ask(args, services) -> int:
                                      "only": bool(args.only_documents)},
                           budget_tokens=args.budget)
     prepared: TurnPrepared | None = None
+    done: ReplyDone | None = None
     used_model = True
     try:
         for event in session.turn(args.question):
             if isinstance(event, TurnPrepared):
                 prepared = event
                 used_model = not event.refused
-            elif isinstance(event, Token):
-                sys.stdout.write(event.text)
+                if event.sources:
+                    print(format_quote(list(event.sources)) or NOT_FOUND, flush=True)
+            elif isinstance(event, Token) and not (prepared and prepared.sources):
+                sys.stdout.write(event.text)  # the refusal, said without the model
                 sys.stdout.flush()
+            elif isinstance(event, ReplyDone):
+                done = event
             elif isinstance(event, ReplyFailed):
                 print()
                 if event.kind != "cancelled":
@@ -194,11 +206,19 @@ def cmd_ask(args, services) -> int:
     except KeyboardInterrupt:
         print("\nassistant: stopped", file=sys.stderr)
         return 130
-    print()
-    sources = list(prepared.sources) if prepared else []
-    quote = format_quote(sources)
-    if quote:
-        print("\n" + quote)
+    sources = list(done.sources if done else prepared.sources if prepared else [])
+    if done is not None and sources:
+        quoted = next((source for source in sources if source.get("quote")), None)
+        reply = done.message.text.strip()
+        if quoted is not None and quoted.get("agrees"):
+            print(f"\nThe model's answer: {reply}")
+        elif args.show_attempt and reply:
+            print(f"\nThe model's attempt (it does not agree with your documents): {reply}")
+        elif reply:
+            print("\n(The model's attempt is hidden: it does not agree with your documents; "
+                  "--show-attempt prints it.)", file=sys.stderr)
+    else:
+        print()
     if sources:
         print("\nSources:\n" + format_sources(sources))
     budget = prepared.budget if prepared and prepared.budget else {"used": 0, "total": 0}

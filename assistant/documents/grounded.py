@@ -6,13 +6,16 @@ section, passage, chunk id) and builds the two messages; the reply itself is ask
 :class:`assistant.chat.session.ChatSession` like every other reply (built through
 :func:`assistant.chat.prompt.grounded_chat`, the one place that sets its token budget).
 
-The quote: a 135M chat model often answers wrongly even with the right passage in front of it
-(measured on 12 questions about short personal notes: SmolLM2 135M answered 4-6 right
-whatever the prompt's shape, Gemma 3 270M base 3), while the single passage sentence most
-similar to the question under MiniLM held the answer in 12 of 12. So every answer carries
-that sentence (:class:`Quote`), shown above the model's reply, and citation numbers the
-model invented ([5] with two sources) are taken out of the reply, and a reply that starts
-saying the same words over and over is cut after the first time (:func:`cut_loop`).
+The quote: a 135M chat model often answers wrongly even with the right passage in front of it,
+so every answer carries the sentence of the sources chosen by
+:func:`assistant.documents.answers.choose_answer` (:class:`Quote`), shown first with its
+citation; when no sentence answers well enough there is no quote and the screens say
+:data:`~assistant.documents.answers.NOT_FOUND`. The model's reply is checked against that
+sentence after it ends (:func:`assistant.documents.answers.judge_reply`, called by the chat
+session). Boilerplate passages (copyright, reference and link lists) are left out of the
+sources unless they are all that matched. Citation numbers the model invented ([5] with two
+sources) are taken out of the reply, and a reply that starts saying the same words over and
+over is cut after the first time (:func:`cut_loop`).
 
 "Answer only from my documents": the model is told to answer from the sources alone and to
 say it does not know otherwise; and when retrieval finds nothing relevant enough (best
@@ -29,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 
+from assistant.documents.answers import choose_answer, drop_boilerplate
 from assistant.documents.retrieval import Hit, Retriever, Scope
 
 DONT_KNOW = "I don't know from your documents."
@@ -37,11 +41,6 @@ DONT_KNOW = "I don't know from your documents."
 MIN_RELEVANCE = 0.30
 #: Passages retrieved before the budget decides how many fit.
 TOP_K = 6
-#: A quote is shown when its sentence is at least this similar to the question (cosine).
-MIN_QUOTE_RELEVANCE = MIN_RELEVANCE
-#: Sentences shorter than this many words (headings, "Yes.") are not quoted.
-MIN_QUOTE_WORDS = 3
-_BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+")
 _CITATION = re.compile(r"\s?\[(\d+)\]")
 #: A stretch of 12-200 characters said three or more times in a row: a small model's loop.
 _LOOP = re.compile(r"(.{12,200}?)\1{2,}", re.DOTALL)
@@ -77,12 +76,12 @@ class Source:
 
 @dataclass
 class Quote:
-    """The sentence of the sources most similar to the question, and where it comes from."""
+    """The sentence of the sources that answers the question, and where it comes from."""
 
     text: str
     number: int  # the source's [n]
     chunk_id: int
-    relevance: float  # cosine with the question
+    relevance: float  # the sentence's score (assistant.documents.answers.Candidate.score)
 
 
 @dataclass
@@ -91,7 +90,7 @@ class Prepared:
     sources: list[Source]
     budget: dict  # {"used": tokens of passages in the prompt, "total": tokens allowed for them}
     refuse: bool  # only-documents and nothing relevant: answer DONT_KNOW without the model
-    quote: Quote | None = None  # the source sentence closest to the question
+    quote: Quote | None = None  # the source sentence that answers; None: not found
 
 
 
@@ -107,38 +106,12 @@ def is_relevant(hit: Hit) -> bool:
         hit.bm25_rank is not None and hit.bm25_rank <= 3 and hit.dense_rank is not None and hit.dense_rank <= 10)
 
 
-def passage_sentences(passage: str) -> list[str]:
-    """The sentences of a passage, list markers and heading marks removed; short ones left out."""
-    from assistant.tasks.translation import segment
-
-    sentences = []
-    for line in passage.splitlines():
-        if line.lstrip().startswith("#"):
-            continue  # a Markdown heading names the passage; it answers nothing
-        line = _BULLET.sub("", line).strip()
-        sentences += [p.text.strip() for p in segment(line) if p.translate and len(p.text.split()) >= MIN_QUOTE_WORDS]
-    return sentences
-
-
 def best_quote(question: str, sources: list[Source], embed: Callable[[list[str]], np.ndarray]) -> Quote | None:
-    """The source sentence closest to ``question`` under ``embed`` (unit vectors), or None when
-    none reaches :data:`MIN_QUOTE_RELEVANCE`. One embedding batch: the question and every
-    sentence. Runs where the caller runs (it calls the engine)."""
-    owners: list[Source] = []
-    sentences: list[str] = []
-    for source in sources:
-        for sentence in passage_sentences(source.passage):
-            owners.append(source)
-            sentences.append(sentence)
-    if not sentences:
-        return None
-    vectors = np.asarray(embed([question] + sentences), dtype=np.float32)
-    scores = vectors[1:] @ vectors[0]
-    best = int(np.argmax(scores))
-    if float(scores[best]) < MIN_QUOTE_RELEVANCE:
-        return None
-    owner = owners[best]
-    return Quote(sentences[best], owner.number, owner.chunk_id, round(float(scores[best]), 4))
+    """The sentence of ``sources`` that answers ``question`` (see
+    :func:`assistant.documents.answers.choose_answer`), or None when none answers well enough.
+    Runs where the caller runs (it calls the engine)."""
+    answer = choose_answer(question, sources, embed)
+    return Quote(answer.text, answer.number, answer.chunk_id, answer.score) if answer else None
 
 
 def drop_unknown_citations(text: str, source_count: int) -> str:
@@ -184,6 +157,7 @@ class GroundedChat:
         hits = self.retriever.search(question, k=k, scope=scope)
         if only_documents:
             hits = [h for h in hits if is_relevant(h)]
+        hits = drop_boilerplate(hits)
         system = SYSTEM_ONLY if only_documents else SYSTEM_GROUNDED
         overhead = self.count_tokens(system) + self.count_tokens(question) + 48  # chat template markup
         room = max(0, self.context_tokens - self.reply_tokens - overhead)

@@ -9,6 +9,7 @@ import pytest
 
 from assistant.chat.events import ReplyDone, Token, TurnPrepared
 from assistant.chat.session import ChatSession
+from assistant.documents.answers import passage_sentences
 from assistant.documents.collections import Documents, default_counter
 from assistant.documents.grounded import (
     DONT_KNOW,
@@ -18,7 +19,6 @@ from assistant.documents.grounded import (
     drop_unknown_citations,
     format_quote,
     format_sources,
-    passage_sentences,
 )
 from assistant.documents.retrieval import Retriever
 from assistant.store import Store

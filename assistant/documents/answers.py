@@ -1,0 +1,269 @@
+"""Answers the app can stand behind: the sentence of the sources that answers, the check of the
+model's wording against it, and the boilerplate passages left out of the sources.
+
+A 135M chat model often contradicts the passage it was given ("introduced by PEP 32" under a
+quote saying PEP 484), so the answer shown first is extractive (:func:`choose_answer`): each
+sentence of the retrieved passages (markup removed, :mod:`assistant.study.text`) is scored by
+
+    W_COSINE * cosine(question, sentence)      MiniLM, through the engine's embed path
+  + W_OVERLAP * overlap(question, sentence)    share of the question's content words (Snowball
+                                               stems, the ``snowballstemmer`` package) it holds
+  + W_PASSAGE * cosine(question, passage)      the passage's own retrieval score
+  + W_KIND * kind(question, sentence)          1 when a "how many / when" question meets a
+                                               number, a "who" question a name
+
+and the best sentence is the answer with its citation, unless its score is under
+:data:`MIN_ANSWER_SCORE`: then the app says :data:`NOT_FOUND` rather than guess. The weights
+and the threshold were chosen on the development part of ``benchmarks/grounded_answers.py``.
+
+The model's wording is shown beside that sentence only when :func:`judge_reply` finds that it
+agrees: its cosine with the chosen sentence is at least :data:`AGREE_COSINE` and every number
+and name it states is in the sources (or the question). Otherwise the screens keep it behind
+"Show the model's attempt".
+
+:func:`is_boilerplate` tells copyright notices, reference and link lists and acknowledgements
+by their structure (the share of lines that are links, URLs, citations or legal wording, and
+the section's heading); :func:`drop_boilerplate` leaves them out unless nothing else matched.
+
+Pure functions apart from ``embed`` (which calls the engine): they run where the caller runs,
+a worker thread or the CLI's main thread.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from assistant.documents.retrieval import STOPWORDS
+
+if TYPE_CHECKING:
+    from assistant.documents.grounded import Source
+
+#: What the app says when no sentence of the sources answers well enough.
+NOT_FOUND = "I couldn't find this in your documents."
+#: Weights of the sentence score (see the module docstring); chosen on the development part.
+W_COSINE = 1.0
+W_OVERLAP = 0.5
+W_PASSAGE = 0.3
+W_KIND = 0.1
+#: Best sentence score under which the app does not know; chosen on the development part.
+MIN_ANSWER_SCORE = 0.55
+#: Cosine of the model's reply with the chosen sentence from which the reply agrees with it.
+AGREE_COSINE = 0.6
+#: Sentences shorter than this many words (headings, "Yes.") are not answers.
+MIN_WORDS = 3
+#: Sentences longer than this many words are cut to their first this-many (a run-on table row).
+MAX_WORDS = 80
+#: A passage is boilerplate when at least this share of its lines are links, citations or legal wording.
+BOILERPLATE_SHARE = 0.5
+#: Section headings that name boilerplate whatever their lines hold.
+BOILERPLATE_HEADINGS = frozenset({
+    "copyright", "references", "reference", "footnotes", "acknowledgements", "acknowledgments", "acknowledgement",
+    "links", "useful links", "further reading", "see also", "bibliography", "legal notice", "license", "licence",
+    "credits", "resources", "external links"})
+
+_URL = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.]+", re.IGNORECASE)
+_CITATION_LINE = re.compile(r"^\s*(?:\.\. \[[^\]]+\]|\.\. _[^:]+:|\[\d+\]|\[[A-Za-z][\w-]*\d{2,4}\])")
+_LEGAL = re.compile(r"\bcopyright\b|©|\(c\)\s*\d{4}|all rights reserved|public domain|\blicen[cs]e[ds]?\b|"
+                    r"\btrademarks?\b|without (?:the )?prior written permission|\bcc0\b|\bcc[- ]by\b",
+                    re.IGNORECASE)
+_THANKS = re.compile(r"\b(?:thanks? (?:to|go)|grateful|acknowledge)", re.IGNORECASE)
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+_WORD = re.compile(r"[A-Za-z][\w'-]*")
+_CITATION_MARK = re.compile(r"\s?\[\d+\]")
+_DONT_KNOW = re.compile(r"\b(?:do(?:es)? not|don't|doesn't|cannot|can't|no) (?:know|contain|mention|say|"
+                        r"information|find|answer)|not (?:mentioned|found|provided|specified)", re.IGNORECASE)
+_COUNT_QUESTION = re.compile(r"^\s*(?:how (?:many|much|long|often|far|old|big|heavy)|when|what time|what date|"
+                             r"which (?:day|date|year|month)|what (?:year|day|number|percentage))\b", re.IGNORECASE)
+_WHO_QUESTION = re.compile(r"^\s*(?:who|whom|whose)\b", re.IGNORECASE)
+_QUESTION_WORDS = frozenset("how what which who whom whose when where why much many long often".split())
+
+
+# ----- boilerplate -----------------------------------------------------------------------------
+def is_boilerplate(passage: str, heading: str = "") -> bool:
+    """True when a passage is a copyright notice, a reference or link list or acknowledgements:
+    its section's last heading names one, or at least :data:`BOILERPLATE_SHARE` of its
+    non-heading lines are links/URLs/citations or legal or thanking wording."""
+    last = heading.split(">")[-1].strip().strip("`*").lower()
+    if last in BOILERPLATE_HEADINGS:
+        return True
+    lines = [line.strip() for line in passage.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#") and not set(line) <= set("=-~^*+#`'\":._")]
+    if not lines:
+        return False
+    marked = sum(bool(_URL.search(line) or _CITATION_LINE.match(line) or _LEGAL.search(line) or _THANKS.search(line))
+                 for line in lines)
+    return marked / len(lines) >= BOILERPLATE_SHARE
+
+
+def drop_boilerplate(items: Sequence, text: Callable = lambda hit: (hit.text, hit.heading)) -> list:
+    """``items`` without the boilerplate ones (``text(item)`` gives its passage and heading),
+    in order; all of them when every one is boilerplate (then they are the only match)."""
+    kept = [item for item in items if not is_boilerplate(*text(item))]
+    return kept if kept else list(items)
+
+
+# ----- words -------------------------------------------------------------------------------------
+def _stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+_STEM = _stemmer()
+
+
+def content_stems(text: str) -> set[str]:
+    """The stems of ``text``'s content words (no stop or question words), lower-cased."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    words = [w for w in words if w not in STOPWORDS and w not in _QUESTION_WORDS and len(w) > 1]
+    return set(_STEM.stemWords(words))
+
+
+def overlap(question: str, sentence: str) -> float:
+    """The share of the question's content stems that the sentence holds (0 when it has none)."""
+    asked = content_stems(question)
+    return len(asked & content_stems(sentence)) / len(asked) if asked else 0.0
+
+
+def kind_match(question: str, sentence: str) -> float:
+    """1 when the sentence has what the question's kind asks for: a number for "how many",
+    "when" and the like, a capitalised name (not its first word) for "who"; else 0."""
+    if _COUNT_QUESTION.search(question):
+        return 1.0 if re.search(r"\d", sentence) else 0.0
+    if _WHO_QUESTION.search(question):
+        return 1.0 if any(w[0].isupper() for w in _WORD.findall(sentence)[1:]) else 0.0
+    return 0.0
+
+
+# ----- the extractive answer -------------------------------------------------------------------
+@dataclass
+class Candidate:
+    """One sentence of the sources, scored against the question."""
+
+    text: str
+    source: "Source"
+    cosine: float  # MiniLM cosine with the question
+    overlap: float
+    passage: float  # the passage's cosine with the question (0 when unknown)
+    kind: float
+
+    def score(self, weights: tuple[float, float, float, float] | None = None) -> float:
+        w = weights or (W_COSINE, W_OVERLAP, W_PASSAGE, W_KIND)
+        return w[0] * self.cosine + w[1] * self.overlap + w[2] * self.passage + w[3] * self.kind
+
+
+@dataclass
+class Answer:
+    """The sentence shown as the answer and where it comes from."""
+
+    text: str
+    number: int  # the source's [n]
+    chunk_id: int
+    score: float
+
+
+def passage_sentences(passage: str) -> list[str]:
+    """The sentences of a passage as people read them (markup, code and headings left out),
+    each of at least :data:`MIN_WORDS` words, cut at :data:`MAX_WORDS`."""
+    from assistant.study.text import paragraphs, sentences
+
+    out: list[str] = []
+    for paragraph in paragraphs(passage):
+        for sentence in sentences(paragraph.text):
+            words = sentence.split()
+            if len(words) >= MIN_WORDS:
+                out.append(sentence if len(words) <= MAX_WORDS else " ".join(words[:MAX_WORDS]) + " …")
+    return out
+
+
+def candidates(question: str, sources: Sequence["Source"], embed: Callable[[list[str]], np.ndarray]) -> list[Candidate]:
+    """Every sentence of ``sources`` (each once, from the best-ranked source that has it) with
+    its features; one embedding batch for the question and the sentences."""
+    owners: list = []
+    texts: list[str] = []
+    seen: set[str] = set()
+    for source in sources:
+        for sentence in passage_sentences(source.passage):
+            if sentence not in seen:
+                seen.add(sentence)
+                owners.append(source)
+                texts.append(sentence)
+    if not texts:
+        return []
+    vectors = np.asarray(embed([question] + texts), dtype=np.float32)
+    cosines = vectors[1:] @ vectors[0]
+    return [Candidate(text, owner, float(cos), overlap(question, text), float(owner.relevance or 0.0),
+                      kind_match(question, text)) for text, owner, cos in zip(texts, owners, cosines)]
+
+
+def best_answer(found: Sequence[Candidate], weights=None, threshold: float | None = None) -> Answer | None:
+    """The best-scoring candidate as an :class:`Answer`, or None under the threshold."""
+    if not found:
+        return None
+    best = max(found, key=lambda c: c.score(weights))
+    score = best.score(weights)
+    if score < (MIN_ANSWER_SCORE if threshold is None else threshold):
+        return None
+    return Answer(best.text, best.source.number, best.source.chunk_id, round(score, 4))
+
+
+def choose_answer(question: str, sources: Sequence["Source"], embed: Callable[[list[str]], np.ndarray]) -> Answer | None:
+    """The sentence of ``sources`` that answers ``question``, or None: the app does not know."""
+    return best_answer(candidates(question, sources, embed))
+
+
+# ----- the model's wording -----------------------------------------------------------------------
+@dataclass
+class Verdict:
+    """Whether the model's reply agrees with the extractive answer, and why not."""
+
+    agrees: bool
+    cosine: float | None  # of the reply with the answer sentence; None when not compared
+    unsupported: tuple[str, ...] = ()  # numbers and names of the reply found nowhere in the sources
+    reason: str = ""
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.sub(r"[`*_\\]", " ", text).lower().split())
+
+
+def unsupported_facts(reply: str, known: str) -> list[str]:
+    """Numbers and names (capitalised words not opening a sentence) of ``reply`` that ``known``
+    (the sources and the question) does not hold."""
+    haystack = _normal(known)
+    digits = set(re.findall(r"\d+", haystack))
+    missing: list[str] = []
+    for number in _NUMBER.findall(reply):
+        if number not in haystack and not all(part in digits for part in re.findall(r"\d+", number)):
+            missing.append(number)
+    for sentence in re.split(r"(?<=[.!?:;])\s+|\n", reply):
+        words = _WORD.findall(sentence)
+        for word in words[1:]:
+            if word[0].isupper() and word.lower() not in haystack and word not in missing:
+                missing.append(word)
+    return missing
+
+
+def judge_reply(reply: str, answer: str | None, known: str, embed: Callable[[list[str]], np.ndarray],
+                threshold: float | None = None) -> Verdict:
+    """Does the model's ``reply`` agree with the extractive ``answer`` (None: the app found none)?
+    ``known`` is the text of the sources and the question. One embedding call."""
+    text = _CITATION_MARK.sub("", reply).strip()
+    if answer is None:
+        return Verdict(False, None, (), "no answer in the sources to agree with")
+    if not text or _DONT_KNOW.search(text):
+        return Verdict(False, None, (), "the model did not answer")
+    missing = tuple(unsupported_facts(text, known))
+    vectors = np.asarray(embed([text, answer]), dtype=np.float32)
+    cosine = float(vectors[0] @ vectors[1])
+    limit = AGREE_COSINE if threshold is None else threshold
+    if missing:
+        return Verdict(False, round(cosine, 4), missing, "it names what the sources do not: " + ", ".join(missing))
+    if cosine < limit:
+        return Verdict(False, round(cosine, 4), (), "it says something else than the source")
+    return Verdict(True, round(cosine, 4))
