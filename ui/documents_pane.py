@@ -9,7 +9,10 @@ Watched folders are polled by a timer that runs :meth:`Documents.sync` as a job.
 A question is a turn of a :class:`assistant.chat.session.ChatSession` that writes nothing
 (``persist=False``) with the documents attached, as the chat and ``assistant ask`` answer:
 its events are streamed through :meth:`ui.jobs.Jobs.stream`, the reply shows as it arrives,
-then the sentence quoted from the passages, the tidied answer and the sources.
+the sentence of the passages that answers first (or "I couldn't find this in your documents"),
+with its citation, then the model's wording only once the core found that it agrees with that
+sentence (``assistant.chat.sources.shown_answer``), else a "Show the model's attempt" link,
+and the sources.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class DocumentsPane(QWidget):
         self._session: "ChatSession | None" = None
         self._sources: tuple = ()
         self._reply = ""
+        self._show_attempt = False  # the user opened the model's attempt that does not agree
         self._closed = False
         self.progress_events: list = []  # the current job's events, for the message list and tests
         self._signals = _ProgressSignals()  # created here: emissions from the pool are queued
@@ -239,7 +243,7 @@ class DocumentsPane(QWidget):
         self.stop_asking()
         only = self.only_documents.isChecked()
         session = ChatSession(self.services, persist=False, documents={"collections": None, "only": only})
-        self._sources, self._reply = (), ""
+        self._sources, self._reply, self._show_attempt = (), "", False
         self.answer.setPlainText("…")
         job = self.jobs.stream(session.turn, question, on_event=lambda event: self._on_answer_event(session, event),
                                on_done=lambda _r: self._asked(session),
@@ -261,18 +265,20 @@ class DocumentsPane(QWidget):
             self._sources = tuple(event.sources)
             if event.budget:
                 self.budget_label.setText(f"Passages: {event.budget['used']} of {event.budget['total']} prompt tokens")
+            if self._sources:
+                self._show_answer("")  # the extractive answer is there before the model writes
         elif isinstance(event, ModelLoading) and not self._reply:
             self.answer.setPlainText("Loading the model…")
         elif isinstance(event, Token):
             self._reply += event.text
             self._show_answer(self._reply)
         elif isinstance(event, ReplyDone):
-            self._sources = tuple(event.sources)
-            self._show_answer(event.message.text)
+            self._sources, self._reply = tuple(event.sources), event.message.text
+            self._show_answer(event.message.text, final=True)
             self.sig_answer_shown.emit(event)
         elif isinstance(event, ReplyFailed):
-            partial = event.message.text if event.message is not None else self._reply
-            self._show_answer(partial, note=event.text)
+            self._reply = event.message.text if event.message is not None else self._reply
+            self._show_answer(self._reply, note=event.text, final=True)
 
     def _asked(self, session: "ChatSession") -> None:
         if session is self._session:
@@ -283,17 +289,34 @@ class DocumentsPane(QWidget):
             self.answer.setPlainText(message)
         self._asked(session)
 
-    def _show_answer(self, text: str, note: str = "") -> None:
-        """The answer as it stands: the quoted sentence, the model's reply, the sources."""
+    def _show_answer(self, text: str, note: str = "", final: bool = False) -> None:
+        """The answer as it stands: the sentence that answers with its citation (or "I couldn't
+        find this"), the model's wording when the core found that it agrees (else a link that
+        shows it), the sources. ``final``: the reply has ended (a reply that ended unchecked,
+        stopped or failed, is not vouched for either)."""
+        from assistant.chat.sources import shown_answer
+
         parts = []
-        quoted = next((source for source in self._sources if source.get("quote")), None)
-        if quoted is not None:
-            # The sentence of the user's own text comes first: it is right more often than
-            # a small model's reply (see assistant/documents/grounded.py).
-            parts.append(f"<p>{quote_html(quoted['number'], quoted['chunk_id'], quoted['quote'])}</p>")
-            parts.append(f"<p><b>The model's answer:</b> {escape(text)}</p>")
+        shown = shown_answer(self._sources)
+        if shown is None:
+            parts.append(f"<p>{escape(text)}</p>")  # no sources: "only from my documents" said no
         else:
-            parts.append(f"<p>{escape(text)}</p>")
+            # The sentence of the user's own text comes first: the app stands behind it, not
+            # behind a small model's wording (see assistant/documents/answers.py).
+            if shown["found"]:
+                parts.append(f"<p>{quote_html(shown['number'], shown['chunk_id'], shown['text'])}<br>"
+                             f"<small>{escape(shown['file'])}, {escape(shown['location'])}</small></p>")
+            else:
+                parts.append(f"<p><b>{escape(shown['text'])}</b></p>")
+            if not shown["checked"] and not final:
+                parts.append("<p><i>The model is writing; its wording is shown if it agrees with your documents…</i></p>")
+            elif shown["agrees"] and text.strip():
+                parts.append(f"<p><b>The model's answer:</b> {escape(text)}</p>")
+            elif text.strip() and self._show_attempt:
+                parts.append(f"<p><a href=\"attempt:hide\">Hide the model's attempt</a><br><i>The model's attempt "
+                             f"(it does not agree with your documents):</i> {escape(text)}</p>")
+            elif text.strip():
+                parts.append('<p><a href="attempt:show">Show the model\'s attempt</a></p>')
         if note:
             parts.append(f"<p><i>{escape(note)}</i></p>")
         if self._sources:
@@ -307,7 +330,10 @@ class DocumentsPane(QWidget):
 
     def _open_link(self, url: QUrl) -> None:
         text = url.toString()
-        if text.startswith("chunk:"):
+        if text in ("attempt:show", "attempt:hide"):
+            self._show_attempt = text == "attempt:show"
+            self._show_answer(self._reply, final=True)
+        elif text.startswith("chunk:"):
             self.open_passage(int(text.split(":", 1)[1]))
 
     def open_passage(self, chunk_id: int) -> None:

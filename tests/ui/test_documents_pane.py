@@ -61,18 +61,77 @@ def test_add_folder_ask_and_open_a_source(pane, qtbot, tmp_path):
     with qtbot.waitSignal(pane.sig_answer_shown, timeout=300_000) as shown:
         pane.ask("How many crates of cloudberry jam are in the Tromso warehouse?")
     answer = shown.args[0]
-    assert answer.message.text and answer.message.text in pane.answer.toPlainText()
-    assert len([text for text in seen if "The model's answer" in text]) > 1, "the reply is shown as it arrives"
+    # The sentence that answers shows with its citation before the model has finished, and the
+    # model's words do not show while they are unchecked.
+    assert any("From your documents" in text and "4812" in text and "The model is writing" in text
+               for text in seen[:-1]), seen[-3:]
+    assert not any(answer.message.text in text for text in seen[:-1])
     assert answer.sources and answer.sources[0]["path"].endswith("report.pdf")
     assert "report.pdf, page 2" in pane.answer.toPlainText()
-    # The passage's own sentence is quoted above the model's reply.
     quoted = [source for source in answer.sources if source.get("quote")]
-    assert len(quoted) == 1 and "4812" in quoted[0]["quote"]
+    assert len(quoted) == 1 and "4812" in quoted[0]["quote"] and isinstance(quoted[0]["agrees"], bool)
     shown_text = pane.answer.toPlainText()
-    assert shown_text.index("From your documents") < shown_text.index("The model's answer") < shown_text.index("Sources")
+    if quoted[0]["agrees"]:
+        assert shown_text.index("From your documents") < shown_text.index("The model's answer") \
+            < shown_text.index("Sources")
+        assert answer.message.text in shown_text
+    else:
+        assert shown_text.index("From your documents") < shown_text.index("Show the model's attempt") \
+            < shown_text.index("Sources")
     assert "prompt tokens" in pane.budget_label.text()
     from PySide6.QtCore import QUrl
 
     with qtbot.waitSignal(pane.sig_passage_opened, timeout=60_000) as opened:
         pane.answer.anchorClicked.emit(QUrl(f"chunk:{answer.sources[0]['chunk_id']}"))
     assert "4812 crates" in opened.args[0]["text"] and "4812 crates" in pane.passage.toPlainText()
+
+
+def _source(number: int, quote: str | None = None, agrees: bool | None = None) -> dict:
+    source = {"number": number, "chunk_id": 40 + number, "path": f"/notes/n{number}.md", "file": f"n{number}.md",
+              "location": "Kestrel > Errors", "passage": "E3 means the machine is overheating. Unplug it."}
+    if quote:
+        source["quote"] = quote
+    if agrees is not None:
+        source["agrees"] = agrees
+    return source
+
+
+def test_the_answer_shows_first_and_the_model_wording_only_when_it_agrees(pane, qtbot):
+    """The display of each verdict, from the session's events (the core decides, the page shows)."""
+    from types import SimpleNamespace
+
+    from PySide6.QtCore import QUrl
+
+    from assistant.chat.events import ReplyDone, Token, TurnPrepared
+
+    sentence = "E3 means the machine is overheating."
+    session = object()  # the page only checks that events come from the question it asked
+    pane._session = session
+    pane._on_answer_event(session, TurnPrepared(None, None, sources=(_source(1, sentence), _source(2))))
+    pane._on_answer_event(session, Token("E3 is a water error"))
+    text = pane.answer.toPlainText()
+    assert text.index("From your documents") < text.index("The model is writing") < text.index("Sources")
+    assert sentence in text and "n1.md, Kestrel > Errors" in text and "water error" not in text
+
+    # The model contradicts the source: hidden behind the link, which shows and hides it.
+    reply = SimpleNamespace(text="E3 is a water error.")
+    pane._on_answer_event(session, ReplyDone(reply, {}, (_source(1, sentence, agrees=False), _source(2))))
+    text = pane.answer.toPlainText()
+    assert sentence in text and "Show the model's attempt" in text and "water error" not in text
+    pane.answer.anchorClicked.emit(QUrl("attempt:show"))
+    text = pane.answer.toPlainText()
+    assert text.index(sentence) < text.index("E3 is a water error.") and "Hide the model's attempt" in text
+    pane.answer.anchorClicked.emit(QUrl("attempt:hide"))
+    assert "water error" not in pane.answer.toPlainText()
+
+    # The model agrees: its wording beside the answer, no link.
+    pane._on_answer_event(session, ReplyDone(SimpleNamespace(text="Overheating."), {},
+                                             (_source(1, sentence, agrees=True),)))
+    text = pane.answer.toPlainText()
+    assert text.index(sentence) < text.index("The model's answer: Overheating.") and "attempt" not in text
+
+    # No sentence answers: the page says so, and the model's guess stays behind the link.
+    pane._on_answer_event(session, ReplyDone(SimpleNamespace(text="It is 42."), {}, (_source(1), _source(2))))
+    text = pane.answer.toPlainText()
+    assert text.startswith("I couldn't find this in your documents.") and "42" not in text
+    assert "Show the model's attempt" in text

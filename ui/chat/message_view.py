@@ -115,6 +115,7 @@ class MessageView(QFrame):
 
         # The passages from the user's documents that the reply was given, each a link.
         self.sources: list[dict] = []
+        self._attempt_open = False  # the user opened the model's attempt that does not agree
         self.sources_label = QLabel("")
         self.sources_label.setObjectName("Sources")
         self.sources_label.setAccessibleName("Sources of this reply")
@@ -182,22 +183,47 @@ class MessageView(QFrame):
         self.metrics_label.setVisible(bool(bits))
 
     def set_sources(self, sources: list[dict]) -> None:
-        """Show the cited passages under the reply: "[1] file, page 3", each opens the passage."""
+        """Show the cited passages of a reply from documents, above its text: first the sentence
+        that answers with its citation (or "I couldn't find this"), then "[1] file, page 3"
+        links that open the passages. The reply's own text shows only once the core found that
+        it agrees with that sentence; otherwise behind "Show the model's attempt"."""
         from html import escape
+
+        from assistant.chat.sources import shown_answer
 
         self.sources = list(sources)
         if not self.sources:
             self.sources_label.hide()
+            self.body.show()
             return
         links = [f'<a href="chunk:{int(s["chunk_id"])}">[{int(s["number"])}] {escape(s["file"])}, '
                  f'{escape(s["location"])}</a>' for s in self.sources]
-        quoted = next((s for s in self.sources if s.get("quote")), None)
-        # The passage's own sentence: right more often than a small model (assistant/documents/grounded.py).
-        quote = quote_html(quoted["number"], quoted["chunk_id"], quoted["quote"]) + "<br>" if quoted else ""
-        self.sources_label.setText(quote + "Sources: " + " · ".join(links))
+        shown = shown_answer(self.sources)
+        # The passage's own sentence: the app stands behind it (assistant/documents/answers.py).
+        if shown["found"]:
+            answer = quote_html(shown["number"], shown["chunk_id"], shown["text"]) + "<br>"
+        else:
+            answer = f"<b>{escape(shown['text'])}</b><br>"
+        if not shown["checked"]:
+            attempt = "<i>Checking the model's wording against your documents…</i><br>"
+        elif shown["agrees"]:
+            attempt = ""
+        else:
+            attempt = f'<a href="attempt:toggle">{"Hide" if self._attempt_open else "Show"} the model\'s attempt</a><br>'
+        self.body.setVisible(shown["checked"] and (shown["agrees"] or self._attempt_open))
+        self.sources_label.setText(answer + attempt + "Sources: " + " · ".join(links))
+        # The answer goes above the reply's text.
+        layout = self.layout()
+        if layout.indexOf(self.sources_label) > layout.indexOf(self.body):
+            layout.removeWidget(self.sources_label)
+            layout.insertWidget(layout.indexOf(self.body), self.sources_label)
         self.sources_label.show()
 
     def _source_link(self, link: str) -> None:
+        if link == "attempt:toggle":
+            self._attempt_open = not self._attempt_open
+            self.set_sources(self.sources)
+            return
         if link.startswith("chunk:") and link[6:].isdigit():
             self.sig_source_opened.emit(int(link[6:]))
 

@@ -609,9 +609,14 @@ class ChatPane(QWidget):
                 self._token(event.text, reply_view)
             elif isinstance(event, ReplyDone):
                 state["ended"] = True
+                if event.sources and reply_view is not None:
+                    reply_view.set_sources(list(event.sources))  # with the agreement verdict
                 self._reply_ended(event.message, reply_view, "complete", "")
             elif isinstance(event, ReplyFailed):
                 state["ended"] = True
+                if reply_view is not None and reply_view.sources:
+                    # Stopped before the check: the partial wording is not vouched for.
+                    reply_view.set_sources(chat_sources.with_verdict(reply_view.sources, False))
                 self._reply_ended(event.message, reply_view, event.kind, event.text)
             elif isinstance(event, ModelLoading):
                 pass  # the status bar follows the engine's own status reports
