@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
+from PySide6.QtGui import QAction, QDragEnterEvent, QDragLeaveEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from assistant.models import views as library_views
 from assistant.wording import counted, human_count, human_size
+from ui.compact_widgets import ElidedLabel, compact_combo
 from ui.markdown import SafeTextBrowser
 
 if TYPE_CHECKING:
@@ -131,11 +132,19 @@ class ModelsPane(QWidget):
                            ("architecture", "Architecture"), ("parameters", "Parameters"),
                            ("quantization", "Quantization"), ("context_length", "Context length"),
                            ("size", "Size on disk"), ("tasks", "Tasks"), ("path", "File"), ("sha256", "SHA-256")):
-            value = QLabel("")
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            value.setWordWrap(True)
+            if key in ("path", "sha256"):
+                # A path or a hash has no spaces to wrap at; cut in the middle, the two ends
+                # are what tell files and hashes apart. The whole text is in the tooltip and Copy.
+                value = ElidedLabel("", elide=Qt.TextElideMode.ElideMiddle, min_chars=12)
+                copy = QAction("Copy", value)
+                copy.triggered.connect(lambda _c=False, v=value: QGuiApplication.clipboard().setText(v.text()))
+                value.addAction(copy)
+                value.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+            else:
+                value = QLabel("")
+                value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+                value.setWordWrap(True)
             value.setAccessibleName(label)
-            # A path or a hash has no spaces to wrap at; it must not widen the whole window.
             value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             self.fields[key] = value
             self.form.addRow(label, value)
@@ -145,6 +154,8 @@ class ModelsPane(QWidget):
         details_layout.addWidget(licence_caption)
         self.licence = SafeTextBrowser(details)
         self.licence.setAccessibleName("Licence text")
+        # Plain text with no links to walk: Tab moves on (the ring is the text views' own, base.qss).
+        self.licence.setTabChangesFocus(True)
         self.licence.setMinimumHeight(120)
         licence_caption.setBuddy(self.licence)
         details_layout.addWidget(self.licence, 1)
@@ -193,7 +204,8 @@ class ModelsPane(QWidget):
         for task in view.tasks:
             combo = self.route_combos.get(task)
             if combo is None:
-                combo = QComboBox(self.routes_box)
+                # Sized by a few characters, not by the longest model name (issue 19, point 2).
+                combo = compact_combo(QComboBox(self.routes_box))
                 combo.setAccessibleName(f"Model for {TASK_LABELS.get(task, task)}")
                 combo.currentIndexChanged.connect(lambda _i, t=task: self._route_chosen(t))
                 self.route_combos[task] = combo

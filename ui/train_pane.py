@@ -104,6 +104,8 @@ class LossChart(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.plot = pg.PlotWidget(self)
         self.plot.setAccessibleName("Training loss by step")
+        # Nothing to do with the keyboard here: not a Tab stop (as the Study chart).
+        self.plot.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.plot.setBackground(None)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", "step")

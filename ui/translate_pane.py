@@ -112,6 +112,8 @@ class TranslatePane(QWidget):
         self.source_edit = SuggestingTextEdit()
         self.source_edit.setPlaceholderText("Type or paste text to translate")
         self.source_edit.setAccessibleName("Text to translate")
+        # Tab moves on, as in the chat composer; with a suggestion shown it accepts it first.
+        self.source_edit.setTabChangesFocus(True)
         self.source_edit.suggestions_enabled = bool(services.settings.suggestions_enabled)
         self.output = QPlainTextEdit()
         self.output.setReadOnly(True)

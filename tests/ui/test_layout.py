@@ -7,7 +7,6 @@ GUI thread only, over the real window and real services (the ``window`` fixture)
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import QPoint, QRect
 from PySide6.QtWidgets import QAbstractScrollArea, QWidget
 
@@ -136,8 +135,6 @@ def test_every_page_fits_1024x640_with_long_titles_models_and_file_names(qtbot, 
     assert window.sidebar.width() == sidebar_width
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="ui/models_pane.py: the task-routing combo boxes size to the longest model "
-                                       "name and the SHA-256 label to its 64 characters (left to that pane's owner)")
 def test_the_models_page_fits_1024x640_with_a_long_model_name(qtbot, window, services, tmp_path):
     _fill_with_long_content(qtbot, window, services, tmp_path)
     qtbot.waitUntil(lambda: window.models.list.count() > 0, timeout=30000)

@@ -49,6 +49,18 @@ def test_inline_suggestion_arrives_and_tab_accepts_it(qtbot, pane):
     pane.stop()
 
 
+def test_tab_without_a_suggestion_moves_on_and_types_no_tab(qtbot, pane):
+    pane.source_edit.suggestions_enabled = False
+    pane.activateWindow()
+    pane.source_edit.setFocus()
+    qtbot.waitUntil(pane.source_edit.hasFocus, timeout=5000)
+    qtbot.keyClicks(pane.source_edit, "Hello")
+    qtbot.keyClick(pane.source_edit, Qt.Key.Key_Tab)
+    assert pane.source_edit.toPlainText() == "Hello"
+    assert not pane.source_edit.hasFocus()
+    pane.stop()
+
+
 def _translated(qtbot, pane, text: str, source: str = "en", target: str = "fr"):
     pane.source_combo.setCurrentIndex(pane.source_combo.findData(source))
     pane.target_combo.setCurrentIndex(pane.target_combo.findData(target))
