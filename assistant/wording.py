@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.units import human_size
 
-__all__ = ["counted", "human_size", "human_count", "metrics_line", "duration"]
+__all__ = ["counted", "human_size", "human_count", "metrics_line", "duration", "passages_line"]
 
 
 def counted(number: int, noun: str) -> str:
@@ -48,3 +48,11 @@ def metrics_line(metrics: dict) -> str:
         new = f" ({evaluated} new)" if isinstance(evaluated, int) and evaluated != prompt else ""
         parts.append(f"prompt {counted(prompt, 'token')}{new}")
     return " · ".join(parts)
+
+
+def passages_line(passages: int, used_tokens: int, room_tokens: int) -> str:
+    """What an answer from documents was given to read, for people: 'Used 3 passages (1,240 of
+    3,738 tokens of room)'; 'No passage of your documents matched' when there were none."""
+    if passages <= 0:
+        return f"No passage of your documents matched ({room_tokens:,} tokens of room were free)."
+    return f"Used {counted(passages, 'passage')} ({used_tokens:,} of {room_tokens:,} tokens of room)."

@@ -53,6 +53,25 @@ GOALS = {
     "Same quality": ("file_bytes", 1.01),  # smallest within 1%
 }
 COLUMNS = ("Type", "Size (MB)", "Tokens/s", "Perplexity", "vs F16", "Agreement")
+#: What each figure means, in the user's words: the columns' tooltips (issue 19, point 5).
+COLUMN_HELP = {
+    "Type": "How the model's numbers are stored: F16 is full precision; Q8_0, Q4_K_M… keep fewer bits per "
+            "number (a smaller file, a little less exact).",
+    "Size (MB)": "The size of the model file: about what it takes in memory too.",
+    "Tokens/s": "How fast this type writes on this computer (words are one to a few tokens each).",
+    "Perplexity": "How surprised the model is by your held-out text, on average; lower is better.",
+    "vs F16": "Perplexity compared with the full-precision (F16) model: x1.000 is as good, x1.020 is 2 % "
+              "more surprised by your text. Under x1.01 is hard to notice.",
+    "Agreement": "How often this type picks the same next word as the F16 model on your held-out text: "
+                 "100 % means it writes the same.",
+}
+#: The page before its first run, and what the figures mean, under the table.
+EMPTY_STATE_TEXT = ("Make a smaller or faster copy of a model and see what it costs: choose some held-out "
+                    "text, then Run.")
+HELD_OUT_HELP = ("Held-out text: a few pages of your own writing that the model was not trained on; the lab "
+                 "measures each copy on it, so the figures speak for text like yours.")
+FIGURES_HELP = ("vs F16: quality compared with the full-precision model (x1.00 is as good, lower is better). "
+                "Agreement: how often a copy picks the same next word as the full model. " + HELD_OUT_HELP)
 
 
 # ----- Qt-free operations (pool thread) ---------------------------------------------------
@@ -146,6 +165,8 @@ class CompressPane(QWidget):
         self.text_button = QPushButton("Held-out text…")
         self.text_button.setAccessibleName("Choose held-out text files")
         self.text_label = QLabel("No text chosen")
+        self.text_button.setToolTip(HELD_OUT_HELP)
+        self.text_label.setToolTip(HELD_OUT_HELP)
         self.run_button = QPushButton("Run")
         self.run_button.setAccessibleName("Run the quantization lab")
         self.stop_button = QPushButton("Stop")
@@ -167,11 +188,19 @@ class CompressPane(QWidget):
         for corner in self.table.findChildren(QAbstractButton):
             corner.setAccessibleName("Select all results")
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        for column, name in enumerate(COLUMNS):
+            self.table.horizontalHeaderItem(column).setToolTip(COLUMN_HELP[name])
         self.table.setAccessibleName("Results by quantization type")
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setCornerButtonEnabled(False)
         self.chart = LabChart()
-        self.status = QLabel(self.unavailable or "")
+        # Said next to the figures, not only in tooltips: what "vs F16", "agreement" and the
+        # held-out text are.
+        self.figures_help = QLabel(FIGURES_HELP)
+        self.figures_help.setObjectName("MutedLabel")
+        self.figures_help.setAccessibleName("What the figures mean")
+        self.figures_help.setWordWrap(True)
+        self.status = QLabel(self.unavailable or EMPTY_STATE_TEXT)
         self.status.setWordWrap(True)
         self.status.setAccessibleName("Status")
         self.run_button.setEnabled(not self.unavailable)
@@ -184,6 +213,7 @@ class CompressPane(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.chart)
+        layout.addWidget(self.figures_help)
         layout.addLayout(bottom)
         layout.addWidget(self.status)
 

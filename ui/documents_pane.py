@@ -28,18 +28,20 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QStackedWidget,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from assistant.chat.events import ModelLoading, ReplyDone, ReplyFailed, Token, TurnPrepared
-from assistant.wording import counted
+from assistant.wording import counted, passages_line
 from ui.compact_widgets import ElidedLabel
 from ui.markdown import quote_html
 
@@ -50,6 +52,19 @@ if TYPE_CHECKING:
 
 #: How often watched folders are checked for changed files.
 SYNC_INTERVAL_MS = 30_000
+#: The page before any document is indexed: one sentence and one action (issue 19, point 5).
+EMPTY_STATE_TEXT = "Add a folder or files to ask questions about them."
+
+
+def _file_line(status: str, name: str, collection: str, chunks: int, error: str = "") -> str:
+    """One line of the file list: "✓ notes.md (default, 3 passages)", "… notes.md (indexing…)",
+    "✗ notes.md (…)" with the reason on a second line."""
+    if status == "indexing":
+        return f"… {name} (indexing…)"
+    mark = "✓" if status == "indexed" else ("✗" if status == "error" else "…")
+    where = f"{collection}, " if collection else ""
+    text = f"{mark} {name} ({where}{counted(chunks, 'passage')})"
+    return text + (f"\n    {error}" if error else "")
 
 
 class _ProgressSignals(QObject):
@@ -101,6 +116,29 @@ class DocumentsPane(QWidget):
         self.files = QListWidget()
         self.files.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.files.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.file_dialog: QFileDialog | None = None  # the add dialog open now
+        self._listed = False  # the list has been read once (until then, no empty state: no flash)
+        self._job_collection = ""  # the collection files are being added to, for the list's lines
+        # Where the list goes while nothing is indexed: what the page is for, and how to start.
+        self.empty_state = QWidget()
+        self.empty_state.setAccessibleName("No documents yet")
+        empty_layout = QVBoxLayout(self.empty_state)
+        empty_layout.addStretch(1)
+        self.empty_label = QLabel(EMPTY_STATE_TEXT)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_add_button = QPushButton("Add a folder…")
+        self.empty_add_button.setObjectName("PrimaryButton")
+        self.empty_add_button.setAccessibleName("Add a folder of documents")
+        self.empty_add_button.setToolTip("The folder is watched: files you add to it later are indexed too. "
+                                         "Single files: Add files… above.")
+        self.empty_add_button.clicked.connect(self._choose_folder)
+        empty_layout.addWidget(self.empty_label)
+        empty_layout.addWidget(self.empty_add_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        empty_layout.addStretch(1)
+        self.files_stack = QStackedWidget()
+        self.files_stack.addWidget(self.files)
+        self.files_stack.addWidget(self.empty_state)
         self.question = QLineEdit()
         self.question.setPlaceholderText("Ask your documents…")
         self.question.returnPressed.connect(lambda: self.ask(self.question.text()))
@@ -127,7 +165,7 @@ class DocumentsPane(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.progress_label)
-        layout.addWidget(self.files, 2)
+        layout.addWidget(self.files_stack, 2)
         layout.addWidget(self.question)
         layout.addWidget(self.only_documents)
         layout.addWidget(self.budget_label)
@@ -151,6 +189,7 @@ class DocumentsPane(QWidget):
         if self._busy:
             return
         self._busy = True
+        self._show_empty_state()
         self.progress_events = []
         self._cancel.clear()
         self.cancel_button.setEnabled(True)
@@ -166,13 +205,16 @@ class DocumentsPane(QWidget):
 
     def add_paths(self, paths: list[str]) -> None:
         collection = self.collection.text().strip() or "default"
+        self._job_collection = collection
         self._start(lambda documents: documents.add_paths(paths, collection, self._cancel))
 
     def reindex(self) -> None:
+        self._job_collection = ""
         self._start(lambda documents: documents.reindex(None, self._cancel))
 
     def sync(self) -> None:
         if not self._busy:
+            self._job_collection = ""
             self._start(lambda documents: documents.sync(self._cancel))
 
     def remove_selected(self) -> None:
@@ -196,20 +238,50 @@ class DocumentsPane(QWidget):
         self.refresh()
 
     def _on_progress(self, event) -> None:
-        """GUI thread: one Progress event from a running job."""
+        """GUI thread: one Progress event from a running job. The bar counts files finished (a
+        file being indexed is not), and each file is listed as soon as it is done."""
         self.progress_events.append(event)
         self.progress.setMaximum(max(1, event.total))
-        self.progress.setValue(event.index)
+        self.progress.setValue(event.files_finished)
         totals = event.totals or {}
-        text = (f"{event.index}/{event.total} files · {counted(totals.get('chunks', 0), 'passage')} · "
-                f"{totals.get('errors', 0)} failed")
+        counts = f"{counted(totals.get('chunks', 0), 'passage')} · {totals.get('errors', 0)} failed"
         if event.kind == "file":
-            text += f" · {os.path.basename(event.path)}"
-        elif event.kind == "error":
-            text += f" · {event.message}"
+            text = f"Indexing file {event.index} of {event.total}: {os.path.basename(event.path)} · {counts}"
+        elif event.kind == "done":
+            text = f"Done: {counted(event.total, 'file')} · {counts}"
         elif event.kind == "cancelled":
-            text += " · cancelled"
+            text = f"Cancelled after {event.files_finished} of {counted(event.total, 'file')} · {counts}"
+        elif event.kind == "error":
+            text = f"{event.files_finished} of {counted(event.total, 'file')} done · {counts} · {event.message}"
+        else:
+            text = f"{event.files_finished} of {counted(event.total, 'file')} done · {counts}"
         self.progress_label.setText(text)
+        self._list_progress(event)
+
+    def _list_progress(self, event) -> None:
+        """Show the file an event is about in the list at once (the job's end re-reads the whole
+        list from the store)."""
+        if not event.path or event.kind not in ("file", "indexed", "unchanged", "error", "removed"):
+            return
+        found = next((self.files.item(i) for i in range(self.files.count())
+                      if self.files.item(i).data(256) == event.path), None)
+        if event.kind == "removed":
+            if found is not None:
+                self.files.takeItem(self.files.row(found))
+            return
+        status = {"file": "indexing", "error": "error"}.get(event.kind, "indexed")
+        text = _file_line(status, os.path.basename(event.path), self._job_collection, event.chunks, event.message)
+        if found is None:
+            found = QListWidgetItem()
+            found.setData(256, event.path)
+            found.setToolTip(event.path)
+            self.files.addItem(found)
+        found.setText(text)
+        self._show_empty_state()
+
+    def _show_empty_state(self) -> None:
+        empty = self._listed and not self._busy and self.files.count() == 0
+        self.files_stack.setCurrentWidget(self.empty_state if empty else self.files)
 
     def refresh(self) -> None:
         def work():
@@ -222,14 +294,14 @@ class DocumentsPane(QWidget):
     def _show_files(self, items: list[dict]) -> None:
         self.files.clear()
         for item in items:
-            mark = "✓" if item["status"] == "indexed" else ("✗" if item["status"] == "error" else "…")
-            text = f"{mark} {item['title'] or os.path.basename(item['path'])} ({item['collection']}, {counted(item['chunks'], 'passage')})"
-            if item["error"]:
-                text += f"\n    {item['error']}"
+            text = _file_line(item["status"], item["title"] or os.path.basename(item["path"]), item["collection"],
+                              item["chunks"], item["error"])
             widget_item = QListWidgetItem(text)
             widget_item.setData(256, item["path"])
             widget_item.setToolTip(item["path"])
             self.files.addItem(widget_item)
+        self._listed = True
+        self._show_empty_state()
         self.sig_documents_changed.emit()
 
     # ----- asking ---------------------------------------------------------------------------------
@@ -244,6 +316,8 @@ class DocumentsPane(QWidget):
         only = self.only_documents.isChecked()
         session = ChatSession(self.services, persist=False, documents={"collections": None, "only": only})
         self._sources, self._reply, self._show_attempt = (), "", False
+        # The previous question's passages must not read as this one's while it runs.
+        self.budget_label.setText("Looking for passages in your documents…")
         self.answer.setPlainText("…")
         job = self.jobs.stream(session.turn, question, on_event=lambda event: self._on_answer_event(session, event),
                                on_done=lambda _r: self._asked(session),
@@ -264,7 +338,10 @@ class DocumentsPane(QWidget):
         if isinstance(event, TurnPrepared):
             self._sources = tuple(event.sources)
             if event.budget:
-                self.budget_label.setText(f"Passages: {event.budget['used']} of {event.budget['total']} prompt tokens")
+                self.budget_label.setText(passages_line(len(self._sources), int(event.budget.get("used") or 0),
+                                                        int(event.budget.get("total") or 0)))
+            else:
+                self.budget_label.setText("")
             if self._sources:
                 self._show_answer("")  # the extractive answer is there before the model writes
         elif isinstance(event, ModelLoading) and not self._reply:
@@ -359,6 +436,7 @@ class DocumentsPane(QWidget):
         dialog.setNameFilter("Documents (*.txt *.md *.rst *.html *.htm *.pdf *.docx)")
         dialog.setDirectory(str(Path.home()))  # where the user's files are, not the app's working folder
         dialog.filesSelected.connect(self.add_paths)
+        self.file_dialog = dialog
         dialog.open()
 
     def _choose_folder(self) -> None:
@@ -366,6 +444,7 @@ class DocumentsPane(QWidget):
         dialog.setFileMode(QFileDialog.FileMode.Directory)
         dialog.setDirectory(str(Path.home()))
         dialog.fileSelected.connect(lambda path: self.add_paths([path]))
+        self.file_dialog = dialog
         dialog.open()
 
     def shutdown(self) -> None:

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
     from assistant.app import Services
     from ui.jobs import Jobs
 
+#: The right half before any run: one sentence and one action (issue 19, point 5).
+EMPTY_STATE_TEXT = ("No training run yet: a run teaches a model the words of your documents or a translation "
+                    "memory, and its learning curve and a before-and-after comparison show here.")
+
 #: What each preset means, in the user's words.
 PRESET_TEXT = {
     "quick": "Quick: a light adapter (rank 8, attention only), one pass. Minutes on a laptop.",
@@ -267,6 +271,24 @@ class TrainPane(QWidget):
         self.status.setAccessibleName("Training status")
         self.status.setWordWrap(True)
         self.chart = LossChart()
+        # Before any run the chart would be an empty frame: say what a run gives and start one.
+        self.empty_state = QWidget()
+        self.empty_state.setAccessibleName("No training run yet")
+        empty_layout = QVBoxLayout(self.empty_state)
+        empty_layout.addStretch(1)
+        self.empty_label = QLabel(EMPTY_STATE_TEXT)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_start_button = QPushButton("Start a first run")
+        self.empty_start_button.setObjectName("PrimaryButton")
+        self.empty_start_button.setAccessibleName("Start a first training run")
+        self.empty_start_button.setToolTip("With the choices on the left")
+        self.empty_start_button.setEnabled(not self.unavailable)
+        self.empty_start_button.clicked.connect(self.start)
+        empty_layout.addWidget(self.empty_label)
+        empty_layout.addWidget(self.empty_start_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        empty_layout.addStretch(1)
+        self.empty_state.hide()
 
         self.result_box = QGroupBox("Result")
         self.result_box.setAccessibleName("Training result")
@@ -313,6 +335,7 @@ class TrainPane(QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addWidget(self.progress)
         right_layout.addWidget(self.status)
+        right_layout.addWidget(self.empty_state, 2)
         right_layout.addWidget(self.chart, 2)
         right_layout.addWidget(self.result_box, 2)
 
@@ -391,11 +414,16 @@ class TrainPane(QWidget):
             item = QListWidgetItem(run["label"])
             item.setData(Qt.ItemDataRole.UserRole, run)
             self.runs.addItem(item)
+        self._show_empty_state(not view.runs and not self.busy and self.result is None)
         if not view.models:
             self.status.setText("No model that can be trained is installed (llama or gemma3 GGUF models can).")
         self.start_button.setEnabled(bool(view.models) and not self.busy and not self.unavailable)
         if self.unavailable:
             self.status.setText(self.unavailable)
+
+    def _show_empty_state(self, empty: bool) -> None:
+        self.empty_state.setVisible(empty)
+        self.chart.setVisible(not empty)
 
     def _run_selected(self, item: QListWidgetItem | None, _previous=None) -> None:
         run = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
@@ -453,6 +481,7 @@ class TrainPane(QWidget):
         self.events = []
         self.result = None
         self.result_box.hide()
+        self._show_empty_state(False)
         self.chart.clear()
         self.progress.setRange(0, 0)
         self.status.setText(text)

@@ -61,6 +61,15 @@ class Progress:
     message: str = ""
     totals: dict = field(default_factory=dict)
 
+    @property
+    def files_finished(self) -> int:
+        """Files of the batch that are done: a "file" event names the file starting, which is
+        not done yet (the bar must not show 100 % while the last file is being indexed)."""
+        if self.kind == "done":
+            return self.total
+        started_not_finished = self.kind == "file" or (self.kind == "cancelled" and bool(self.path))
+        return max(0, self.index - 1) if started_not_finished else self.index
+
 
 def engine_embedder(services) -> EmbedFn:
     """An :data:`EmbedFn` through the engine worker with the library's embedding model.

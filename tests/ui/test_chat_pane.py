@@ -266,7 +266,7 @@ def test_chat_with_attached_documents_cites_and_opens_its_sources(qtbot, window,
     reply = window.chat.views[-1]
     assert reply.role == "assistant" and reply.sources, window.chat.banner.label.text()
     assert reply.sources[0]["file"] == "garden.md" and "flowerpot" in reply.sources[0]["passage"]
-    assert "garden.md" in reply.sources_label.text() and window.chat.budget_label.text().startswith("1 passage · ")
+    assert "garden.md" in reply.sources_label.text() and window.chat.budget_label.text().startswith("Used 1 passage (")
     assert "Margit" in reply.text, reply.text  # a 135M model copies a name it was given
 
     stored_reply = stored(services, window)[-1]

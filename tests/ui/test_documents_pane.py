@@ -53,7 +53,7 @@ def test_add_folder_ask_and_open_a_source(pane, qtbot, tmp_path):
     refused = shown.args[0]
     assert refused.message.text == DONT_KNOW and DONT_KNOW in pane.answer.toPlainText()
     assert not refused.sources and "Sources" not in pane.answer.toPlainText()
-    assert "prompt tokens" in pane.budget_label.text()
+    assert "tokens of room" in pane.budget_label.text()
 
     pane.only_documents.setChecked(False)
     seen = []  # the answer box while the reply streams
@@ -78,7 +78,7 @@ def test_add_folder_ask_and_open_a_source(pane, qtbot, tmp_path):
     else:
         assert shown_text.index("From your documents") < shown_text.index("Show the model's attempt") \
             < shown_text.index("Sources")
-    assert "prompt tokens" in pane.budget_label.text()
+    assert "tokens of room" in pane.budget_label.text()
     from PySide6.QtCore import QUrl
 
     with qtbot.waitSignal(pane.sig_passage_opened, timeout=60_000) as opened:

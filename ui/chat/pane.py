@@ -42,7 +42,7 @@ from assistant.chat.events import (
     Token,
     TurnPrepared,
 )
-from assistant.wording import counted
+from assistant.wording import passages_line
 from ui.chat.message_view import MAX_COLUMN_WIDTH, MessageView
 from ui.chat.widgets import Banner, Composer, SourceDialog
 from ui.compact_widgets import ElidedLabel, compact_combo
@@ -588,6 +588,7 @@ class ChatPane(QWidget):
         """Stream ``events`` (a ChatSession generator) on the pool into a new reply view."""
         self._stop_requested = False
         self._set_busy(True)
+        self.budget_label.setText("")  # the previous turn's passages are not this one's
         reply_view = self._add_view("assistant")
         reply_view.set_placeholder("…")
         reply_view.set_streaming(self._model_label())
@@ -682,8 +683,8 @@ class ChatPane(QWidget):
         if view is not None:
             view.set_sources(list(turn.sources))
         if turn.budget:
-            self.budget_label.setText(f"{counted(len(turn.sources), 'passage')} · {turn.budget['used']} of "
-                                      f"{turn.budget['total']} prompt tokens")
+            self.budget_label.setText(passages_line(len(turn.sources), int(turn.budget.get("used") or 0),
+                                                    int(turn.budget.get("total") or 0)))
 
     def _turn_failed(self, message: str, views: list[MessageView], text: str | None) -> None:
         for view in views:
