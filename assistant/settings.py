@@ -55,6 +55,29 @@ class AppSettings:
         return asdict(self)
 
 
+def saved_appearance(database: str | os.PathLike) -> tuple[str, int]:
+    """The saved theme and font size, read straight from the database file without opening the
+    store: the window needs them before its first paint, which comes before the store is opened
+    (migrations, the model pack). One row, read-only; ("system", 0) when there is none yet or
+    the file cannot be read (the store reports that properly later). Main thread, at start."""
+    import json
+    import sqlite3
+
+    path = Path(database)
+    if not path.is_file():
+        return AppSettings.theme, AppSettings.font_size
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            row = conn.execute("SELECT value FROM settings WHERE scope = 'app' AND key = 'AppSettings'").fetchone()
+        finally:
+            conn.close()
+        data = json.loads(row[0]) if row else {}
+        return str(data.get("theme", AppSettings.theme)), int(data.get("font_size", AppSettings.font_size))
+    except (sqlite3.Error, ValueError, TypeError, AttributeError):
+        return AppSettings.theme, AppSettings.font_size
+
+
 def api_token_path(data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / API_TOKEN_FILE
 

@@ -2,10 +2,11 @@
 
 What happens on which thread, in order:
 
-1. main thread: the privacy guard, the QApplication, the theme (following the system), the
-   window (empty panes, engine status "not running"), ``show()``;
-2. main thread, event loop: the first paint. Nothing before it touches the database, the
-   model files or the engine, so the window appears fast;
+1. main thread: the privacy guard, the QApplication, the saved theme (one row read from the
+   database file; "system" follows the desktop), the window (empty panes, engine status
+   "not running"), ``show()``;
+2. main thread, event loop: the first paint. Nothing before it opens the store, the model
+   files or the engine, so the window appears fast;
 3. pool thread: :func:`assistant.app.build_services` (opens the store, syncs the default
    model pack, which joins Gemma's parts on the very first start);
 4. main thread: :meth:`MainWindow.set_services` fills the panes, then a pool thread starts
@@ -93,7 +94,11 @@ def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None,
               + (" and imports the files." if open_files else "."), file=sys.stderr)
         return 0
     theme = ThemeController(app)
-    theme.apply("system", 0)
+    # The saved theme before the first paint (not once the library is open, ~2 s later: the
+    # light theme flashed first); the store applies the same setting again when it is open.
+    from assistant.settings import saved_appearance
+
+    theme.apply(*saved_appearance(default_paths().database))
     window = MainWindow(theme=theme)
     holder: dict = {}
 

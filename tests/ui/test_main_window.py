@@ -309,3 +309,48 @@ def test_status_bar_names_the_chat_model_not_the_search_encoder(qtbot, window, s
     services.engine.chat(str(chat_model), [{"role": "user", "content": "Hi"}],
                          {"max_tokens": 2, "temperature": 0}).result(timeout=120)
     qtbot.waitUntil(lambda: window.engine_label.text() == f"Engine: ready · {chat_model.name}", timeout=30000)
+
+
+FIRST_PAINT_PROBE = r"""
+import json
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QPalette
+from ui.app import run
+seen = {}
+def milestone(name, window):
+    if name == "first_paint":
+        # Right after the first paint: what the user saw first.
+        seen["window"] = window.palette().color(QPalette.ColorRole.Window).name()
+        image = window.grab().toImage()
+        seen["pixel_lightness"] = image.pixelColor(image.width() - 4, image.height() // 2).lightness()
+    if name in ("services_ready", "services_failed"):
+        QTimer.singleShot(0, window.close)
+print(json.dumps({"code": run(on_milestone=milestone), **seen}))
+"""
+
+
+def test_the_saved_dark_theme_is_what_the_first_paint_shows(data_dir, pack_template, services):
+    from ui.theme import COLORS
+
+    services.settings.theme = "dark"
+    services.save_settings()
+    link_joined_models(pack_template, data_dir)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", ASSISTANT_DATA_DIR=str(data_dir))
+    result = subprocess.run([sys.executable, "-c", FIRST_PAINT_PROBE], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["code"] == 0
+    assert seen["window"] == COLORS["dark"]["window"]
+    assert seen["pixel_lightness"] < 80, seen
+
+
+def test_the_saved_appearance_is_read_without_opening_the_store(services, tmp_path):
+    from assistant.settings import saved_appearance
+
+    assert saved_appearance(tmp_path / "none.sqlite3") == ("system", 0)
+    (tmp_path / "broken.sqlite3").write_bytes(b"not a database")
+    assert saved_appearance(tmp_path / "broken.sqlite3") == ("system", 0)
+    services.settings.theme, services.settings.font_size = "dark", 13
+    services.save_settings()
+    assert saved_appearance(services.paths.database) == ("dark", 13)
