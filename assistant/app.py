@@ -43,6 +43,16 @@ class Services:
                 self._engine.start()
             return self._engine
 
+    def restart_engine(self) -> bool:
+        """Restart the engine worker with the settings as they are now (threads, context);
+        False when none is running (it starts with them on first use). Any thread but the GUI's."""
+        with self._engine_lock:
+            engine = self._engine
+        if engine is None:
+            return False
+        engine.restart()
+        return True
+
     def documents_core(self):
         """The one (Documents, Retriever) pair of the app, built on first use: the embedding
         model is converted to GGUF once and the retriever keeps its vector matrix in memory,

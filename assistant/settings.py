@@ -55,6 +55,13 @@ class AppSettings:
         return asdict(self)
 
 
+def apply_settings_and_restart_engine(services, values: dict) -> bool:
+    """Store the Settings page's values, then restart the engine worker with them (worker
+    thread: the store, then a process restart). False when no engine was running."""
+    apply_settings(services, values)
+    return services.restart_engine()
+
+
 def saved_appearance(database: str | os.PathLike) -> tuple[str, int]:
     """The saved theme and font size, read straight from the database file without opening the
     store: the window needs them before its first paint, which comes before the store is opened

@@ -223,6 +223,14 @@ class EngineClient:
             self._fail_pending("The engine was closed.", "closed")
             self._set_state("stopped")
 
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop the worker and start a fresh one with :attr:`settings` as they are now, so that
+        new threads or a new context length apply without restarting the app. Requests in flight
+        end with "The engine was closed."; loaded models load again on their next request.
+        Any thread but a GUI's: it waits for the old process to exit."""
+        self.close(timeout)
+        self.start()
+
     # ----- reading ----------------------------------------------------------------------
     def _read_stderr(self, proc: subprocess.Popen) -> None:
         log_file = None

@@ -144,7 +144,7 @@ class Worker:
     # ----- methods ----------------------------------------------------------------------
     def do_ping(self, request_id: str, params: dict) -> dict:
         return {"result": {"pid": os.getpid(), "protocol": PROTOCOL_VERSION, "loaded": list(self.models),
-                           "model_loads": self.model_loads}}
+                           "model_loads": self.model_loads, "settings": self.settings.to_dict()}}
 
     def do_inspect(self, request_id: str, params: dict) -> dict:
         inspection = inspect_model(params["path"], with_hash=bool(params.get("hash", True)))

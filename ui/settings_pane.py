@@ -1,6 +1,7 @@
 """Settings: engine threads and context, sampling defaults, theme, font size, the default
 persona, the local API server switch (with its address and token). Saved in the store (a job) a moment after each change; theme and font size apply
-at once. GUI thread only.
+at once; threads and context apply when the engine restarts, which "Restart engine" (shown
+once they differ from the running engine's) does on a pool thread. GUI thread only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.settings import apply_settings
+from assistant.settings import apply_settings, apply_settings_and_restart_engine
 from ui.theme import THEME_LABELS, THEMES
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ SAVE_DELAY_MS = 400
 class SettingsPane(QWidget):
     sig_appearance_changed = Signal(str, int)  # theme setting, font size (0 = the desktop's)
     sig_settings_saved = Signal()
+    sig_engine_restarted = Signal(bool)  # True: a running engine restarted with the new settings
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -50,6 +52,9 @@ class SettingsPane(QWidget):
         self.jobs: Jobs | None = None
         self.api_switch = None  # assistant.api.server.ServerSwitch, once services arrive
         self._loading = False
+        # The threads and context the running engine was started with (the loaded settings
+        # until a restart): the Restart button shows while the page's differ from them.
+        self._engine_values: dict | None = None
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(SAVE_DELAY_MS)
@@ -110,9 +115,18 @@ class SettingsPane(QWidget):
         self.n_ctx.setToolTip("How much of the conversation the model sees. Longer costs memory.")
         form.addRow("Threads", self.threads)
         form.addRow("Context length (tokens)", self.n_ctx)
-        note = QLabel("Engine changes apply the next time the engine starts.")
-        note.setObjectName("MutedLabel")
-        form.addRow("", note)
+        self.engine_note = QLabel("Threads and context apply when the engine restarts.")
+        self.engine_note.setObjectName("MutedLabel")
+        self.engine_note.setWordWrap(True)
+        self.restart_button = QPushButton("Restart engine")
+        self.restart_button.setAccessibleName("Restart the engine with these settings")
+        self.restart_button.setToolTip("A reply being written stops; models load again on their next use.")
+        self.restart_button.clicked.connect(self.restart_engine)
+        self.restart_button.hide()
+        engine_row = QHBoxLayout()
+        engine_row.addWidget(self.engine_note, 1)
+        engine_row.addWidget(self.restart_button)
+        form.addRow("", engine_row)
         layout.addWidget(engine)
 
         sampling = QGroupBox("Sampling defaults", body)
@@ -314,8 +328,10 @@ class SettingsPane(QWidget):
             port = int(getattr(settings, "api_server_port", 8642))
             self.api_port.setValue(port)
             self.api_url.setText(self._api_url_for(port))
+            self._engine_values = self.values()["engine"]
         finally:
             self._loading = False
+        self._show_restart()
 
     def values(self) -> dict:
         return {
@@ -340,6 +356,39 @@ class SettingsPane(QWidget):
         if not self._loading:
             self.status.setText("")
             self._save_timer.start()
+            self._show_restart()
+
+    def _show_restart(self) -> None:
+        changed = self._engine_values is not None and self.values()["engine"] != self._engine_values
+        self.restart_button.setVisible(changed)
+        self.restart_button.setEnabled(True)
+        self.engine_note.setText("Threads and context changed: restart the engine to use them." if changed
+                                 else "Threads and context apply when the engine restarts.")
+
+    def restart_engine(self) -> None:
+        """Save the page's values and restart the engine worker with them, on a pool thread."""
+        if self.services is None or self.jobs is None:
+            return
+        self._save_timer.stop()  # saved by the restart's own job, in order
+        values = self.values()
+        self.restart_button.setEnabled(False)
+        self.status.setText("Restarting the engine…")
+        self.jobs.run(apply_settings_and_restart_engine, self.services, values,
+                      on_done=lambda restarted: self._engine_restarted(values["engine"], restarted),
+                      on_error=self._restart_failed)
+
+    def _engine_restarted(self, engine_values: dict, restarted: bool) -> None:
+        self._engine_values = engine_values
+        self._show_restart()
+        threads, context = engine_values["n_threads"], engine_values["n_ctx"]
+        self.status.setText(f"The engine restarted with {threads} threads and {context:,} tokens of context."
+                            if restarted else "Saved: the engine will start with these settings.")
+        self.sig_settings_saved.emit()
+        self.sig_engine_restarted.emit(bool(restarted))
+
+    def _restart_failed(self, message: str, _exc: Any) -> None:
+        self.restart_button.setEnabled(True)
+        self.status.setText(message)
 
     def _appearance_changed(self, *_: Any) -> None:
         if not self._loading:

@@ -354,3 +354,29 @@ def test_the_saved_appearance_is_read_without_opening_the_store(services, tmp_pa
     services.settings.theme, services.settings.font_size = "dark", 13
     services.save_settings()
     assert saved_appearance(services.paths.database) == ("dark", 13)
+
+
+def test_restart_engine_applies_a_new_thread_count_and_context_without_restarting_the_app(qtbot, window, services):
+    pane = window.settings_pane
+    qtbot.waitUntil(lambda: window.engine_state == "ready", timeout=60000)
+    before = services.engine.ping()
+    assert not pane.restart_button.isVisibleTo(pane)  # nothing to apply yet
+    threads = 1 if before["settings"]["n_threads"] != 1 else 2
+    pane.threads.setValue(threads)
+    pane.n_ctx.setValue(2048)
+    assert pane.restart_button.isVisibleTo(pane) and "restart the engine" in pane.engine_note.text()
+    with qtbot.waitSignal(pane.sig_engine_restarted, timeout=60000) as restarted:
+        pane.restart_button.click()
+    assert restarted.args == [True]
+    after = services.engine.ping()
+    assert after["pid"] != before["pid"]
+    assert after["settings"]["n_threads"] == threads and after["settings"]["n_ctx"] == 2048
+    assert not pane.restart_button.isVisibleTo(pane)
+    assert f"{threads} threads" in pane.status.text()
+    assert AppSettings.load(services.store).engine.n_threads == threads
+    # The window's engine status follows the new worker, and a reply still comes.
+    qtbot.waitUntil(lambda: window.engine_state == "ready", timeout=60000)
+    chat_model = services.library.for_task("chat").path
+    reply = services.engine.chat(chat_model, [{"role": "user", "content": "Hi"}],
+                                 {"max_tokens": 2, "temperature": 0}).result(timeout=120)
+    assert reply["event"] == "done"
