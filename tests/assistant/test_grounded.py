@@ -9,7 +9,7 @@ import pytest
 
 from assistant.chat.events import ReplyDone, Token, TurnPrepared
 from assistant.chat.session import ChatSession
-from assistant.documents.answers import passage_sentences
+from assistant.documents.answers import best_answer, candidates, passage_sentences
 from assistant.documents.collections import Documents, default_counter
 from assistant.documents.grounded import (
     DONT_KNOW,
@@ -92,7 +92,10 @@ def test_quote_picks_the_answering_line_of_a_list_and_nothing_when_unrelated(cha
     sources = [replace(prepared.sources[0], passage=notes)]
     embed = grounded.retriever.embed
     assert best_quote("Where are the spare keys?", sources, embed).text == passage_sentences(notes)[1]
-    assert "three weeks" in best_quote("How early do I book the van?", sources, embed).text
+    # Under the threshold chosen on the benchmark's development part the app may say it does not
+    # know; the best-ranked line is still the one that answers.
+    van = best_answer(candidates("How early do I book the van?", sources, embed), threshold=0.0)
+    assert "three weeks" in van.text
     assert best_quote("What is the capital of Peru?", sources, embed) is None
     assert best_quote("Anything?", [replace(sources[0], passage="# Only a heading")], embed) is None
 
