@@ -1,5 +1,9 @@
 """The main window: navigation, the panes, the engine status, keyboard shortcuts.
 
+Why one module of ~550 lines: the page table, the shortcut table and the actions built from
+them, and the page stack are one thing to read when adding a page; the dialogs live in
+:mod:`ui.help_dialogs`, the narrow widgets in :mod:`ui.compact_widgets`.
+
 GUI thread only. The window is built and painted before the services exist (they are built
 on a pool thread after the first paint, see :mod:`ui.app`); :meth:`MainWindow.set_services`
 then fills the panes. It never owns the services: whoever built them closes them, after

@@ -1,6 +1,10 @@
 """The Sentiment pane: one text, or a CSV/TSV/TXT file with a column chooser, a progress
 bar, a results table (label, confidence), a chart of the distribution, export to CSV.
 
+Why one module of ~520 lines: the one-text, file and student flows share the page's state
+(the chosen model, the running job, the table) and its status line; apart, each would reach
+into the others' widgets.
+
 GUI thread only. Reading files, scoring and exporting run on the window's :class:`ui.jobs.Jobs`
 (the core's functions and generators in ``assistant.tasks.sentiment``), with events back on the
 GUI thread. Stop keeps every result finished so far (through the cancel event the generator

@@ -1,5 +1,9 @@
 """The Train pane: teach a model the user's documents or translation memory (LoRA).
 
+Why one module of ~660 lines: the form, the run's progress (chart and log) and the result card
+follow one run through its states (checked, running, cancelled, resumable, done); the run
+itself is in :mod:`assistant.train` and the process in :mod:`ui.train_process`.
+
 GUI thread only. The job is checked and written on a pool thread of the window's
 :class:`ui.jobs.Jobs` (:class:`assistant.train.jobs.TrainingJobs`); its work runs in its own
 process (``python -m training.run``), followed by :class:`ui.train_process.JobProcess` (a

@@ -1,6 +1,10 @@
 """Cards from the user's documents: which sentences are worth learning, and the cards made
 from them. Runs on a worker thread or the CLI's main thread (it embeds through the engine).
 
+Why one module of ~550 lines: the rules that pick sentences, terms and blanks and the check
+that drops cards read the same word lists and patterns; they are changed together when the
+method is developed (benchmarks/study_cards.py --develop).
+
 What a 135M model cannot be trusted with is left to structure and embeddings; every card is
 extractive, so its answer is a span of the sentence it cites:
 
