@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -43,6 +42,7 @@ from PySide6.QtWidgets import (
 from assistant.chat.events import ModelLoading, ReplyDone, ReplyFailed, Token, TurnPrepared
 from assistant.wording import counted, passages_line
 from ui.compact_widgets import ElidedLabel
+from ui.empty_state import EmptyState
 from ui.markdown import quote_html
 
 if TYPE_CHECKING:
@@ -120,22 +120,11 @@ class DocumentsPane(QWidget):
         self._listed = False  # the list has been read once (until then, no empty state: no flash)
         self._job_collection = ""  # the collection files are being added to, for the list's lines
         # Where the list goes while nothing is indexed: what the page is for, and how to start.
-        self.empty_state = QWidget()
-        self.empty_state.setAccessibleName("No documents yet")
-        empty_layout = QVBoxLayout(self.empty_state)
-        empty_layout.addStretch(1)
-        self.empty_label = QLabel(EMPTY_STATE_TEXT)
-        self.empty_label.setWordWrap(True)
-        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty_add_button = QPushButton("Add a folder…")
-        self.empty_add_button.setObjectName("PrimaryButton")
-        self.empty_add_button.setAccessibleName("Add a folder of documents")
-        self.empty_add_button.setToolTip("The folder is watched: files you add to it later are indexed too. "
-                                         "Single files: Add files… above.")
-        self.empty_add_button.clicked.connect(self._choose_folder)
-        empty_layout.addWidget(self.empty_label)
-        empty_layout.addWidget(self.empty_add_button, 0, Qt.AlignmentFlag.AlignHCenter)
-        empty_layout.addStretch(1)
+        self.empty_state = EmptyState(
+            EMPTY_STATE_TEXT, "Add a folder…", self._choose_folder, name="No documents yet",
+            action_name="Add a folder of documents",
+            action_tip="The folder is watched: files you add to it later are indexed too. Single files: Add files… above.")
+        self.empty_label, self.empty_add_button = self.empty_state.label, self.empty_state.button
         self.files_stack = QStackedWidget()
         self.files_stack.addWidget(self.files)
         self.files_stack.addWidget(self.empty_state)

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 from assistant.train.support import training_unavailable
 from assistant.wording import counted
 from ui import train_operations as ops
+from ui.empty_state import EmptyState
 from ui.file_dialogs import start_folder
 from ui.train_process import JobProcess
 
@@ -276,22 +277,10 @@ class TrainPane(QWidget):
         self.status.setWordWrap(True)
         self.chart = LossChart()
         # Before any run the chart would be an empty frame: say what a run gives and start one.
-        self.empty_state = QWidget()
-        self.empty_state.setAccessibleName("No training run yet")
-        empty_layout = QVBoxLayout(self.empty_state)
-        empty_layout.addStretch(1)
-        self.empty_label = QLabel(EMPTY_STATE_TEXT)
-        self.empty_label.setWordWrap(True)
-        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty_start_button = QPushButton("Start a first run")
-        self.empty_start_button.setObjectName("PrimaryButton")
-        self.empty_start_button.setAccessibleName("Start a first training run")
-        self.empty_start_button.setToolTip("With the choices on the left")
+        self.empty_state = EmptyState(EMPTY_STATE_TEXT, "Start a first run", self.start, name="No training run yet",
+                                      action_name="Start a first training run", action_tip="With the choices on the left")
+        self.empty_label, self.empty_start_button = self.empty_state.label, self.empty_state.button
         self.empty_start_button.setEnabled(not self.unavailable)
-        self.empty_start_button.clicked.connect(self.start)
-        empty_layout.addWidget(self.empty_label)
-        empty_layout.addWidget(self.empty_start_button, 0, Qt.AlignmentFlag.AlignHCenter)
-        empty_layout.addStretch(1)
         self.empty_state.hide()
 
         self.result_box = QGroupBox("Result")
