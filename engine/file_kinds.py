@@ -9,7 +9,7 @@ callers, is there.
 
 from __future__ import annotations
 
-__all__ = ["looks_like", "reads_as_text", "why_not_text"]
+__all__ = ["NotText", "decode_text", "looks_like", "reads_as_text", "why_not_text"]
 
 #: Leading bytes of kinds of file a user may pick by mistake, and what to call them.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -76,3 +76,27 @@ def why_not_text(data: bytes) -> str:
     if not reads_as_text(data):
         return "it looks like a binary file"
     return "it seems to use an older encoding such as Windows-1252; save it as UTF-8"
+
+
+class NotText(ValueError):
+    """A file's bytes are not text this reader accepts; ``str(exc)`` is a clause for a message
+    that starts with the file's name ("is not UTF-8 text (it looks like a PDF document)")."""
+
+
+def decode_text(data: bytes, *, legacy_8bit: bool = False) -> str:
+    """A user's text file's bytes as text: UTF-8 (with or without a byte-order mark) or UTF-16
+    with its mark; with ``legacy_8bit``, also an 8-bit file that reads as text in Windows-1252
+    (cp1252 maps every byte). Raises :class:`NotText` otherwise."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise NotText("is damaged UTF-16 text; save it again as UTF-8") from None
+    if b"\x00" not in data[:65536]:
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass
+        if legacy_8bit and looks_like(data[:32]) is None and reads_as_text(data):
+            return data.decode("cp1252", errors="replace")
+    raise NotText(f"is not UTF-8 text ({why_not_text(data)})")

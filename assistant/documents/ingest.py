@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from assistant.errors import IngestError
-from engine.file_kinds import looks_like, reads_as_text, why_not_text
+from engine.file_kinds import NotText, decode_text, looks_like, reads_as_text
 
 #: Suffix -> document type.
 TYPES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".rst": "rst",
@@ -153,21 +153,11 @@ def _child_main(argv: list[str]) -> int:
 
 # ----- plain text ------------------------------------------------------------------------
 def read_text(path: Path) -> str:
-    data = path.read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise IngestError(f"{path.name}: damaged UTF-16 text (byte {exc.start}).") from None
-    if b"\0" not in data[:8192]:
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    # Named in words (a binary file, a PDF, an older encoding), never as bytes and offsets.
-    raise IngestError(f"{path.name} is not UTF-8 text ({why_not_text(data)}).")
+    try:
+        return decode_text(path.read_bytes())
+    except NotText as exc:
+        # Named in words (a binary file, a PDF, an older encoding), never as bytes and offsets.
+        raise IngestError(f"{path.name} {exc}.") from None
 
 
 def _clean(text: str) -> str:

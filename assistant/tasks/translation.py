@@ -37,7 +37,7 @@ import resources
 from assistant.errors import TaskInputError, TranslationError
 from assistant.tasks import langdetect
 from engine.atomic import atomic_write_text
-from engine.file_kinds import looks_like, reads_as_text, why_not_text
+from engine.file_kinds import NotText, decode_text
 from engine.client import EngineRequestError
 
 #: Files larger than this are refused before reading: a 270M model translates a few
@@ -61,22 +61,12 @@ def read_text_file(path: str | Path, max_bytes: int, what: str = "file") -> str:
     if size > max_bytes:
         raise TaskInputError(f"{path.name} is {size / 1e6:.1f} MB; the limit for this task is "
                              f"{max_bytes / 1e6:.1f} MB. Split it into smaller files.")
-    data = path.read_bytes()
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise TaskInputError(f"{path.name} is damaged UTF-16 text; save it again as UTF-8.") from None
-    if b"\x00" not in data[:65536]:
-        try:
-            return data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            pass
-        if looks_like(data[:32]) is None and reads_as_text(data):
-            # Legacy 8-bit files: cp1252 maps every byte, and this one reads as text in it.
-            return data.decode("cp1252", errors="replace")
-    # Named in words (a PDF, a binary file, an older encoding), never as Python bytes.
-    raise TaskInputError(f"{path.name} is not UTF-8 text ({why_not_text(data)}).")
+    try:
+        # Legacy 8-bit files are accepted here: a file to translate or score is often an export
+        # from an older program, and cp1252 maps every byte.
+        return decode_text(path.read_bytes(), legacy_8bit=True)
+    except NotText as exc:
+        raise TaskInputError(f"{path.name} {exc}.") from None
 
 
 # ----- languages ------------------------------------------------------------------------
