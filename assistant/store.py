@@ -237,6 +237,26 @@ def _migration_study(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_migration_study)  # issue 22: study
 
 
+def _migration_variants(db: sqlite_utils.Database) -> None:
+    """Regenerated replies kept as variants of one reply (issue 19, point 9).
+
+    ``variant_of`` is the id of the first reply of the group on every one of its variants
+    (NULL while a reply was never regenerated); ``chosen`` marks the variant the conversation
+    shows and the next turn sees (one per group; 1 for every message without variants, so the
+    rows of an older database read as before).
+    """
+    statements = [
+        "ALTER TABLE messages ADD COLUMN variant_of TEXT",
+        "ALTER TABLE messages ADD COLUMN chosen INTEGER NOT NULL DEFAULT 1 CHECK (chosen IN (0, 1))",
+        "CREATE INDEX messages_variants ON messages (variant_of) WHERE variant_of IS NOT NULL",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+MIGRATIONS.append(_migration_variants)  # issue 19: regenerate keeps variants
+
+
 # ----- settings scopes -------------------------------------------------------------------
 #: Scope of app-wide settings; models and conversations layer their own over it.
 APP_SCOPE = "app"

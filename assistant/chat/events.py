@@ -18,7 +18,8 @@ class TurnPrepared:
 
     conversation: Any  # the Conversation (stored) or None (a session that writes nothing)
     user_message: Any  # the Message just added, or None (regenerate, reply)
-    hidden: tuple = ()  # ids of messages this turn took out of view (regenerated or edited away)
+    hidden: tuple = ()  # ids of messages this turn took out of view (edited away, or a regenerated
+    # reply, kept as a variant that is no longer the chosen one)
     sources: tuple = ()  # source dicts of the passages in the prompt (see assistant.chat.sources)
     budget: dict | None = None  # {"used", "total"} prompt tokens of passages, when documents are attached
     model_id: str = ""

@@ -4,8 +4,10 @@ Per-conversation settings (``Conversations.set_setting``):
 
 * ``model``: the id of the model that answers in this conversation;
 * ``system_prompt``: the conversation's persona / system prompt;
-* ``hidden_messages``: ids of messages that were regenerated or edited away. They stay in the
-  store (and in exports) but leave the conversation as shown and as sent to the model;
+* ``hidden_messages``: ids of messages that were edited away (and, before replies kept
+  variants, regenerated away). They stay in the store (and in exports) but leave the
+  conversation as shown and as sent to the model. A regenerated reply is instead kept as a
+  variant (``messages.variant_of``, ``chosen``): only the chosen variant is shown and sent;
 * ``documents``: the documents attached to the conversation, ``{"collections": None (all) or
   [collection ids], "only": bool}``; absent or None when the chat does not use them.
 

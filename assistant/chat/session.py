@@ -96,6 +96,7 @@ class _Turn:
     sources: list = field(default_factory=list)
     refuse: bool = False
     question: str = ""
+    variant_of: str | None = None  # the reply this one is written again for (a regenerate)
 
 
 class ChatSession:
@@ -168,7 +169,10 @@ class ChatSession:
         return self._events(self._prepare_turn, text, message_id)
 
     def regenerate(self, reply_id: str | None = None) -> Iterator:
-        """A new reply in place of ``reply_id`` (default: the last reply) to the same question."""
+        """A new reply in place of ``reply_id`` (default: the last reply, the only one that can
+        be written again) to the same question. A stored conversation keeps the earlier reply as
+        a variant and shows the new one (``Conversations.variants``, ``choose_variant``); a
+        session that writes nothing forgets it."""
         return self._events(self._prepare_regenerate, reply_id)
 
     def reply(self) -> Iterator:
@@ -176,14 +180,16 @@ class ChatSession:
         return self._events(self._prepare_reply)
 
     def visible_messages(self) -> list[Message]:
-        """The conversation as shown and as sent to the model, oldest first."""
+        """The conversation as shown and as sent to the model, oldest first: of a regenerated
+        reply, only its chosen variant."""
         if not self.persist:
             return list(self._memory)
         if self.conversation_id is None:
             return []
         self.settle()
         hidden = set(self._hidden())
-        return [m for m in self.services.conversations.messages(self.conversation_id) if m.id not in hidden]
+        return [m for m in self.services.conversations.messages(self.conversation_id)
+                if m.id not in hidden and m.chosen]
 
     # ----- preparing ------------------------------------------------------------------------------
     def _model(self) -> "ModelRecord":
@@ -251,20 +257,32 @@ class ChatSession:
             reply_id = next((m.id for m in reversed(visible) if m.role == "assistant"), None)
         elif reply_id not in {m.id for m in visible}:
             raise ChatError("That reply is no longer in this conversation, so it cannot be regenerated.")
-        hidden = [reply_id] if reply_id else []
-        self._hide(hidden)
-        return self._prepare_reply(hidden)
+        if reply_id is None:
+            return self._prepare_reply()
+        if visible[-1].id != reply_id:
+            # A variant sits where its first reply was; a later turn would have answered another text.
+            raise ChatError("Only the last reply can be written again.")
+        if not self.persist:
+            self._hide([reply_id])
+            return self._prepare_reply([reply_id])
+        # The reply stays as a variant; the new one answers the conversation before it.
+        return self._prepare_reply([reply_id], visible[:-1], variant_of=reply_id)
 
-    def _prepare_reply(self, hidden: list[str] | None = None) -> tuple[TurnPrepared, _Turn]:
+    def _prepare_reply(self, hidden: list[str] | None = None, messages: list[Message] | None = None,
+                       variant_of: str | None = None) -> tuple[TurnPrepared, _Turn]:
         model = self._model()
-        question = next((m.text for m in reversed(self.visible_messages()) if m.role == "user"), "")
+        messages = self.visible_messages() if messages is None else messages
+        question = next((m.text for m in reversed(messages) if m.role == "user"), "")
         if not question:
             raise ChatError("There is no question to answer in this conversation.")
         conversation = self.services.conversations.get(self.conversation_id) if self.persist else None
-        return self._prepared(model, conversation, None, hidden or [], question)
+        prepared, turn = self._prepared(model, conversation, None, hidden or [], question, messages)
+        return prepared, replace(turn, variant_of=variant_of)
 
-    def _prepared(self, model, conversation, user_message, hidden: list[str], question: str) -> tuple:
-        prompt = chat_prompt.build_prompt(self.system_prompt, self.visible_messages())
+    def _prepared(self, model, conversation, user_message, hidden: list[str], question: str,
+                  messages: list[Message] | None = None) -> tuple:
+        messages = self.visible_messages() if messages is None else messages
+        prompt = chat_prompt.build_prompt(self.system_prompt, messages)
         sampling = self.sampling or self.services.settings.sampling
         sources: list[dict] = []
         budget = None
@@ -297,7 +315,8 @@ class ChatSession:
         if not self.persist:
             return _MemoryReplyWriter(self, turn.model.id, sampling, documents, adapter)
         return self.services.conversations.begin_reply(self.conversation_id, model=turn.model.id, sampling=sampling,
-                                                       documents=documents, adapter=adapter)
+                                                       documents=documents, adapter=adapter,
+                                                       variant_of=turn.variant_of)
 
     def _stream(self, turn: _Turn) -> Iterator:
         from assistant.documents.grounded import DONT_KNOW, has_loop, tidy_reply

@@ -25,6 +25,7 @@ class ConversationView:
     models: list  # ModelRecord objects that can chat
     documents: dict | None = None  # the attached documents (see assistant.chat.prompt)
     sources: dict = field(default_factory=dict)  # reply message id -> [source dicts]
+    variants: dict = field(default_factory=dict)  # shown reply id -> ids of all its variants, oldest first
 
 
 def chat_models(services: "Services") -> list:
@@ -53,9 +54,17 @@ def load_conversation(services: "Services", conversation_id: str) -> Conversatio
     messages = session.visible_messages()
     sources = {m.id: stored_sources(services, m.documents, m.metrics) for m in messages
                if m.role == "assistant" and m.documents}
+    variants = {m.id: [v.id for v in conversations.variants(m.id)] for m in messages if m.variant_of}
     return ConversationView(conversation, messages, session.model_id or default_chat_model_id(services),
                             session.system_prompt, chat_models(services), documents=session.documents,
-                            sources={k: v for k, v in sources.items() if v})
+                            sources={k: v for k, v in sources.items() if v}, variants=variants)
+
+
+def choose_variant(services: "Services", message_id: str) -> tuple:
+    """Show the variant ``message_id`` of a regenerated reply from now on (and send it to the
+    model on the next turn); returns that Message and its sources."""
+    message = services.conversations.choose_variant(message_id)
+    return message, stored_sources(services, message.documents, message.metrics) if message.documents else []
 
 
 def set_conversation_setting(services: "Services", conversation_id: str, key: str, value) -> None:

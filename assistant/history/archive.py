@@ -12,7 +12,9 @@ Search
     found in nearly every message), with ``snippet()`` highlights. User text never reaches FTS5 as
     syntax: each word becomes a quoted term (all must match), ``"a phrase"`` stays a
     phrase, and a trailing ``*`` makes a prefix (``transl*``). Filters: conversation, role,
-    model, date range; the trash is left out.
+    model, date range; the trash is left out. Of a regenerated reply only the chosen variant
+    is found: a hit opens the conversation at the text it shows, and the other variants are one
+    click away under it.
 
 Export format (``schema_version`` 1), documented in ``docs/history-export-schema.md``::
 
@@ -33,7 +35,9 @@ Export format (``schema_version`` 1), documented in ``docs/history-export-schema
              "model": "smollm2-..." | null, "sampling": {...}, "metrics": {...},
              "status": "complete" | "interrupted" | "streaming",
              "created_at": 1738324801.0, "updated_at": 1738324801.0,
-             "documents": ["doc-id", ...], "adapter": "adapter-id" | null}
+             "documents": ["doc-id", ...], "adapter": "adapter-id" | null,
+             "variant_of": "9c1e..." | null,     # a regenerated reply: the first reply of its variants
+             "chosen": true}                      # the variant shown and sent on (true without variants)
           ]
         }
       ]
@@ -66,7 +70,7 @@ from assistant.wording import metrics_line
 from engine.atomic import WriteFailedError, atomic_write
 from assistant.history.conversations import (
     MAX_TITLE_CHARS,
-    MESSAGE_COLUMNS,
+    MESSAGE_READ_COLUMNS,
     ROLES,
     STATUSES,
     Conversation,
@@ -310,6 +314,8 @@ def validate_export(doc: Any) -> list[dict]:
                 for k, doc_id in enumerate(documents):
                     _check_text(doc_id, f"{mwhere}.documents[{k}]")
                 _check_text(msg.get("adapter"), f"{mwhere}.adapter", nullable=True)
+                _check_text(msg.get("variant_of"), f"{mwhere}.variant_of", nullable=True, max_chars=_ID_MAX)
+                _check_bool(msg.get("chosen", True), f"{mwhere}.chosen")
                 clean_messages.append(
                     {
                         "id": msg["id"],
@@ -323,6 +329,8 @@ def validate_export(doc: Any) -> list[dict]:
                         "updated_at": msg.get("updated_at", msg["created_at"]),
                         "documents": documents,
                         "adapter": msg.get("adapter"),
+                        "variant_of": msg.get("variant_of"),
+                        "chosen": msg.get("chosen", True),
                     }
                 )
             last = conv.get("last_activity_at")
@@ -408,11 +416,19 @@ def conversation_markdown(conversation: Conversation, messages: list[Message]) -
     if conversation.deleted_at is not None:
         facts.append("in the trash")
     lines += [f"*{' · '.join(facts)}*", ""]
+    groups: dict[str, list[str]] = {}
+    for message in messages:
+        if message.variant_of:
+            groups.setdefault(message.variant_of, []).append(message.id)
     for message in messages:
         heading = message.role.capitalize()
         details = [d for d in (message.model, message.adapter and f"adapter {message.adapter}") if d]
         if message.status != "complete":
             details.append(message.status)
+        if message.variant_of:
+            group = groups[message.variant_of]
+            details.append(f"variant {group.index(message.id) + 1} of {len(group)}"
+                           + (", chosen" if message.chosen else ""))
         if details:
             heading += f" ({', '.join(details)})"
         lines += [f"## {heading} · {_local_time(message.created_at)}", "", message.text, ""]
@@ -458,7 +474,8 @@ class History:
             raise HistoryError(f"The number of results must be between 1 and {MAX_SEARCH_LIMIT}.")
         start, end = _timestamp(since, "since"), _timestamp(until, "until")
 
-        message_filters, message_params = ["c.deleted_at IS NULL"], []
+        # Of a regenerated reply, only the variant the conversation shows (see the module docstring).
+        message_filters, message_params = ["c.deleted_at IS NULL", "m.chosen = 1"], []
         title_filters, title_params = ["c.deleted_at IS NULL"], []
         if conversation_id is not None:
             message_filters.append("m.conversation_id = ?")
@@ -547,7 +564,7 @@ class History:
                 messages = [
                     message_from_row(r)
                     for r in conn.execute(
-                        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY created_at, n",
+                        f"SELECT {MESSAGE_READ_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY created_at, n",
                         (row[0],),
                     )
                 ]
@@ -587,6 +604,8 @@ class History:
                             "updated_at": m.updated_at,
                             "documents": m.documents,
                             "adapter": m.adapter,
+                            "variant_of": m.variant_of,
+                            "chosen": m.chosen,
                         }
                         for m in messages
                     ],
@@ -655,7 +674,7 @@ class History:
         """Add validated conversations (see :func:`validate_export`); existing ids are skipped."""
         report = ImportReport()
         insert_message = (
-            f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 12)}) ON CONFLICT (id) DO NOTHING"
+            f"INSERT INTO messages ({MESSAGE_READ_COLUMNS}) VALUES ({', '.join('?' * 14)}) ON CONFLICT (id) DO NOTHING"
         )
         with self._store.transaction() as conn:
             for conv in conversations:
@@ -697,6 +716,8 @@ class History:
                             m["updated_at"],
                             to_json(m["documents"]),
                             m["adapter"],
+                            m["variant_of"],
+                            int(m["chosen"]),
                         ),
                     ).rowcount
                     if inserted:

@@ -71,6 +71,8 @@ class Message:
     updated_at: float = 0.0
     documents: list = field(default_factory=list)  # ids of the documents put in the prompt
     adapter: str | None = None  # LoRA adapter active while it was written
+    variant_of: str | None = None  # id of the first reply of its group of variants (None: never regenerated)
+    chosen: bool = True  # the variant shown and sent to the model (always True without variants)
 
 
 def new_id() -> str:
@@ -113,6 +115,8 @@ _CONVERSATION_COLUMNS = (
 MESSAGE_COLUMNS = (
     "id, conversation_id, role, text, model, sampling, metrics, status, created_at, updated_at, documents, adapter"
 )
+#: What a read takes: the written columns, then the reply's variant group and whether it is the chosen one.
+MESSAGE_READ_COLUMNS = MESSAGE_COLUMNS + ", variant_of, chosen"
 
 
 def conversation_from_row(row: tuple) -> Conversation:
@@ -143,6 +147,8 @@ def message_from_row(row: tuple) -> Message:
         updated_at=row[9],
         documents=json.loads(row[10] or "[]"),
         adapter=row[11],
+        variant_of=row[12] if len(row) > 12 else None,
+        chosen=bool(row[13]) if len(row) > 13 else True,
     )
 
 
@@ -393,8 +399,12 @@ class Conversations:
         adapter: str | None = None,
         role: str = "assistant",
         save_interval: float = DEFAULT_SAVE_INTERVAL_S,
+        variant_of: str | None = None,
     ) -> "ReplyWriter":
-        """Start a reply that is saved while it streams; the empty row is committed on return."""
+        """Start a reply that is saved while it streams; the empty row is committed on return.
+
+        ``variant_of``: the id of a reply this one is written again for; the new reply joins
+        that reply's variants as the chosen one, in the same transaction (see :meth:`variants`)."""
         now = self._clock()
         values = self._message_values(
             conversation_id,
@@ -412,24 +422,59 @@ class Conversations:
         with self._store.transaction() as conn:
             self._check_writable(conn, conversation_id)
             conn.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 12)})", values)
+            if variant_of is not None:
+                self._join_variants(conn, conversation_id, variant_of, values[0])
             conn.execute(
                 "UPDATE conversations SET last_activity_at = max(last_activity_at, ?) WHERE id = ?",
                 (now, conversation_id),
             )
         return ReplyWriter(self, values[0], conversation_id, save_interval)
 
+    @staticmethod
+    def _join_variants(conn, conversation_id: str, reply_id: str, new_id_: str) -> None:
+        """Make ``new_id_`` the chosen variant of ``reply_id``'s group (in the caller's transaction)."""
+        row = conn.execute("SELECT COALESCE(variant_of, id), role FROM messages WHERE id = ? AND conversation_id = ?",
+                           (reply_id, conversation_id)).fetchone()
+        if row is None or row[1] != "assistant":
+            raise ConversationError("Only a reply of this conversation can be written again.")
+        group = row[0]
+        conn.execute("UPDATE messages SET variant_of = ?, chosen = 0 WHERE id = ? OR variant_of = ?",
+                     (group, group, group))
+        conn.execute("UPDATE messages SET variant_of = ?, chosen = 1 WHERE id = ?", (group, new_id_))
+
+    def variants(self, message_id: str) -> list[Message]:
+        """The variants of a reply (itself included), oldest first; just the reply when it was
+        never regenerated."""
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                f"SELECT {MESSAGE_READ_COLUMNS} FROM messages WHERE variant_of = "
+                "(SELECT variant_of FROM messages WHERE id = ?) ORDER BY created_at, n",
+                (message_id,),
+            ).fetchall()
+        return [message_from_row(r) for r in rows] or [self.get_message(message_id)]
+
+    def choose_variant(self, message_id: str) -> Message:
+        """Make ``message_id`` the variant its conversation shows and the next turn sees."""
+        with self._store.transaction() as conn:
+            row = conn.execute("SELECT variant_of FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise ConversationError(f"No message with id {message_id}.")
+            if row[0] is not None:
+                conn.execute("UPDATE messages SET chosen = (id = ?) WHERE variant_of = ?", (message_id, row[0]))
+        return self.get_message(message_id)
+
     def get_message(self, message_id: str) -> Message:
         with self._store.reading() as conn:
-            row = conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+            row = conn.execute(f"SELECT {MESSAGE_READ_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
         if row is None:
             raise ConversationError(f"No message with id {message_id}.")
         return message_from_row(row)
 
     def messages(self, conversation_id: str) -> list[Message]:
-        """The conversation's messages, oldest first."""
+        """The conversation's messages, oldest first (every variant of a regenerated reply)."""
         with self._store.reading() as conn:
             rows = conn.execute(
-                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY created_at, n",
+                f"SELECT {MESSAGE_READ_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY created_at, n",
                 (conversation_id,),
             ).fetchall()
             if not rows and conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:

@@ -103,7 +103,7 @@ def test_the_title_and_the_persona_are_kept_as_the_window_keeps_them(services):
     assert prompts[1][0] == {"role": "system", "content": "You are terse."} and len(prompts[1]) == 4
 
 
-def test_regenerate_and_edit_take_earlier_messages_out_of_view(services):
+def test_regenerate_keeps_variants_and_edit_takes_earlier_messages_out_of_view(services):
     handle = ScriptedHandle(["First answer."])
     scripted(services, handle)
     session = ChatSession(services)
@@ -114,12 +114,75 @@ def test_regenerate_and_edit_take_earlier_messages_out_of_view(services):
     assert events[0].hidden == (first_reply.id,)
     visible = session.visible_messages()
     assert [m.text for m in visible] == ["Tell me about otters.", "Second answer."]
-    # The regenerated reply stays in the store (and the export), hidden from view.
-    assert first_reply.id in services.conversations.get_setting(session.conversation_id, SETTING_HIDDEN)
+    # The regenerated reply stays in the store (and the export) as a variant no longer chosen.
+    assert [(v.text, v.chosen) for v in services.conversations.variants(visible[-1].id)] == \
+        [("First answer.", False), ("Second answer.", True)]
+    assert not services.conversations.get_setting(session.conversation_id, SETTING_HIDDEN)
     handle.__init__(["Third answer."])
     events = list(session.edit_and_resend(visible[0].id, "Tell me about beavers."))
     assert set(events[0].hidden) == {m.id for m in visible}
     assert [m.text for m in session.visible_messages()] == ["Tell me about beavers.", "Third answer."]
+
+
+def test_regenerating_twice_keeps_three_variants_and_the_next_turn_sees_the_chosen_one(services):
+    handle = ScriptedHandle(["Otters hold hands."])
+    prompts = scripted(services, handle)
+    session = ChatSession(services)
+    list(session.turn("Tell me about otters."))
+    for text in ("Otters eat clams.", "Otters sleep afloat."):
+        handle.__init__([text])
+        list(session.regenerate())
+    # Each regenerate was asked the conversation before the reply, none of the earlier variants.
+    assert prompts[1] == prompts[2] == prompts[0]
+    last = session.visible_messages()[-1]
+    variants = services.conversations.variants(last.id)
+    assert [v.text for v in variants] == ["Otters hold hands.", "Otters eat clams.", "Otters sleep afloat."]
+    assert [v.chosen for v in variants] == [False, False, True]
+    assert {v.variant_of for v in variants} == {variants[0].id}
+
+    # Switching persists: a new session over the same conversation shows the chosen variant.
+    services.conversations.choose_variant(variants[1].id)
+    reopened = ChatSession(services, session.conversation_id)
+    assert [m.text for m in reopened.visible_messages()] == ["Tell me about otters.", "Otters eat clams."]
+    handle.__init__(["They live in rivers."])
+    list(reopened.turn("Where do they live?"))
+    sent = [m["content"] for m in prompts[-1]]
+    assert "Otters eat clams." in sent
+    assert "Otters hold hands." not in sent and "Otters sleep afloat." not in sent
+    # Only the last reply can be written again: an earlier one would answer another conversation.
+    with pytest.raises(ChatError):
+        list(reopened.regenerate(variants[1].id))
+
+
+def test_the_export_marks_the_chosen_variant_and_keeps_the_others(services, tmp_path):
+    from assistant.history.archive import History
+
+    handle = ScriptedHandle(["Variant one."])
+    scripted(services, handle)
+    session = ChatSession(services)
+    list(session.turn("Say something."))
+    for text in ("Variant two.", "Variant three."):
+        handle.__init__([text])
+        list(session.regenerate())
+    first = services.conversations.variants(session.visible_messages()[-1].id)[0]
+    services.conversations.choose_variant(first.id)
+    history = History(services.store)
+    document = history.export_document(session.conversation_id)
+    replies = [m for m in document["conversations"][0]["messages"] if m["role"] == "assistant"]
+    assert [(m["text"], m["chosen"]) for m in replies] == \
+        [("Variant one.", True), ("Variant two.", False), ("Variant three.", False)]
+    assert {m["variant_of"] for m in replies} == {first.id}
+    markdown = history.export(tmp_path, "md", conversation_id=session.conversation_id).path.read_text()
+    assert "variant 1 of 3, chosen" in markdown and "variant 2 of 3)" in markdown and "Variant three." in markdown
+    # Search finds the text the conversation shows, not the variants switched away from.
+    assert [h.message_id for h in history.search("Variant one")] == [first.id]
+    assert history.search("three", include_titles=False) == []
+    # The export comes back in with its variants and the choice.
+    services.conversations.delete(session.conversation_id)
+    services.conversations.empty_trash()
+    history.import_document(document)
+    assert [m.text for m in ChatSession(services, session.conversation_id).visible_messages()] == \
+        ["Say something.", "Variant one."]
 
 
 def test_a_session_that_persists_nothing_writes_nothing(services):

@@ -287,7 +287,8 @@ def test_json_export_follows_the_documented_schema(history, conversations, data_
     assert set(c) == {"id", "title", "created_at", "last_activity_at", "pinned", "archived", "deleted_at", "settings", "messages"}
     assert c["settings"] == {"SamplingParams": {"temperature": 0.5}}
     (m,) = c["messages"]
-    assert set(m) == {"id", "role", "text", "model", "sampling", "metrics", "status", "created_at", "updated_at", "documents", "adapter"}
+    assert set(m) == {"id", "role", "text", "model", "sampling", "metrics", "status", "created_at", "updated_at", "documents", "adapter",
+                      "variant_of", "chosen"}
     assert (m["text"], m["documents"], m["sampling"]) == ("hello", ["d1"], {"temperature": 0.5})
     # The documented schema names every field the export writes.
     documented = (REPO / "docs" / "history-export-schema.md").read_text("utf-8")
@@ -419,7 +420,8 @@ def export_documents(draw):
         messages = []
         for j, message in enumerate(spec["messages"]):
             at = draw(timestamps)
-            messages.append({"id": f"m{i}.{j}-{draw(st.text(max_size=8))}", **message, "created_at": at, "updated_at": draw(timestamps)})
+            messages.append({"id": f"m{i}.{j}-{draw(st.text(max_size=8))}", **message, "created_at": at, "updated_at": draw(timestamps),
+                             "variant_of": draw(st.none() | st.text(max_size=20)), "chosen": draw(st.booleans())})
         messages.sort(key=lambda m: m["created_at"])  # the export lists them by time
         conversations.append(
             {

@@ -101,6 +101,35 @@ def test_version_1_database_is_migrated_forward_keeping_its_data(data_dir, monke
         new.close()
 
 
+def test_a_database_from_before_reply_variants_keeps_its_messages(data_dir, monkeypatch):
+    from assistant.history.conversations import Conversations
+
+    path = data_dir / "before-variants.sqlite3"
+    before = store_module.MIGRATIONS.index(store_module._migration_variants)
+    with monkeypatch.context() as m:
+        m.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:before])
+        old = Store(path)
+        conversation = Conversations(old).create("Otters")
+        Conversations(old).add_messages(conversation.id, [{"role": "user", "text": "Tell me about otters."},
+                                                          {"role": "assistant", "text": "They hold hands."}])
+        old.close()
+    new = Store(path)
+    try:
+        conversations = Conversations(new)
+        messages = conversations.messages(conversation.id)
+        assert [(m.text, m.chosen, m.variant_of) for m in messages] == \
+            [("Tell me about otters.", True, None), ("They hold hands.", True, None)]
+        assert [v.id for v in conversations.variants(messages[1].id)] == [messages[1].id]
+        writer = conversations.begin_reply(conversation.id, variant_of=messages[1].id)
+        writer.append("They eat clams.")
+        writer.finish()
+        assert [(v.text, v.chosen) for v in conversations.variants(messages[1].id)] == \
+            [("They hold hands.", False), ("They eat clams.", True)]
+        fts_in_sync(new, data_dir)
+    finally:
+        new.close()
+
+
 def test_newer_database_is_refused_and_left_untouched(data_dir):
     path = data_dir / "newer.sqlite3"
     data_dir.mkdir(parents=True, exist_ok=True)
