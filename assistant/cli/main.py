@@ -20,7 +20,7 @@ from assistant.cli.history import add_history_commands, store_error_message
 from assistant.cli.study import add_study_commands
 from assistant.cli.tasks import add_task_commands
 from assistant.config import default_paths
-from assistant.errors import CorruptDatabaseError, LibraryError, StoreError, is_expected, user_message
+from assistant.errors import ChatError, CorruptDatabaseError, LibraryError, StoreError, is_expected, user_message
 from assistant.models.library import ModelRecord
 from assistant.store import Store
 from assistant.wording import human_count, human_size, metrics_line
@@ -157,8 +157,9 @@ def cmd_chat(args, services: Services) -> int:
 
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"Chatting with {model.display_name}. Ctrl+C stops a reply; /reset starts over; /exit or Ctrl+D quits.",
-              file=sys.stderr)
+        print(f"Chatting with {model.display_name}. Ctrl+C stops a reply; /regenerate writes the last reply "
+              "again (the earlier one is kept as a variant, as in the window); /reset starts over; "
+              "/exit or Ctrl+D quits.", file=sys.stderr)
     while True:
         try:
             line = input("you> " if interactive else "")
@@ -175,6 +176,15 @@ def cmd_chat(args, services: Services) -> int:
         if text == "/reset":
             session = new_session()
             print("(new conversation)", file=sys.stderr)
+            continue
+        if text == "/regenerate":
+            try:
+                events = session.regenerate()
+                if interactive:
+                    write("assistant> ")
+                _print_reply(events, write, not args.quiet)
+            except ChatError as exc:
+                _print_err(str(exc))
             continue
         if interactive:
             write("assistant> ")

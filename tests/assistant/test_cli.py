@@ -90,3 +90,23 @@ def test_a_terminal_chat_is_kept_as_the_window_keeps_it(data_dir):
         assert [m.role for m in conversations.messages(conversation.id)] == ["user", "assistant"]
     finally:
         store.close()
+
+
+def test_regenerate_in_the_terminal_keeps_the_earlier_reply_as_a_variant(data_dir):
+    from assistant.history.conversations import Conversations
+    from assistant.store import Store
+
+    result = run_cli("chat", "--temperature", "0", "--max-tokens", "8", "-q",
+                     input_text="/regenerate\nSay hello.\n/regenerate\n/exit\n")
+    assert result.returncode == 0, result.stderr
+    assert "no question to answer" in result.stderr  # before anything was said: one line, no traceback
+    assert "Traceback" not in result.stderr
+    store = Store(data_dir / "assistant.sqlite3")
+    try:
+        conversations = Conversations(store)
+        [conversation] = conversations.list()
+        messages = conversations.messages(conversation.id)
+        assert [m.role for m in messages] == ["user", "assistant", "assistant"]
+        assert [v.chosen for v in conversations.variants(messages[-1].id)] == [False, True]
+    finally:
+        store.close()

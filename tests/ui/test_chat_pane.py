@@ -160,6 +160,39 @@ def test_regenerate_and_edit_the_last_message(qtbot, window, services):
     assert len(services.conversations.messages(window.chat.conversation_id)) == 5
 
 
+def test_regenerated_replies_are_variants_the_user_switches_between(qtbot, window, services):
+    services.settings.sampling = SamplingParams(temperature=1.0, max_tokens=8, seed=1)
+    type_and_send(qtbot, window, "Name a fruit.")
+    wait_idle(qtbot, window)
+    assert not window.chat.views[-1].variant_bar.isVisible()  # one reply: no switcher
+    for seed in (2, 3):
+        services.settings.sampling = SamplingParams(temperature=1.0, max_tokens=8, seed=seed)
+        qtbot.mouseClick(window.chat.views[-1].regenerate_button, Qt.MouseButton.LeftButton)
+        wait_idle(qtbot, window)
+    assert [v.role for v in window.chat.views] == ["user", "assistant"]
+    reply = window.chat.views[-1]
+    variants = services.conversations.variants(reply.message_id)
+    assert len(variants) == 3 and reply.variant_ids == [v.id for v in variants]
+    assert reply.variant_bar.isVisible() and reply.variant_label.text() == "3/3"
+    assert reply.previous_variant.isEnabled() and not reply.next_variant.isEnabled()
+
+    for index in (1, 0):
+        qtbot.mouseClick(reply.previous_variant, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: reply.message_id == variants[index].id, timeout=30000)
+        assert reply.text == variants[index].text and reply.variant_label.text() == f"{index + 1}/3"
+    assert not reply.previous_variant.isEnabled()
+
+    # The choice is stored: reopening the conversation shows the first variant again.
+    conversation_id = window.chat.conversation_id
+    window.chat.new_conversation()
+    qtbot.waitUntil(lambda: window.chat.conversation_id is None and not window.chat.views, timeout=30000)
+    window.chat.open_conversation(conversation_id)
+    qtbot.waitUntil(lambda: len(window.chat.views) == 2, timeout=30000)
+    reopened = window.chat.views[-1]
+    assert reopened.message_id == variants[0].id and reopened.text == variants[0].text
+    assert reopened.variant_label.text() == "1/3" and reopened.variant_bar.isVisible()
+
+
 def test_composer_enter_sends_shift_enter_adds_a_line_and_it_grows(qtbot, window):
     composer = window.chat.composer
     composer.setFocus()

@@ -64,6 +64,7 @@ class MessageView(QFrame):
 
     sig_edit_requested = Signal(str)  # message id
     sig_regenerate_requested = Signal(str)  # message id
+    sig_variant_requested = Signal(str)  # id of the variant of this reply to show instead
     sig_source_opened = Signal(int)  # chunk id of a cited passage
 
     def __init__(self, role: str, colors: dict, parent: QWidget | None = None):
@@ -105,6 +106,24 @@ class MessageView(QFrame):
 
         self.body = MessageText(self)
         layout.addWidget(self.body)
+
+        # "2/3 ‹ ›" under a regenerated reply: the variants kept of it, the shown one chosen.
+        self.variant_ids: list[str] = []
+        self.variant_bar = QWidget(self)
+        variant_row = QHBoxLayout(self.variant_bar)
+        variant_row.setContentsMargins(0, 0, 0, 0)
+        variant_row.setSpacing(2)
+        self.variant_label = QLabel("")
+        self.variant_label.setObjectName("Metrics")
+        self.variant_label.setAccessibleName("Variant of this reply")
+        self.previous_variant = self._action("‹", "Show the previous variant of this reply", lambda: self._step_variant(-1))
+        self.next_variant = self._action("›", "Show the next variant of this reply", lambda: self._step_variant(1))
+        variant_row.addWidget(self.variant_label)
+        variant_row.addWidget(self.previous_variant)
+        variant_row.addWidget(self.next_variant)
+        variant_row.addStretch(1)
+        self.variant_bar.hide()
+        layout.addWidget(self.variant_bar)
 
         # Small print under a reply: model, speed, time to first token.
         self.metrics_label = QLabel("")
@@ -181,6 +200,8 @@ class MessageView(QFrame):
             bits.append(metrics)
         self.metrics_label.setText(" · ".join(bits))
         self.metrics_label.setVisible(bool(bits))
+        if self.variant_ids:
+            self.set_variants(self.variant_ids)  # the counter follows the variant shown
 
     def set_sources(self, sources: list[dict]) -> None:
         """Show the cited passages of a reply from documents, above its text: first the sentence
@@ -232,9 +253,29 @@ class MessageView(QFrame):
         self.metrics_label.setText(f"{model_label} · writing…" if model_label else "writing…")
         self.metrics_label.show()
 
-    def set_actions(self, edit: bool, regenerate: bool) -> None:
+    def set_actions(self, edit: bool, regenerate: bool, switch: bool = True) -> None:
         self.edit_button.setVisible(edit)
         self.regenerate_button.setVisible(regenerate)
+        self.variant_bar.setEnabled(switch)
+
+    def set_variants(self, variant_ids: list[str]) -> None:
+        """The ids of this reply's variants, oldest first (this message's id among them); the
+        switcher shows only when there are two or more."""
+        self.variant_ids = list(variant_ids)
+        shown = len(self.variant_ids) > 1 and self.message_id in self.variant_ids
+        self.variant_bar.setVisible(shown)
+        if shown:
+            index = self.variant_ids.index(self.message_id)
+            self.variant_label.setText(f"{index + 1}/{len(self.variant_ids)}")
+            self.previous_variant.setEnabled(index > 0)
+            self.next_variant.setEnabled(index < len(self.variant_ids) - 1)
+
+    def _step_variant(self, step: int) -> None:
+        if self.message_id not in self.variant_ids:
+            return
+        index = self.variant_ids.index(self.message_id) + step
+        if 0 <= index < len(self.variant_ids):
+            self.sig_variant_requested.emit(self.variant_ids[index])
 
     def set_found(self, found: bool) -> None:
         self.setProperty("found", "true" if found else "false")

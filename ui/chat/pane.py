@@ -348,6 +348,7 @@ class ChatPane(QWidget):
                 message_view = self._add_view(message.role)
                 message_view.set_message(message)
                 message_view.set_sources(view.sources.get(message.id, []))
+                message_view.set_variants(view.variants.get(message.id, []))
         self._refresh_actions()
         if message_id:
             self.reveal_message(message_id)
@@ -469,6 +470,7 @@ class ChatPane(QWidget):
         view = MessageView(role, self.colors, self.inner_column)
         view.sig_edit_requested.connect(self.edit_message)
         view.sig_regenerate_requested.connect(self.regenerate)
+        view.sig_variant_requested.connect(self.choose_variant)
         view.sig_source_opened.connect(self.open_source)
         # Before the trailing stretch, so messages stack from the top.
         self.column_layout.insertWidget(self.column_layout.count() - 1, view)
@@ -498,7 +500,8 @@ class ChatPane(QWidget):
         for view in self.views:
             can_act = not self._busy
             view.set_actions(edit=can_act and view is last_user,
-                             regenerate=can_act and view is last and view.role == "assistant" and bool(view.message_id))
+                             regenerate=can_act and view is last and view.role == "assistant" and bool(view.message_id),
+                             switch=can_act)
 
     def reveal_message(self, message_id: str) -> bool:
         """Scroll to a message and mark it (a search hit); False if it is not shown."""
@@ -580,12 +583,33 @@ class ChatPane(QWidget):
         old = self.view_for(reply_id) if reply_id else None
         if old is not None:
             old.setEnabled(False)  # it goes when the new reply starts
+        # The reply being replaced stays a variant of the new one (assistant.chat.session).
+        variants = (old.variant_ids or [old.message_id]) if old is not None and old.message_id else []
         session = self._session()
-        self._start_reply(session, session.regenerate(reply_id), None, None)
+        self._start_reply(session, session.regenerate(reply_id), None, None, variants)
         return True
 
-    def _start_reply(self, session: ChatSession, events, user_view: "MessageView | None", text: str | None) -> None:
-        """Stream ``events`` (a ChatSession generator) on the pool into a new reply view."""
+    def choose_variant(self, message_id: str) -> None:
+        """Show another variant of a regenerated reply in its place; the choice is stored, so the
+        next turn and a reopened conversation see it."""
+        view = next((v for v in self.views if message_id in v.variant_ids), None)
+        if view is None or self._busy or self.services is None or self.jobs is None:
+            return
+        generation = self._generation
+
+        def show(result) -> None:
+            if generation != self._generation or view not in self.views:
+                return
+            message, sources = result
+            view.set_message(message)
+            view.set_sources(sources)
+
+        self.jobs.run(chat_views.choose_variant, self.services, message_id, on_done=show, on_error=self._show_error)
+
+    def _start_reply(self, session: ChatSession, events, user_view: "MessageView | None", text: str | None,
+                     variants_before: list[str] | None = None) -> None:
+        """Stream ``events`` (a ChatSession generator) on the pool into a new reply view;
+        ``variants_before``: the variants of the reply this one is written again for."""
         self._stop_requested = False
         self._set_busy(True)
         self.budget_label.setText("")  # the previous turn's passages are not this one's
@@ -606,6 +630,8 @@ class ChatPane(QWidget):
                 self._turn_ready(event, user_view)
             elif isinstance(event, ReplyStarted):
                 reply_view.message_id = event.message_id
+                if variants_before:
+                    reply_view.set_variants(list(variants_before) + [event.message_id])
             elif isinstance(event, Token):
                 self._token(event.text, reply_view)
             elif isinstance(event, ReplyDone):
