@@ -198,6 +198,18 @@ def test_typed_answers_are_checked_by_form_and_meaning(services):
     assert not check_answer("carbon dioxide", "", embed).right
 
 
+def test_short_forms_of_an_answer_are_accepted_and_other_terms_are_not():
+    # Without embeddings: these are decided by form alone.
+    for expected, typed in (("the standard library", "stdlib"), ("United Nations", "UN"),
+                            ("the Final qualifier", "Final"), ("stub files", "stubs"), ("Union types", "unions")):
+        verdict = check_answer(expected, typed)
+        assert verdict.right and verdict.how == "short form", (expected, typed)
+    for expected, typed in (("type aliases", "type"), ("the typing module", "the os module"),
+                            ("United Nations", "European Union"), ("United Nations", "US"),
+                            ("the standard library", "stdio"), ("the Final qualifier", "qualifier")):
+        assert not check_answer(expected, typed).right, (expected, typed)
+
+
 def test_an_exported_apkg_is_a_valid_anki_package_with_sources(services, tmp_path):
     from assistant.study.cards import Card
 
