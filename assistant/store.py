@@ -257,6 +257,21 @@ def _migration_variants(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_migration_variants)  # issue 19: regenerate keeps variants
 
 
+def _migration_linked_models(db: sqlite_utils.Database) -> None:
+    """Models linked in place from another tool's folder (issue 20).
+
+    ``linked_from`` is the tool whose file the record points at ("ollama", "lmstudio", ...,
+    see assistant.models.discovery.SOURCE_LABELS), NULL for a file the user imported; the app
+    never deletes or changes a linked file. ``link_name`` is what that tool calls the model
+    ("llama3.2:1b"), so a missing file can be explained in the tool's own words.
+    """
+    db.execute("ALTER TABLE models ADD COLUMN linked_from TEXT")
+    db.execute("ALTER TABLE models ADD COLUMN link_name TEXT")
+
+
+MIGRATIONS.append(_migration_linked_models)  # issue 20: models linked in place
+
+
 # ----- settings scopes -------------------------------------------------------------------
 #: Scope of app-wide settings; models and conversations layer their own over it.
 APP_SCOPE = "app"
