@@ -43,7 +43,7 @@ from assistant.chat.events import ModelLoading, ReplyDone, ReplyFailed, Token, T
 from assistant.wording import counted, passages_line
 from ui.compact_widgets import ElidedLabel
 from ui.empty_state import EmptyState
-from ui.markdown import quote_html
+from ui.markdown import quote_html, show_passage
 
 if TYPE_CHECKING:
     from assistant.app import Services
@@ -403,17 +403,20 @@ class DocumentsPane(QWidget):
             self.open_passage(int(text.split(":", 1)[1]))
 
     def open_passage(self, chunk_id: int) -> None:
+        from assistant.chat.sources import source_dict
+
         def work():
             documents, _ = self._core()
-            return documents.chunk(chunk_id)
+            chunk = documents.chunk(chunk_id)
+            # The passage as the chat and the CLI show it: reST/Markdown markup cleaned.
+            return chunk, source_dict(0, chunk) if chunk is not None else None
 
-        def show(chunk) -> None:
+        def show(found) -> None:
+            chunk, source = found
             if chunk is None:
                 self.passage.setPlainText("This passage is no longer indexed.")
                 return
-            where = f"page {chunk['page']}" if chunk["page"] else (chunk["heading"] or "")
-            self.passage.setHtml(f"<p><b>{escape(chunk['path'])}</b> — {escape(where)}</p>"
-                                 f"<pre style='white-space: pre-wrap'>{escape(chunk['text'])}</pre>")
+            show_passage(self.passage, source["passage"], f"{source['path']} — {source['location']}")
             self.sig_passage_opened.emit(chunk)
 
         self.jobs.run(work, on_done=show)

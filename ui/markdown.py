@@ -164,6 +164,26 @@ class SafeTextBrowser(QTextBrowser):
         return None
 
 
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]{}()#+\-.!<>|~])")
+
+
+def markdown_escape(text: str) -> str:
+    """``text`` shown as it is inside Markdown (a file path's underscores are no emphasis)."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def show_passage(browser: QTextBrowser, passage: str, where: str = "", colors: dict | None = None) -> None:
+    """A cited passage of the user's documents, rendered as replies are (the core has cleaned
+    its reST/Markdown markup: :func:`assistant.chat.sources.shown_passage`), under a bold line
+    saying where it is. ``colors``: the theme's; by default the one matching the browser's palette."""
+    if colors is None:
+        from ui.theme import COLORS
+
+        colors = COLORS["dark" if browser.palette().base().color().lightness() < 128 else "light"]
+    text = (f"**{markdown_escape(where)}**\n\n" if where else "") + passage
+    render(browser.document(), text, colors, browser.font())
+
+
 def quote_html(number: int, chunk_id: int, sentence: str) -> str:
     """The "From your documents [n]: “…”" line of a grounded reply; [n] opens the passage."""
     from html import escape

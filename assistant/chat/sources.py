@@ -38,18 +38,31 @@ def document_collections(services: "Services") -> list[dict]:
     return Documents(services.store, None).collections()
 
 
+def shown_passage(text: str) -> str:
+    """A passage as the screens and the CLI show it: reST/Markdown markup cleaned
+    (:func:`assistant.documents.text.readable`); its own text when nothing readable is left
+    (a passage that is all code)."""
+    from assistant.documents.text import readable
+
+    return readable(text) or text
+
+
 def source_dict(number: int, chunk: dict) -> dict:
-    """One source as the screens show it, from a stored chunk."""
-    page, heading = chunk.get("page"), chunk.get("heading") or ""
+    """One source as the screens show it, from a stored chunk (markup cleaned for display)."""
+    from assistant.documents.text import clean_inline
+
+    page, heading = chunk.get("page"), clean_inline(chunk.get("heading") or "")
     location = f"page {page}" + (f", {heading}" if heading else "") if page else (heading or "(beginning)")
     return {"number": number, "chunk_id": int(chunk["id"]), "path": chunk["path"], "file": os.path.basename(chunk["path"]),
-            "location": location, "passage": chunk["text"]}
+            "location": location, "passage": shown_passage(chunk["text"])}
 
 
 def prepared_sources(prepared) -> list[dict]:
     """The sources of a :class:`~assistant.documents.grounded.Prepared` turn, the quote on its source."""
+    from assistant.documents.text import clean_inline
+
     sources = [{"number": s.number, "chunk_id": s.chunk_id, "path": s.path, "file": os.path.basename(s.path),
-                "location": s.location, "passage": s.passage} for s in prepared.sources]
+                "location": clean_inline(s.location), "passage": shown_passage(s.passage)} for s in prepared.sources]
     # The sentence that most likely answers, shown above the reply (see assistant/documents/grounded.py).
     if prepared.quote is not None:
         sources[prepared.quote.number - 1]["quote"] = prepared.quote.text

@@ -3,7 +3,7 @@ model's wording against it, and the boilerplate passages left out of the sources
 
 A 135M chat model often contradicts the passage it was given ("introduced by PEP 32" under a
 quote saying PEP 484), so the answer shown first is extractive (:func:`choose_answer`): each
-sentence of the retrieved passages (markup removed, :mod:`assistant.study.text`) is scored by
+sentence of the retrieved passages (markup removed, :mod:`assistant.documents.text`) is scored by
 
     W_COSINE * cosine(question, sentence)      MiniLM, through the engine's embed path
   + W_OVERLAP * overlap(question, sentence)    share of the question's content words (Snowball
@@ -174,7 +174,7 @@ class Answer:
 def passage_sentences(passage: str) -> list[str]:
     """The sentences of a passage as people read them (markup, code and headings left out),
     each of at least :data:`MIN_WORDS` words, cut at :data:`MAX_WORDS`."""
-    from assistant.study.text import paragraphs, sentences
+    from assistant.documents.text import paragraphs, sentences
 
     out: list[str] = []
     for paragraph in paragraphs(passage):

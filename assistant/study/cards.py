@@ -8,7 +8,7 @@ method is developed (benchmarks/study_cards.py --develop).
 What a 135M model cannot be trusted with is left to structure and embeddings; every card is
 extractive, so its answer is a span of the sentence it cites:
 
-1. Sentences: the documents' paragraphs with markup removed (:mod:`assistant.study.text`);
+1. Sentences: the documents' paragraphs with markup removed (:mod:`assistant.documents.text`);
    a sentence is a candidate when it reads alone (6-45 words, ends like a statement, no code,
    does not start with a pronoun or a connective that needs the sentence before).
 2. Worth learning: a definition ("X is a ...", "X means ...", in English, French, German and
@@ -39,7 +39,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from assistant.study.text import marked_terms, paragraphs, sentences
+from assistant.documents.text import marked_terms, paragraphs, sentences
 from assistant.tasks.langdetect import STOPWORDS, detect
 
 KINDS = ("cloze", "qa", "choice")

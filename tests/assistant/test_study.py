@@ -23,7 +23,7 @@ from assistant.study.cards import BLANK, check, normalise
 from assistant.study.decks import Decks, scheduler
 from assistant.study.exchange import MAX_IMPORT_BYTES, export_apkg, export_csv, import_csv
 from assistant.study.sources import propose_for
-from assistant.study.text import paragraphs, sentences
+from assistant.documents.text import paragraphs, sentences
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,12 +14,12 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSizePolicy,
-    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from ui.markdown import SafeTextBrowser, show_passage
 from ui.suggesting_edit import SuggestingTextEdit
 
 #: Composer height limits, in lines of text.
@@ -122,7 +122,7 @@ class SourceDialog(QDialog):
         self.where.setWordWrap(True)
         self.where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.where)
-        self.passage = QTextBrowser(self)
+        self.passage = SafeTextBrowser(self)
         self.passage.setAccessibleName("Passage")
         layout.addWidget(self.passage, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
@@ -135,5 +135,5 @@ class SourceDialog(QDialog):
     def show_source(self, source: dict) -> None:
         self.source = dict(source)
         self.where.setText(f"{source['path']} · {source['location']}")
-        self.passage.setPlainText(source["passage"])
+        show_passage(self.passage, source["passage"])
         self.open()

@@ -2,7 +2,9 @@
 directives left out, paragraphs unwrapped, list items apart. Pure functions, any thread.
 
 Cards quote a sentence of the user's file; a sentence with ``double backquotes``, ``:pep:`484```
-roles or a literal block in it would read as noise on a card.
+roles or a literal block in it would read as noise on a card. The passages and headings a
+reply cites are shown cleaned the same way (:func:`readable`, :func:`clean_inline`) on the
+Documents page, in the chat and by the CLI; the index and the prompt keep the file's own text.
 """
 
 from __future__ import annotations
@@ -51,6 +53,25 @@ def _inline(text: str) -> str:
     text = _STRONG.sub(lambda m: m.group("text"), text)
     text = _EMPHASIS.sub(lambda m: m.group("text"), text)
     return " ".join(text.split())
+
+
+def clean_inline(text: str) -> str:
+    """One line (a heading, a title, a quote) with its inline reST/Markdown markup removed."""
+    return _inline(text)
+
+
+def readable(text: str) -> str:
+    """A passage as people read it, as Markdown: paragraphs apart, each list item its own
+    "- " line, markup, headings' underlines, directives and literal blocks left out."""
+    lines: list[str] = []
+    previous_item = False
+    for paragraph in paragraphs(text):
+        # A blank line between blocks; none between the items of one list.
+        if lines and not (paragraph.item and previous_item):
+            lines.append("")
+        lines.append(("- " if paragraph.item else "") + paragraph.text)
+        previous_item = paragraph.item
+    return "\n".join(lines)
 
 
 def marked_terms(text: str) -> list[str]:
