@@ -24,8 +24,9 @@ import os
 import stat
 import struct
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import gguf
 
@@ -39,7 +40,10 @@ __all__ = [
     "GGUFLimits",
     "MalformedModelError",
     "TensorInfo",
+    "GGUFPeek",
     "check_gguf",
+    "file_type_name",
+    "peek_gguf",
     "summarize",
 ]
 
@@ -257,8 +261,9 @@ class _Cursor:
 
 
 class _Parser:
-    def __init__(self, file: BinaryIO, size: int, path: str, limits: GGUFLimits) -> None:
+    def __init__(self, file: BinaryIO, size: int, path: str, limits: GGUFLimits, split_part: bool = False) -> None:
         self.cur = _Cursor(file, size, limits.max_header_bytes)
+        self.split_part = split_part
         self.path = path
         self.limits = limits
         # Top-level type of each key, and element type of top-level arrays: the semantic
@@ -418,6 +423,15 @@ class _Parser:
 
     def _check_metadata(self, metadata: dict[str, object]) -> tuple[str, int]:
         limits, types = self.limits, self.value_types
+        split_no = metadata.get("split.no")
+        if self.split_part and "general.architecture" not in metadata:
+            # Parts after the first of a split model carry only split.* keys and their tensors;
+            # llama.cpp reads the model's description from the first part alone.
+            if not isinstance(split_no, int) or isinstance(split_no, bool) or split_no < 1:
+                raise MalformedModelError("The file is neither a model nor a later part of a split model "
+                                          "(it has no general.architecture and no split.no).")
+            metadata = {**metadata, "general.architecture": "split-part"}
+            types = {**types, "general.architecture": _VT.STRING}
         if "general.architecture" not in metadata:
             raise MalformedModelError(
                 "The model has no general.architecture key, so llama.cpp cannot tell what kind of model it is."
@@ -577,14 +591,72 @@ class _Parser:
         )
 
 
-def check_gguf(path: str | os.PathLike[str], limits: GGUFLimits = GGUFLimits()) -> GGUFHeader:
+def check_gguf(path: str | os.PathLike[str], limits: GGUFLimits = GGUFLimits(), split_part: bool = False) -> GGUFHeader:
     """Read and validate the header of the GGUF file at ``path``.
+
+    ``split_part`` accepts a later part of a split model (``NAME-00002-of-00003.gguf``),
+    which names no architecture; the first part (or a whole model) is checked without it.
 
     Returns the parsed header when every check passes; raises :class:`MalformedModelError`
     (and no other exception) for anything else, including a missing, unreadable or empty
     file and a folder. Reads only the header, bounded by ``limits``, never the tensor data.
     Pure and thread-safe: call it from any thread of any process.
     """
+    with _opened_model(path, limits) as (file, size, shown):
+        return _Parser(file, size, shown, limits, split_part).parse()
+
+
+@dataclass
+class GGUFPeek:
+    """What :func:`peek_gguf` read: the fixed header and the metadata before the vocabulary."""
+
+    path: str
+    version: int
+    file_size: int
+    tensor_count: int
+    # The entries before the first ``tokenizer.`` key (or all of them in a file without one):
+    # writers put the general.* and architecture keys first.
+    metadata: dict[str, object]
+
+
+# Discovery lists hundreds of files: the keys it shows come in the first few KB, so a peek
+# stops at the vocabulary (megabytes of strings for a 262k-token model) or after this much.
+_PEEK_BYTES = 1 * _MiB
+
+
+def peek_gguf(path: str | os.PathLike[str], limits: GGUFLimits = GGUFLimits()) -> GGUFPeek:
+    """The start of a GGUF file: magic, version, counts and the metadata before the vocabulary.
+
+    For listing files found on disk cheaply (a few KB read per file); it proves the file is a
+    GGUF model of a known version, not that llama.cpp can load it: :func:`check_gguf` decides
+    that before a model is added. Raises :class:`MalformedModelError` only. Any thread.
+    """
+    with _opened_model(path, limits) as (file, size, shown):
+        parser = _Parser(file, size, shown, limits)
+        version, tensor_count, kv_count = parser._fixed_header()
+        metadata: dict[str, object] = {}
+        cur = parser.cur
+        for index in range(kv_count):
+            if cur.pos > _PEEK_BYTES:
+                break
+            key = parser._read_string(f"the name of metadata key #{index}").decode("utf-8", errors="replace")
+            if key.startswith("tokenizer."):
+                break  # the vocabulary follows
+            vtype = cur.u32(f"the value type of metadata key '{_show(key)}'")
+            if vtype not in _TYPE_NAMES:
+                raise MalformedModelError(f"Metadata key '{_show(key)}' has an unknown value type {vtype}.")
+            if vtype == _VT.ARRAY:
+                metadata[key] = parser._read_array(key, 1, keep=True)[0]
+            else:
+                metadata[key] = parser._read_value(vtype, key, 0, keep=True)
+        return GGUFPeek(path=shown, version=version, file_size=size, tensor_count=tensor_count, metadata=metadata)
+
+
+@contextmanager
+def _opened_model(path: str | os.PathLike[str], limits: GGUFLimits) -> Iterator[tuple[BinaryIO, int, str]]:
+    """The model file opened for reading, with its size and printable name, after the checks
+    every reader needs (exists, a regular file, not empty, not too large); MalformedModelError
+    for anything else, including OS errors while the caller reads."""
     try:
         fspath = os.fspath(path)
     except TypeError:
@@ -620,7 +692,7 @@ def check_gguf(path: str | os.PathLike[str], limits: GGUFLimits = GGUFLimits()) 
             )
         with os.fdopen(fd, "rb", buffering=_READ_BUFFER) as file:
             fd = -1  # the file object owns and closes it now
-            return _Parser(file, size, shown, limits).parse()
+            yield file, size, shown
     except MalformedModelError:
         raise
     except OSError as error:
@@ -635,16 +707,24 @@ def check_gguf(path: str | os.PathLike[str], limits: GGUFLimits = GGUFLimits()) 
             os.close(fd)
 
 
-def _quantization(header: GGUFHeader) -> str | None:
-    file_type = header.metadata.get("general.file_type")
+def file_type_name(metadata: dict[str, object]) -> str | None:
+    """The quantization ``general.file_type`` names ("Q4_K_M", "F16"), None when absent or unknown."""
+    file_type = metadata.get("general.file_type")
     file_types = getattr(gguf, "LlamaFileType", None)
     if file_types is not None and isinstance(file_type, int) and not isinstance(file_type, bool):
         try:
             name = file_types(file_type).name
         except ValueError:
-            name = None  # a newer type than this gguf knows: fall back to the tensors
-        if name is not None and name != "GUESSED":
+            return None  # a newer type than this gguf knows
+        if name != "GUESSED":
             return "F32" if name == "ALL_F32" else name.removeprefix("MOSTLY_")
+    return None
+
+
+def _quantization(header: GGUFHeader) -> str | None:
+    name = file_type_name(header.metadata)
+    if name is not None:
+        return name
     # Without a file type, the type holding most parameters is what the user would call it.
     weights: Counter[str] = Counter()
     for tensor in header.tensors:
