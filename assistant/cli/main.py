@@ -42,7 +42,7 @@ def cmd_models_list(args, services: Services) -> int:
         meta = m.metadata
         rows.append((m.id, m.display_name, str(meta.get("architecture") or "?"), human_count(meta.get("parameter_count")),
                      str(meta.get("quantization") or "?"), str(meta.get("context_length") or "?"),
-                     human_size(m.size_bytes), m.source, ",".join(m.tasks)))
+                     human_size(m.size_bytes), _source_text(m), ",".join(m.tasks)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -51,10 +51,15 @@ def cmd_models_list(args, services: Services) -> int:
     return 0
 
 
+def _source_text(m: ModelRecord) -> str:
+    source = f"{m.linked_from} (linked)" if m.linked_from else m.source
+    return f"{source}, MISSING" if m.missing else source
+
+
 def _print_model(m: ModelRecord, full_licence: bool = False) -> None:
     meta = m.metadata
     fields = [
-        ("id", m.id), ("name", m.display_name), ("path", m.path), ("source", m.source),
+        ("id", m.id), ("name", m.display_name), ("path", m.path), ("source", _source_text(m)),
         ("architecture", meta.get("architecture")), ("parameters", human_count(meta.get("parameter_count"))),
         ("quantization", meta.get("quantization")), ("context length", meta.get("context_length")),
         ("layers", meta.get("block_count")), ("vocabulary", meta.get("vocab_size")),
@@ -63,6 +68,8 @@ def _print_model(m: ModelRecord, full_licence: bool = False) -> None:
     ]
     for key, value in fields:
         print(f"{key:>15}: {value if value not in (None, '') else '-'}")
+    if m.missing:
+        print(f"\n{m.missing_message()} (`assistant models locate {m.id} PATH` or `assistant models remove {m.id}`)")
     if m.licence_text:
         text = m.licence_text if full_licence else m.licence_text[:400] + ("…" if len(m.licence_text) > 400 else "")
         print(f"\nLicence text{'' if full_licence else ' (--licence for all of it)'}:\n{text}")
@@ -83,6 +90,55 @@ def cmd_models_add(args, services: Services) -> int:
 def cmd_models_remove(args, services: Services) -> int:
     record = services.library.remove(args.name, delete_file=args.delete_file, confirmed=args.yes)
     print(f"Removed {record.id} from the library" + (f" and deleted {record.path}." if args.delete_file else " (the file stays on disk)."))
+    return 0
+
+
+def cmd_models_discover(args, services: Services) -> int:
+    """List the GGUF models other tools keep; with --link, link some or all of them in place."""
+    from assistant.models import views
+
+    for folder in args.add_folder or []:
+        services.library.add_model_folder(folder)
+    view = views.discover_models(services)
+    rows = [("#", "SOURCE", "NAME", "SIZE", "LIBRARY")]
+    for number, found in enumerate(view.found, 1):
+        size = human_size(found.size_bytes) + (f" ({found.parts} parts)" if found.parts > 1 else "")
+        rows.append((str(number), found.source_label, found.name, size, view.linked.get(found.path, "-")))
+    if view.found:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    else:
+        print("No GGUF models found in " + (", ".join(str(loc.root) for loc in view.searched) or "any known folder") + ".")
+    if args.verbose:
+        for found in view.found:
+            for other in found.also_in:
+                print(f"  #{view.found.index(found) + 1} is also {other}")
+    for line in view.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    if not args.link:
+        if view.found:
+            print("\nLink one with `assistant models discover --link NUMBER` (or `--link all`); files stay where they are.")
+        return 0
+    wanted = view.found if "all" in args.link else []
+    for choice in (c for c in args.link if c != "all"):
+        if not choice.isdigit() or not 1 <= int(choice) <= len(view.found):
+            raise LibraryError(f"{choice!r} is not one of the numbers listed (1 to {len(view.found)}).")
+        wanted.append(view.found[int(choice) - 1])
+    outcome = views.link_models(services, wanted)
+    for record in outcome.added:
+        if record.linked_from:
+            print(f"Linked {record.id} ({record.path}); the file stays where it is.")
+        else:
+            print(f"Already in the library as {record.id} ({record.path}).")
+    for error in outcome.errors:
+        _print_err(error)
+    return EXIT_USER_ERROR if outcome.errors else 0
+
+
+def cmd_models_locate(args, services: Services) -> int:
+    record = services.library.locate(args.name, args.path, n_ctx=services.settings.engine.n_ctx)
+    print(f"{record.id} now uses {record.path}.")
     return 0
 
 
@@ -271,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete-file", action="store_true", help="also delete the file from disk")
     p.add_argument("--yes", action="store_true", help="confirm deleting the file")
     p.set_defaults(handler=cmd_models_remove)
+    p = msub.add_parser("discover", help="find GGUF models other tools keep (Ollama, LM Studio, GPT4All, Jan, "
+                                         "Hugging Face and llama.cpp caches, your folders) and link them in place")
+    p.add_argument("--link", nargs="+", metavar="NUMBER", help="link these listed models (or 'all'); never copies")
+    p.add_argument("--add-folder", action="append", metavar="FOLDER", help="also search this folder, from now on")
+    p.add_argument("-v", "--verbose", action="store_true", help="also say where else each model is listed")
+    p.set_defaults(handler=cmd_models_discover)
+    p = msub.add_parser("locate", help="point a model whose file is missing at its file again")
+    p.add_argument("name")
+    p.add_argument("path")
+    p.set_defaults(handler=cmd_models_locate)
     p = msub.add_parser("prepare", help="join and register the default model pack")
     p.set_defaults(handler=cmd_models_prepare)
     p = msub.add_parser("route", help="choose the model for a task (or 'auto')")

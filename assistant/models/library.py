@@ -16,9 +16,10 @@ from pathlib import Path
 
 from assistant.errors import LibraryError
 from assistant.config import AppPaths
+from assistant.models.discovery import FOLDERS_SETTING, SOURCE_LABELS, split_parts
 from assistant.store import Store
 from engine import model_pack
-from engine.gguf_check import MalformedModelError
+from engine.gguf_check import MalformedModelError, check_gguf
 from engine.library import ModelTooLargeError, check_fits, inspect_model
 
 TASKS = ("chat", "translate", "classify", "complete", "embed")
@@ -35,10 +36,26 @@ class ModelRecord:
     metadata: dict
     licence_text: str
     added_at: float
+    linked_from: str | None = None  # the tool whose file this is (discovery.SOURCE_LABELS), None if imported
+    link_name: str | None = None  # what that tool calls it
+    missing: bool = False  # the file (or one part of it) was not on disk when the record was read
 
     @classmethod
     def from_row(cls, row: dict) -> "ModelRecord":
-        return cls(**{k: row.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        record = cls(**{k: row.get(k) for k in cls.__dataclass_fields__ if k != "missing"})  # type: ignore[arg-type]
+        # A stat per part, on the worker or CLI thread that reads the library.
+        record.missing = not all(os.path.exists(p) for p in split_parts(record.path))
+        return record
+
+    @property
+    def linked_from_label(self) -> str | None:
+        return SOURCE_LABELS.get(self.linked_from, self.linked_from) if self.linked_from else None
+
+    def missing_message(self) -> str:
+        """One sentence saying which file is gone and what the user can do."""
+        where = f" ({self.linked_from_label}: {self.link_name})" if self.linked_from else ""
+        return (f"{self.display_name} is missing: its file {self.path}{where} is no longer there. "
+                "Locate the file again or remove the model from the list.")
 
     @property
     def tasks(self) -> list[str]:
@@ -122,45 +139,120 @@ class ModelLibrary:
     # ----- import and removal -----------------------------------------------------------
     def add(self, path: str | os.PathLike, n_ctx: int = 4096, free_memory: int | None = None) -> ModelRecord:
         """Validate and register a GGUF file from disk; the library is unchanged on error."""
+        source = self._checked_path(path)
+        record = self._described(source, n_ctx, free_memory)
+        for existing in self.list():
+            if existing.sha256 and existing.sha256 == record["sha256"]:
+                raise LibraryError(f"{source.name} is already in the library as {existing.id}.")
+        record.update({"id": self._unique_id(_slug(record["display_name"])), "source": "user", "added_at": time.time()})
+        self.store.upsert_model(record)
+        return self.get(record["id"])
+
+    def link(self, path: str | os.PathLike, linked_from: str, link_name: str, n_ctx: int = 4096,
+             free_memory: int | None = None) -> ModelRecord:
+        """Record a model another tool keeps (found by discovery) where it is: the file is never
+        copied, moved or changed. The same header check and metadata as :meth:`add`; a split
+        model is linked by its first part and every part is checked. Linking a file already in
+        the library returns its record."""
+        source = self._checked_path(path, resolve=False)
+        known = self.store.find_model_by_path(str(source))
+        if known:
+            return ModelRecord.from_row(known)
+        record = self._described(source, n_ctx, free_memory)
+        for existing in self.list():
+            if existing.sha256 and existing.sha256 == record["sha256"]:
+                return existing  # the same file under another path (a hard link, a copy)
+        record.update({"id": self._unique_id(_slug(record["display_name"])), "source": "user",
+                       "added_at": time.time(), "linked_from": linked_from, "link_name": link_name})
+        self.store.upsert_model(record)
+        return self.get(record["id"])
+
+    def locate(self, model_id: str, path: str | os.PathLike, n_ctx: int = 4096,
+               free_memory: int | None = None) -> ModelRecord:
+        """Point a model whose file went missing (or moved) at ``path``, after the same checks as
+        an import; its id, name, task choices and settings stay."""
+        record = self.get(model_id)
+        if record.source == "pack":
+            raise LibraryError(f"{record.id} is part of the default model pack; it is found by the app itself.")
+        source = self._checked_path(path, resolve=record.linked_from is None)
+        other = self.store.find_model_by_path(str(source))
+        if other and other["id"] != record.id:
+            raise LibraryError(f"{source.name} is already in the library as {other['id']}.")
+        described = self._described(source, n_ctx, free_memory)
+        described.pop("display_name")
+        self.store.upsert_model({"id": record.id, **described})
+        return self.get(record.id)
+
+    @staticmethod
+    def _checked_path(path: str | os.PathLike, resolve: bool = True) -> Path:
+        """An absolute path to an existing file. Linked split models keep their own name (a
+        Hugging Face snapshot link names the part; the blob it resolves to does not)."""
         source = Path(path).expanduser()
         if not source.exists():
             raise LibraryError(f"{source} does not exist.")
         if source.is_dir():
             raise LibraryError(f"{source} is a folder; choose a .gguf model file.")
-        source = source.resolve()
+        return source.resolve() if resolve else source.absolute()
+
+    @staticmethod
+    def _described(source: Path, n_ctx: int, free_memory: int | None) -> dict:
+        """The record fields of a checked model file (every part of a split one); LibraryError
+        with one clear sentence when it is malformed, unreadable or too large for this machine."""
+        parts = split_parts(source)
+        missing = [p.name for p in parts if not p.is_file()]
+        if missing:
+            raise LibraryError(f"{source.name} is part 1 of a model in {len(parts)} files, but "
+                               f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing.")
         try:
             inspection = inspect_model(source)
+            headers = [check_gguf(p, split_part=True) for p in parts[1:]]
         except MalformedModelError as exc:
             raise LibraryError(f"{source.name} cannot be imported: {exc}") from exc
         except OSError as exc:
             raise LibraryError(f"{source} cannot be read: {exc.strerror or exc}") from exc
-        summary = inspection.summary
+        summary = dict(inspection.summary)
+        size = sum(p.stat().st_size for p in parts)
+        if headers:  # the first part's header describes the model; the weights are spread over all
+            summary["parameter_count"] = (summary.get("parameter_count") or 0) + sum(
+                t.n_elements for h in headers for t in h.tensors)
+            summary["file_size"] = size
+            summary["split_parts"] = len(parts)
         try:
-            check_fits(summary.get("file_size") or source.stat().st_size, summary.get("kv_bytes_per_token", 0),
-                       n_ctx, source.name, free=free_memory)
+            check_fits(size, summary.get("kv_bytes_per_token", 0), n_ctx, source.name, free=free_memory)
         except ModelTooLargeError as exc:
             raise LibraryError(str(exc)) from exc
-        for record in self.list():
-            if record.sha256 and record.sha256 == inspection.sha256:
-                raise LibraryError(f"{source.name} is already in the library as {record.id}.")
-        model_id = self._unique_id(_slug(summary.get("name") or source.stem))
         tasks = ["chat", "complete"] if summary.get("chat_template") else ["complete"]
         licence = summary.get("licence") or ""
         meta = dict(summary)
         meta.pop("chat_template", None)
         meta.update({"tasks": tasks, "kind": "gguf", "has_chat_template": bool(summary.get("chat_template"))})
-        self.store.upsert_model({
-            "id": model_id,
+        return {
             "display_name": summary.get("name") or source.stem,
             "path": str(source),
             "sha256": inspection.sha256 or "",
-            "size_bytes": source.stat().st_size,
-            "source": "user",
+            "size_bytes": size,
             "metadata": meta,
             "licence_text": licence if isinstance(licence, str) else json.dumps(licence),
-            "added_at": time.time(),
-        })
-        return self.get(model_id)
+        }
+
+    # ----- folders the user added for discovery -----------------------------------------
+    def model_folders(self) -> list[str]:
+        return list(self.store.get_setting("app", FOLDERS_SETTING, []) or [])
+
+    def add_model_folder(self, folder: str | os.PathLike) -> list[str]:
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise LibraryError(f"{path} is not a folder.")
+        folders = self.model_folders()
+        if str(path.resolve()) not in folders:
+            folders.append(str(path.resolve()))
+            self.store.set_setting("app", FOLDERS_SETTING, folders)
+        return folders
+
+    def remove_model_folder(self, folder: str) -> list[str]:
+        folders = [f for f in self.model_folders() if f != folder]
+        self.store.set_setting("app", FOLDERS_SETTING, folders)
+        return folders
 
     def _unique_id(self, base: str) -> str:
         candidate, n = base, 2
@@ -173,6 +265,9 @@ class ModelLibrary:
         record = self.get(model_id)
         if record.source == "pack":
             raise LibraryError(f"{record.id} is part of the default model pack and cannot be removed.")
+        if delete_file and record.linked_from:
+            raise LibraryError(f"{record.path} belongs to {record.linked_from_label}, so this app does not delete it; "
+                               f"remove it from the list here and delete it in {record.linked_from_label}.")
         if delete_file and not confirmed:
             raise LibraryError(f"Deleting {record.path} from disk needs a second confirmation.")
         self.store.delete_model(record.id)
@@ -208,10 +303,14 @@ class ModelLibrary:
         chosen = self.routes().get(task)
         if chosen:
             try:
-                return self.get(chosen)
+                record = self.get(chosen)
             except LibraryError:
-                pass
-        candidates = [m for m in self.list() if task in m.tasks and (m.is_gguf or task == "embed")]
+                record = None
+            if record is not None and record.missing:
+                raise LibraryError(record.missing_message())
+            if record is not None:
+                return record
+        candidates = [m for m in self.list() if task in m.tasks and (m.is_gguf or task == "embed") and not m.missing]
         # Pack models are the measured defaults for their tasks; then the newest import.
         candidates.sort(key=lambda m: (m.source != "pack", -(m.added_at or 0)))
         if not candidates:

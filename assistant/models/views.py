@@ -56,3 +56,42 @@ def remove_model(services: "Services", model_id: str, delete_file: bool, confirm
 def set_route(services: "Services", task: str, model_id: str | None) -> LibraryView:
     services.library.set_route(task, model_id)
     return library_view(services)
+
+
+@dataclass
+class DiscoveryView:
+    found: list  # discovery.FoundModel, each with the library id it is linked as (or None)
+    linked: dict  # FoundModel.path -> model id already in the library
+    skipped: list  # one line per file or folder passed over, and why
+    searched: list  # discovery.Location that exist
+
+
+def discover_models(services: "Services") -> DiscoveryView:
+    """Look through the other tools' folders and the user's own (reads only file headers)."""
+    from assistant.models.discovery import default_locations, discover
+
+    result = discover(default_locations(user_folders=services.library.model_folders()))
+    by_path = {m.path: m.id for m in services.library.list()}
+    linked = {f.path: by_path[f.path] for f in result.found if f.path in by_path}
+    return DiscoveryView(result.found, linked, [str(s) for s in result.skipped], result.searched)
+
+
+def link_models(services: "Services", found: Iterable) -> ImportOutcome:
+    """Link each found model in place; a refused one gives one message and links nothing."""
+    outcome = ImportOutcome([], [])
+    for model in found:
+        try:
+            outcome.added.append(services.library.link(model.path, model.source, model.name,
+                                                       n_ctx=services.settings.engine.n_ctx))
+        except LibraryError as exc:
+            outcome.errors.append(str(exc))
+    return outcome
+
+
+def locate_model(services: "Services", model_id: str, path: str) -> "ModelRecord":
+    return services.library.locate(model_id, path, n_ctx=services.settings.engine.n_ctx)
+
+
+def add_model_folder(services: "Services", folder: str) -> DiscoveryView:
+    services.library.add_model_folder(folder)
+    return discover_models(services)
