@@ -69,6 +69,7 @@ class ModelsPane(QWidget):
         self.view: library_views.LibraryView | None = None
         self.file_dialog: QFileDialog | None = None
         self.active_dialog: QMessageBox | None = None  # the question or error showing now
+        self.discovery_dialog = None  # the "Find models on this computer" dialog while it is open
         self.importing = False
         self._filling = False
         self._build()
@@ -86,10 +87,14 @@ class ModelsPane(QWidget):
         self.import_button.setObjectName("PrimaryButton")
         self.import_button.setAccessibleName("Import a model file")
         self.import_button.clicked.connect(self.open_import_dialog)
+        self.discover_button = QPushButton("Find models on this computer…")
+        self.discover_button.setAccessibleName("Find models other tools keep on this computer")
+        self.discover_button.clicked.connect(self.open_discovery)
         self.remove_button = QPushButton("Remove…")
         self.remove_button.setAccessibleName("Remove the selected model")
         self.remove_button.clicked.connect(self.ask_remove)
         top.addWidget(self.import_button)
+        top.addWidget(self.discover_button)
         top.addWidget(self.remove_button)
         outer.addLayout(top)
 
@@ -148,6 +153,28 @@ class ModelsPane(QWidget):
             value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             self.fields[key] = value
             self.form.addRow(label, value)
+        # A model whose file is gone (another tool deleted it): what happened and the two ways out.
+        self.missing_box = QFrame(details)
+        self.missing_box.setObjectName("MissingModel")
+        missing_layout = QVBoxLayout(self.missing_box)
+        missing_layout.setContentsMargins(0, 4, 0, 4)
+        self.missing_label = QLabel("")
+        self.missing_label.setWordWrap(True)
+        self.missing_label.setAccessibleName("Missing model file")
+        missing_layout.addWidget(self.missing_label)
+        missing_buttons = QHBoxLayout()
+        self.locate_button = QPushButton("Locate…")
+        self.locate_button.setAccessibleName("Choose the model's file again")
+        self.locate_button.clicked.connect(self.open_locate_dialog)
+        self.forget_button = QPushButton("Remove from the list")
+        self.forget_button.setAccessibleName("Remove the missing model from the list")
+        self.forget_button.clicked.connect(lambda: self.selected_model() and self._remove(self.selected_model().id, False))
+        missing_buttons.addWidget(self.locate_button)
+        missing_buttons.addWidget(self.forget_button)
+        missing_buttons.addStretch(1)
+        missing_layout.addLayout(missing_buttons)
+        self.missing_box.setVisible(False)
+        details_layout.addWidget(self.missing_box)
         details_layout.addLayout(self.form)
         licence_caption = QLabel("Licence")
         licence_caption.setObjectName("MessageRole")
@@ -188,7 +215,9 @@ class ModelsPane(QWidget):
         for model in view.models:
             quant = model.metadata.get("quantization") or ""
             item = QListWidgetItem(f"{model.display_name}\n{human_size(model.size_bytes)}"
-                                   + (f" · {quant}" if quant else "") + (" · default pack" if model.source == "pack" else ""))
+                                   + (f" · {quant}" if quant else "") + (" · default pack" if model.source == "pack" else "")
+                                   + (f" · {model.linked_from_label}" if model.linked_from else "")
+                                   + (" · missing" if model.missing else ""))
             item.setData(Qt.ItemDataRole.UserRole, model.id)
             self.list.addItem(item)
             if model.id == current:
@@ -246,11 +275,15 @@ class ModelsPane(QWidget):
             self.licence.clear()
             return
         meta = model.metadata or {}
+        self.missing_box.setVisible(model.missing)
+        self.missing_label.setText(model.missing_message() if model.missing else "")
+        source = {"pack": "Default model pack", "user": "Imported", "trained": "Trained here"}.get(model.source, model.source)
+        if model.linked_from:
+            source = f"Linked from {model.linked_from_label} ({model.link_name}), used where it is"
         values = {
             "display_name": model.display_name,
             "id": model.id,
-            "source": {"pack": "Default model pack", "user": "Imported", "trained": "Trained here"}.get(
-                model.source, model.source),
+            "source": source,
             "architecture": meta.get("architecture") or "unknown",
             "parameters": human_count(meta.get("parameter_count")),
             "quantization": meta.get("quantization") or "unknown",
@@ -271,6 +304,7 @@ class ModelsPane(QWidget):
         model = self.selected_model()
         ready = self.services is not None and not self.importing
         self.import_button.setEnabled(ready)
+        self.discover_button.setEnabled(ready)
         removable = ready and model is not None and model.source != "pack"
         self.remove_button.setEnabled(removable)
         self.remove_button.setToolTip("Models of the default pack cannot be removed." if model is not None
@@ -318,6 +352,46 @@ class ModelsPane(QWidget):
         self.show_error("The model could not be imported", message)
         self.sig_import_finished.emit(0, 1)
 
+    # ----- models on this computer, and missing ones ---------------------------------------------
+    def open_discovery(self):
+        """The list of models other tools keep; it starts looking at once (on a pool thread)."""
+        from ui.model_discovery_dialog import ModelDiscoveryDialog
+
+        if self.services is None or self.jobs is None:
+            return None
+        dialog = ModelDiscoveryDialog(self.services, self.jobs, self)
+        dialog.sig_link_finished.connect(lambda added, _refused: added and (self.refresh(), self.sig_library_changed.emit()))
+        dialog.finished.connect(lambda _r: setattr(self, "discovery_dialog", None))
+        dialog.finished.connect(lambda _r: dialog.deleteLater())
+        self.discovery_dialog = dialog
+        dialog.open()
+        dialog.search()
+        return dialog
+
+    def open_locate_dialog(self) -> QFileDialog | None:
+        model = self.selected_model()
+        if model is None:
+            return None
+        dialog = QFileDialog(self, f"Locate {model.display_name}")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.setNameFilters(["GGUF models (*.gguf)", "All files (*)"])
+        folder = Path(model.path).parent
+        dialog.setDirectory(str(folder if folder.is_dir() else Path.home()))
+        dialog.fileSelected.connect(lambda path: path and self.locate(model.id, path))
+        dialog.finished.connect(lambda _r: dialog.deleteLater())
+        self.file_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def locate(self, model_id: str, path: str) -> None:
+        if self.services is None or self.jobs is None:
+            return
+        self.status.setText(f"Checking {Path(path).name}…")
+        self.jobs.run(library_views.locate_model, self.services, model_id, path,
+                      on_done=lambda record: (self.status.setText(f"{record.display_name} now uses {record.path}."),
+                                              self.refresh(select=record.id), self.sig_library_changed.emit()),
+                      on_error=lambda message, _exc: self.show_error("The model could not be located", message))
+
     # drag and drop (GUI thread: only paths travel, the job reads the files)
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
         if _local_paths(event.mimeData()) and self.services is not None:
@@ -355,11 +429,14 @@ class ModelsPane(QWidget):
             return None
         box = QMessageBox(QMessageBox.Icon.Question, "Remove model",
                           f"Remove “{model.display_name}” from the library?", parent=self)
-        box.setInformativeText(f"The file stays on disk unless you tick the box:\n{model.path}")
-        # Parented to the box: a parentless check box would be freed by Python under Qt's feet.
-        check = QCheckBox("Also delete the file from disk", box)
-        check.setAccessibleName("Also delete the model file from disk")
-        box.setCheckBox(check)
+        if model.linked_from:  # another tool's file: this app never deletes it
+            box.setInformativeText(f"The file stays where it is; it belongs to {model.linked_from_label}:\n{model.path}")
+        else:
+            box.setInformativeText(f"The file stays on disk unless you tick the box:\n{model.path}")
+            # Parented to the box: a parentless check box would be freed by Python under Qt's feet.
+            check = QCheckBox("Also delete the file from disk", box)
+            check.setAccessibleName("Also delete the model file from disk")
+            box.setCheckBox(check)
         remove = box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
         remove.setAccessibleName("Remove the model")
         box.addButton(QMessageBox.StandardButton.Cancel)
@@ -369,7 +446,7 @@ class ModelsPane(QWidget):
             self.active_dialog = None
             if box.clickedButton() is not remove:
                 return
-            if box.checkBox().isChecked():
+            if box.checkBox() is not None and box.checkBox().isChecked():
                 self._ask_delete_file(model)
             else:
                 self._remove(model.id, delete_file=False)
