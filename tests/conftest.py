@@ -22,6 +22,30 @@ privacy.install()
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs two workers), each worker and everything it starts
+    (engines, training jobs, the window's threads) is pinned to its own share of the cores.
+    Two workers each running llama.cpp or torch with one thread per core would put four busy
+    threads on two cores, and llama.cpp's spinning threads slow down badly when oversubscribed;
+    pinned, every process sizes itself to its share (engine.settings.physical_cores reads the
+    affinity mask) and the two workers never compete for a core."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < count:
+        return
+    share = set(cpus[int(worker[2:]) % count::count])
+    # The mask is per thread on Linux: set it on every thread there is now (xdist's own included);
+    # threads and processes started later inherit it.
+    for thread_id in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]:
+        try:
+            os.sched_setaffinity(int(thread_id), share)
+        except OSError:
+            pass
+
+
 @pytest.fixture(scope="session")
 def joined_pack_dir(tmp_path_factory):
     """The split default model (Gemma) joined once per test session."""
