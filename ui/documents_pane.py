@@ -18,6 +18,7 @@ and the sources.
 from __future__ import annotations
 
 import os
+import textwrap
 import threading
 from html import escape
 from pathlib import Path
@@ -388,7 +389,8 @@ class DocumentsPane(QWidget):
         if self._sources:
             parts.append("<p><b>Sources</b></p><ol>")
             for source in self._sources:
-                snippet = escape(" ".join(source["passage"].split())[:160])
+                # Cut at a word, with an ellipsis: a snippet ending mid-word reads as a fault.
+                snippet = escape(textwrap.shorten(" ".join(source["passage"].split()), width=160, placeholder=" …"))
                 parts.append(f'<li><a href="chunk:{int(source["chunk_id"])}">{escape(source["file"])}, '
                              f"{escape(source['location'])}</a><br><small>{snippet}</small></li>")
             parts.append("</ol>")
