@@ -47,6 +47,24 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
+def smollm2_gguf():
+    """The default chat model's GGUF (SmolLM2), as the model pack installed it."""
+    from pathlib import Path
+
+    from engine import model_pack
+
+    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
+    assert path is not None, "the default model pack (SmolLM2) is missing: `make test` installs it"
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_path(smollm2_gguf) -> str:
+    """:func:`smollm2_gguf` as a string, as the engine's requests take it."""
+    return str(smollm2_gguf)
+
+
+@pytest.fixture(scope="session")
 def joined_pack_dir(tmp_path_factory):
     """The split default model (Gemma) joined once per test session."""
     from engine import model_pack

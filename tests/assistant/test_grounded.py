@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -22,19 +21,11 @@ from assistant.documents.grounded import (
 )
 from assistant.documents.retrieval import Retriever
 from assistant.store import Store
-from engine import model_pack
 from tests.assistant import test_ingest as docfiles
 
 
-@pytest.fixture(scope="module")
-def smollm2() -> str:
-    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    assert path is not None, "the default model pack (SmolLM2) is missing: `make test` installs it"
-    return str(path)
-
-
 @pytest.fixture()
-def chat(tmp_path, embed, engine, smollm2):  # noqa: F811
+def chat(tmp_path, embed, engine, smollm2_path):  # noqa: F811
     store = Store(tmp_path / "db.sqlite3")
     documents = Documents(store, embed, default_counter())
     files = docfiles.write_all_good(tmp_path / "docs")
@@ -42,7 +33,7 @@ def chat(tmp_path, embed, engine, smollm2):  # noqa: F811
         "# Lighthouse Log\n\n## Keeper\n\nThe keeper of the Skerry lighthouse is named Ingrid Falk. "
         "She lights the lamp at sunset.\n", encoding="utf-8")
     list(documents.add_paths([tmp_path / "docs"]))
-    yield GroundedChat(Retriever(store, embed), engine, smollm2, context_tokens=2048, reply_tokens=64), files
+    yield GroundedChat(Retriever(store, embed), engine, smollm2_path, context_tokens=2048, reply_tokens=64), files
     store.close()
 
 

@@ -27,7 +27,6 @@ from assistant.documents.collections import Documents, default_counter
 from assistant.documents.grounded import GroundedChat
 from assistant.documents.retrieval import Retriever, Scope
 from assistant.store import Store
-from engine import model_pack
 
 MANUAL = """# Kestrel K2 manual
 
@@ -55,15 +54,8 @@ LINKS = """# Further reading
 """
 
 
-@pytest.fixture(scope="module")
-def smollm2() -> str:
-    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    assert path is not None, "the default model pack (SmolLM2) is missing: `make test` installs it"
-    return str(path)
-
-
 @pytest.fixture()
-def manual(tmp_path, embed, engine, smollm2):
+def manual(tmp_path, embed, engine, smollm2_path):
     """A manual collection and a legal-only collection indexed with the session's engine."""
     store = Store(tmp_path / "db.sqlite3")
     documents = Documents(store, embed, default_counter())
@@ -75,7 +67,7 @@ def manual(tmp_path, embed, engine, smollm2):
     (tmp_path / "legal" / "legal.md").write_text(LEGAL, encoding="utf-8")
     list(documents.add_paths([tmp_path / "manual"], "manual"))
     list(documents.add_paths([tmp_path / "legal"], "legal"))
-    chat = GroundedChat(Retriever(store, embed), engine, smollm2, context_tokens=2048, reply_tokens=64)
+    chat = GroundedChat(Retriever(store, embed), engine, smollm2_path, context_tokens=2048, reply_tokens=64)
     yield chat, {name: documents.collection_id(name) for name in ("manual", "legal")}
     store.close()
 

@@ -37,22 +37,15 @@ def _place(source: Path, target: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm2_file() -> Path:
-    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    assert path is not None, "the default model pack (SmolLM2) is missing: `make test` installs it"
-    return path
+def smollm2_digest(smollm2_gguf) -> str:
+    return hashlib.sha256(smollm2_gguf.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")
-def smollm2_digest(smollm2_file) -> str:
-    return hashlib.sha256(smollm2_file.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="session")
-def smollm2_split(smollm2_file, tmp_path_factory) -> list[Path]:
+def smollm2_split(smollm2_gguf, tmp_path_factory) -> list[Path]:
     """SmolLM2 written again as three files, as llama.cpp's gguf-split names them."""
     folder = tmp_path_factory.mktemp("split")
-    reader = gguf.GGUFReader(smollm2_file)
+    reader = gguf.GGUFReader(smollm2_gguf)
     writer = gguf.GGUFWriter(folder / "SmolLM2-135M-Instruct.Q4_1.gguf", reader.fields["general.architecture"].contents(),
                              split_max_tensors=100)
     for item in reader.fields.values():
@@ -100,17 +93,17 @@ def _ollama_manifest(folder: Path, model: str, tag: str, digest: str, size: int)
 
 
 @pytest.fixture
-def trees(home, smollm2_file, smollm2_digest, smollm2_split, joined_pack_dir) -> dict[str, Path]:
+def trees(home, smollm2_gguf, smollm2_digest, smollm2_split, joined_pack_dir) -> dict[str, Path]:
     """Each tool's layout with a default model in it, as the tool itself leaves it."""
     gemma = joined_pack_dir / model_pack.GEMMA3.file
     assert gemma.is_file(), "the default model pack (Gemma) is missing: `make test` installs it"
     ollama = home / ".ollama" / "models"
-    blob = _place(smollm2_file, ollama / "blobs" / f"sha256-{smollm2_digest}")
+    blob = _place(smollm2_gguf, ollama / "blobs" / f"sha256-{smollm2_digest}")
     size = blob.stat().st_size
     _ollama_manifest(ollama, "smollm2", "135m", f"sha256:{smollm2_digest}", size)
     _ollama_manifest(ollama, "smollm2", "latest", f"sha256:{smollm2_digest}", size)  # two tags, one blob
     lmstudio = _place(gemma, home / ".lmstudio" / "models" / "google" / "gemma-3-270m-GGUF" / gemma.name)
-    gpt4all = _place(smollm2_file, home / ".local" / "share" / "nomic.ai" / "GPT4All" / smollm2_file.name)
+    gpt4all = _place(smollm2_gguf, home / ".local" / "share" / "nomic.ai" / "GPT4All" / smollm2_gguf.name)
     jan = _place(gemma, home / "jan" / "models" / "gemma-3-270m" / "model.gguf")
     # The hub cache: blobs named by their hash, snapshot files are relative links to them.
     repo = home / ".cache" / "huggingface" / "hub" / HF_REPO
@@ -154,14 +147,14 @@ def test_the_default_locations_follow_each_tools_variables(home, monkeypatch, tm
     assert (discovery.HUGGING_FACE, tmp_path / "hub") in {(loc.source, loc.root) for loc in discovery.default_locations()}
 
 
-def test_discovery_finds_each_model_once_with_its_source(trees, smollm2_file, smollm2_split):
+def test_discovery_finds_each_model_once_with_its_source(trees, smollm2_gguf, smollm2_split):
     result = discovery.discover()
     grouped = _by_source(result.found)
     assert sorted(grouped) == [discovery.HUGGING_FACE, discovery.LM_STUDIO, discovery.OLLAMA], result.found
     assert all(len(models) == 1 for models in grouped.values())
     (ollama,) = grouped[discovery.OLLAMA]
     assert ollama.name == "smollm2:135m" and ollama.path == str(trees["ollama_blob"].resolve())
-    assert ollama.size_bytes == smollm2_file.stat().st_size and ollama.architecture == "llama"
+    assert ollama.size_bytes == smollm2_gguf.stat().st_size and ollama.architecture == "llama"
     assert ollama.quantization == "Q4_1"
     # The second tag and GPT4All's copy of the same file are the same model, named where else it is.
     assert "Ollama: smollm2:latest" in ollama.also_in
@@ -176,10 +169,10 @@ def test_discovery_finds_each_model_once_with_its_source(trees, smollm2_file, sm
     assert result.skipped == []
 
 
-def test_bad_files_and_links_give_one_line_each(home, trees, tmp_path, smollm2_file):
+def test_bad_files_and_links_give_one_line_each(home, trees, tmp_path, smollm2_gguf):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    elsewhere_model = _place(smollm2_file, outside / "model.gguf")
+    elsewhere_model = _place(smollm2_gguf, outside / "model.gguf")
     cache = home / ".cache" / "llama.cpp"
     cache.mkdir(parents=True)
     (cache / "notes.gguf").write_text("not a model")
@@ -189,7 +182,7 @@ def test_bad_files_and_links_give_one_line_each(home, trees, tmp_path, smollm2_f
     (cache / "self").symlink_to(cache, target_is_directory=True)  # a folder loop
     (cache / "README.md").write_text("ignored: not named as a model")
     lmstudio_part = home / ".lmstudio" / "models" / "x" / "big-00001-of-00002.gguf"
-    _place(smollm2_file, lmstudio_part)  # its second part is missing
+    _place(smollm2_gguf, lmstudio_part)  # its second part is missing
     result = discovery.discover()
     lines = {Path(s.path).name: s.reason for s in result.skipped}
     assert "not a usable GGUF model" in lines["notes.gguf"] and "text file" in lines["notes.gguf"]
@@ -200,10 +193,10 @@ def test_bad_files_and_links_give_one_line_each(home, trees, tmp_path, smollm2_f
     assert all(str(outside) not in m.path for m in result.found)
 
 
-def test_an_ollama_manifest_pointing_outside_the_blobs_folder_is_refused(home, smollm2_file, tmp_path):
+def test_an_ollama_manifest_pointing_outside_the_blobs_folder_is_refused(home, smollm2_gguf, tmp_path):
     ollama = home / ".ollama" / "models"
     (ollama / "blobs").mkdir(parents=True)
-    secret = _place(smollm2_file, tmp_path / "secret" / "model.gguf")
+    secret = _place(smollm2_gguf, tmp_path / "secret" / "model.gguf")
     _ollama_manifest(ollama, "escape", "latest", "sha256:../../../secret/model.gguf", 1)
     _ollama_manifest(ollama, "absolute", "latest", str(secret), 1)
     # A well-formed digest whose blob is a link out of the blobs folder.
@@ -219,11 +212,11 @@ def test_an_ollama_manifest_pointing_outside_the_blobs_folder_is_refused(home, s
     assert "not a valid Ollama manifest" in reasons["broken"]
 
 
-def test_a_user_folder_is_searched(home, services, smollm2_file, tmp_path):
+def test_a_user_folder_is_searched(home, services, smollm2_gguf, tmp_path):
     from assistant.models import views
 
     folder = tmp_path / "my models"
-    _place(smollm2_file, folder / "sub" / "mine.gguf")
+    _place(smollm2_gguf, folder / "sub" / "mine.gguf")
     with pytest.raises(LibraryError):
         services.library.add_model_folder(tmp_path / "nope")
     view = views.add_model_folder(services, str(folder))

@@ -3,19 +3,8 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-
-import pytest
 
 from assistant.tasks.suggestions import CONTEXT_CHARS, MAX_TOKENS, Suggester, context_window, tidy
-from engine import model_pack
-
-
-@pytest.fixture(scope="module")
-def smollm2() -> str:
-    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    assert path is not None, "the default model pack is not installed"
-    return str(path)
 
 
 def test_context_window_start_moves_in_steps():
@@ -33,8 +22,8 @@ def test_tidy_keeps_whole_words_and_one_line():
     assert tidy(" next words\nmore", finished=False, text_ends_with_space=True) == "next words"
 
 
-def test_suggestion_arrives(engine, smollm2):
-    suggester = Suggester(engine, smollm2)
+def test_suggestion_arrives(engine, smollm2_path):
+    suggester = Suggester(engine, smollm2_path)
     suggestion = suggester.suggest("The capital of France is")
     assert suggestion.text.strip()
     assert suggestion.metrics["completion_tokens"] <= MAX_TOKENS
@@ -42,8 +31,8 @@ def test_suggestion_arrives(engine, smollm2):
     assert again.metrics["prompt_tokens_cached"] > 0, "the next keystroke re-uses the cached prompt"
 
 
-def test_typing_on_cancels_the_pending_suggestion(engine, smollm2):
-    suggester = Suggester(engine, smollm2)
+def test_typing_on_cancels_the_pending_suggestion(engine, smollm2_path):
+    suggester = Suggester(engine, smollm2_path)
     got: list[tuple[str, str]] = []
     arrived = threading.Event()
 
@@ -64,6 +53,6 @@ def test_typing_on_cancels_the_pending_suggestion(engine, smollm2):
     assert not arrived.wait(2)
 
 
-def test_switched_off_or_empty_does_nothing(engine, smollm2):
-    assert not Suggester(engine, smollm2, enabled=False).request("Hello there", lambda s: None)
-    assert not Suggester(engine, smollm2).request("   ", lambda s: None)
+def test_switched_off_or_empty_does_nothing(engine, smollm2_path):
+    assert not Suggester(engine, smollm2_path, enabled=False).request("Hello there", lambda s: None)
+    assert not Suggester(engine, smollm2_path).request("   ", lambda s: None)

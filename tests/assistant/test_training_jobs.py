@@ -15,7 +15,6 @@ from assistant.train import jobs as tj
 from assistant.config import AppPaths
 from assistant.documents.collections import Documents
 from assistant.store import Store
-from engine import model_pack
 
 PEPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "documents" / "typing-peps"
 SMALL = {"rank": 4, "alpha": 8, "seq_len": 32, "batch_size": 2, "max_steps": 3, "eval_blocks": 2,
@@ -27,13 +26,6 @@ def hashed_embed(texts):
     never reads them, so the engine's embedder is not needed here."""
     out = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(8) for t in texts]).astype(np.float32)
     return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-@pytest.fixture
-def smollm2():
-    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    assert path is not None, "the default model pack (SmolLM2) is missing: `make test` installs it"
-    return path
 
 
 @pytest.fixture
@@ -76,9 +68,9 @@ def test_stored_chunks_give_back_each_document_once(store):
     assert sum(len(d["text"]) for d in docs) < stored  # overlap was there and is gone
 
 
-def test_documents_job_runs_with_typed_events(jobs_, store, smollm2):
+def test_documents_job_runs_with_typed_events(jobs_, store, smollm2_gguf):
     add_docs(store, ["pep-0526.rst"])
-    spec = jobs_.prepare_documents(["peps"], smollm2, "quick", SMALL, name="peps")
+    spec = jobs_.prepare_documents(["peps"], smollm2_gguf, "quick", SMALL, name="peps")
     assert spec.job_file.is_file() and (spec.folder / "documents.jsonl").is_file()
     job = json.loads(spec.job_file.read_text())
     assert job["dataset"]["collections"] == ["peps"] and job["preset"] == "quick"
@@ -92,9 +84,9 @@ def test_documents_job_runs_with_typed_events(jobs_, store, smollm2):
     assert runs[0]["result"]["steps"] == 3 and not runs[0]["resumable"]
 
 
-def test_cancel_then_resume(jobs_, store, smollm2):
+def test_cancel_then_resume(jobs_, store, smollm2_gguf):
     add_docs(store, ["pep-0526.rst"])
-    spec = jobs_.prepare_documents(["peps"], smollm2, "quick", {**SMALL, "max_steps": 4})
+    spec = jobs_.prepare_documents(["peps"], smollm2_gguf, "quick", {**SMALL, "max_steps": 4})
     process = jobs_.start(spec)
     events = []
     for event in process.events():
@@ -108,9 +100,9 @@ def test_cancel_then_resume(jobs_, store, smollm2):
     assert any(e.kind == "resumed" for e in resumed)
 
 
-def test_a_killed_job_is_reported_not_hidden(jobs_, store, smollm2):
+def test_a_killed_job_is_reported_not_hidden(jobs_, store, smollm2_gguf):
     add_docs(store, ["pep-0526.rst"])
-    spec = jobs_.prepare_documents(["peps"], smollm2, "quick", {**SMALL, "max_steps": 50})
+    spec = jobs_.prepare_documents(["peps"], smollm2_gguf, "quick", {**SMALL, "max_steps": 50})
     process = jobs_.start(spec)
     events = []
     for event in process.events():
@@ -120,25 +112,25 @@ def test_a_killed_job_is_reported_not_hidden(jobs_, store, smollm2):
     assert events[-1].kind == "error" and "killed by signal 9" in events[-1].data["message"]
 
 
-def test_clear_errors_before_the_job_starts(jobs_, store, smollm2, tmp_path):
+def test_clear_errors_before_the_job_starts(jobs_, store, smollm2_gguf, tmp_path):
     with pytest.raises(tj.TrainingJobError, match="No document collection called 'nope'"):
-        jobs_.prepare_documents(["nope"], smollm2)
+        jobs_.prepare_documents(["nope"], smollm2_gguf)
     with pytest.raises(tj.TrainingJobError, match="at least one document collection"):
-        jobs_.prepare_documents([], smollm2)
+        jobs_.prepare_documents([], smollm2_gguf)
     Documents(store, hashed_embed).collection_id("empty", create=True)
     with pytest.raises(tj.TrainingJobError, match="no indexed documents"):
-        jobs_.prepare_documents(["empty"], smollm2)
+        jobs_.prepare_documents(["empty"], smollm2_gguf)
     short = tmp_path / "short.txt"
     short.write_text("A single short note.", encoding="utf-8")
     list(Documents(store, hashed_embed).add_paths([short], "short"))
     with pytest.raises(tj.TrainingJobError, match="Too little text"):
-        jobs_.prepare_documents(["short"], smollm2)
+        jobs_.prepare_documents(["short"], smollm2_gguf)
 
     add_docs(store, ["pep-0526.rst"])
     with pytest.raises(tj.TrainingJobError, match="Not enough memory"):
-        jobs_.prepare_documents(["peps"], smollm2, settings={"batch_size": 100000, "seq_len": 32})
+        jobs_.prepare_documents(["peps"], smollm2_gguf, settings={"batch_size": 100000, "seq_len": 32})
     with pytest.raises(tj.TrainingJobError, match="Unknown preset"):
-        jobs_.prepare_documents(["peps"], smollm2, "fastest")
+        jobs_.prepare_documents(["peps"], smollm2_gguf, "fastest")
 
     import gguf
 
@@ -155,19 +147,19 @@ def test_clear_errors_before_the_job_starts(jobs_, store, smollm2, tmp_path):
     memory = tmp_path / "memory.tsv"
     memory.write_text("eng\tfra\nhello\tbonjour\n", encoding="utf-8")
     with pytest.raises(tj.TrainingJobError, match="1 usable pairs"):
-        jobs_.prepare_translation(memory, smollm2)
+        jobs_.prepare_translation(memory, smollm2_gguf)
     assert not list(jobs_.runs_dir.glob("*")) if jobs_.runs_dir.exists() else True  # nothing half-made
 
 
-def test_translation_memory_job_is_prepared(jobs_, smollm2, tmp_path):
+def test_translation_memory_job_is_prepared(jobs_, smollm2_gguf, tmp_path):
     memory = tmp_path / "memory.tsv"
     memory.write_text("eng\tfra\n" + "".join(f"I see {i} birds.\tJe vois {i} oiseaux.\n" for i in range(200)),
                       encoding="utf-8")
-    spec = jobs_.prepare_translation(memory, smollm2, "en", "fr", "quick", SMALL)
+    spec = jobs_.prepare_translation(memory, smollm2_gguf, "en", "fr", "quick", SMALL)
     assert spec.job["dataset"] == {"type": "translation_memory", "path": str(memory.resolve()),
                                    "source": "en", "target": "fr"}
     with pytest.raises(tj.TrainingJobError, match="not en->de"):
-        jobs_.prepare_translation(memory, smollm2, "en", "de")
+        jobs_.prepare_translation(memory, smollm2_gguf, "en", "de")
 
 
 def test_progress_lines_parse_to_typed_events():

@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import model_pack
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def smollm2_path() -> str:
-    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    assert path is not None, "the default model pack is not installed: run `make test`, which installs it"
-    return str(path)
 
 
 @pytest.fixture

@@ -30,13 +30,6 @@ PEPS = shared_data("documents", "typing-peps")
 
 
 @pytest.fixture(scope="session")
-def smollm2_gguf() -> Path:
-    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    assert path is not None, "the default model pack (SmolLM2) is missing: `make test` installs it"
-    return path
-
-
-@pytest.fixture(scope="session")
 def gemma3_gguf(joined_pack_dir) -> Path:
     path = model_pack.locate(model_pack.GEMMA3, joined_pack_dir)
     assert path is not None, "the default model pack (Gemma 3 270M) is missing: `make test` installs it"

