@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from tests.assistant import test_model_discovery as trees
 
 # The temporary home and the default model written as a split one, shared with the core's tests.
-home, smollm2_file, smollm2_split = trees.home, trees.smollm2_file, trees.smollm2_split
+home, smollm2_split = trees.home, trees.smollm2_split
 SPLIT_NAME, _place = trees.SPLIT_NAME, trees._place
 
 
