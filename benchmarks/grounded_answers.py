@@ -41,12 +41,10 @@ benchmarks/results/grounded_answers.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from dataclasses import replace
@@ -60,6 +58,7 @@ from engine import privacy  # noqa: E402
 privacy.install()
 
 from assistant.app import build_services  # noqa: E402
+from benchmarks.record import results_line, write_results  # noqa: E402
 from assistant.chat.events import ReplyDone, TurnPrepared  # noqa: E402
 from assistant.chat.prompt import grounded_chat  # noqa: E402
 from assistant.chat.session import ChatSession  # noqa: E402
@@ -227,13 +226,9 @@ def main(argv=None) -> int:
               f"{chosen['agree_cosine']} (shown right {chosen['dev_shown_right']}, wrong {chosen['dev_shown_wrong']})")
         figures["development_search"] = chosen
     met = answer["wrong"] <= TARGETS["answer_wrong_rate"] and answer["correct"] >= TARGETS["answer_correct_rate"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    line = {"benchmark": "grounded_answers", "part": args.part, "figures": figures, "targets": TARGETS, "met": met,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
-            "load_average_1m": round(os.getloadavg()[0], 2)}
+    line = results_line("grounded_answers", figures, TARGETS, met, part=args.part)
     if args.part == "scored":
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(line, indent=2) + "\n", encoding="utf-8")
+        write_results(line, RESULTS)
     print(json.dumps(line))
     return 0
 

@@ -26,10 +26,8 @@ Prints a table and one JSON line; writes benchmarks/results/study_cards.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +43,7 @@ privacy.install()
 import numpy as np  # noqa: E402
 
 from assistant.app import build_services  # noqa: E402
+from benchmarks.record import results_line, write_results  # noqa: E402
 from assistant.config import AppPaths  # noqa: E402
 from assistant.study.answers import SEMANTIC_THRESHOLD, check_answer  # noqa: E402
 from assistant.study.cards import propose  # noqa: E402
@@ -162,12 +161,8 @@ def main(argv=None) -> int:
     print(f"{'answer threshold, dev best / used':34s}{dev_threshold:>8.2f} / {SEMANTIC_THRESHOLD}")
     print(f"{'answers right, scored part':34s}{scored_accuracy:>8.3f}   target >= {TARGETS['answer_accuracy_scored']}"
           f" (without the meaning check {no_meaning:.3f})")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    line = {"benchmark": "study_cards", "figures": figures, "targets": TARGETS, "met": met,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
-            "load_average_1m": round(os.getloadavg()[0], 2)}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(line, indent=2) + "\n", encoding="utf-8")
+    line = results_line("study_cards", figures, TARGETS, met)
+    write_results(line, RESULTS)
     print(json.dumps(line))
     return 0
 

@@ -12,7 +12,7 @@ commit the final text with its status. A crash or kill therefore loses at most t
 the last interval, never an earlier message; :meth:`Conversations.recover_interrupted`
 marks replies a crash left ``streaming`` as ``interrupted`` at the next start.
 
-Why one module of ~560 lines: the conversation rows, their messages and the reply writer share
+Why one module of ~610 lines: the conversation rows, their messages and the reply writer share
 one transaction discipline over the store.
 """
 
