@@ -1,6 +1,6 @@
 """The main window: navigation, the panes, the engine status, keyboard shortcuts.
 
-Why one module of ~550 lines: the page table, the shortcut table and the actions built from
+Why one module of ~570 lines: the page table, the shortcut table and the actions built from
 them, and the page stack are one thing to read when adding a page; the dialogs live in
 :mod:`ui.help_dialogs`, the narrow widgets in :mod:`ui.compact_widgets`.
 
@@ -71,6 +71,8 @@ SERVICE_PAGES = {
 #: in the order of the navigation; Settings keeps the desktop's usual Ctrl+,.
 ACTION_KEYS = {
     "new_chat": "Ctrl+N",
+    # As a browser's private window: the same letter as a new chat, with Shift.
+    "new_incognito_chat": "Ctrl+Shift+N",
     "search": "Ctrl+F",
     "composer": "Ctrl+K",
     **{f"page_{key}": f"Ctrl+{number}" for number, (key, _l, _c) in enumerate(PAGES[:8], start=1)},
@@ -82,6 +84,7 @@ ACTION_KEYS = {
 #: What each action does, as its tooltip and the shortcut help say it.
 ACTION_HELP = {
     "new_chat": "New chat",
+    "new_incognito_chat": "New incognito chat (never saved)",
     "search": "Search all conversations",
     "composer": "Focus the message box",
     **{f"page_{key}": f"Go to {label}" for key, label, _c in PAGES},
@@ -307,6 +310,8 @@ class MainWindow(QMainWindow):
         self.statusBar().setSizeGripEnabled(False)
 
         self.sidebar.sig_new_chat_requested.connect(self.new_chat)
+        self.sidebar.sig_new_incognito_chat_requested.connect(self.new_incognito_chat)
+        self.chat.sig_incognito_changed.connect(self._on_incognito_changed)
         self.sidebar.sig_conversation_selected.connect(self.open_conversation)
         self.sidebar.sig_hit_activated.connect(self.open_hit)
         self.sidebar.sig_conversation_deleted.connect(self.chat.conversation_deleted)
@@ -336,6 +341,7 @@ class MainWindow(QMainWindow):
             return act
 
         action(file_menu, "new_chat", "New chat", self.new_chat)
+        action(file_menu, "new_incognito_chat", "New incognito chat", self.new_incognito_chat)
         action(file_menu, "search", "Search history…", self.focus_search)
         action(file_menu, "composer", "Write a message", self.focus_composer)
         file_menu.addSeparator()
@@ -473,6 +479,15 @@ class MainWindow(QMainWindow):
         self.show_page("chat")
         self.chat.new_conversation()
 
+    def new_incognito_chat(self) -> None:
+        """A chat kept in memory only, forgotten when the user leaves it (see ui.chat.pane)."""
+        self.show_page("chat")
+        self.chat.new_incognito_conversation()
+
+    def _on_incognito_changed(self, incognito: bool) -> None:
+        # Marked in the title bar too, which the desktop's window list and task switcher show.
+        self.setWindowTitle("Local Assistant — Incognito" if incognito else "Local Assistant")
+
     def open_conversation(self, conversation_id: str) -> None:
         self.show_page("chat")
         self.chat.open_conversation(conversation_id)
@@ -535,6 +550,8 @@ class MainWindow(QMainWindow):
         self._shut_down = True
         self.settings_pane.flush()
         self.chat.stop()
+        # An incognito chat is gone when the window closes; a reply still ending keeps nothing.
+        self.chat.forget_incognito()
         self.chat.shutdown_suggestions()
         for key in SERVICE_PAGES:
             self.pages[key].shutdown()

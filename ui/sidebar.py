@@ -1,5 +1,6 @@
 """The conversation list: newest activity first, pinned on top, rename, delete with undo,
-and a search box over the whole history that jumps to the matching message.
+and a search box over the whole history that jumps to the matching message. Above them,
+New chat and Incognito (a chat kept in memory only, which never appears in this list).
 
 GUI thread only; listing, renaming, deleting and searching are the core's calls, run as jobs.
 """
@@ -57,6 +58,7 @@ def hit_html(hit, title_colour: str = "") -> str:
 class Sidebar(QFrame):
     sig_conversation_selected = Signal(str)
     sig_new_chat_requested = Signal()
+    sig_new_incognito_chat_requested = Signal()
     sig_hit_activated = Signal(str, str)  # conversation id, message id ("" for a title hit)
     sig_conversation_deleted = Signal(str)
     sig_conversations_loaded = Signal()
@@ -87,7 +89,16 @@ class Sidebar(QFrame):
         self.new_button.setAccessibleName("New chat")
         self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
         self.new_button.clicked.connect(self.sig_new_chat_requested)
-        layout.addWidget(self.new_button)
+        self.incognito_button = QPushButton("Incognito")
+        self.incognito_button.setAccessibleName("New incognito chat")
+        self.incognito_button.setToolTip("Start an incognito chat: never saved, not in this list or in search, "
+                                         "forgotten when you leave it (Ctrl+Shift+N)")
+        self.incognito_button.clicked.connect(self.sig_new_incognito_chat_requested)
+        new_row = QHBoxLayout()
+        new_row.setSpacing(6)
+        new_row.addWidget(self.new_button, 1)
+        new_row.addWidget(self.incognito_button)
+        layout.addLayout(new_row)
 
         self.search_box = QLineEdit(self)
         self.search_box.setAccessibleName("Search all conversations")

@@ -44,6 +44,11 @@ COLORS = {
         # The keyboard focus ring: the accent, and on the accent-filled buttons the text colour.
         "focus": "#2f6fdb",
         "focus_on_accent": "#1d2026",
+        # An incognito chat: a strip of deep violet (white text, 10:1) and a violet tint on
+        # its header and composer, unlike any other state of the window.
+        "incognito_bg": "#46386b",
+        "incognito_text": "#ffffff",
+        "incognito_tint": "#ece7f7",
     },
     "dark": {
         "window": "#1e2127",
@@ -67,6 +72,9 @@ COLORS = {
         "link": "#8ab8ff",
         "focus": "#5b9cff",
         "focus_on_accent": "#e4e7ec",
+        "incognito_bg": "#5a4a8c",
+        "incognito_text": "#ffffff",
+        "incognito_tint": "#2a2439",
     },
 }
 

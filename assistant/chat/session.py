@@ -12,7 +12,10 @@ The session owns the store writes of a turn: the user's message, the conversatio
 settings, and the reply, whose row is committed before the engine is asked and saved while it
 streams (:class:`~assistant.history.conversations.ReplyWriter`), so a crash loses at most a
 fraction of a second. A session made with ``persist=False`` writes nothing at all: its
-messages live in memory (the API's requests, the Documents page's questions).
+messages live in memory (the API's requests, the Documents page's questions). An incognito
+chat keeps a whole conversation (title, settings, variants) in memory instead of the store:
+the session is given an :class:`~assistant.chat.incognito.IncognitoConversations` in place of
+``services.conversations``, and runs the same code over it.
 
 Cancelling: :meth:`ChatSession.cancel` (any thread) stops the reply within a poll interval;
 the engine is told to stop (prompt processing included) and what arrived is kept, marked
@@ -36,6 +39,8 @@ from assistant.history.conversations import DEFAULT_TITLE, Message, new_id
 
 if TYPE_CHECKING:
     from assistant.app import Services
+    from assistant.chat.incognito import IncognitoConversations
+    from assistant.history.conversations import Conversations
     from assistant.models.library import ModelRecord
     from engine.settings import SamplingParams
 
@@ -108,15 +113,21 @@ class ChatSession:
     sampling settings (the CLI's flags, an API request). ``persist=False``: nothing is written;
     ``history`` then holds the earlier turns as ``{"role", "content"}`` dicts.
     ``budget_tokens`` caps the passages' share of the prompt (``assistant ask --budget``).
+    ``conversations``: where the conversation is kept, ``services.conversations`` (the store)
+    unless given; an :class:`~assistant.chat.incognito.IncognitoConversations` keeps it in memory
+    only (an incognito chat: ``conversation_id`` is then one of its conversations, or None).
     """
 
     def __init__(self, services: "Services", conversation_id: str | None = None, *, model_id: str | None = None,
                  system_prompt: str | None = None, documents: dict | None | object = FROM_CONVERSATION,
                  sampling: "SamplingParams | None" = None, persist: bool = True, history: list[dict] | None = None,
-                 budget_tokens: int | None = None):
+                 budget_tokens: int | None = None,
+                 conversations: "Conversations | IncognitoConversations | None" = None):
         # Nothing here touches the store: a screen builds a session on the GUI thread and hands
         # its generators to a worker; what the conversation keeps is read when a turn starts.
         self.services = services
+        # The same calls either way, so an incognito chat runs exactly this code and never the store's.
+        self.conversations = conversations if conversations is not None else services.conversations
         self.persist = persist
         self.conversation_id = conversation_id if persist else None
         self.model_id = model_id
@@ -135,7 +146,7 @@ class ChatSession:
         Worker thread (reads the store); every generator calls it first."""
         if self._settled:
             return self
-        conversations = self.services.conversations
+        conversations = self.conversations
         stored = self.persist and self.conversation_id is not None
         if self.model_id is None and stored:
             self.model_id = conversations.get_setting(self.conversation_id, chat_prompt.SETTING_MODEL)
@@ -151,6 +162,13 @@ class ChatSession:
         return self
 
     # ----- what the screens call ----------------------------------------------------------------
+    @property
+    def incognito(self) -> bool:
+        """Whether the conversation is kept in memory only (see :mod:`assistant.chat.incognito`)."""
+        from assistant.chat.incognito import IncognitoConversations
+
+        return isinstance(self.conversations, IncognitoConversations)
+
     def cancel(self) -> None:
         """Stop the reply in progress (any thread); what arrived is kept, marked interrupted."""
         self._cancel.set()
@@ -188,7 +206,7 @@ class ChatSession:
             return []
         self.settle()
         hidden = set(self._hidden())
-        return [m for m in self.services.conversations.messages(self.conversation_id)
+        return [m for m in self.conversations.messages(self.conversation_id)
                 if m.id not in hidden and m.chosen]
 
     # ----- preparing ------------------------------------------------------------------------------
@@ -204,7 +222,7 @@ class ChatSession:
         return library.for_task("chat")
 
     def _hidden(self) -> list[str]:
-        return list(self.services.conversations.get_setting(self.conversation_id, chat_prompt.SETTING_HIDDEN, [])
+        return list(self.conversations.get_setting(self.conversation_id, chat_prompt.SETTING_HIDDEN, [])
                     or [])
 
     def _hide(self, message_ids: list[str]) -> None:
@@ -213,7 +231,7 @@ class ChatSession:
         if not self.persist:
             self._memory = [m for m in self._memory if m.id not in set(message_ids)]
             return
-        self.services.conversations.set_setting(self.conversation_id, chat_prompt.SETTING_HIDDEN,
+        self.conversations.set_setting(self.conversation_id, chat_prompt.SETTING_HIDDEN,
                                                 self._hidden() + list(message_ids))
 
     def _prepare_turn(self, text: str, replace_from: str | None) -> tuple[TurnPrepared, _Turn]:
@@ -230,7 +248,7 @@ class ChatSession:
                 raise ChatError("That message is no longer in this conversation, so it cannot be edited.")
             hidden = ids[ids.index(replace_from):]
         if self.persist:
-            conversations = self.services.conversations
+            conversations = self.conversations
             if self.conversation_id is None:
                 conversation = conversations.create(chat_prompt.auto_title(text))
                 self.conversation_id = conversation.id
@@ -275,7 +293,7 @@ class ChatSession:
         question = next((m.text for m in reversed(messages) if m.role == "user"), "")
         if not question:
             raise ChatError("There is no question to answer in this conversation.")
-        conversation = self.services.conversations.get(self.conversation_id) if self.persist else None
+        conversation = self.conversations.get(self.conversation_id) if self.persist else None
         prepared, turn = self._prepared(model, conversation, None, hidden or [], question, messages)
         return prepared, replace(turn, variant_of=variant_of)
 
@@ -314,7 +332,7 @@ class ChatSession:
         adapter = adapters[0]["path"] if adapters else None
         if not self.persist:
             return _MemoryReplyWriter(self, turn.model.id, sampling, documents, adapter)
-        return self.services.conversations.begin_reply(self.conversation_id, model=turn.model.id, sampling=sampling,
+        return self.conversations.begin_reply(self.conversation_id, model=turn.model.id, sampling=sampling,
                                                        documents=documents, adapter=adapter,
                                                        variant_of=turn.variant_of)
 

@@ -1,4 +1,8 @@
-"""What a chat screen shows of a conversation, read in one call. Worker threads (the store)."""
+"""What a chat screen shows of a conversation, read in one call. Worker threads (the store).
+
+Each call that reads or changes a conversation takes ``conversations``: the store's
+(``services.conversations``, the default) or an incognito chat's
+(:class:`~assistant.chat.incognito.IncognitoConversations`, in memory only)."""
 
 from __future__ import annotations
 
@@ -45,12 +49,12 @@ def new_conversation_view(services: "Services") -> ConversationView:
                             chat_models(services))
 
 
-def load_conversation(services: "Services", conversation_id: str) -> ConversationView:
+def load_conversation(services: "Services", conversation_id: str, conversations=None) -> ConversationView:
     from assistant.chat.session import ChatSession
 
-    conversations = services.conversations
+    conversations = conversations if conversations is not None else services.conversations
     conversation = conversations.get(conversation_id)
-    session = ChatSession(services, conversation_id)
+    session = ChatSession(services, conversation_id, conversations=conversations)
     messages = session.visible_messages()
     sources = {m.id: stored_sources(services, m.documents, m.metrics) for m in messages
                if m.role == "assistant" and m.documents}
@@ -60,15 +64,18 @@ def load_conversation(services: "Services", conversation_id: str) -> Conversatio
                             sources={k: v for k, v in sources.items() if v}, variants=variants)
 
 
-def choose_variant(services: "Services", message_id: str) -> tuple:
+def choose_variant(services: "Services", message_id: str, conversations=None) -> tuple:
     """Show the variant ``message_id`` of a regenerated reply from now on (and send it to the
     model on the next turn); returns that Message and its sources."""
-    message = services.conversations.choose_variant(message_id)
+    conversations = conversations if conversations is not None else services.conversations
+    message = conversations.choose_variant(message_id)
     return message, stored_sources(services, message.documents, message.metrics) if message.documents else []
 
 
-def set_conversation_setting(services: "Services", conversation_id: str, key: str, value) -> None:
+def set_conversation_setting(services: "Services", conversation_id: str, key: str, value,
+                             conversations=None) -> None:
     """Keep one of the settings named in :mod:`assistant.chat.prompt` for the conversation."""
     if key not in (chat_prompt.SETTING_MODEL, chat_prompt.SETTING_SYSTEM_PROMPT, chat_prompt.SETTING_DOCUMENTS):
         raise ValueError(f"unknown conversation setting {key!r}")
-    services.conversations.set_setting(conversation_id, key, value)
+    conversations = conversations if conversations is not None else services.conversations
+    conversations.set_setting(conversation_id, key, value)

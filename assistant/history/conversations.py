@@ -99,7 +99,9 @@ def to_json(value: Any) -> str:
         raise ConversationError(f"Cannot store {value!r}: {exc}.") from exc
 
 
-def _clean_title(title: str | None) -> str:
+def clean_title(title: str | None) -> str:
+    """A title as kept: one line, at most MAX_TITLE_CHARS, DEFAULT_TITLE when empty (also used
+    by the incognito chat's in-memory conversation, so both keep the same titles)."""
     if title is None:
         return DEFAULT_TITLE
     if not isinstance(title, str):
@@ -178,7 +180,7 @@ class Conversations:
         with self._store.transaction() as conn:
             conn.execute(
                 "INSERT INTO conversations (id, title, created_at, last_activity_at) VALUES (?, ?, ?, ?)",
-                (conversation_id, _clean_title(title), now, now),
+                (conversation_id, clean_title(title), now, now),
             )
         return self.get(conversation_id)
 
@@ -238,7 +240,7 @@ class Conversations:
         return self.get(conversation_id)
 
     def rename(self, conversation_id: str, title: str) -> Conversation:
-        return self._update(conversation_id, "title = ?", (_clean_title(title),))
+        return self._update(conversation_id, "title = ?", (clean_title(title),))
 
     def pin(self, conversation_id: str, pinned: bool = True) -> Conversation:
         return self._update(conversation_id, "pinned = ?", (int(bool(pinned)),))

@@ -6,7 +6,13 @@ GUI thread only. Everything that touches the store or the engine goes through
 responsive while a reply streams. Every message is stored as it happens, so a crash or a dead engine loses nothing:
 a reply cut short is kept and marked "interrupted".
 
-Why one module of ~730 lines: the page's controller; its message views and smaller widgets
+Incognito: :meth:`ChatPane.new_incognito_conversation` starts a chat kept only in memory
+(:mod:`assistant.chat.incognito`): a banner and a tinted header and composer say so, it never
+reaches the conversation list or the history search, and it is forgotten when the user leaves
+it (another conversation, a new chat, the window closed), with a notice saying so. There is no
+undo and no confirmation: forgetting it is the point, and the banner says it from the start.
+
+Why one module of ~840 lines: the page's controller; its message views and smaller widgets
 live beside it (message_view.py, widgets.py), what remains shares the conversation shown.
 """
 
@@ -44,21 +50,30 @@ from assistant.chat.events import (
 )
 from assistant.wording import passages_line
 from ui.chat.message_view import MAX_COLUMN_WIDTH, MessageView
-from ui.chat.widgets import Banner, Composer, SourceDialog
+from ui.chat.widgets import Banner, Composer, IncognitoBanner, SourceDialog
 from ui.compact_widgets import ElidedLabel, compact_combo
 from ui.suggesting_edit import SuggestionController
 from ui.theme import COLORS
 
 if TYPE_CHECKING:
     from assistant.app import Services
+    from assistant.chat.incognito import IncognitoConversations
     from assistant.chat.session import ChatSession
     from assistant.chat.views import ConversationView
     from ui.jobs import Job, Jobs
 
+#: The empty chat's hint, in a normal and in an incognito chat.
+EMPTY_HINT = "Ask anything. Everything you write stays on this computer."
+EMPTY_INCOGNITO_HINT = "Incognito: nothing you write here is saved, searched or listed. Leaving the chat forgets it."
+#: Said once an incognito chat was left (another conversation, a new chat).
+INCOGNITO_FORGOTTEN = "The incognito chat was closed and forgotten: nothing of it was saved."
+
+
 class ChatPane(QWidget):
     """One conversation at a time; see the module docstring for threading."""
 
-    sig_conversation_changed = Signal(str)  # the conversation now shown ("" for a new one)
+    sig_conversation_changed = Signal(str)  # the conversation now shown ("" for a new one or an incognito one)
+    sig_incognito_changed = Signal(bool)  # an incognito chat is now shown (True) or was left (False)
     sig_conversations_changed = Signal()  # titles or activity changed: the sidebar refreshes
     sig_reply_finished = Signal(str)  # status of the reply that just ended
 
@@ -78,6 +93,8 @@ class ChatPane(QWidget):
         self.system_prompt = ""
         self.models: list = []
         self.views: list[MessageView] = []
+        # The incognito chat's in-memory conversation while one is shown; None for a stored one.
+        self.incognito: IncognitoConversations | None = None
         self.reply: Job | None = None  # the streaming reply's job
         self.session: ChatSession | None = None  # its session
         self.streaming_view: MessageView | None = None
@@ -93,6 +110,10 @@ class ChatPane(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(0)
+
+        # Above everything while a chat is incognito, so it cannot be missed.
+        self.incognito_banner = IncognitoBanner(self)
+        outer.addWidget(self.incognito_banner)
 
         header = QFrame(self)
         header.setObjectName("ChatHeader")
@@ -204,7 +225,7 @@ class ChatPane(QWidget):
         self.column_layout = QVBoxLayout(self.inner_column)
         self.column_layout.setContentsMargins(16, 14, 16, 14)
         self.column_layout.setSpacing(10)
-        self.empty_label = QLabel("Ask anything. Everything you write stays on this computer.")
+        self.empty_label = QLabel(EMPTY_HINT)
         self.empty_label.setObjectName("EmptyChat")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
@@ -237,6 +258,8 @@ class ChatPane(QWidget):
         composer_row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         composer_row.addWidget(self.stop_button, 0, Qt.AlignmentFlag.AlignBottom)
         outer.addWidget(bar)
+        # What takes the incognito tint (the style sheet's [incognito="true"]).
+        self._tinted = (header, documents_bar, self.persona_panel, bar)
 
         self.escape_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
         self.escape_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -292,10 +315,22 @@ class ChatPane(QWidget):
 
     # ----- opening conversations ---------------------------------------------------------
     def new_conversation(self) -> None:
+        self._start_new(incognito=False)
+
+    def new_incognito_conversation(self) -> None:
+        """Start a chat kept in memory only (see the module docstring)."""
+        self._start_new(incognito=True)
+
+    def _start_new(self, incognito: bool) -> None:
         if self.services is None or self.jobs is None:
             return
         self._leave_current()
         self.conversation_id = None
+        if incognito:
+            # Imported here, like the session: nothing of the core before the first paint.
+            from assistant.chat.incognito import IncognitoConversations
+
+            self._set_incognito(IncognitoConversations())
         generation = self._generation
         self.jobs.run(chat_views.new_conversation_view, self.services,
                       on_done=lambda view: self._show_view(view, generation),
@@ -330,13 +365,41 @@ class ChatPane(QWidget):
         self.streaming_view = None
         self.cancel_edit()
         self.banner.hide()
+        if self.forget_incognito():
+            self._clear_views()  # its text leaves the screen now, not when the next view loads
+            self.banner.show_message(INCOGNITO_FORGOTTEN, "info")
+
+    def forget_incognito(self) -> bool:
+        """Discard the incognito chat shown, if any (GUI thread; the window calls it at close);
+        True when there was one. A reply still streaming finishes into nothing."""
+        if self.incognito is None:
+            return False
+        self.incognito.discard()
+        self._set_incognito(None)
+        return True
+
+    def _set_incognito(self, conversations: "IncognitoConversations | None") -> None:
+        self.incognito = conversations
+        on = conversations is not None
+        self.incognito_banner.setVisible(on)
+        self.empty_label.setText(EMPTY_INCOGNITO_HINT if on else EMPTY_HINT)
+        for widget in self._tinted:
+            widget.setProperty("incognito", on)
+            widget.style().unpolish(widget)
+            widget.style().polish(widget)
+        self.sig_incognito_changed.emit(on)
+
+    def _title_text(self, title: str | None) -> str:
+        if self.incognito is not None:
+            return f"Incognito · {title}" if title else "Incognito chat"
+        return title or "New conversation"
 
     def _show_view(self, view: "ConversationView", generation: int, message_id: str | None = None) -> None:
         if generation != self._generation:
             return
         self._loading = False
         self.conversation_id = view.conversation.id if view.conversation else None
-        self.title_label.setText(view.conversation.title if view.conversation else "New conversation")
+        self.title_label.setText(self._title_text(view.conversation.title if view.conversation else None))
         self.system_prompt = view.system_prompt or ""
         self.persona_edit.setPlainText(self.system_prompt)
         self._fill_models(view.models, view.model_id)
@@ -423,7 +486,7 @@ class ChatPane(QWidget):
         self.documents_choice = choice
         if self.conversation_id and self.services and self.jobs:
             self.jobs.run(chat_views.set_conversation_setting, self.services, self.conversation_id,
-                          chat_prompt.SETTING_DOCUMENTS, choice, on_error=self._show_error)
+                          chat_prompt.SETTING_DOCUMENTS, choice, self.incognito, on_error=self._show_error)
 
     def open_source(self, chunk_id: int) -> None:
         """Show a cited passage with its file and place (read on a worker thread)."""
@@ -444,7 +507,7 @@ class ChatPane(QWidget):
         self.model_id = model_id
         if self.conversation_id and self.services and self.jobs:
             self.jobs.run(chat_views.set_conversation_setting, self.services, self.conversation_id,
-                          chat_prompt.SETTING_MODEL, model_id, on_error=self._show_error)
+                          chat_prompt.SETTING_MODEL, model_id, self.incognito, on_error=self._show_error)
 
     def _toggle_persona(self, shown: bool) -> None:
         self.persona_panel.setVisible(shown)
@@ -456,7 +519,8 @@ class ChatPane(QWidget):
         self.persona_button.setChecked(False)
         if self.conversation_id and self.services and self.jobs:
             self.jobs.run(chat_views.set_conversation_setting, self.services, self.conversation_id,
-                          chat_prompt.SETTING_SYSTEM_PROMPT, self.system_prompt, on_error=self._show_error)
+                          chat_prompt.SETTING_SYSTEM_PROMPT, self.system_prompt, self.incognito,
+                          on_error=self._show_error)
 
     # ----- message views -------------------------------------------------------------------
     def _clear_views(self) -> None:
@@ -553,7 +617,8 @@ class ChatPane(QWidget):
         from assistant.chat.session import ChatSession
 
         return ChatSession(self.services, self.conversation_id, model_id=self.model_id,
-                           system_prompt=self.system_prompt, documents=self.documents_choice)
+                           system_prompt=self.system_prompt, documents=self.documents_choice,
+                           conversations=self.incognito)
 
     def send(self, text: str | None = None) -> bool:
         """Send the composer's text (or ``text``); False if nothing was sent."""
@@ -604,7 +669,8 @@ class ChatPane(QWidget):
             view.set_message(message)
             view.set_sources(sources)
 
-        self.jobs.run(chat_views.choose_variant, self.services, message_id, on_done=show, on_error=self._show_error)
+        self.jobs.run(chat_views.choose_variant, self.services, message_id, self.incognito, on_done=show,
+                      on_error=self._show_error)
 
     def _start_reply(self, session: ChatSession, events, user_view: "MessageView | None", text: str | None,
                      variants_before: list[str] | None = None) -> None:
@@ -701,10 +767,12 @@ class ChatPane(QWidget):
         new = self.conversation_id is None
         if turn.conversation is not None:
             self.conversation_id = turn.conversation.id
-            self.title_label.setText(turn.conversation.title)
-            if new:
+            self.title_label.setText(self._title_text(turn.conversation.title))
+            # An incognito chat is in no list: the sidebar keeps showing nothing selected.
+            if new and self.incognito is None:
                 self.sig_conversation_changed.emit(turn.conversation.id)
-        self.sig_conversations_changed.emit()
+        if self.incognito is None:
+            self.sig_conversations_changed.emit()
         view = self.streaming_view
         if view is not None:
             view.set_sources(list(turn.sources))
@@ -753,7 +821,8 @@ class ChatPane(QWidget):
             kept = " The partial reply was kept and marked interrupted." if message is not None and message.text \
                 else ""
             self.banner.show_message(f"{text}{kept}", "error")
-        self.sig_conversations_changed.emit()
+        if self.incognito is None:
+            self.sig_conversations_changed.emit()
         self.sig_reply_finished.emit(message.status if message is not None else kind)
         self._refresh_actions()
 

@@ -1,5 +1,5 @@
 """The chat's smaller widgets: the composer that grows with its text, the banner for errors
-and notices, the dialog that shows a cited passage. GUI thread only."""
+and notices, the incognito chat's banner, the dialog that shows a cited passage. GUI thread only."""
 
 from __future__ import annotations
 
@@ -106,6 +106,26 @@ class Banner(QFrame):
     def dismiss(self) -> None:
         self.hide()
         self.sig_banner_closed.emit()
+
+
+class IncognitoBanner(QFrame):
+    """The strip that marks an incognito chat: always shown while it lasts, never dismissed."""
+
+    TEXT = "Incognito — this chat is not saved and disappears when you close it."
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("IncognitoBanner")
+        self.setAccessibleName("Incognito notice")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(14, 6, 10, 6)
+        self.label = QLabel(self.TEXT)
+        self.label.setWordWrap(True)
+        self.label.setAccessibleName(self.TEXT)
+        self.setToolTip("Not in the conversation list, not in history search, never written to disk. "
+                        "Switching to another conversation, starting a new chat or closing the window forgets it.")
+        layout.addWidget(self.label, 1)
+        self.hide()
 
 
 class SourceDialog(QDialog):
