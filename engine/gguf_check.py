@@ -614,10 +614,13 @@ class GGUFPeek:
     version: int
     file_size: int
     tensor_count: int
-    # The entries before the first ``tokenizer.`` key (or all of them in a file without one):
-    # writers put the general.* and architecture keys first.
+    # The entries before the first ``tokenizer.`` array (or all of them in a file without one):
+    # writers put the general.* and architecture keys first; the vocabulary itself is only an
+    # ArraySummary under ``tokenizer.ggml.tokens`` (its size), when it is that first array.
     metadata: dict[str, object]
 
+
+_VOCABULARY_KEY = "tokenizer.ggml.tokens"
 
 # Discovery lists hundreds of files: the keys it shows come in the first few KB, so a peek
 # stops at the vocabulary (megabytes of strings for a 262k-token model) or after this much.
@@ -625,7 +628,8 @@ _PEEK_BYTES = 1 * _MiB
 
 
 def peek_gguf(path: str | os.PathLike[str], limits: GGUFLimits = GGUFLimits()) -> GGUFPeek:
-    """The start of a GGUF file: magic, version, counts and the metadata before the vocabulary.
+    """The start of a GGUF file: magic, version, counts, the metadata before the vocabulary and
+    the vocabulary's size.
 
     For listing files found on disk cheaply (a few KB read per file); it proves the file is a
     GGUF model of a known version, not that llama.cpp can load it: :func:`check_gguf` decides
@@ -640,11 +644,18 @@ def peek_gguf(path: str | os.PathLike[str], limits: GGUFLimits = GGUFLimits()) -
             if cur.pos > _PEEK_BYTES:
                 break
             key = parser._read_string(f"the name of metadata key #{index}").decode("utf-8", errors="replace")
-            if key.startswith("tokenizer."):
-                break  # the vocabulary follows
             vtype = cur.u32(f"the value type of metadata key '{_show(key)}'")
             if vtype not in _TYPE_NAMES:
                 raise MalformedModelError(f"Metadata key '{_show(key)}' has an unknown value type {vtype}.")
+            if key.startswith("tokenizer.") and vtype == _VT.ARRAY:
+                if key == _VOCABULARY_KEY:
+                    # The vocabulary's size (which sets the logits buffer, engine.library) is
+                    # its array's length, stored before the strings: read it, not them.
+                    element_type = cur.u32(f"the element type of array '{key}'")
+                    length = cur.u64(f"the length of array '{key}'")
+                    if length <= limits.max_array_length:
+                        metadata[key] = ArraySummary(_TYPE_NAMES.get(element_type, "unknown"), length)
+                break  # the vocabulary, merges and scores: megabytes, and not needed here
             if vtype == _VT.ARRAY:
                 metadata[key] = parser._read_array(key, 1, keep=True)[0]
             else:

@@ -176,7 +176,9 @@ class Worker:
         while True:
             try:
                 check_fits(summary.get("file_size") or os.path.getsize(path), summary.get("kv_bytes_per_token", 0),
-                           n_ctx, os.path.basename(path), free=self._free_memory(settings))
+                           n_ctx, os.path.basename(path), free=self._free_memory(settings),
+                           n_vocab=summary.get("vocab_size"), n_embd=summary.get("embedding_length"),
+                           n_batch=settings.n_batch, trained=summary.get("context_length"))
                 break
             except ModelTooLargeError:
                 if not self.models:

@@ -2,7 +2,8 @@
 
 GUI thread only. Looking (:func:`assistant.models.views.discover_models`) and linking
 (:func:`assistant.models.views.link_models`, which checks and hashes the file) run as jobs;
-the dialog only shows what they return. Opened with ``open()``, never ``exec()``.
+the dialog only shows what they return, each model with how it fits this machine. Opened with
+``open()``, never ``exec()``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 
 class ModelDiscoveryDialog(QDialog):
+    FIT_COLUMN = 3  # "runs well · ~40 tokens/s"; the numbers behind it in the tooltip
+    LINK_COLUMN = 4
+
     sig_search_finished = Signal(int)  # models found
     sig_link_finished = Signal(int, int)  # linked, refused
 
@@ -53,7 +57,7 @@ class ModelDiscoveryDialog(QDialog):
         self.table.setObjectName("DiscoveredModels")
         self.table.setAccessibleName("Models found on this computer")
         self.table.setRootIsDecorated(False)
-        self.table.setHeaderLabels(["Source", "Name", "Size", ""])
+        self.table.setHeaderLabels(["Source", "Name", "Size", "On this machine", ""])
         header = self.table.header()
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setStretchLastSection(False)
@@ -104,18 +108,20 @@ class ModelDiscoveryDialog(QDialog):
         self.link_buttons.clear()
         for found in view.found:
             size = human_size(found.size_bytes) + (f" ({found.parts} parts)" if found.parts > 1 else "")
-            item = QTreeWidgetItem([found.source_label, found.name, size, ""])
+            fit = view.fits.get(found.path)
+            item = QTreeWidgetItem([found.source_label, found.name, size, fit.short_text if fit else "unknown", ""])
             tip = found.path + "".join(f"\nAlso {other}" for other in found.also_in)
-            for column in range(3):
+            for column in range(self.FIT_COLUMN):
                 item.setToolTip(column, tip)
+            item.setToolTip(self.FIT_COLUMN, fit.details() if fit else "The file's header could not be read again.")
             self.table.addTopLevelItem(item)
             button = QPushButton("Linked" if self._linked(found) else "Link")
             button.setAccessibleName(f"Link {found.name}")
             button.setEnabled(not self._linked(found))
             button.clicked.connect(lambda _c=False, f=found: self.link([f]))
-            self.table.setItemWidget(item, 3, button)
+            self.table.setItemWidget(item, self.LINK_COLUMN, button)
             self.link_buttons[found.path] = button
-        for column in (0, 2, 3):
+        for column in (0, 2, self.FIT_COLUMN, self.LINK_COLUMN):
             self.table.resizeColumnToContents(column)
         text = (f"Found {counted(len(view.found), 'model')}." if view.found else
                 "No GGUF models were found in the usual places. Add a folder to search your own.")

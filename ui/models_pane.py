@@ -5,6 +5,10 @@ GUI thread only. Importing hashes and checks the whole file, so it runs as a job
 that is not GGUF, is malformed or would not fit in memory gives one clear dialog and leaves
 the library unchanged (the core guarantees the latter). Dialogs are opened with ``open()``,
 never ``exec()``: the window keeps running behind them, and tests can answer them.
+
+Each model's fit on this machine ("runs well", "tight", "too large", with its expected speed)
+is worked out by a job while the page is shown (the first one measures the memory bandwidth);
+choosing a model that does not fit for a task asks first, with the numbers.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.models import fit as model_fit
 from assistant.models import views as library_views
 from assistant.wording import counted, human_count, human_size
 from ui.compact_widgets import ElidedLabel, compact_combo
@@ -70,6 +75,8 @@ class ModelsPane(QWidget):
         self.file_dialog: QFileDialog | None = None
         self.active_dialog: QMessageBox | None = None  # the question or error showing now
         self.discovery_dialog = None  # the "Find models on this computer" dialog while it is open
+        self.fits: dict = {}  # model id -> fit.Fit, from the last fit job
+        self._fits_stale = True  # the library changed since the fits were worked out
         self.importing = False
         self._filling = False
         self._build()
@@ -136,7 +143,8 @@ class ModelsPane(QWidget):
         for key, label in (("display_name", "Name"), ("id", "Id"), ("source", "Source"),
                            ("architecture", "Architecture"), ("parameters", "Parameters"),
                            ("quantization", "Quantization"), ("context_length", "Context length"),
-                           ("size", "Size on disk"), ("tasks", "Tasks"), ("path", "File"), ("sha256", "SHA-256")):
+                           ("size", "Size on disk"), ("fit", "On this machine"), ("tasks", "Tasks"),
+                           ("path", "File"), ("sha256", "SHA-256")):
             if key in ("path", "sha256"):
                 # A path or a hash has no spaces to wrap at; cut in the middle, the two ends
                 # are what tell files and hashes apart. The whole text is in the tooltip and Copy.
@@ -213,11 +221,7 @@ class ModelsPane(QWidget):
         current = select or (self.list.currentItem().data(Qt.ItemDataRole.UserRole) if self.list.currentItem() else None)
         self.list.clear()
         for model in view.models:
-            quant = model.metadata.get("quantization") or ""
-            item = QListWidgetItem(f"{model.display_name}\n{human_size(model.size_bytes)}"
-                                   + (f" · {quant}" if quant else "") + (" · default pack" if model.source == "pack" else "")
-                                   + (f" · {model.linked_from_label}" if model.linked_from else "")
-                                   + (" · missing" if model.missing else ""))
+            item = QListWidgetItem(self._row_text(model))
             item.setData(Qt.ItemDataRole.UserRole, model.id)
             self.list.addItem(item)
             if model.id == current:
@@ -227,6 +231,43 @@ class ModelsPane(QWidget):
         self._fill_routes(view)
         self._show_details()
         self.status.setText(f"{counted(len(view.models), 'model')} in the library.")
+        self._fits_stale = True
+        self._refresh_fits()
+
+    def _row_text(self, model) -> str:
+        quant = model.metadata.get("quantization") or ""
+        fit = self.fits.get(model.id)
+        return (f"{model.display_name}\n{human_size(model.size_bytes)}"
+                + (f" · {quant}" if quant else "") + (" · default pack" if model.source == "pack" else "")
+                + (f" · {model.linked_from_label}" if model.linked_from else "")
+                + (" · missing" if model.missing else "")
+                + (f" · {fit.short_text}" if fit is not None and not model.missing else ""))
+
+    # ----- fit on this machine --------------------------------------------------------------------
+    def _refresh_fits(self) -> None:
+        """Work the fits out again, now if the page is shown, else when it next is (the first
+        measure of the memory bandwidth is not spent on a page nobody looks at)."""
+        if not self._fits_stale or self.services is None or self.jobs is None or not self.isVisible():
+            return
+        self._fits_stale = False
+        self.jobs.run(library_views.model_fits, self.services, on_done=self._show_fits,
+                      on_error=lambda message, _exc: self.fields["fit"].setText(message))
+
+    def _show_fits(self, fits: dict) -> None:
+        self.fits = dict(fits)
+        if self.view is None:
+            return
+        by_id = {m.id: m for m in self.view.models}
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            model = by_id.get(item.data(Qt.ItemDataRole.UserRole))
+            if model is not None:
+                item.setText(self._row_text(model))
+        self._show_details()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self._refresh_fits()
 
     def _fill_routes(self, view: library_views.LibraryView) -> None:
         self._filling = True
@@ -255,6 +296,42 @@ class ModelsPane(QWidget):
         if self._filling or self.services is None or self.jobs is None:
             return
         model_id = self.route_combos[task].currentData()
+        if model_id is None:
+            self._set_route(task, None)
+            return
+        # The chosen model loads at the task's next request: say first if it does not fit.
+        self.jobs.run(library_views.model_fit, self.services, model_id,
+                      on_done=lambda found: self._confirm_route(task, *found), on_error=self._error)
+
+    def _confirm_route(self, task: str, record, fit) -> QMessageBox | None:
+        if fit is None or fit.label != model_fit.TOO_LARGE:
+            self._set_route(task, record.id)
+            return None
+        if self.active_dialog is not None:
+            self.active_dialog.close()
+        box = QMessageBox(QMessageBox.Icon.Warning, "Model too large for this machine",
+                          f"{record.display_name} may not fit in memory here.", parent=self)
+        box.setInformativeText(fit.warning(record.display_name))
+        box.setAccessibleName("Model too large for this machine")
+        go_on = box.addButton("Use it anyway", QMessageBox.ButtonRole.AcceptRole)
+        go_on.setAccessibleName(f"Use {record.display_name} for {TASK_LABELS.get(task, task)} anyway")
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+
+        def answered(_result: int) -> None:
+            self.active_dialog = None
+            if box.clickedButton() is go_on:
+                self._set_route(task, record.id)
+            elif self.view is not None:
+                self._fill_routes(self.view)  # back to the choice before
+
+        box.finished.connect(answered)
+        box.finished.connect(lambda _r: box.deleteLater())
+        self.active_dialog = box
+        box.open()
+        return box
+
+    def _set_route(self, task: str, model_id: str | None) -> None:
         self.jobs.run(library_views.set_route, self.services, task, model_id,
                       on_done=lambda view: (self._fill(view), self.sig_library_changed.emit()),
                       on_error=self._error)
@@ -289,6 +366,7 @@ class ModelsPane(QWidget):
             "quantization": meta.get("quantization") or "unknown",
             "context_length": f"{meta['context_length']:,} tokens" if meta.get("context_length") else "unknown",
             "size": human_size(model.size_bytes),
+            "fit": self._fit_text(model),
             "tasks": ", ".join(TASK_LABELS.get(t, t) for t in model.tasks) or "none",
             "path": model.path,
             "sha256": model.sha256 or "not computed",
@@ -299,6 +377,12 @@ class ModelsPane(QWidget):
         # Plain text: the library keeps a licence's own words (a saved web page is cut to them
         # when the pack is registered, engine.model_pack.licence_text).
         self.licence.setPlainText(model.licence_text or meta.get("licence") or "No licence is stated in this file.")
+
+    def _fit_text(self, model) -> str:
+        if model.missing or not model.is_gguf:
+            return "—"
+        fit = self.fits.get(model.id)
+        return fit.details() if fit is not None else "Working it out…"
 
     def _update_buttons(self) -> None:
         model = self.selected_model()

@@ -17,6 +17,7 @@ from assistant.chat.events import ReplyDone, ReplyFailed, Token
 from assistant.chat.session import ChatSession, sampling_with
 from assistant.cli.documents import add_documents_commands
 from assistant.cli.history import add_history_commands, store_error_message
+from assistant.cli.model_fit import with_fit_columns
 from assistant.cli.study import add_study_commands
 from assistant.cli.tasks import add_task_commands
 from assistant.config import default_paths
@@ -43,6 +44,7 @@ def cmd_models_list(args, services: Services) -> int:
         rows.append((m.id, m.display_name, str(meta.get("architecture") or "?"), human_count(meta.get("parameter_count")),
                      str(meta.get("quantization") or "?"), str(meta.get("context_length") or "?"),
                      human_size(m.size_bytes), _source_text(m), ",".join(m.tasks)))
+    rows = with_fit_columns(rows, records, services)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

@@ -218,7 +218,9 @@ class ModelLibrary:
             summary["file_size"] = size
             summary["split_parts"] = len(parts)
         try:
-            check_fits(size, summary.get("kv_bytes_per_token", 0), n_ctx, source.name, free=free_memory)
+            check_fits(size, summary.get("kv_bytes_per_token", 0), n_ctx, source.name, free=free_memory,
+                       n_vocab=summary.get("vocab_size"), n_embd=summary.get("embedding_length"),
+                       trained=summary.get("context_length"))
         except ModelTooLargeError as exc:
             raise LibraryError(str(exc)) from exc
         tasks = ["chat", "complete"] if summary.get("chat_template") else ["complete"]

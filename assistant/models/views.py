@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
 from assistant.errors import LibraryError
 
 if TYPE_CHECKING:
     from assistant.app import Services
+    from assistant.models.fit import Fit
     from assistant.models.library import ModelRecord
 
 
@@ -38,6 +39,44 @@ def library_view(services: "Services") -> LibraryView:
     return LibraryView(services.library.list(), services.library.routes(), effective, tuple(TASKS))
 
 
+def model_fits(services: "Services") -> dict[str, "Fit"]:
+    """How each GGUF model of the library fits this machine at the configured context, by model
+    id (missing files have none). The first call for a data folder measures the memory
+    bandwidth (under a second)."""
+    from assistant.models import fit
+
+    machine = fit.this_machine(services.paths.data_dir)
+    return {record.id: _record_fit(services, record, machine)
+            for record in services.library.list() if record.is_gguf and not record.missing}
+
+
+def model_fit(services: "Services", model_id: str) -> tuple["ModelRecord", "Fit | None"]:
+    """One model and its fit (None for a missing file or a model that is not GGUF), to ask
+    before a model that does not fit is chosen for a task."""
+    from assistant.models import fit
+
+    record = services.library.get(model_id)
+    if not record.is_gguf or record.missing:
+        return record, None
+    return record, _record_fit(services, record, fit.this_machine(services.paths.data_dir))
+
+
+def _record_fit(services: "Services", record: "ModelRecord", machine) -> "Fit":
+    """From the metadata stored at import; when it lacks the KV figure or the vocabulary's size
+    (an older record, a file without them), from the header again (a few KB)."""
+    from assistant.models import fit
+    from engine.gguf_check import MalformedModelError
+
+    shape = fit.ModelShape.from_metadata(record.metadata, record.size_bytes)
+    if not shape.kv_bytes_per_token or not shape.n_vocab:
+        try:
+            shape = fit.read_shape(record.path, record.size_bytes)
+        except MalformedModelError:
+            pass
+    engine = services.settings.engine
+    return fit.assess(shape, engine.n_ctx, machine.free_bytes, machine.bandwidth, engine.n_batch)
+
+
 def import_models(services: "Services", paths: Iterable[str]) -> ImportOutcome:
     """Add each file; a refused file leaves the library unchanged and gives one message."""
     outcome = ImportOutcome([], [])
@@ -64,16 +103,30 @@ class DiscoveryView:
     linked: dict  # FoundModel.path -> model id already in the library
     skipped: list  # one line per file or folder passed over, and why
     searched: list  # discovery.Location that exist
+    fits: dict = field(default_factory=dict)  # FoundModel.path -> fit.Fit on this machine
 
 
 def discover_models(services: "Services") -> DiscoveryView:
-    """Look through the other tools' folders and the user's own (reads only file headers)."""
+    """Look through the other tools' folders and the user's own (reads only file headers), and
+    say how each model found fits this machine."""
+    from assistant.models import fit
     from assistant.models.discovery import default_locations, discover
+    from engine.gguf_check import MalformedModelError
 
     result = discover(default_locations(user_folders=services.library.model_folders()))
     by_path = {m.path: m.id for m in services.library.list()}
     linked = {f.path: by_path[f.path] for f in result.found if f.path in by_path}
-    return DiscoveryView(result.found, linked, [str(s) for s in result.skipped], result.searched)
+    fits = {}
+    if result.found:
+        machine = fit.this_machine(services.paths.data_dir)
+        engine = services.settings.engine
+        for found in result.found:
+            try:
+                shape = fit.read_shape(found.path, found.size_bytes)
+            except MalformedModelError:
+                continue  # changed since discovery peeked at it: no label rather than a wrong one
+            fits[found.path] = fit.assess(shape, engine.n_ctx, machine.free_bytes, machine.bandwidth, engine.n_batch)
+    return DiscoveryView(result.found, linked, [str(s) for s in result.skipped], result.searched, fits)
 
 
 def link_models(services: "Services", found: Iterable) -> ImportOutcome:

@@ -26,7 +26,10 @@ def test_find_link_and_a_missing_file(qtbot, window, home, smollm2_split):
     row = dialog.table.topLevelItem(0)
     assert row.text(0) == "LM Studio" and "(3 parts)" in row.text(2)
     assert row.text(1) == f"HuggingFaceTB/SmolLM2-GGUF/{SPLIT_NAME.format(1)}"
-    button = dialog.table.itemWidget(row, 3)
+    # How it fits here: a 92 MiB model fits any machine that runs the suite; the speed depends on it.
+    assert row.text(dialog.FIT_COLUMN).split(" · ")[0] in ("runs well", "tight")
+    assert row.text(dialog.FIT_COLUMN).endswith("tokens/s") and "needs about" in row.toolTip(dialog.FIT_COLUMN)
+    button = dialog.table.itemWidget(row, dialog.LINK_COLUMN)
     with qtbot.waitSignal(dialog.sig_link_finished, timeout=60000) as linked:
         button.click()
     assert linked.args == [1, 0]
