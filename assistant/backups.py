@@ -6,7 +6,7 @@ database cannot be opened at all (a damaged file is replaced by its last backup)
 :class:`Backups` works on an open :class:`~assistant.store.Store`.
 
 Backups are whole-database copies made with SQLite's backup API (never a file copy of the
-live database), written under a temp name and renamed, ``assistant-<UTC time>.sqlite3`` in
+live database), encrypted with the database's own key, written under a temp name and renamed, ``assistant-<UTC time>.sqlite3`` in
 the backups folder, the last ``keep`` of them kept. Restore validates a copy of the backup
 (``integrity_check``, schema version) before anything changes, keeps the database it
 replaces as ``replaced-<UTC time>.sqlite3`` in the backups folder, and swaps the files
@@ -19,7 +19,7 @@ main thread) and takes the store's lock through its methods.
 from __future__ import annotations
 
 import os
-import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,12 +27,15 @@ from pathlib import Path
 from engine.atomic import fsync_dir
 from assistant.errors import BackupError
 from assistant.store import Store, schema_version
+from assistant.vault.cipher import WrongKeyError, connect, dbapi
 
 BACKUP_PREFIX = "assistant-"
 BACKUP_SUFFIX = ".sqlite3"
 REPLACED_PREFIX = "replaced-"
-#: Backups kept by default; older ones are deleted after each new backup.
-DEFAULT_KEEP_BACKUPS = 10
+#: Backups kept; older ones are deleted after each new backup (hand-made and automatic alike).
+DEFAULT_KEEP_BACKUPS = 7
+#: An automatic backup is taken at start when the newest backup is older than this.
+AUTO_BACKUP_EVERY_S = 24 * 3600
 
 
 def _utc_stamp() -> str:
@@ -79,7 +82,7 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _prepare_restore_copy(backup: Path, folder: Path) -> Path:
+def _prepare_restore_copy(backup: Path, folder: Path, key: bytes) -> Path:
     """Copy ``backup`` into a temp file in ``folder`` and prove the copy sound; returns it.
 
     The copy goes through SQLite's backup API from a read-only connection, so the backup
@@ -89,9 +92,14 @@ def _prepare_restore_copy(backup: Path, folder: Path) -> Path:
         raise BackupError(f"No such backup: {backup}.")
     tmp = folder / f".restore-{_utc_stamp()}.sqlite3.tmp"
     try:
-        source = sqlite3.connect(backup.resolve().as_uri() + "?mode=ro", uri=True)
         try:
-            dest = sqlite3.connect(tmp, isolation_level=None)
+            source = connect(backup, key)
+        except WrongKeyError:
+            raise BackupError(f"The backup {backup} cannot be read as a database with this installation's key: "
+                              "it is damaged, or encrypted with another key (made before a key rotation, or on "
+                              "another installation); nothing was changed.") from None
+        try:
+            dest = connect(tmp, key, check=False)
             try:
                 source.backup(dest)
                 problems = [r[0] for r in dest.execute("PRAGMA integrity_check").fetchall()]
@@ -117,7 +125,7 @@ def _prepare_restore_copy(backup: Path, folder: Path) -> Path:
     except BackupError:
         _remove_quietly(tmp)
         raise
-    except sqlite3.DatabaseError as exc:
+    except dbapi.DatabaseError as exc:
         _remove_quietly(tmp)
         raise BackupError(f"The backup {backup} cannot be read as a database ({exc}); nothing was changed.") from None
     except OSError as exc:
@@ -150,7 +158,8 @@ def _swap_in(db_path: Path, prepared: Path, keep_as: Path) -> Path | None:
     return keep_as if moved else None
 
 
-def restore_database_file(db_path: str | os.PathLike, backup: str | os.PathLike | None, backups_dir: str | os.PathLike) -> RestoreResult:
+def restore_database_file(db_path: str | os.PathLike, backup: str | os.PathLike | None,
+                          backups_dir: str | os.PathLike, key: bytes) -> RestoreResult:
     """Restore while no :class:`Store` is open (the database is damaged and cannot open).
 
     Runs on the caller's thread; the caller must not have the database open anywhere.
@@ -159,7 +168,7 @@ def restore_database_file(db_path: str | os.PathLike, backup: str | os.PathLike 
     db_path, backups_dir = Path(db_path), Path(backups_dir)
     chosen = _choose_backup(backup, backups_dir)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    prepared = _prepare_restore_copy(chosen, db_path.parent)
+    prepared = _prepare_restore_copy(chosen, db_path.parent, key)
     kept = _swap_in(db_path, prepared, backups_dir / f"{REPLACED_PREFIX}{_utc_stamp()}{BACKUP_SUFFIX}")
     return RestoreResult(backup=chosen, previous_kept_as=kept)
 
@@ -195,13 +204,22 @@ class Backups:
             _fsync_file(tmp)
             os.replace(tmp, final)
             fsync_dir(self.backups_dir)
-        except (sqlite3.Error, OSError) as exc:
+        except (dbapi.Error, OSError) as exc:
             _remove_quietly(tmp)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise BackupError(f"Cannot write a backup in {self.backups_dir}: {reason}. Nothing was kept.") from None
         for old in list_backups(self.backups_dir)[:-keep]:
             _remove_quietly(old)
         return final
+
+    def backup_if_due(self, every_s: float = AUTO_BACKUP_EVERY_S, now: float | None = None) -> Path | None:
+        """The automatic backup: one when the newest is older than ``every_s`` (at most daily by
+        default), else None. Worker thread, at start (after the first paint)."""
+        newest = self.latest_backup()
+        current = time.time() if now is None else now
+        if newest is not None and current - newest.stat().st_mtime < every_s:
+            return None
+        return self.backup()
 
     def list_backups(self) -> list[Path]:
         return list_backups(self.backups_dir)
@@ -218,7 +236,7 @@ class Backups:
         that began before the restore has no row to save into afterwards.
         """
         chosen = _choose_backup(backup, self.backups_dir)
-        prepared = _prepare_restore_copy(chosen, self._store.path.parent)
+        prepared = _prepare_restore_copy(chosen, self._store.path.parent, self._store.key)
         keep_as = self.backups_dir / f"{REPLACED_PREFIX}{_utc_stamp()}{BACKUP_SUFFIX}"
         try:
             with self._store.offline() as db_path:

@@ -12,8 +12,9 @@ KeyError), so code that catches the built-in one still does. Any thread.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+
+from sqlcipher3 import dbapi2 as _dbapi
 
 from engine.errors import UserError
 
@@ -38,7 +39,7 @@ class NewerSchemaError(StoreError):
     """The database was written by a newer version of the app."""
 
 
-class DiskFullError(StoreError, sqlite3.OperationalError):
+class DiskFullError(StoreError, _dbapi.OperationalError):
     """A write found the disk full; it was rolled back and everything saved before is intact.
     Also an OperationalError, so code that already handled SQLite's own error still does."""
 

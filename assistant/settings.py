@@ -15,6 +15,8 @@ from engine.settings import EngineSettings, SamplingParams
 
 #: The local API server's bearer token lives in this file of the data folder (mode 0600).
 API_TOKEN_FILE = "api_token"
+#: Theme and font size, readable before the database is unlocked (see :func:`saved_appearance`).
+APPEARANCE_FILE = "appearance.json"
 
 
 @dataclass
@@ -62,26 +64,29 @@ def apply_settings_and_restart_engine(services, values: dict) -> bool:
     return services.restart_engine()
 
 
-def saved_appearance(database: str | os.PathLike) -> tuple[str, int]:
-    """The saved theme and font size, read straight from the database file without opening the
-    store: the window needs them before its first paint, which comes before the store is opened
-    (migrations, the model pack). One row, read-only; ("system", 0) when there is none yet or
-    the file cannot be read (the store reports that properly later). Main thread, at start."""
-    import json
-    import sqlite3
+def appearance_path(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / APPEARANCE_FILE
 
-    path = Path(database)
-    if not path.is_file():
-        return AppSettings.theme, AppSettings.font_size
+
+def save_appearance(data_dir: str | os.PathLike, settings: "AppSettings") -> None:
+    """Keep the theme and font size beside the database, unencrypted (worker thread, on save).
+
+    The window needs them before its first paint, which comes before the database is unlocked;
+    a theme name and a point size say nothing about what the user wrote."""
+    from engine.atomic import write_json_atomic
+
+    write_json_atomic(appearance_path(data_dir), {"theme": settings.theme, "font_size": settings.font_size})
+
+
+def saved_appearance(data_dir: str | os.PathLike) -> tuple[str, int]:
+    """The saved theme and font size from the appearance file; ("system", 0) when there is none
+    yet or it cannot be read. Main thread, at start, before the first paint."""
+    import json
+
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
-        try:
-            row = conn.execute("SELECT value FROM settings WHERE scope = 'app' AND key = 'AppSettings'").fetchone()
-        finally:
-            conn.close()
-        data = json.loads(row[0]) if row else {}
+        data = json.loads(appearance_path(data_dir).read_text(encoding="utf-8"))
         return str(data.get("theme", AppSettings.theme)), int(data.get("font_size", AppSettings.font_size))
-    except (sqlite3.Error, ValueError, TypeError, AttributeError):
+    except (OSError, ValueError, TypeError, AttributeError):
         return AppSettings.theme, AppSettings.font_size
 
 

@@ -1,5 +1,9 @@
 """The one SQLite store of the app: open, migrate, and the tables every feature shares.
 
+Encrypted at rest: the file is a SQLCipher 4 database keyed with the key the composition root
+got from :mod:`assistant.vault` (keyring or passphrase); every connection is made by
+:func:`assistant.vault.cipher.connect` and hardened (``secure_delete``, temp data in memory).
+
 Threading: a :class:`Store` owns one connection and serialises every call with a lock, so
 it is the single owner of all writes; call it from worker threads (never the GUI thread)
 or from the CLI's main thread. Other modules (conversations, documents, ...) add their
@@ -13,7 +17,6 @@ sees the whole schema history in one place.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -23,6 +26,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import sqlite_utils
 from assistant.errors import CorruptDatabaseError, DiskFullError, NewerSchemaError, StoreError
+from assistant.vault.cipher import connect, dbapi, harden, key_pragma_value
 
 T = TypeVar("T")
 
@@ -294,10 +298,16 @@ def schema_version() -> int:
 
 
 class Store:
-    """The app's database, opened with WAL; see the module docstring for threading."""
+    """The app's database, encrypted with ``key`` and opened with WAL; see the module docstring
+    for threading. A wrong key reads as a damaged file (:class:`CorruptDatabaseError`): SQLCipher
+    cannot tell them apart."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, key: bytes, before_migration: Callable[["Store"], None] | None = None):
+        """``before_migration(store)`` runs when an existing file is about to be migrated to a
+        newer schema (the composition root takes a backup there)."""
         self.path = Path(path)
+        self._key = key
+        self._before_migration = before_migration
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open()
@@ -305,16 +315,25 @@ class Store:
     def _open(self) -> None:
         """Connect, refuse newer or damaged files, switch to WAL and migrate forward."""
         try:
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn = connect(self.path, self._key, check=False)
+            harden(self._conn)
             self._conn.execute("PRAGMA busy_timeout = 5000")
             self._conn.execute("PRAGMA foreign_keys = ON")
             found = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.OperationalError as exc:
+        except dbapi.OperationalError as exc:
             # Locked, unreadable or missing folder: the file itself may be fine, so do not call it damaged.
             self._close_quietly()
             raise StoreError(f"Cannot open the database {self.path}: {exc}.") from exc
-        except sqlite3.DatabaseError as exc:
+        except dbapi.DatabaseError as exc:
             self._close_quietly()
+            if getattr(exc, "sqlite_errorcode", None) == getattr(dbapi, "SQLITE_NOTADB", 26):
+                # An encrypted file reads as "not a database" under any other key, so a damaged
+                # first page and a file encrypted with another key look the same; say both.
+                raise CorruptDatabaseError(
+                    f"The database {self.path} cannot be read with its key: it is damaged, or it was "
+                    "encrypted with another key. It was kept as it is; restore it from a backup "
+                    "(assistant history restore BACKUP), or open it with its own recovery key "
+                    "(assistant vault recover).", self.path) from None
             raise CorruptDatabaseError(
                 f"The database {self.path} is damaged ({exc}). It was kept as it is; "
                 "restore it from a backup (assistant history restore BACKUP) or move it away to start afresh.",
@@ -334,11 +353,11 @@ class Store:
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self.db = sqlite_utils.Database(self._conn)
             self._migrate(found)
-        except sqlite3.DatabaseError as exc:
+        except dbapi.DatabaseError as exc:
             # A header that reads fine over damaged pages shows up here; each migration is one
             # transaction, so a failed one leaves the file as it was.
             self._close_quietly()
-            if isinstance(exc, sqlite3.OperationalError):
+            if isinstance(exc, dbapi.OperationalError):
                 raise StoreError(f"Cannot prepare the database {self.path}: {exc}.") from exc
             raise CorruptDatabaseError(
                 f"The database {self.path} is damaged ({exc}). It was kept as it is; "
@@ -353,13 +372,15 @@ class Store:
             pass
 
     def _migrate(self, found: int) -> None:
+        if 0 < found < schema_version() and self._before_migration is not None:
+            self._before_migration(self)
         for version in range(found + 1, schema_version() + 1):
             with self.transaction():
                 MIGRATIONS[version - 1](self.db)
                 self._conn.execute(f"PRAGMA user_version = {version}")
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[dbapi.Connection]:
         """One write transaction under the store's lock; rolled back on any error."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -370,20 +391,20 @@ class Store:
                 # SQLite may already have rolled back by itself (a full disk does that).
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError) and not isinstance(exc, StoreError) \
-                        and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                if isinstance(exc, dbapi.OperationalError) and not isinstance(exc, StoreError) \
+                        and getattr(exc, "sqlite_errorcode", None) == dbapi.SQLITE_FULL:
                     raise DiskFullError(
                         f"The disk holding {self.path.parent} is full, so this change was not saved; "
                         "everything saved before is intact. Free some space and try again.") from exc
                 raise
 
     @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[dbapi.Connection]:
         with self._lock:
             yield self._conn
 
     @contextmanager
-    def snapshot(self) -> Iterator[sqlite3.Connection]:
+    def snapshot(self) -> Iterator[dbapi.Connection]:
         """Several reads that see one consistent state (a read transaction) under the lock."""
         with self._lock:
             self._conn.execute("BEGIN")
@@ -393,30 +414,72 @@ class Store:
                 self._conn.execute("COMMIT")
 
     def integrity_problems(self) -> list[str]:
-        """``PRAGMA integrity_check`` findings; empty when the database is sound."""
+        """``PRAGMA integrity_check`` findings; empty when the database is sound.
+
+        SQLCipher's own check runs first: a page whose HMAC fails (damaged, or changed by someone
+        without the key) cannot be decrypted at all, and SQLite's check would stop at it with a
+        bare "SQL logic error" instead of naming it."""
         with self.reading() as conn:
+            pages = [r[0] for r in conn.execute("PRAGMA cipher_integrity_check").fetchall()]
+            if pages:
+                return pages
             try:
                 rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-            except sqlite3.OperationalError:
+            except dbapi.OperationalError:
                 raise
-            except sqlite3.DatabaseError as exc:  # damage bad enough to stop the check itself
+            except dbapi.DatabaseError as exc:  # damage bad enough to stop the check itself
                 return [str(exc)]
         return [] if rows == ["ok"] else rows
 
     def backup_to(self, target: str | Path) -> None:
         """Copy the whole database into the new file ``target`` with SQLite's backup API.
 
-        Runs under the lock, so the copy is one consistent state; the copy is switched to a
-        rollback journal so that it is one self-contained file (no -wal beside it). The
-        caller makes it atomic (write to a temp name, then rename).
+        Runs under the lock, so the copy is one consistent state; the copy is encrypted with
+        the same key (SQLCipher's backup API copies pages between databases keyed alike) and
+        switched to a rollback journal so that it is one self-contained file (no -wal beside
+        it). The caller makes it atomic (write to a temp name, then rename).
         """
         with self._lock:
-            dest = sqlite3.connect(target, isolation_level=None)
+            dest = connect(target, self._key, check=False)
             try:
                 self._conn.backup(dest)
                 dest.execute("PRAGMA journal_mode = DELETE")
             finally:
                 dest.close()
+
+    def rekey(self, new_key: bytes) -> None:
+        """Re-encrypt the whole file with ``new_key`` in one transaction (``PRAGMA rekey``): a
+        crash leaves it under the old key or the new one, never a mix. Caller: the vault's
+        rotation, which keeps both keys until this returns."""
+        with self._lock:
+            self._conn.execute(f"PRAGMA rekey = {key_pragma_value(new_key)}")
+            self._key = new_key
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def erase_freed_space(self, fts_tables: tuple[str, ...] = ()) -> None:
+        """After a delete the user means to be final (empty trash, remove a collection), leave
+        nothing of the deleted text in the file (see SECURITY.md):
+
+        - each FTS5 index in ``fts_tables`` is merged into one segment (``optimize``): FTS5
+          records a delete as a new entry and keeps the old segment, words included, until
+          segments merge;
+        - ``secure_delete`` has overwritten every freed page with zeros;
+        - the WAL, which still holds the old page images, is copied back and truncated to zero
+          bytes. A reader holding an old snapshot makes the checkpoint partial; it completes on
+          the next call or at close.
+
+        Worker thread; the merge costs time in proportion to the index, so it is for rare,
+        explicit deletes, not for every edit."""
+        with self._lock:
+            for table in fts_tables:
+                with self.transaction() as conn:
+                    conn.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @property
+    def key(self) -> bytes:
+        """The key the file is encrypted with, for copies that must be encrypted alike (backups)."""
+        return self._key
 
     @contextmanager
     def offline(self) -> Iterator[Path]:

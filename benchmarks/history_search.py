@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from assistant.history.conversations import Conversations  # noqa: E402
 from assistant.history.archive import History  # noqa: E402
 from assistant.store import Store  # noqa: E402
+from assistant.vault.cipher import new_key  # noqa: E402
 
 CONVERSATIONS = 10_000
 MESSAGES = 200_000
@@ -74,7 +75,7 @@ def main() -> int:
     del words
 
     with tempfile.TemporaryDirectory(prefix="history-bench-") as tmp:
-        store = Store(Path(tmp) / "assistant.sqlite3")
+        store = Store(Path(tmp) / "assistant.sqlite3", key=new_key())  # encrypted, as the app opens it
         # Spread messages over a year of fake time so that date filters have work to do.
         fake_now = [1_700_000_000.0]
         conversations = Conversations(store, clock=lambda: fake_now[0])

@@ -42,6 +42,7 @@ privacy.install()
 from assistant.documents.collections import Documents, default_counter  # noqa: E402
 from assistant.documents.retrieval import Retriever  # noqa: E402
 from assistant.store import Store  # noqa: E402
+from assistant.vault.cipher import new_key  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.convert_bert import ensure_gguf  # noqa: E402
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
     gguf_path = str(ensure_gguf(source, work / "models"))
     convert_s = time.perf_counter() - started
 
-    store = Store(work / "bench.sqlite3")
+    store = Store(work / "bench.sqlite3", key=new_key())  # encrypted, as the app opens it
     client = EngineClient(EngineSettings())
     client.start()
     embed_stats = {"texts": 0, "ms": 0.0, "tokens": 0}

@@ -21,6 +21,15 @@ from engine import privacy
 privacy.install()
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# The database key goes to the OS keyring; a CI machine has none, so every test process (and
+# the app processes it starts, which inherit this environment) uses the file keyring of
+# tests/keyring_for_tests.py, one file per test process. Tests of "no keyring" switch it off.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHON_KEYRING_BACKEND"] = "tests.keyring_for_tests.FileKeyring"
+os.environ["ASSISTANT_TEST_KEYRING_FILE"] = os.path.join(
+    __import__("tempfile").gettempdir(), f"assistant-test-keyring-{os.getpid()}", "keyring.json")
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)
+
 
 def pytest_configure(config):
     """Under pytest-xdist (``make test`` runs two workers), each worker and everything it starts
@@ -193,12 +202,14 @@ def services(data_dir, pack_template):
     from assistant.app import build_services
     from assistant.config import AppPaths
     from engine.settings import SamplingParams
+    from tests.keyring_for_tests import copy_data_key
 
     paths = AppPaths(data_dir).ensure()
     for suffix in ("", "-wal", "-shm"):
         source = pack_template / f"assistant.sqlite3{suffix}"
         if source.exists():
             shutil.copy2(source, paths.database.parent / source.name)
+    copy_data_key(pack_template, paths.data_dir)
     built = build_services(paths, sync_pack=False)
     # Greedy and short: replies are reproducible and quick on two cores.
     built.settings.sampling = SamplingParams(temperature=0.0, max_tokens=32, seed=7)

@@ -2,13 +2,16 @@
 
 What happens on which thread, in order:
 
-1. main thread: the privacy guard, the QApplication, the saved theme (one row read from the
-   database file; "system" follows the desktop), the window (empty panes, engine status
-   "not running"), ``show()``;
-2. main thread, event loop: the first paint. Nothing before it opens the store, the model
-   files or the engine, so the window appears fast;
-3. pool thread: :func:`assistant.app.build_services` (opens the store, syncs the default
-   model pack, which joins Gemma's parts on the very first start);
+1. main thread: the privacy guard, the QApplication, the saved theme (``appearance.json``, the
+   one unencrypted setting; "system" follows the desktop), the window (empty panes, engine
+   status "not running"), ``show()``;
+2. main thread, event loop: the first paint. Nothing before it unlocks or opens the store, the
+   model files or the engine, so the window appears fast;
+3. :class:`ui.unlock.UnlockFlow`: with a keyring nothing is asked; otherwise a passphrase
+   dialog (or the recovery key dialog) on the main thread; then on a pool thread
+   :func:`assistant.app.build_services` (unlocks, encrypts plaintext data of an earlier
+   version, opens the store, syncs the default model pack, which joins Gemma's parts on the
+   very first start); a new recovery key is shown once;
 4. main thread: :meth:`MainWindow.set_services` fills the panes, then a pool thread starts
    the engine worker, whose status the window shows as it changes;
 5. at exit: the window stops its reply and waits for its jobs, then the services (and the
@@ -67,15 +70,6 @@ def create_window(services: "Services | None" = None, theme: ThemeController | N
     return window
 
 
-def _build_services(holder: dict) -> "Services":
-    """Pool thread: open the store and the library (the slow part of starting)."""
-    from assistant.app import build_services
-
-    services = build_services()
-    holder["services"] = services  # closed by run() even if the window is gone by now
-    return services
-
-
 def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None,
         open_files: Sequence[str] = ()) -> int:
     """Show the window, build the services after its first paint, run until it closes.
@@ -87,6 +81,7 @@ def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None,
     app = application(argv)
     from assistant.config import default_paths
     from ui.single_instance import SingleInstance, close_on_signals, serve_window
+    from ui.unlock import UnlockFlow
 
     instance = SingleInstance(default_paths().data_dir)
     if instance.pass_to_running(list(open_files)):
@@ -98,7 +93,7 @@ def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None,
     # light theme flashed first); the store applies the same setting again when it is open.
     from assistant.settings import saved_appearance
 
-    theme.apply(*saved_appearance(default_paths().database))
+    theme.apply(*saved_appearance(default_paths().data_dir))
     window = MainWindow(theme=theme)
     holder: dict = {}
 
@@ -110,13 +105,18 @@ def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None,
         window.set_services(services)
         milestone("services_ready")
 
-    def failed(message: str, _exc: BaseException) -> None:
+    def failed(message: str, _exc: BaseException | None) -> None:
         window.show_services_error(message)
         milestone("services_failed")
 
+    # After the first paint: unlock (silent with a keyring, a dialog for a passphrase), then the
+    # store and the library on the pool (the slow part of starting).
+    unlock = UnlockFlow(window, default_paths(), holder, on_ready=ready,
+                        on_failed=lambda message: failed(message, None))
+
     def painted() -> None:
         milestone("first_paint")
-        window.jobs.run(_build_services, holder, on_done=ready, on_error=failed)
+        unlock.start()
 
     window.sig_window_painted.connect(painted)
     serve_window(instance, window)

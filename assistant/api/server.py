@@ -608,6 +608,12 @@ class ApiServer:
             raise ApiError(401, "Missing or wrong API token. Send `Authorization: Bearer TOKEN` with the token "
                                 "shown in the assistant's Settings (or by `assistant serve --show-token`).",
                            "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        # Checked per request (one stat and a pid probe): the window may lock at any time, and a
+        # locked app answers nothing from the user's data until it is unlocked (423 Locked).
+        from assistant.vault.vault import Vault, locked_message
+
+        if Vault(self.services.paths.data_dir, self.services.paths.database).is_locked():
+            raise ApiError(423, locked_message(), "locked")
 
     async def _json(self, request) -> dict:
         size = 0

@@ -6,7 +6,7 @@ Wiring (in assistant/cli/main.py)::
     add_history_commands(sub)
     args = parser.parse_args(argv)
     ...
-    store = Store(default_paths().database)       # or None if that raised CorruptDatabaseError,
+    store = Store(default_paths().database, key)   # or None if that raised CorruptDatabaseError,
     return args.handler(args, store)              # for `history restore` (needs_store=False)
 
 Every handler has the signature ``handler(args, store) -> int`` and runs on the CLI's main
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from assistant.config import default_paths
 from assistant.history.conversations import Conversations
-from assistant.backups import Backups, latest_backup, restore_database_file
+from assistant.backups import Backups, latest_backup, list_backups, restore_database_file
 from assistant.history.archive import (
     DEFAULT_SEARCH_LIMIT,
     History,
@@ -73,6 +73,9 @@ def add_history_commands(subparsers) -> None:
 
     backup = commands.add_parser("backup", help="copy the whole database into the backups folder")
     backup.set_defaults(handler=cmd_backup, needs_store=True)
+
+    backups = commands.add_parser("backups", help="list the backups, newest first (made daily and before updates)")
+    backups.set_defaults(handler=cmd_backups, needs_store=False)
 
     restore = commands.add_parser("restore", help="replace the database with a backup (the current one is kept)")
     restore.add_argument("backup", metavar="BACKUP", nargs="?", help="backup file (default: the latest)")
@@ -177,12 +180,23 @@ def cmd_backup(args: argparse.Namespace, store: Store | None) -> int:
     return 0
 
 
+def cmd_backups(args: argparse.Namespace, store: Store | None) -> int:
+    found = list_backups(default_paths().backups_dir)
+    if not found:
+        print("There is no backup yet (one is made automatically each day the app is used).")
+        return 0
+    for path in reversed(found):
+        made = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        print(f"{made}  {human_size(path.stat().st_size):>9}  {path}")
+    return 0
+
+
 def cmd_restore(args: argparse.Namespace, store: Store | None) -> int:
     paths = default_paths()
     if store is not None:
         result = Backups(store, paths.backups_dir).restore(args.backup)
     else:
-        result = restore_database_file(paths.database, args.backup, paths.backups_dir)
+        result = restore_database_file(paths.database, args.backup, paths.backups_dir, args.database_key)
     kept = f" The database it replaced was kept as {result.previous_kept_as}." if result.previous_kept_as else ""
     print(f"Restored from {result.backup}.{kept}")
     return 0

@@ -6,7 +6,6 @@ Every error a user can cause ends as one line on stderr and exit code 2, never a
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Callable
@@ -14,6 +13,7 @@ from typing import Callable
 import assistant  # noqa: F401  (installs the privacy guard first)
 from assistant.app import Services, build_services
 from assistant.chat.events import ReplyDone, ReplyFailed, Token
+from assistant.chat.incognito import IncognitoConversations
 from assistant.chat.session import ChatSession, sampling_with
 from assistant.cli.documents import add_documents_commands
 from assistant.cli.history import add_history_commands, store_error_message
@@ -24,6 +24,8 @@ from assistant.config import default_paths
 from assistant.errors import ChatError, CorruptDatabaseError, LibraryError, StoreError, is_expected, user_message
 from assistant.models.library import ModelRecord
 from assistant.store import Store
+from assistant.cli.vault import add_vault_commands, cli_unlock, run_vault_command
+from assistant.vault.cipher import dbapi
 from assistant.wording import human_count, human_size, metrics_line
 from engine.settings import SamplingParams
 
@@ -206,7 +208,11 @@ def cmd_chat(args, services: Services) -> int:
         sys.stdout.flush()
 
     def new_session() -> ChatSession:
-        return ChatSession(services, model_id=model.id, system_prompt=system, documents=None, sampling=sampling)
+        # Incognito: the conversation lives in this process's memory only (never in history,
+        # search or the database's WAL) and is forgotten at /reset and on exit.
+        kept_in = IncognitoConversations() if args.incognito else None
+        return ChatSession(services, model_id=model.id, system_prompt=system, documents=None, sampling=sampling,
+                           conversations=kept_in)
 
     session = new_session()
     if args.question:
@@ -302,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("question", nargs="*", help="ask one question and exit")
     chat.add_argument("--model", "-m", help="model id or name (default: the model chosen for chat)")
     chat.add_argument("--system", "-s", help="system prompt")
+    chat.add_argument("--incognito", action="store_true",
+                      help="keep this chat in memory only: never saved, not in history or search")
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--top-p", dest="top_p", type=float)
     chat.add_argument("--top-k", dest="top_k", type=int)
@@ -360,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_documents_commands(sub)
     add_task_commands(sub)
     add_study_commands(sub)
+    add_vault_commands(sub)
     return parser
 
 
@@ -368,7 +377,13 @@ def _run_history(args) -> int:
     paths = default_paths().ensure()
     store = None
     try:
-        store = Store(paths.database)
+        unlocked = cli_unlock(paths)
+    except StoreError as exc:
+        _print_err(user_message(exc))
+        return EXIT_USER_ERROR
+    args.database_key = unlocked.key  # `restore` of a damaged file needs it without a store
+    try:
+        store = Store(paths.database, key=unlocked.key)
     except StoreError as exc:
         if getattr(args, "needs_store", True):
             _print_err(store_error_message(exc, paths.backups_dir))
@@ -388,10 +403,10 @@ def handle_error(exc: BaseException, database: Path | None = None) -> int:
     if isinstance(exc, StoreError):
         _print_err(store_error_message(exc, default_paths().backups_dir))
         return EXIT_USER_ERROR
-    if isinstance(exc, sqlite3.OperationalError):  # locked, read-only: the file itself is fine
+    if isinstance(exc, dbapi.OperationalError):  # locked, read-only: the file itself is fine
         _print_err(f"The database could not be used: {exc}.")
         return EXIT_USER_ERROR
-    if isinstance(exc, sqlite3.DatabaseError):
+    if isinstance(exc, dbapi.DatabaseError):
         path = database or default_paths().database
         _print_err(store_error_message(CorruptDatabaseError(f"The database {path} cannot be read ({exc}).", path),
                                        default_paths().backups_dir))
@@ -407,9 +422,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "history":
         return _run_history(args)
+    if args.command == "vault":
+        try:
+            return run_vault_command(args, default_paths().ensure())
+        except Exception as exc:
+            return handle_error(exc)
     services = None
     try:
-        services = build_services()
+        services = build_services(unlocked=cli_unlock(default_paths().ensure()))
         return int(args.handler(args, services) or 0)
     except BrokenPipeError:
         # The reader went away (`assistant models list | head`): not an error of ours. Point

@@ -334,6 +334,8 @@ class Documents:
                 raise DocumentsError(f"Nothing indexed matches {target!r}.")
             conn.executemany("DELETE FROM doc_files WHERE n = ?", [(i,) for i in ids])
             _bump(conn)
+        # Removed means unreadable from the file too: old index segments, freed pages, the WAL.
+        self.store.erase_freed_space(("doc_chunks_fts",))
         return len(ids)
 
     def reindex(self, collection: str | None = None, cancel: threading.Event | None = None) -> Iterator[Progress]:

@@ -59,13 +59,13 @@ import json
 import math
 import os
 import re
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from assistant.errors import HistoryError
+from assistant.vault.cipher import dbapi
 from assistant.wording import metrics_line
 from engine.atomic import WriteFailedError, atomic_write
 from assistant.history.conversations import (
@@ -532,7 +532,7 @@ class History:
                         (HIGHLIGHT_START, HIGHLIGHT_END, match, *title_params, limit),
                     ):
                         hits.append(SearchHit("title", row[1], row[2], None, None, None, row[3], row[0], row[4]))
-        except sqlite3.OperationalError as exc:
+        except dbapi.OperationalError as exc:
             # fts_query() quotes everything, so this is not the user's syntax; say what failed.
             raise HistoryError(f"Search failed: {exc}.") from exc
         hits.sort(key=lambda h: h.score)

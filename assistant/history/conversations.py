@@ -261,7 +261,9 @@ class Conversations:
         """Delete conversations in the trash for good (all, or only these); returns how many.
 
         Their messages go with them (ON DELETE CASCADE, FTS kept in sync by triggers), and so
-        do their per-conversation settings. Conversations not in the trash are never touched.
+        do their per-conversation settings; the freed pages, the search index's old segments and
+        the WAL are then wiped (:meth:`Store.erase_freed_space`). Conversations not in the trash
+        are never touched.
         """
         with self._store.transaction() as conn:
             if conversation_ids is None:
@@ -279,6 +281,9 @@ class Conversations:
             for conversation_id in ids:
                 conn.execute("DELETE FROM settings WHERE scope = ?", (conversation_scope(conversation_id),))
                 conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        if ids:
+            # "For good" means the text cannot be read back from the file either.
+            self._store.erase_freed_space(("messages_fts", "conversations_fts"))
         return len(ids)
 
     # ----- messages -----------------------------------------------------------------------

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 from assistant.history.conversations import Conversations  # noqa: E402
 from assistant.store import Store  # noqa: E402
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 STREAM_TOKENS = 100
 # From a few bytes to a few pages, so that commits touch one page or many (and the FTS index).
@@ -49,7 +50,7 @@ def report(line: str) -> None:
 def main() -> None:
     db_path, seed = sys.argv[1], int(sys.argv[2])
     rng = random.Random(seed)
-    conversations = Conversations(Store(db_path))
+    conversations = Conversations(Store(db_path, key=TEST_DATABASE_KEY))
     conversation = conversations.create(f"crash round {seed}")
     report("ready")
     k = 0

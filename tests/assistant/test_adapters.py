@@ -6,11 +6,12 @@ import pytest
 
 from assistant.models.adapters import ActiveAdapters, AdapterError
 from assistant.store import Store
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 
 @pytest.fixture
 def store(tmp_path):
-    store = Store(tmp_path / "app.db")
+    store = Store(tmp_path / "app.db", key=TEST_DATABASE_KEY)
     yield store
     store.close()
 

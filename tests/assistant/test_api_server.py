@@ -390,3 +390,22 @@ def test_full_queue_answers_429_and_503_and_a_waiting_client_that_leaves_is_drop
     finally:
         small.stop()
     assert not small.running
+
+
+def test_a_locked_app_answers_423(server, services):
+    """While the window is locked (its marker names a live process: this one) the API reads
+    nothing from the user's data; unlocked, the same request works again."""
+    from assistant.vault.vault import Vault
+
+    vault = Vault(services.paths.data_dir, services.paths.database)
+    headers = {"Authorization": f"Bearer {server.token}"}
+    vault.mark_locked()
+    try:
+        with httpx.Client() as raw:
+            response = raw.get(server.url + "/models", headers=headers)
+        assert response.status_code == 423
+        assert "locked" in response.json()["error"]["message"]
+    finally:
+        vault.clear_locked()
+    with httpx.Client() as raw:
+        assert raw.get(server.url + "/models", headers=headers).status_code == 200

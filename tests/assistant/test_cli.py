@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from tests.keyring_for_tests import data_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +82,7 @@ def test_a_terminal_chat_is_kept_as_the_window_keeps_it(data_dir):
     question = "Please tell me, in a few words only, what a lighthouse keeper did on a stormy night long ago."
     asked = run_cli("chat", "-q", "-s", "Be terse.", "--temperature", "0", "--max-tokens", "8", question)
     assert asked.returncode == 0, asked.stderr
-    store = Store(data_dir / "assistant.sqlite3")
+    store = Store(data_dir / "assistant.sqlite3", key=data_key(data_dir))
     try:
         conversations = Conversations(store)
         [conversation] = conversations.list()
@@ -101,7 +102,7 @@ def test_regenerate_in_the_terminal_keeps_the_earlier_reply_as_a_variant(data_di
     assert result.returncode == 0, result.stderr
     assert "no question to answer" in result.stderr  # before anything was said: one line, no traceback
     assert "Traceback" not in result.stderr
-    store = Store(data_dir / "assistant.sqlite3")
+    store = Store(data_dir / "assistant.sqlite3", key=data_key(data_dir))
     try:
         conversations = Conversations(store)
         [conversation] = conversations.list()
@@ -110,3 +111,17 @@ def test_regenerate_in_the_terminal_keeps_the_earlier_reply_as_a_variant(data_di
         assert [v.chosen for v in conversations.variants(messages[-1].id)] == [False, True]
     finally:
         store.close()
+
+
+def test_an_incognito_terminal_chat_leaves_nothing_in_history(data_dir):
+    from assistant.history.conversations import Conversations
+    from assistant.store import Store
+
+    asked = run_cli("chat", "--incognito", "-q", "--temperature", "0", "--max-tokens", "4", "Say zqincognitocli.")
+    assert asked.returncode == 0, asked.stderr
+    store = Store(data_dir / "assistant.sqlite3", key=data_key(data_dir))
+    try:
+        assert Conversations(store).list() == []
+    finally:
+        store.close()
+    assert not [p for p in data_dir.rglob("*") if p.is_file() and b"zqincognitocli" in p.read_bytes()]

@@ -23,6 +23,7 @@ from assistant.store import Store, conversation_scope
 from engine.settings import SamplingParams
 from tests.assistant import crash_writer
 from tests.assistant.test_store import fts_in_sync
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 
 class FakeClock:
@@ -40,7 +41,7 @@ class FakeClock:
 
 @pytest.fixture
 def store(data_dir):
-    s = Store(data_dir / "assistant.sqlite3")
+    s = Store(data_dir / "assistant.sqlite3", key=TEST_DATABASE_KEY)
     yield s
     s.close()
 
@@ -331,7 +332,7 @@ def test_sigkill_at_random_moments_never_loses_committed_messages(data_dir, tmp_
             elif kind == "F":
                 finished.add(message_id)
 
-        store = Store(db_path)  # recovers the WAL the killed writer left
+        store = Store(db_path, key=TEST_DATABASE_KEY)  # recovers the WAL the killed writer left
         try:
             assert store.integrity_problems() == [], f"round {seed}"
             with store.reading() as conn:
@@ -355,7 +356,7 @@ def test_sigkill_at_random_moments_never_loses_committed_messages(data_dir, tmp_
     assert len(committed) > crash_rounds and total_reports > 3 * crash_rounds
     # ...and some kills landed in the middle of a reply that had already saved part of itself.
     assert any(chars and reply_id not in finished for reply_id, (_full, chars) in streamed.items())
-    final = Store(db_path)
+    final = Store(db_path, key=TEST_DATABASE_KEY)
     try:
         fts_in_sync(final, tmp_path)
     finally:

@@ -12,11 +12,12 @@ import pytest
 from assistant.documents.collections import Documents, DocumentsError, default_counter
 from assistant.store import Store
 from tests.assistant import test_ingest as docfiles
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 
 @pytest.fixture()
 def store(tmp_path):
-    s = Store(tmp_path / "db.sqlite3")
+    s = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     yield s
     s.close()
 

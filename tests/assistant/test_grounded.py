@@ -22,11 +22,12 @@ from assistant.documents.grounded import (
 from assistant.documents.retrieval import Retriever
 from assistant.store import Store
 from tests.assistant import test_ingest as docfiles
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 
 @pytest.fixture()
 def chat(tmp_path, embed, engine, smollm2_path):  # noqa: F811
-    store = Store(tmp_path / "db.sqlite3")
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     documents = Documents(store, embed, default_counter())
     files = docfiles.write_all_good(tmp_path / "docs")
     (tmp_path / "docs" / "lighthouse.md").write_text(

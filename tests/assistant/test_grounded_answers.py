@@ -27,6 +27,7 @@ from assistant.documents.collections import Documents, default_counter
 from assistant.documents.grounded import GroundedChat
 from assistant.documents.retrieval import Retriever, Scope
 from assistant.store import Store
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 MANUAL = """# Kestrel K2 manual
 
@@ -57,7 +58,7 @@ LINKS = """# Further reading
 @pytest.fixture()
 def manual(tmp_path, embed, engine, smollm2_path):
     """A manual collection and a legal-only collection indexed with the session's engine."""
-    store = Store(tmp_path / "db.sqlite3")
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     documents = Documents(store, embed, default_counter())
     (tmp_path / "manual").mkdir()
     (tmp_path / "manual" / "k2.md").write_text(MANUAL, encoding="utf-8")

@@ -33,6 +33,8 @@ from assistant.cli.history import add_history_commands, store_error_message
 from assistant.cli.main import handle_error
 from assistant.store import CorruptDatabaseError, Store, schema_version
 from tests.assistant.test_store import fts_in_sync
+from assistant.vault.cipher import dbapi
+from tests.keyring_for_tests import TEST_DATABASE_KEY, open_test_db
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000.0  # 2023-11-14, a fixed start for the fake clock
@@ -49,7 +51,7 @@ class FakeClock:
 
 @pytest.fixture
 def store(data_dir):
-    s = Store(data_dir / "assistant.sqlite3")
+    s = Store(data_dir / "assistant.sqlite3", key=TEST_DATABASE_KEY)
     yield s
     s.close()
 
@@ -323,7 +325,7 @@ def test_export_all_leaves_out_the_trash_and_one_conversation_by_id(history, con
 
 
 def fresh_history(folder: Path) -> tuple[Store, History]:
-    s = Store(folder / "assistant.sqlite3")
+    s = Store(folder / "assistant.sqlite3", key=TEST_DATABASE_KEY)
     return s, History(s)
 
 
@@ -553,7 +555,7 @@ def test_a_failure_inside_the_import_transaction_rolls_everything_back(history, 
         )
     path = data_dir / "in.json"
     path.write_text(json.dumps(doc), "utf-8")
-    with pytest.raises(sqlite3.DatabaseError, match="simulated fault"):
+    with pytest.raises(dbapi.DatabaseError, match="simulated fault"):
         history.import_file(path)
     assert count_rows(store) == (0, 0)
 
@@ -632,7 +634,8 @@ sys.path.insert(0, sys.argv[1])
 from assistant.store import Store
 from assistant.cli.history import add_history_commands
 from assistant.cli.main import handle_error
-store = Store(sys.argv[2])
+from tests.keyring_for_tests import TEST_DATABASE_KEY, open_test_db
+store = Store(sys.argv[2], key=TEST_DATABASE_KEY)
 # A file-size limit makes writes fail part-way the way a full disk does (EFBIG instead of ENOSPC).
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
@@ -674,7 +677,7 @@ def test_backup_is_a_consistent_sqlite_copy_and_old_ones_are_pruned(backups, con
     assert list_backups(backups.backups_dir) == made[-3:] == backups.list_backups()
     assert latest_backup(backups.backups_dir) == made[-1] == backups.latest_backup()
     assert sorted(p.name for p in backups.backups_dir.iterdir()) == [p.name for p in made[-3:]]  # no temp files
-    copy = sqlite3.connect(made[-1])
+    copy = open_test_db(made[-1])
     try:
         assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
@@ -709,7 +712,7 @@ def test_restore_brings_back_the_backup_and_keeps_the_replaced_database(backups,
     assert store.integrity_problems() == []
     fts_in_sync(store, data_dir)
     # Nothing is thrown away: the replaced database is kept, with what came after the backup.
-    kept = sqlite3.connect(result.previous_kept_as)
+    kept = open_test_db(result.previous_kept_as)
     try:
         assert {r[0] for r in kept.execute("SELECT title FROM conversations")} == {"before backup", "after backup"}
     finally:
@@ -728,12 +731,12 @@ def test_restore_refuses_bad_backups_and_changes_nothing(backups, conversations,
     raw[4096 + 8 :] = b"\xee" * (len(raw) - 4096 - 8)  # every page after the first scribbled over
     damaged.write_bytes(bytes(raw))
     foreign = tmp_path / "foreign.sqlite3"
-    other = sqlite3.connect(foreign)
+    other = open_test_db(foreign)
     other.execute("CREATE TABLE t (x)")
     other.commit()
     other.close()
     newer = tmp_path / "newer.sqlite3"
-    other = sqlite3.connect(newer)
+    other = open_test_db(newer)
     other.execute("CREATE TABLE settings (scope, key, value)")
     other.execute(f"PRAGMA user_version = {schema_version() + 1}")
     other.commit()
@@ -762,7 +765,7 @@ def test_an_older_schema_backup_is_migrated_on_restore(backups, store, data_dir,
     old_path = data_dir / "v1.sqlite3"
     with monkeypatch.context() as m:
         m.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
-        old = Store(old_path)
+        old = Store(old_path, key=TEST_DATABASE_KEY)
         old.set_setting("app", "theme", "dark")
         backups.backups_dir.mkdir(parents=True, exist_ok=True)
         old.backup_to(backups.backups_dir / "assistant-20000101-000000-000000.sqlite3")
@@ -777,7 +780,7 @@ def test_an_older_schema_backup_is_migrated_on_restore(backups, store, data_dir,
 def test_a_damaged_database_is_kept_and_replaced_by_the_last_backup(data_dir):
     paths_db = data_dir / "assistant.sqlite3"
     backups = data_dir / "backups"
-    store = Store(paths_db)
+    store = Store(paths_db, key=TEST_DATABASE_KEY)
     Conversations(store).add_message(Conversations(store).create("precious").id, "user", "keep me")
     Backups(store, backups).backup()
     store.close()
@@ -785,13 +788,13 @@ def test_a_damaged_database_is_kept_and_replaced_by_the_last_backup(data_dir):
     paths_db.write_bytes(damage)
 
     with pytest.raises(CorruptDatabaseError) as info:
-        Store(paths_db)
+        Store(paths_db, key=TEST_DATABASE_KEY)
     advice = store_error_message(info.value, backups)
     assert "damaged" in advice and str(latest_backup(backups)) in advice and "assistant history restore" in advice
 
-    result = restore_database_file(paths_db, None, backups)
+    result = restore_database_file(paths_db, None, backups, TEST_DATABASE_KEY)
     assert result.previous_kept_as.read_bytes() == damage  # the damaged file is kept, untouched
-    store = Store(paths_db)
+    store = Store(paths_db, key=TEST_DATABASE_KEY)
     try:
         assert [c.title for c in Conversations(store).list()] == ["precious"]
     finally:
@@ -859,7 +862,7 @@ def test_cli_restore_works_when_the_database_cannot_be_opened(data_dir, capsys):
     from assistant.config import default_paths
 
     paths = default_paths()
-    store = Store(paths.database)
+    store = Store(paths.database, key=TEST_DATABASE_KEY)
     Conversations(store).create("from backup")
     Backups(store, paths.backups_dir).backup()
     store.close()
@@ -868,9 +871,10 @@ def test_cli_restore_works_when_the_database_cannot_be_opened(data_dir, capsys):
     add_history_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["history", "restore"])
     assert args.needs_store is False
+    args.database_key = TEST_DATABASE_KEY  # what _run_history hands over from the unlock
     assert args.handler(args, None) == 0
     assert "was kept as" in capsys.readouterr().out
-    store = Store(paths.database)
+    store = Store(paths.database, key=TEST_DATABASE_KEY)
     try:
         assert [c.title for c in Conversations(store).list()] == ["from backup"]
     finally:

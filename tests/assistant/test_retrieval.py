@@ -9,11 +9,12 @@ from assistant.documents.collections import Documents, default_counter
 from assistant.documents.retrieval import Retriever, Scope, fts_query
 from assistant.store import Store
 from tests.assistant import test_ingest as docfiles
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 
 @pytest.fixture()
 def indexed(tmp_path, embed):  # noqa: F811
-    store = Store(tmp_path / "db.sqlite3")
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     documents = Documents(store, embed, default_counter())
     files = docfiles.write_all_good(tmp_path / "docs")
     list(documents.add_paths([files["txt"], files["md"], files["rst"], files["html"]], collection="home"))

@@ -22,6 +22,7 @@ from assistant.store import (
     model_scope,
     schema_version,
 )
+from tests.keyring_for_tests import TEST_DATABASE_KEY, open_test_db
 
 FTS_TABLES = {"messages_fts": "text", "conversations_fts": "title"}
 
@@ -37,7 +38,7 @@ def fts_in_sync(store: Store, tmp_path: Path) -> None:
     if copy_path.exists():
         copy_path.unlink()
     store.backup_to(copy_path)
-    copy = sqlite3.connect(copy_path, isolation_level=None)
+    copy = open_test_db(copy_path)
     try:
         for fts in FTS_TABLES:
             with store.reading() as conn:
@@ -59,7 +60,7 @@ def fts_in_sync(store: Store, tmp_path: Path) -> None:
 
 @pytest.fixture
 def store(data_dir):
-    s = Store(data_dir / "assistant.sqlite3")
+    s = Store(data_dir / "assistant.sqlite3", key=TEST_DATABASE_KEY)
     yield s
     s.close()
 
@@ -84,13 +85,13 @@ def test_version_1_database_is_migrated_forward_keeping_its_data(data_dir, monke
     path = data_dir / "old.sqlite3"
     with monkeypatch.context() as m:
         m.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
-        old = Store(path)
+        old = Store(path, key=TEST_DATABASE_KEY)
         old.upsert_model({"id": "m1", "display_name": "M1", "path": "/m1.gguf", "sha256": "x", "size_bytes": 1,
                           "source": "user", "metadata": {"a": 1}, "licence_text": ""})
         old.set_setting(APP_SCOPE, "theme", "dark")
         assert "conversations" not in old.db.table_names()
         old.close()
-    new = Store(path)
+    new = Store(path, key=TEST_DATABASE_KEY)
     try:
         with new.reading() as conn:
             assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version()
@@ -108,12 +109,12 @@ def test_a_database_from_before_reply_variants_keeps_its_messages(data_dir, monk
     before = store_module.MIGRATIONS.index(store_module._migration_variants)
     with monkeypatch.context() as m:
         m.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:before])
-        old = Store(path)
+        old = Store(path, key=TEST_DATABASE_KEY)
         conversation = Conversations(old).create("Otters")
         Conversations(old).add_messages(conversation.id, [{"role": "user", "text": "Tell me about otters."},
                                                           {"role": "assistant", "text": "They hold hands."}])
         old.close()
-    new = Store(path)
+    new = Store(path, key=TEST_DATABASE_KEY)
     try:
         conversations = Conversations(new)
         messages = conversations.messages(conversation.id)
@@ -133,14 +134,14 @@ def test_a_database_from_before_reply_variants_keeps_its_messages(data_dir, monk
 def test_newer_database_is_refused_and_left_untouched(data_dir):
     path = data_dir / "newer.sqlite3"
     data_dir.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
+    conn = open_test_db(path)
     conn.execute("CREATE TABLE future (x)")
     conn.execute(f"PRAGMA user_version = {schema_version() + 5}")
     conn.commit()
     conn.close()
     before = path.read_bytes()
     with pytest.raises(NewerSchemaError) as info:
-        Store(path)
+        Store(path, key=TEST_DATABASE_KEY)
     assert "newer version" in str(info.value) and "Nothing was changed" in str(info.value)
     assert path.read_bytes() == before
     # No -wal or -shm file appeared: the database was never opened for writing.
@@ -153,7 +154,7 @@ def test_garbage_database_is_reported_damaged_and_kept(data_dir):
     garbage = b"this is not a database at all\x00" * 200
     path.write_bytes(garbage)
     with pytest.raises(CorruptDatabaseError) as info:
-        Store(path)
+        Store(path, key=TEST_DATABASE_KEY)
     assert "damaged" in str(info.value) and "restore" in str(info.value)
     assert info.value.path == path
     assert path.read_bytes() == garbage
@@ -163,14 +164,14 @@ def test_a_path_that_cannot_be_opened_is_not_called_damaged(data_dir):
     folder = data_dir / "a-folder"
     folder.mkdir(parents=True)
     with pytest.raises(StoreError) as info:
-        Store(folder)
+        Store(folder, key=TEST_DATABASE_KEY)
     assert not isinstance(info.value, CorruptDatabaseError)
     assert "Cannot open the database" in str(info.value)
 
 
 def test_damaged_pages_show_in_integrity_check(data_dir, tmp_path):
     path = data_dir / "assistant.sqlite3"
-    s = Store(path)
+    s = Store(path, key=TEST_DATABASE_KEY)
     with s.transaction() as conn:
         conn.execute("CREATE TABLE filler (x TEXT)")
         conn.executemany("INSERT INTO filler VALUES (?)", [("y" * 500,) for _ in range(400)])
@@ -182,7 +183,7 @@ def test_damaged_pages_show_in_integrity_check(data_dir, tmp_path):
     raw[middle + 8 : middle + page] = b"\xff" * (page - 8)
     path.write_bytes(bytes(raw))
     try:
-        s = Store(path)
+        s = Store(path, key=TEST_DATABASE_KEY)
     except CorruptDatabaseError:
         return  # also acceptable: damage noticed already while opening
     try:
@@ -195,7 +196,7 @@ def test_backup_to_makes_a_self_contained_consistent_copy(store, tmp_path):
     store.set_setting(APP_SCOPE, "k", [1, 2, 3])
     target = tmp_path / "copy.sqlite3"
     store.backup_to(target)
-    copy = sqlite3.connect(target)
+    copy = open_test_db(target)
     try:
         assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -164,7 +164,7 @@ import os, signal, sys
 sys.path.insert(0, sys.argv[1])
 from assistant.store import Store
 from assistant.study.decks import Decks
-decks = Decks(Store(sys.argv[2]))
+decks = Decks(Store(sys.argv[2], key=bytes.fromhex(sys.argv[4])))
 for n, card in enumerate(decks.due(int(sys.argv[3]))):
     if n == 3:
         os.kill(os.getpid(), signal.SIGKILL)  # mid-session, between two answers
@@ -179,7 +179,8 @@ def test_a_review_session_killed_mid_way_keeps_every_answered_card(services):
     deck = decks.create("Kill test")
     cards = [Card("qa", f"Question {i}?", f"answer {i}", {"sentence": f"answer {i}"}, "en") for i in range(6)]
     decks.add_cards(deck, cards)
-    child = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(services.store.path), str(deck)],
+    child = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(services.store.path), str(deck),
+                            services.store.key.hex()],
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == -signal.SIGKILL, child.stderr
     with services.store.reading() as conn:

@@ -15,6 +15,7 @@ from assistant.train import jobs as tj
 from assistant.config import AppPaths
 from assistant.documents.collections import Documents
 from assistant.store import Store
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 PEPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "documents" / "typing-peps"
 SMALL = {"rank": 4, "alpha": 8, "seq_len": 32, "batch_size": 2, "max_steps": 3, "eval_blocks": 2,
@@ -30,7 +31,7 @@ def hashed_embed(texts):
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "db.sqlite3")
+    s = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     yield s
     s.close()
 

@@ -22,6 +22,7 @@ from assistant.documents.collections import Documents, default_counter  # noqa: 
 from assistant.store import Store  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 
 def report(line: str) -> None:
@@ -31,7 +32,7 @@ def report(line: str) -> None:
 
 def main() -> None:
     db_path, folder, model = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    store = Store(db_path)
+    store = Store(db_path, key=TEST_DATABASE_KEY)
     engine = EngineClient(EngineSettings())
     engine.start()
     report(f"W {engine.pid}")

@@ -27,6 +27,7 @@ from assistant.store import DiskFullError, Store
 from engine.gguf_check import MalformedModelError, check_gguf
 
 from .conftest import REPO, fill
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 INGEST_CHILD = Path(__file__).with_name("ingest_child.py")
 # The dequantized base models, shared with tests/training (same cache, same keys).
@@ -149,7 +150,7 @@ def test_sigkill_during_ingestion_loses_nothing(tmp_path, minilm_gguf, n_rounds)
             committed[path] = int(value)
             reported += 1
         kills_mid_batch += 0 < reported
-        store = Store(db_path)
+        store = Store(db_path, key=TEST_DATABASE_KEY)
         try:
             _check_documents(store, committed)
         finally:
@@ -321,7 +322,7 @@ def test_sigkill_during_merge_and_export_leaves_no_half_model(tmp_path, smollm2_
 # ----- disk full ---------------------------------------------------------------------------------
 def test_a_full_disk_during_a_write_loses_nothing_and_says_so(small_disk):
     disk = small_disk(4 * 1024 * 1024)
-    store = Store(disk / "assistant.sqlite3")
+    store = Store(disk / "assistant.sqlite3", key=TEST_DATABASE_KEY)
     conversations = Conversations(store)
     conv = conversations.create("kept")
     saved = [conversations.add_message(conv.id, "user", f"message {i} " * 50).text for i in range(20)]
@@ -336,7 +337,7 @@ def test_a_full_disk_during_a_write_loses_nothing_and_says_so(small_disk):
     filler.unlink()  # space again: the app goes on where it stopped
     conversations.add_message(conv.id, "assistant", "after the disk was freed")
     store.close()
-    reopened = Store(disk / "assistant.sqlite3")
+    reopened = Store(disk / "assistant.sqlite3", key=TEST_DATABASE_KEY)
     try:
         texts = [m.text for m in Conversations(reopened).messages(conv.id)]
         assert texts[:20] == saved and texts[-1] == "after the disk was freed"
@@ -347,7 +348,7 @@ def test_a_full_disk_during_a_write_loses_nothing_and_says_so(small_disk):
 
 @pytest.mark.parametrize("fmt", ["json", "md"])
 def test_a_full_disk_during_export_keeps_the_previous_export(small_disk, tmp_path, fmt):
-    store = Store(tmp_path / "db.sqlite3")
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     try:
         conversations = Conversations(store)
         conv = conversations.create("big")
@@ -411,7 +412,7 @@ def test_a_full_disk_during_quantization_is_a_clear_error(small_disk, smollm2_pa
 
 
 def test_sigkill_during_conversation_export_leaves_old_or_whole_file(tmp_path):
-    store = Store(tmp_path / "db.sqlite3")
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     conversations = Conversations(store)
     conv = conversations.create("export me")
     for i in range(300):
@@ -419,7 +420,7 @@ def test_sigkill_during_conversation_export_leaves_old_or_whole_file(tmp_path):
     store.close()
     target = tmp_path / "out.json"
     code = ("import sys; from assistant.store import Store; from assistant.history.archive import History\n"
-            "h = History(Store(sys.argv[1]))\nprint('start', flush=True)\n"
+            "from tests.keyring_for_tests import TEST_DATABASE_KEY\nh = History(Store(sys.argv[1], key=TEST_DATABASE_KEY))\nprint('start', flush=True)\n"
             "while True:\n    h.export(sys.argv[2], 'json')\n    print('done', flush=True)\n")
     rng = random.Random(3)
     for _ in range(5):

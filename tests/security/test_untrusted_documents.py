@@ -19,6 +19,7 @@ from assistant.history.conversations import Conversations
 from assistant.documents.collections import Documents, default_counter
 from assistant.history.archive import EXPORT_FORMAT, EXPORT_SCHEMA_VERSION, History, HistoryError
 from assistant.store import Store
+from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 # Names a hostile archive or a careless user could produce (NUL cannot be in a real name).
 NAME_PARTS = st.sampled_from(["..", ".", "a", "b b", "ü", "-", "~", "$HOME", "%2e%2e", "\\..\\", "x" * 40, "'", "*"])
@@ -66,7 +67,7 @@ def test_a_folder_import_reads_only_inside_the_folder(embed, files, links, neste
             if link.exists() or link.is_symlink():
                 continue
             os.symlink(link if target == "self-loop" else targets.get(target, target), link)
-        store = Store(scratch / "db.sqlite3")
+        store = Store(scratch / "db.sqlite3", key=TEST_DATABASE_KEY)
         try:
             documents = Documents(store, embed, default_counter())
             events = list(documents.add_paths([folder]))
@@ -88,7 +89,7 @@ def test_a_folder_import_reads_only_inside_the_folder(embed, files, links, neste
 
 
 def test_odd_paths_given_to_the_import_are_clear_errors(embed, tmp_path):
-    store = Store(tmp_path / "db.sqlite3")
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     try:
         documents = Documents(store, embed, default_counter())
         events = list(documents.add_paths(["bad\0name.txt", str(tmp_path / "no" / ".." / "missing.txt"), ""]))
@@ -123,7 +124,7 @@ def _tree(root: Path) -> list[str]:
 def test_exports_land_in_the_chosen_folder_whatever_the_names(conversation_id, title, fmt):
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        store = Store(scratch / "db.sqlite3")
+        store = Store(scratch / "db.sqlite3", key=TEST_DATABASE_KEY)
         try:
             history = History(store)
             try:
@@ -149,7 +150,7 @@ def test_exports_land_in_the_chosen_folder_whatever_the_names(conversation_id, t
 
 @pytest.mark.parametrize("target", ["bad\0name.json", "missing-folder/../../x.json", "/proc/self/x.json"])
 def test_exports_to_odd_paths_are_clear_errors_and_write_nothing(tmp_path, target):
-    store = Store(tmp_path / "db.sqlite3")
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     try:
         Conversations(store).add_message(Conversations(store).create("t").id, "user", "hello")
         before = _tree(tmp_path)
@@ -162,7 +163,7 @@ def test_exports_to_odd_paths_are_clear_errors_and_write_nothing(tmp_path, targe
 
 
 def test_importing_a_history_file_through_links_and_odd_names_is_refused_cleanly(tmp_path):
-    store = Store(tmp_path / "db.sqlite3")
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
     try:
         history = History(store)
         link = tmp_path / "export.json"

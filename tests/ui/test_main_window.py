@@ -346,14 +346,18 @@ def test_the_saved_dark_theme_is_what_the_first_paint_shows(data_dir, pack_templ
 
 
 def test_the_saved_appearance_is_read_without_opening_the_store(services, tmp_path):
-    from assistant.settings import saved_appearance
+    """The theme is needed before the first paint, which comes before the unlock: it is kept in
+    a small unencrypted file of its own, and nothing the user wrote goes there."""
+    from assistant.settings import APPEARANCE_FILE, saved_appearance
 
-    assert saved_appearance(tmp_path / "none.sqlite3") == ("system", 0)
-    (tmp_path / "broken.sqlite3").write_bytes(b"not a database")
-    assert saved_appearance(tmp_path / "broken.sqlite3") == ("system", 0)
+    assert saved_appearance(tmp_path / "nothing-here") == ("system", 0)
+    (tmp_path / APPEARANCE_FILE).write_bytes(b"not json")
+    assert saved_appearance(tmp_path) == ("system", 0)
     services.settings.theme, services.settings.font_size = "dark", 13
+    services.settings.default_system_prompt = "MARKER-SYSTEM-PROMPT"
     services.save_settings()
-    assert saved_appearance(services.paths.database) == ("dark", 13)
+    assert saved_appearance(services.paths.data_dir) == ("dark", 13)
+    assert b"MARKER-SYSTEM-PROMPT" not in (services.paths.data_dir / APPEARANCE_FILE).read_bytes()
 
 
 def test_restart_engine_applies_a_new_thread_count_and_context_without_restarting_the_app(qtbot, window, services):
