@@ -271,7 +271,10 @@ class TranslatePane(QWidget):
         elif isinstance(event, TranslationFinished):
             self.last_result = event
             self.output.setPlainText(event.text)
-            note = f"{SUPPORTED[event.source]} → {SUPPORTED[event.target]}"
+            # Say that the source language was a guess, so a wrong guess is seen (and fixed in
+            # "Translate from") rather than taken for a bad translation.
+            detected = self._started is not None and self._started.detected
+            note = f"{SUPPORTED[event.source]}{' (detected)' if detected else ''} → {SUPPORTED[event.target]}"
             if event.cancelled:
                 note += f" · stopped after {event.segments_done} of {event.segments_total} sentences"
                 self._mark_outdated("Stopped: this is not the whole translation of the text.")

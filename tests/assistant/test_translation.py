@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -134,11 +135,25 @@ def test_translation_memory_finds_neighbours_nearest_last(tmp_path):
 
 # ----- real model -----------------------------------------------------------------------
 def test_french_and_german_translations_contain_key_words(translator):
-    french = translator.translate("Where is the train station?", "fr", source="en")
-    assert "gare" in french.text.lower()
-    german = translator.translate("The museum is closed on Mondays.", "de")
+    # Sentences that are not among the prompt's few-shot examples
+    # (resources/prompts/translation_examples.json): a copied example would prove nothing.
+    french = translator.translate("Where is the nearest bakery?", "fr", source="en")
+    assert "boulangerie" in french.text.lower()
+    german = translator.translate("My brother works in a hospital.", "de")
     assert german.source == "en"
-    assert "museum" in german.text.lower() and "montag" in german.text.lower()
+    assert "bruder" in german.text.lower() and "krankenhaus" in german.text.lower()
+
+
+def test_the_sentences_above_are_not_few_shot_examples():
+    import json
+
+    import resources
+
+    path = Path(resources.__file__).resolve().parent / "prompts" / "translation_examples.json"
+    examples = json.dumps(json.loads(path.read_text(encoding="utf-8")))
+    for sentence in ("Where is the nearest bakery?", "My brother works in a hospital.",
+                     "Je voudrais un café, s'il vous plaît."):
+        assert json.dumps(sentence)[1:-1] not in examples
 
 
 def test_to_english_with_auto_detection(translator):

