@@ -8,8 +8,6 @@ to the arithmetic it needs. The ceiling is
 
 The rate is numpy's (OpenBLAS, every core) on 1024 x 1024 float32 products, measured
 while the benchmark runs, so a busy machine lowers the ceiling as much as the figure.
-llama.cpp's quantized kernels reach ~75% of it here (measured: ~38 vs ~50 GFLOP/s per
-CPU-second), so the ceiling is generous.
 
 FLOPs per token of a transformer are 2 x the parameters of its layers' weight matrices
 (one multiply-add each), read from the GGUF file, plus attention (2 x 2 x layers x width x

@@ -17,9 +17,6 @@ Steps, all in this process, side by side in one run:
 
     python benchmarks/distill_student.py [--train-seconds 1800] [--budget-minutes 40] [--quick]
 
-Measured on a quiet 2-core machine: 600 s of distillation (52k tokens) gave 1.75x the teacher's
-perplexity, 1800 s (236k tokens, the default) 1.25x; the speed ratio is 1.7-1.9x either way.
-
 The whole run fits --budget-minutes (40 on a quiet 2-core machine): the teacher and both pruned
 students are exported and scored first, which measures what a model's export and scoring cost
 here, and the distillation gets at most --train-seconds of what is left after keeping room
@@ -49,6 +46,7 @@ from engine import privacy  # noqa: E402
 privacy.install()
 
 from engine import model_pack  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
 SPEED_TARGET, PPL_TARGET = 1.5, 1.3
@@ -213,7 +211,7 @@ def main() -> int:
         print(f"{name:28} {ppl[name]:15.2f} {tps.get(name, float('nan')):9.1f} {size[name] / 1e6:7.1f}")
     print(f"distillation: {stats['steps']} steps, {stats['tokens']} tokens, {stats['train_seconds']} s "
           f"({stats['tokens_per_s']} tokens/s); layers kept {record['layer_map']}")
-    print(json.dumps({"benchmark": "distill_student", "figures": figures, "targets": targets, "met": met}))
+    report("distill_student", figures, targets, met)
     return 0
 
 

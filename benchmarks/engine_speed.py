@@ -12,7 +12,6 @@ long prompt. Prints a table, then one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ privacy.install()
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings, physical_cores  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1, "max_tokens": 128}
 TOPICS = ["a lighthouse keeper", "a clockmaker in Prague", "a girl who maps rivers", "an old fishing boat",
@@ -188,7 +188,7 @@ def main() -> int:
           f"TTFT a/b {a_ttft / b_ttft:.2f} (<= 1.1)")
     print(f"cancel p95: during generation {figures['cancel_during_generation_ms_p95']} ms, "
           f"during prompt {figures['cancel_during_prompt_ms_p95']} ms (target <= 250)")
-    print(json.dumps({"benchmark": "engine_speed", "figures": figures, "targets": targets, "met": met}))
+    report("engine_speed", figures, targets, met)
     return 0
 
 

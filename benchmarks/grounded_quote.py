@@ -36,6 +36,7 @@ from assistant.app import build_services  # noqa: E402
 from assistant.chat.events import ReplyDone  # noqa: E402
 from assistant.chat.session import ChatSession  # noqa: E402
 from assistant.config import AppPaths  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 
 def contains(text: str, expected: list[str]) -> bool:
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
         services.close()
     total = len(spec["questions"])
     print(f"\n{'':12s}{'right':>8s}\n" + "\n".join(f"{k:12s}{v:>5d}/{total}" for k, v in counts.items()))
-    print(json.dumps({"benchmark": "grounded_quote", "questions": total, "figures": counts}))
+    report("grounded_quote", counts, {}, True, questions=total)
     return 0
 
 

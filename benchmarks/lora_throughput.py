@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine import privacy  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 privacy.install()
 
@@ -165,7 +166,7 @@ def main() -> int:
                "steps_timed": args.steps, "rounds": args.rounds, "base_precision": ours[0]["base_precision"]}
     targets = {"tokens_per_s_ratio": TARGET_RATIO, "loss_max_abs_diff": MAX_LOSS_DIFF}
     met = ratio >= TARGET_RATIO and max(diffs) <= MAX_LOSS_DIFF
-    print(json.dumps({"benchmark": "lora_throughput", "figures": figures, "targets": targets, "met": met}))
+    report("lora_throughput", figures, targets, met)
     return 0
 
 

@@ -20,7 +20,6 @@ Prints a table, then one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -36,6 +35,7 @@ privacy.install()
 from engine import model_pack  # noqa: E402
 from training.quantize import QUANT_TYPES  # noqa: E402
 from training.quantize.lab import LabConfig, run_lab  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
 #: Held-out documents: the last two PEPs of the corpus by number.
@@ -97,8 +97,7 @@ def main() -> int:
     covered = all(t in rows for t in QUANT_TYPES)
     targets = {"q8_0_perplexity_ratio_to_f16_max": 1.02, "types": list(QUANT_TYPES)}
     met = bool(q8_ratio <= 1.02 and covered)
-    print(json.dumps({"benchmark": "quantization_lab", "model": model.name, "reference": results["reference_kind"],
-                      "figures": figures, "targets": targets, "met": met}))
+    report("quantization_lab", figures, targets, met, model=model.name, reference=results["reference_kind"])
     return 0
 
 

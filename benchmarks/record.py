@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
 def results_line(benchmark: str, figures: dict, targets: dict, met: bool, **extra) -> dict:
@@ -24,3 +25,12 @@ def results_line(benchmark: str, figures: dict, targets: dict, met: bool, **extr
 def write_results(line: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(line, indent=2) + "\n", encoding="utf-8")
+
+
+def report(benchmark: str, figures: dict, targets: dict, met: bool, *, name: str | None = None, **extra) -> dict:
+    """Print the results line and keep it in ``benchmarks/results/NAME.json`` (NAME: the
+    benchmark's name unless given), from the run itself, so a figure in a note is one a run wrote."""
+    line = results_line(benchmark, figures, targets, met, **extra)
+    write_results(line, RESULTS_DIR / f"{name or benchmark}.json")
+    print(json.dumps(line), flush=True)
+    return line

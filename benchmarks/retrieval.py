@@ -47,6 +47,7 @@ from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.convert_bert import ensure_gguf  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 
 def hit(h, question) -> bool:
@@ -226,7 +227,7 @@ def main(argv=None) -> int:
     print(f"{'met':40} {met_each}")
     if errors:
         print("ingest errors:", *errors, sep="\n  ")
-    print(json.dumps({"benchmark": "retrieval", "figures": figures, "targets": targets, "met": all(met_each.values())}))
+    report("retrieval", figures, targets, all(met_each.values()))
     return 0
 
 

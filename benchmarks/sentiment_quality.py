@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import statistics
 import sys
@@ -49,6 +48,7 @@ from assistant.tasks.sentiment import PromptConfig, SentimentAnalyzer, Sentiment
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
 
@@ -231,8 +231,7 @@ def main() -> int:
           f"this machine multiplies {figures['machine_gemm_gflops']} GFLOP/s now, so at most "
           f"{figures['sentences_per_s_ceiling']} sentences/s; 50/s needs {figures['gflops_needed_for_target']} GFLOP/s")
     met = figures["accuracy"] >= 0.93 and figures["sentences_per_s"] >= 50
-    print(json.dumps({"benchmark": "sentiment_quality", "figures": figures,
-                      "targets": {"accuracy": 0.93, "sentences_per_s": 50}, "met": met}))
+    report("sentiment_quality", figures, {"accuracy": 0.93, "sentences_per_s": 50}, met)
     return 0
 
 

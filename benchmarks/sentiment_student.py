@@ -53,6 +53,7 @@ from assistant.tasks.sentiment_student import StudentAnalyzer, StudentConfig, te
 from engine import convert_bert, model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
 
@@ -208,7 +209,7 @@ def main() -> int:
               f"{figures[key + '_accuracy']:.4f}, about {teacher_s / seconds:.1f}x the teacher's speed")
     targets = {"sentences_per_s_ratio_min": 5.0, "accuracy_gap_points_max": 3.0}
     met = figures["sentences_per_s_ratio"] >= 5.0 and figures["accuracy_gap_points"] <= 3.0
-    print(json.dumps({"benchmark": "sentiment_student", "figures": figures, "targets": targets, "met": bool(met)}))
+    report("sentiment_student", figures, targets, bool(met))
     return 0
 
 

@@ -31,6 +31,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.record import report  # noqa: E402
+
 TARGET_FIRST_PAINT_MS = 1500
 DEFAULT_RUNS = 9
 
@@ -161,7 +164,7 @@ def main() -> int:
           f"{percentile(ready, 0.95):>10.1f}{min(ready):>10.1f}")
     print(f"torch imported by the window: {'yes' if torch else 'no'}; target first paint p50 < "
           f"{TARGET_FIRST_PAINT_MS} ms: {'met' if met else 'NOT met'}")
-    print(json.dumps({"benchmark": "startup", "figures": figures, "targets": targets, "met": met}))
+    report("startup", figures, targets, met)
     return 0
 
 

@@ -16,7 +16,6 @@ Prints a table, then one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from assistant.tasks.suggestions import MAX_TOKENS, Suggester  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 TEXTS = [
     "Hi Sarah, thanks for sending the notes from yesterday's meeting. I have read them carefully and I think "
@@ -100,8 +100,7 @@ def main() -> int:
     print(f"{'prompt cache re-used':<32} | {figures['p50_ms']:>8.1f} | {figures['p95_ms']:>8.1f} | {len(cached)}")
     print(f"{'baseline: no cache re-use':<32} | {figures['baseline_no_cache_p50_ms']:>8.1f} | "
           f"{figures['baseline_no_cache_p95_ms']:>8.1f} | {len(cold)}")
-    print(json.dumps({"benchmark": "suggest_latency", "figures": figures, "targets": {"p50_ms": 150},
-                      "met": figures["p50_ms"] < 150}))
+    report("suggest_latency", figures, {"p50_ms": 150}, figures["p50_ms"] < 150)
     return 0
 
 

@@ -7,7 +7,7 @@ model) from the installed GGUF, the balanced preset, on the English->French pair
 ``../shared/data/translation/parallel/eng-fra.tsv`` in the translator's prompt format. Pairs
 whose English sentence is also among the scored Tatoeba lines are removed first (~10% of
 the scored sentences recur there with other translations), so nothing scored is trained on.
-``--max-steps`` caps the run (a full epoch of the 12k pairs is 300 steps, ~42 minutes here).
+``--max-steps`` caps the run (a full epoch of the 12k pairs is 300 steps).
 
 Scored side by side in one run, on ``tatoeba-eng-fra.tsv`` through the app's
 ``assistant.tasks.translation.Translator`` and the engine (llama.cpp), chrF by sacrebleu:
@@ -21,15 +21,7 @@ Scored side by side in one run, on ``tatoeba-eng-fra.tsv`` through the app's
 
     python benchmarks/translation_adapter.py [--max-steps 150] [--limit 500] [--work DIR]
 
-Prints a table, then one JSON line. Measured 2026-11-24 on the 2-core development machine,
-nothing else running, defaults (150 steps, ~6,000 pairs seen, 21 min at 140 tokens/s; held-out
-loss 1.575 -> 1.207), all 500 lines:
-
-    method           chrF   s/line
-    few-shot        42.37    0.115
-    few-shot+LoRA   49.08    0.119     +6.71 over few-shot (target +5)
-    memory          48.22    0.505
-    memory+LoRA     50.81    0.526     +2.59 over memory
+Prints a table, then one JSON line (written to benchmarks/results/translation_adapter.json).
 """
 
 from __future__ import annotations
@@ -58,6 +50,7 @@ from assistant.tasks.translation import TranslationMemory, Translator  # noqa: E
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 TARGET_GAIN = 5.0
 
@@ -145,8 +138,7 @@ def main() -> int:
     for name, chrf, per_line in rows:
         print(f"{name:<16}{chrf:>8.2f}{per_line:>9.3f}")
     print(f"gain of the adapter over the few-shot prompt: {gain:+.2f} chrF (target +{TARGET_GAIN})")
-    print(json.dumps({"benchmark": "translation_adapter", "figures": figures,
-                      "targets": {"gain_over_few_shot": TARGET_GAIN}, "met": gain >= TARGET_GAIN}))
+    report("translation_adapter", figures, {"gain_over_few_shot": TARGET_GAIN}, gain >= TARGET_GAIN)
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import re
 import sys
@@ -42,6 +41,7 @@ from assistant.tasks.translation import TranslationMemory, Translator, builtin_e
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
+from benchmarks.record import report  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
 CODES = {"fra": "fr", "spa": "es", "deu": "de"}
@@ -179,8 +179,7 @@ def main() -> int:
     print(" | ".join(f"{h:>10}" for h in header))
     for row in rows:
         print(" | ".join(f"{v:>10.2f}" if isinstance(v, float) else f"{v!s:>10}" for v in row))
-    print(json.dumps({"benchmark": "translation_quality", "figures": figures,
-                      "targets": {"chrf_eng_fra": 45.0, "chrf_eng_spa": 45.0, "chrf_eng_deu": 40.0}, "met": met}))
+    report("translation_quality", figures, {"chrf_eng_fra": 45.0, "chrf_eng_spa": 45.0, "chrf_eng_deu": 40.0}, met)
     return 0
 
 
