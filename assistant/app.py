@@ -6,20 +6,21 @@ the result down. Built on the main thread; the services themselves are thread-sa
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from dataclasses import dataclass, field
 
 from assistant.backups import Backups
 from assistant.config import AppPaths, default_paths
-from assistant.errors import BackupError
+from assistant.errors import BackupError, StoreError
 from assistant.history.conversations import Conversations
 from assistant.history.archive import History
 from assistant.models.library import ModelLibrary
 from assistant.settings import AppSettings, save_appearance
 from assistant.store import Store
 from assistant.vault.migrate import encrypt_plaintext_data
-from assistant.vault.vault import LockedError, Unlocked, Vault, locked_message
+from assistant.vault.vault import LOCK_MARKER, LockedError, Unlocked, Vault, locked_message
 from engine.client import EngineClient
 
 
@@ -39,12 +40,17 @@ class Services:
     _engine_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _documents: tuple | None = field(default=None, repr=False)
     _documents_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
     @property
     def engine(self) -> EngineClient:
         """The engine worker starts on first use, so commands that need no model stay fast.
-        Any thread; the lock keeps two first callers from starting two workers."""
+        Any thread; the lock keeps two first callers from starting two workers. After
+        :meth:`close` (the window was locked or is closing) a late caller gets an error, not a
+        new worker that nobody would ever close."""
         with self._engine_lock:
+            if self._closed:
+                raise StoreError("Your library was closed (the window was locked or is closing); nothing was done.")
             if self._engine is None:
                 self._engine = EngineClient(self.settings.engine, log_path=self.paths.logs_dir / "engine.log")
                 self._engine.start()
@@ -80,13 +86,32 @@ class Services:
         shown, self.unlocked = self.unlocked.recovery_key, Unlocked(key=self.unlocked.key)
         return shown
 
+    def reload_after_restore(self) -> None:
+        """After :meth:`Backups.restore` put another database under the open store: read the
+        settings again, rebuild the documents' vector matrix on next use, and mark a reply that
+        was being written when the backup was taken as interrupted. Pool thread."""
+        loaded = AppSettings.load(self.store)
+        # In place, as apply_settings does: the engine client holds this EngineSettings object.
+        for name, value in vars(loaded.engine).items():
+            setattr(self.settings.engine, name, value)
+        for name, value in vars(loaded).items():
+            if name != "engine":
+                setattr(self.settings, name, value)
+        with self._documents_lock:
+            self._documents = None
+        self.conversations.recover_interrupted()
+
     def save_settings(self) -> None:
         self.store.set_setting("app", "AppSettings", self.settings.to_dict())
         save_appearance(self.paths.data_dir, self.settings)
 
     def close(self) -> None:
+        """Close the engine worker and the store; closing again does nothing. Pool thread (the
+        window's lock) or the main thread at exit."""
         with self._engine_lock:
+            self._closed = True
             engine, self._engine = self._engine, None
+        self.unlocked = None  # the key: closed services keep no reference to it
         if engine is not None:
             engine.close()
         self.store.close()
@@ -96,12 +121,33 @@ def vault_for(paths: AppPaths) -> Vault:
     return Vault(paths.data_dir, paths.database)
 
 
+def lock_marker_pid(paths: AppPaths) -> int | None:
+    """The process named by the lock marker of ``paths`` (see :meth:`Vault.mark_locked`), or None."""
+    try:
+        return int((paths.data_dir / LOCK_MARKER).read_text(encoding="utf-8").strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def locked_by_another_process(paths: AppPaths) -> bool:
+    """True while a window other than this process holds the data locked. The window that
+    locked it unlocks with the same calls the CLI makes, so its own marker must not stop it."""
+    return vault_for(paths).is_locked() and lock_marker_pid(paths) != os.getpid()
+
+
+def release_lock_marker(paths: AppPaths) -> None:
+    """Remove the lock marker if this process wrote it (the window unlocked, or is closing while
+    locked); a marker of another live window is left alone. Any thread but the GUI's, except at exit."""
+    if lock_marker_pid(paths) == os.getpid():
+        vault_for(paths).clear_locked()
+
+
 def unlock_and_encrypt(paths: AppPaths, passphrase: str | None = None, unlocked: Unlocked | None = None) -> Unlocked:
     """The database key (keyring, or ``passphrase``; a fresh one on a new install), with any
-    plaintext left by a version before encryption encrypted first. Refuses while the window
-    holds the data locked. Worker thread (Argon2, the keyring, the migration)."""
+    plaintext left by a version before encryption encrypted first. Refuses while another
+    process's window holds the data locked. Worker thread (Argon2, the keyring, the migration)."""
     vault = vault_for(paths)
-    if vault.is_locked():
+    if locked_by_another_process(paths):
         raise LockedError(locked_message())
     unlocked = unlocked or vault.unlock(passphrase)
     encrypt_plaintext_data(paths.database, paths.backups_dir, unlocked.key)

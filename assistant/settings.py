@@ -17,6 +17,8 @@ from engine.settings import EngineSettings, SamplingParams
 API_TOKEN_FILE = "api_token"
 #: Theme and font size, readable before the database is unlocked (see :func:`saved_appearance`).
 APPEARANCE_FILE = "appearance.json"
+#: The longest idle time the Settings page offers before the window locks itself (a day).
+MAX_AUTO_LOCK_MINUTES = 24 * 60
 
 
 @dataclass
@@ -38,6 +40,11 @@ class AppSettings:
     # Its port on 127.0.0.1; 8642 is clear of the usual local model servers (Ollama 11434,
     # llama.cpp 8080, LM Studio 1234).
     api_server_port: int = 8642
+    # Lock the window after this many minutes without keyboard or mouse input to the app; 0 never
+    # locks on its own. 15 minutes: the lock is for the screen left unattended (the desk, a shared
+    # office), and unlocking costs one key press with a keyring (a passphrase otherwise), while a
+    # reply being written or a running job holds it off, so nothing the user waits for is stopped.
+    auto_lock_minutes: int = 15
 
     @classmethod
     def load(cls, store) -> "AppSettings":
@@ -51,6 +58,7 @@ class AppSettings:
             default_system_prompt=str(data.get("default_system_prompt", cls.default_system_prompt)),
             api_server_enabled=bool(data.get("api_server_enabled", cls.api_server_enabled)),
             api_server_port=int(data.get("api_server_port", cls.api_server_port)),
+            auto_lock_minutes=int(data.get("auto_lock_minutes", cls.auto_lock_minutes)),
         )
 
     def to_dict(self) -> dict:
@@ -133,7 +141,9 @@ def apply_settings(services, values: dict) -> None:
     if int(engine.n_threads) < 1 or int(engine.n_ctx) < 256:
         raise SettingsError("Threads must be at least 1 and the context at least 256 tokens.")
     rest = {k: v for k, v in values.items() if k not in ("engine", "sampling")}
-    names = ("theme", "font_size", "suggestions_enabled", "default_system_prompt")
+    if "auto_lock_minutes" in rest and not 0 <= int(rest["auto_lock_minutes"]) <= MAX_AUTO_LOCK_MINUTES:
+        raise SettingsError(f"Lock after 0 (never) to {MAX_AUTO_LOCK_MINUTES} minutes without use.")
+    names = ("theme", "font_size", "suggestions_enabled", "default_system_prompt", "auto_lock_minutes")
     fresh = AppSettings(engine=engine, sampling=sampling, **{k: rest.get(k, current[k]) for k in names})
     # Update in place: the engine client holds this same EngineSettings object, so the new
     # threads and context apply the next time the worker starts.

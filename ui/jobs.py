@@ -76,6 +76,9 @@ class Job(QRunnable):
         self._cancel_hook = cancel
         self._cancelled = threading.Event()
         self.done = threading.Event()
+        #: Set by :meth:`Jobs.abandon`: the widgets that asked for the result are gone, so its
+        #: callbacks never run (the work itself still ends, and may be waited for on ``done``).
+        self.abandoned = False
 
     def cancel(self) -> None:
         """Any thread: ask the work to stop. The GUI thread never waits for it."""
@@ -126,20 +129,55 @@ class EngineStatusBridge(QObject):
 
 
 class Jobs(QObject):
-    """The window's worker pool. Create, use and shut down on the GUI thread."""
+    """The window's worker pool. Create, use and shut down on the GUI thread.
 
-    def __init__(self, parent: QObject | None = None, max_threads: int = 4):
+    :meth:`scope` gives the window's panes a Jobs of their own on the same pool: when the lock
+    or a restore tears those panes down, :meth:`abandon` ends the scope at once (its jobs are
+    cancelled and report to nobody, and anything the old panes still ask for is refused), while
+    the window's own jobs go on."""
+
+    def __init__(self, parent: QObject | None = None, max_threads: int = 4, pool: QThreadPool | None = None):
         super().__init__(parent)
-        # A private pool, not the global one: shutting the window down waits for exactly
-        # its own work, and tests can check nothing is left running.
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(max_threads)
+        if pool is None:
+            # A private pool, not the global one: shutting the window down waits for exactly
+            # its own work, and tests can check nothing is left running.
+            pool = QThreadPool(self)
+            pool.setMaxThreadCount(max_threads)
+        self.pool = pool
         self._live: set[Job] = set()
         self._closed = False
+        self._scopes: list[Jobs] = []
+
+    def scope(self) -> "Jobs":
+        """A Jobs on this pool, ended on its own by :meth:`abandon`, and with this one by :meth:`shutdown`."""
+        # An ended scope is dropped once its last job has ended (it holds them until then).
+        self._scopes = [child for child in self._scopes if not child.closed or child._live]
+        child = Jobs(self, pool=self.pool)
+        self._scopes.append(child)
+        return child
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def busy(self) -> bool:
+        """True while a job started here or in a live scope has not delivered its end (GUI thread)."""
+        return (not self._closed and bool(self._live)) or any(child.busy for child in self._scopes)
+
+    def abandon(self) -> list[Job]:
+        """End this Jobs without waiting: cancel every job, drop its callbacks, refuse new work;
+        returns the jobs, whose ``done`` a pool thread may wait on. GUI thread: the window's lock
+        and a restore tear down the panes these jobs would have reported to. (They stay
+        referenced here until they end: Python must not free a runnable the pool still runs.)"""
+        self._closed = True
+        jobs = [job for job in self._live if not job.abandoned]
+        for child in self._scopes:
+            jobs += child.abandon()
+        for job in jobs:
+            job.abandoned = True
+            job.cancel()
+        return jobs
 
     def run(self, fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] | None = None,
             on_error: Callable[[str, BaseException], None] | None = None, **kwargs: Any) -> Job | None:
@@ -161,17 +199,17 @@ class Jobs(QObject):
         self._live.add(job)
 
         def event(value: Any) -> None:
-            if not self._closed and on_event is not None:
+            if not self._closed and not job.abandoned and on_event is not None:
                 on_event(value)
 
         def finished(result: Any) -> None:
             self._live.discard(job)
-            if not self._closed and on_done is not None:
+            if not self._closed and not job.abandoned and on_done is not None:
                 on_done(result)
 
         def failed(message: str, exc: BaseException) -> None:
             self._live.discard(job)
-            if not self._closed and on_error is not None:
+            if not self._closed and not job.abandoned and on_error is not None:
                 on_error(message, exc)
 
         # Connected before the job starts: a signal emitted before anyone listens is lost.
@@ -187,6 +225,8 @@ class Jobs(QObject):
         Runs on the GUI thread when the window closes, the one moment waiting is right.
         """
         self._closed = True
+        for child in self._scopes:
+            child.abandon()
         for job in list(self._live):
             job.cancel()
         done = self.pool.waitForDone(timeout_ms)

@@ -149,6 +149,8 @@ def _engine_error(event: dict) -> ApiError:
         return ApiError(400, message, kind)
     if kind == "too_large":
         return ApiError(413, message, kind)
+    if kind == "locked":
+        return ApiError(423, message, kind)
     return ApiError(500, message, kind, kind="server_error")
 
 
@@ -284,6 +286,7 @@ class ServerSwitch:
         self._lock = threading.Lock()
         self._server: ApiServer | None = None
         self._closed = False
+        self._held = False  # the window is locked: a server answers 423 and touches no services
 
     @property
     def running(self) -> bool:
@@ -305,8 +308,37 @@ class ServerSwitch:
             if enabled and self._server is None:
                 if self._closed:
                     raise ApiServerError("The window is closing; the API server was not started.")
-                self._server = ApiServer(self.services, ApiServerConfig(port=port)).start()
+                self._server = ApiServer(self.services, ApiServerConfig(port=port))
+                self._server.locked = self._held
+                self._server.start()
             return self.info()
+
+    # The window's lock keeps the server listening, so that other programs get "423 Locked" in
+    # words rather than a refused connection, while the services it served are closed.
+    def hold(self) -> None:
+        """GUI thread, first step of the window's lock (no waiting): from now on every request
+        is answered 423 before it reads anything."""
+        self._held = True
+        server = self._server
+        if server is not None:
+            server.locked = True
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Pool thread, after :meth:`hold`: cancel what the server is running or has queued and
+        wait until it has let go of the services (so they can be closed). True when it did."""
+        server = self._server
+        return server.drain(timeout) if server is not None else True
+
+    def release(self, services: "Services") -> None:
+        """GUI thread, the window unlocked: serve from the new ``services`` again."""
+        with self._lock:
+            self.services = services
+            server = self._server
+            if server is not None:
+                server.services = services
+            self._held = False
+            if server is not None:
+                server.locked = False
 
     def close(self) -> None:
         with self._lock:
@@ -340,6 +372,9 @@ class ApiServer:
         self.host = self.config.host
         self.port = self.config.port
         self._stopping = False
+        #: Set while the window is locked (:meth:`ServerSwitch.hold`): requests are answered 423
+        #: without touching the services, which are closed until the window unlocks.
+        self.locked = False
 
     # ----- lifecycle ----------------------------------------------------------------------
     @property
@@ -426,6 +461,22 @@ class ApiServer:
                 thread.join(timeout)
         self._http_thread = self._dispatch_thread = None
 
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Cancel every queued and running request (the server keeps listening) and wait until
+        none is left; True when none is. Any thread but the event loop's."""
+        with self._jobs_lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            self._cancel(job)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._jobs_lock:
+                if not self._jobs:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
     def wait(self) -> None:
         """Block until the server stops (the CLI's main thread; Ctrl+C interrupts)."""
         while self.running:
@@ -447,6 +498,11 @@ class ApiServer:
                 if job._cancelled:
                     continue
                 job.state = "running"
+            if self.locked:  # queued before the lock: it must not reach the closed services
+                from assistant.vault.vault import locked_message
+
+                self._fail(job, "locked", locked_message())
+                continue
             try:
                 self._run(job)
             except (LibraryError, ChatError) as exc:
@@ -541,6 +597,10 @@ class ApiServer:
     def _submit(self, job: _Job) -> None:
         if self._stopping:
             raise ApiError(503, "The API server is shutting down.", "shutting_down", kind="server_error")
+        if self.locked:  # authorized a moment before the window locked
+            from assistant.vault.vault import locked_message
+
+            raise ApiError(423, locked_message(), "locked")
         with self._jobs_lock:
             self._jobs.add(job)
         try:
@@ -610,9 +670,10 @@ class ApiServer:
                            "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         # Checked per request (one stat and a pid probe): the window may lock at any time, and a
         # locked app answers nothing from the user's data until it is unlocked (423 Locked).
+        # ``locked`` is the window's own lock of the server it runs, set before its marker is.
         from assistant.vault.vault import Vault, locked_message
 
-        if Vault(self.services.paths.data_dir, self.services.paths.database).is_locked():
+        if self.locked or Vault(self.services.paths.data_dir, self.services.paths.database).is_locked():
             raise ApiError(423, locked_message(), "locked")
 
     async def _json(self, request) -> dict:
