@@ -77,6 +77,8 @@ def fine_tune_half(name: str, files: list[Path], base: Path, work: Path, args) -
            "cache_root": str(default_paths().data_dir / "training" / "base-cache"),
            "output_dir": str(work / "run"), "preset": "balanced",
            "dataset": {"type": "text_files", "paths": [str(f) for f in files]},
+           # Public PEPs: the job keeps their held-out part for this script to score (the app never asks).
+           "held_out_path": str(work / "held-out-peps.jsonl"),
            "settings": {"eval_fraction": EVAL_FRACTION, "max_steps": args.max_steps}}
     job_file = work / "job.json"
     job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")

@@ -352,5 +352,6 @@ def preflight(spec: dict | None, seq_len: int) -> dict:
 # ----- held-out texts ---------------------------------------------------------------------
 def write_held_out(path: Path, texts: list[str]) -> None:
     """The held-out texts (never trained on) as JSON lines ``{"text": ...}``, written
-    atomically next to a job's results, so the result can be measured through llama.cpp."""
+    atomically, for a caller that asked to keep them (a job's ``held_out_path``: a benchmark
+    measuring them through llama.cpp on a public corpus; the app never asks)."""
     atomic_write_text(path, "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts))

@@ -14,6 +14,14 @@ checkpoint at its next step boundary and raises ``JobCancelled``), dispatches on
 The same command runs under ``torchrun --nproc_per_node N -m training.run JOB.json``; only
 rank 0 writes progress lines and artefacts.
 
+Before that last line, rank 0 shreds the copies of the user's text the job's folders hold
+(:func:`engine.job_files.forget_job_texts`: the documents the app copied for it, a distillation's
+teacher-written continuations of them) unless the job can still be resumed: a finished job never
+needs them again, nor does one that failed or was stopped before its first checkpoint (the app
+starts such a job afresh, in a new folder). A job stopped or failed after a checkpoint keeps them
+for ``--resume``; a job killed outright (SIGKILL, power cut) cannot clean up and keeps them too,
+until it is resumed to its end or the user gives it up (``TrainingJobs.abandon`` in the app).
+
 ``python -m training.run --check`` is the short process the app starts before it keeps a job
 folder (the window's process never imports this package): it reads a job description as JSON
 on stdin, runs the ``preflight(job)`` of that kind's job module (the same checks the job makes
@@ -42,6 +50,7 @@ from engine import privacy
 
 privacy.install()
 
+from engine.job_files import forget_job_texts, has_checkpoint  # noqa: E402
 from engine.partial_files import sweep_stale_partials  # noqa: E402
 from training.progress import JobCancelled, ProgressReporter  # noqa: E402
 
@@ -126,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.job is None:
         parser.error("a job file is needed (or --check with the job on stdin)")
 
-    reporter = ProgressReporter(sys.stdout, rank=int(os.environ.get("RANK", 0)))
+    rank = int(os.environ.get("RANK", 0))
+    reporter = ProgressReporter(sys.stdout, rank=rank)
     signal.signal(signal.SIGTERM, reporter.request_stop)
     signal.signal(signal.SIGINT, reporter.request_stop)
+    job = None
     try:
         job = read_job(args.job)
         if args.resume:
@@ -139,20 +150,39 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(KINDS[job["kind"]])
         result = module.run_job(job, reporter)
     except JobCancelled as exc:
+        _forget_texts(job, rank, finished=False)
         reporter.emit("cancelled", step=exc.args[0] if exc.args else None)
         return EXIT_CANCELLED
     except _user_errors() as exc:
         if not isinstance(exc, JobFileError):
             traceback.print_exc()  # stderr is the job's log; the user sees the message line
+        _forget_texts(job, rank, finished=False)
         reporter.emit("error", message=str(exc) or type(exc).__name__, type=type(exc).__name__)
         return EXIT_ERROR
     except Exception as exc:  # a bug: the user gets one line, the log gets the traceback
         traceback.print_exc()
+        _forget_texts(job, rank, finished=False)
         reporter.emit("error", message=f"The training job failed unexpectedly ({type(exc).__name__}: {exc}).",
                       type=type(exc).__name__)
         return EXIT_ERROR
+    _forget_texts(job, rank, finished=True)
     reporter.emit("done", result=result)
     return EXIT_OK
+
+
+def _forget_texts(job: dict | None, rank: int, finished: bool) -> None:
+    """Shred the job's copies of the user's text unless it can still be resumed (see the module
+    docstring); before the final line, so that a follower who reads it finds them gone. Rank 0
+    only: the ranks share the folder. A failure to shred is logged (the path, never the text) and
+    does not change the job's outcome."""
+    if job is None or rank != 0:
+        return
+    if not finished and job.get("output_dir") and has_checkpoint(job["output_dir"]):
+        return  # --resume reads them again
+    try:
+        forget_job_texts(job)
+    except OSError as exc:
+        print(f"Could not shred the job's copy of the text: {exc}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

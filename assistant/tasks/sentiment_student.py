@@ -43,7 +43,8 @@ import numpy as np
 
 from assistant.errors import StudentError
 from engine.atomic import atomic_write_text
-from engine.job_files import write_job_file
+from engine.job_files import TEXT_COPIES, write_job_file
+from engine.shred import shred_tree
 from assistant.tasks.sentiment import (
     SentimentAnalyzer,
     SentimentError,
@@ -268,8 +269,10 @@ def write_fine_tune_job(texts: list[str], labels: np.ndarray, encoder_dir: str |
     data = work_dir / "labels.jsonl"
     atomic_write_text(data, "".join(json.dumps({"text": t, "positive": float(p)}, ensure_ascii=False) + "\n"
                                     for t, p in zip(texts, labels)))
+    # text_copies: the training process shreds the labelled texts when the job ends (engine.job_files).
     return write_job_file(work_dir, {"kind": "sentiment_student", "encoder_dir": str(encoder_dir), "data": str(data),
-                                     "output_dir": str(work_dir / "student"), "settings": dict(settings or {})})
+                                     "output_dir": str(work_dir / "student"), "settings": dict(settings or {}),
+                                     TEXT_COPIES: [str(data)]})
 
 
 def fine_tune_outcome(final, result: dict | None) -> dict:
@@ -620,9 +623,10 @@ class Lesson:
             self.discard()
 
     def discard(self) -> None:
-        """Remove the scratch folder (what the job wrote with it). Any thread."""
+        """Shred the scratch folder (the labelled texts, what the job wrote with it): a job that
+        was killed could not shred its copy itself. Any thread."""
         if self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+            shred_tree(self.work_dir)
 
 
 def prepare_lesson(services, texts: list[str], name: str, cancel: threading.Event | None = None,
@@ -650,7 +654,7 @@ def prepare_lesson(services, texts: list[str], name: str, cancel: threading.Even
             job_file = write_fine_tune_job(labelled.texts, labelled.labels, source, work,
                                            _fine_tune_settings(config, False, None))
         except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
+            shred_tree(work)
             raise
         return Lesson(models_dir, name, job_file=job_file, work_dir=work, labelled=labelled)
     gguf_path = source if source.is_file() else ensure_gguf(source, models_dir)

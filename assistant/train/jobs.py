@@ -12,6 +12,11 @@ the process is :mod:`assistant.train.process`: :meth:`TrainingJobs.start` spawns
 subprocess for the CLI; the window starts the prepared job file with QProcess
 (``ui/train_process.py``).
 
+The copy of the user's text a job reads (``documents.jsonl`` in its folder, named in the job's
+``text_copies``) lives only as long as the job may need it: the training process shreds it when the
+job ends and cannot be resumed (see ``training/run.py``), :meth:`TrainingJobs.abandon` when the
+user gives up a stopped job, and a refused job's folder is shredded whole.
+
 Threading: :meth:`TrainingJobs.prepare_documents` and the other ``prepare_*`` read the database,
 write files and wait for the check child (seconds): call them from a worker thread (the
 window's pool), never the GUI thread.
@@ -38,8 +43,13 @@ from assistant.train.process import (  # noqa: F401
     job_launch,
     parse_event,
 )
-from engine.atomic import atomic_write
-from engine.job_files import JOB_FILE, new_run_folder, write_job_file
+from engine.atomic import atomic_write, write_json_atomic
+from engine.job_files import (JOB_FILE, TEXT_COPIES, forget_job_texts, has_checkpoint, new_run_folder, shred_job_texts,
+                              without_texts, write_job_file)
+from engine.shred import shred_tree, shredding_replaced
+
+#: The job folder's copy of the documents a job trains on (one {"title", "text"} per line).
+DOCUMENTS_FILE = "documents.jsonl"
 
 
 # ----- documents from the store -------------------------------------------------------------
@@ -123,12 +133,15 @@ class TrainingJobs:
         return new_run_folder(self.runs_dir, name)
 
     def _checked(self, folder: Path, job: dict, docs: list[dict] | None = None) -> JobSpec:
-        """Write ``docs`` (the job's documents.jsonl) into ``folder``, have the training package
-        check the job (its data is in place by then), and write job.json; on any failure the
-        folder goes, so a refused job leaves nothing half-made. Worker thread."""
+        """Write ``docs`` (the job's documents.jsonl, named in its ``text_copies``) into ``folder``,
+        have the training package check the job (its data is in place by then), and write job.json;
+        on any failure the folder is shredded, so a refused job leaves nothing half-made and no copy
+        of the text. Worker thread."""
         try:
             if docs is not None:
-                with atomic_write(folder / "documents.jsonl") as handle:
+                copy = folder / DOCUMENTS_FILE
+                job[TEXT_COPIES] = [str(copy)]
+                with atomic_write(copy) as handle:
                     for doc in docs:
                         handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
             info = check_job(job, self.python)
@@ -136,7 +149,7 @@ class TrainingJobs:
                 job["dataset"].update(source=info["source"], target=info["target"])
             write_job_file(folder, job)
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            shred_tree(folder)
             raise
         return JobSpec(folder, job)
 
@@ -153,7 +166,7 @@ class TrainingJobs:
             raise TrainingJobError("No document store is open.")
         docs = collection_documents(self.store, list(collections))
         folder = self._new_folder(name)
-        dataset = {"type": "documents", "path": str(folder / "documents.jsonl"), "collections": list(collections)}
+        dataset = {"type": "documents", "path": str(folder / DOCUMENTS_FILE), "collections": list(collections)}
         return self._checked(folder, self._lora_job(folder, base_gguf, dataset, preset_name, settings, name), docs)
 
     def prepare_translation(self, memory_file: Path, base_gguf: Path, source: str | None = None,
@@ -180,7 +193,7 @@ class TrainingJobs:
         folder = self._new_folder(name)
         job = {"kind": "distill", "name": name, "teacher_gguf": str(Path(teacher_gguf).resolve()),
                "cache_root": str(self.cache_root), "output_dir": str(folder),
-               "dataset": {"type": "documents", "path": str(folder / "documents.jsonl"),
+               "dataset": {"type": "documents", "path": str(folder / DOCUMENTS_FILE),
                            "collections": list(collections)},
                "preset": preset_name, "settings": dict(settings or {}),
                "prune": {"strategy": "importance", "keep_ratio": float(keep_ratio)},
@@ -198,7 +211,7 @@ class TrainingJobs:
         job_file = folder / JOB_FILE
         if not job_file.is_file():
             raise TrainingJobError(f"{folder} is not a training job folder (no job.json).")
-        if not _has_checkpoint(folder):
+        if not has_checkpoint(folder):
             raise TrainingJobError("This job has no checkpoint yet; start it again instead of resuming.")
         try:
             job = json.loads(job_file.read_text(encoding="utf-8"))
@@ -209,23 +222,38 @@ class TrainingJobs:
     def resume(self, folder: Path) -> "TrainingProcess":
         return TrainingProcess.spawn(self.python, self.resumable(folder).job_file, resume=True)
 
+    def abandon(self, folder: Path) -> None:
+        """Give up a stopped job that will not be resumed: its copies of the user's text are
+        shredded and its checkpoints removed (they only served the resume), so it lists as not
+        finished and cannot resume; whatever it finished (an adapter, a model) stays. The caller
+        makes sure its process is not running. Worker thread (shredding writes the files over)."""
+        folder = Path(folder)
+        if not (folder / JOB_FILE).is_file() or folder.resolve().parent != self.runs_dir.resolve():
+            raise TrainingJobError(f"{folder} is not a training job folder of this app.")
+        forget_job_texts(json.loads((folder / JOB_FILE).read_text(encoding="utf-8")))
+        shred_job_texts(folder)  # a job.json whose output_dir is elsewhere: its own folder too
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+
     def runs(self) -> list[dict]:
-        """Job folders, newest first, with their result when finished."""
+        """Job folders, newest first, with their result when finished.
+
+        A finished job never needs a copy of the user's text again; runs made before issue 24 kept
+        theirs (documents.jsonl, held_out.jsonl, the samples in result.json), so what is found beside
+        a result is shredded here (worker thread)."""
         out = []
         if self.runs_dir.is_dir():
             for folder in sorted(self.runs_dir.iterdir(), reverse=True):
                 if not (folder / JOB_FILE).is_file():
                     continue
                 # A fine-tune writes result.json, a distillation distill.json (see their jobs).
-                result = next((f for f in (folder / "result.json", folder / "distill.json") if f.is_file()), None)
+                result_file = next((f for f in (folder / "result.json", folder / "distill.json") if f.is_file()), None)
+                result = json.loads(result_file.read_text()) if result_file is not None else None
+                if result is not None:
+                    shred_job_texts(folder)
+                    if without_texts(result) != result:
+                        result = without_texts(result)
+                        with shredding_replaced(result_file):
+                            write_json_atomic(result_file, result)
                 out.append({"folder": str(folder), "job": json.loads((folder / JOB_FILE).read_text()),
-                            "result": json.loads(result.read_text()) if result is not None else None,
-                            "resumable": _has_checkpoint(folder) and result is None})
+                            "result": result, "resumable": has_checkpoint(folder) and result is None})
         return out
-
-
-def _has_checkpoint(folder: Path) -> bool:
-    """Whether a job folder holds a checkpoint to resume from (fine-tune or distillation)."""
-    checkpoints = Path(folder) / "checkpoints"
-    # latest.json: the pointer distillation runs wrote before training/checkpoints.py.
-    return (checkpoints / "latest").is_file() or (checkpoints / "latest.json").is_file()

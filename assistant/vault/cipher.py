@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 
 from sqlcipher3 import dbapi2 as dbapi
 
 from assistant.errors import StoreError
+# One shredder for every process: training jobs shred their copies of the user's text with it too,
+# and they may import engine/ but not assistant/. Re-exported here for the vault's migration.
+from engine.shred import shred_file  # noqa: F401
 
 #: Bytes of a database key (AES-256).
 KEY_BYTES = 32
@@ -107,25 +109,3 @@ def export_encrypted(source: "dbapi.Connection", target: str | os.PathLike, key:
         source.execute(f"PRAGMA export_target.user_version = {int(version)}")
     finally:
         source.execute("DETACH DATABASE export_target")
-
-
-def shred_file(path: str | os.PathLike) -> None:
-    """Overwrite a file with zeros, flush it to the disk, then delete it; a missing file is fine.
-
-    What this promises is written in SECURITY.md: on a disk that writes in place (most hard
-    disks, most file systems without copy-on-write) the old bytes are gone; an SSD's wear
-    levelling or a copy-on-write file system may keep old blocks that no program can reach,
-    which is why the data is encrypted in the first place.
-    """
-    target = Path(path)
-    try:
-        size = target.stat().st_size
-    except FileNotFoundError:
-        return
-    chunk = b"\x00" * (1 << 20)
-    with open(target, "r+b", buffering=0) as handle:
-        left = size
-        while left > 0:
-            left -= handle.write(chunk[: min(left, len(chunk))])
-        os.fsync(handle.fileno())
-    target.unlink()

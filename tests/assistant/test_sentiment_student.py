@@ -202,6 +202,9 @@ def test_fine_tuning_can_be_cancelled_and_reports_bad_data(teacher, tmp_path):
         train_student(texts, teacher, None, None, soft_labels=np.full(len(texts), 0.7), cancel=cancel,
                       fine_tune={"encoder_dir": encoder_dir, "work_dir": tmp_path / "cancelled"})
     assert not (tmp_path / "cancelled" / "student" / "encoder.gguf").exists()
+    # The job shreds its copy of the texts when it ends without a way to resume (issue 24).
+    assert not (tmp_path / "cancelled" / "labels.jsonl").exists()
     with pytest.raises(StudentError, match="not a sentence encoder folder"):
         train_student(texts, teacher, None, None, soft_labels=np.full(len(texts), 0.7),
                       fine_tune={"encoder_dir": tmp_path, "work_dir": tmp_path / "bad"})
+    assert not (tmp_path / "bad" / "labels.jsonl").exists()

@@ -1,11 +1,13 @@
 """Training jobs from the app's side: a job from document collections in the real store or a
-translation memory, the checks before start, the process's typed events, cancel and resume."""
+translation memory, the checks before start, the process's typed events, cancel and resume, and
+no copy of the user's text left behind once a job cannot resume (issue 24)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,26 @@ def add_docs(store, names, collection="peps"):
     return docs
 
 
+def private_document(store, tmp_path, collection="private") -> str:
+    """A collection of one document only its owner has: PEP 526 with a marker before every
+    eighth word (so that any passage of it holds one), indexed in the real (encrypted) store;
+    returns the marker."""
+    marker = "zq" + uuid.uuid4().hex[:16]
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    words = (PEPS / "pep-0526.rst").read_text(encoding="utf-8").split(" ")
+    text = " ".join(f"{marker} {word}" if i % 8 == 0 else word for i, word in enumerate(words))
+    (notes / "private.rst").write_text(text, encoding="utf-8")
+    assert list(Documents(store, hashed_embed).add_paths([notes / "private.rst"], collection))[-1].totals["errors"] == 0
+    return marker
+
+
+def files_holding(folder: Path, marker: str) -> list[Path]:
+    """Every file under ``folder`` whose bytes hold ``marker``, but the user's own notes."""
+    return [p for p in folder.rglob("*") if p.is_file() and "notes" not in p.relative_to(folder).parts
+            and marker.encode() in p.read_bytes()]
+
+
 def test_stored_chunks_give_back_each_document_once(store):
     add_docs(store, ["pep-0526.rst", "pep-0593.rst"])
     docs = tj.collection_documents(store, ["peps"])
@@ -85,8 +107,26 @@ def test_documents_job_runs_with_typed_events(jobs_, store, smollm2_gguf):
     assert runs[0]["result"]["steps"] == 3 and not runs[0]["resumable"]
 
 
-def test_cancel_then_resume(jobs_, store, smollm2_gguf):
-    add_docs(store, ["pep-0526.rst"])
+def test_a_finished_job_leaves_no_copy_of_the_text_it_read(jobs_, store, smollm2_gguf, tmp_path):
+    """The job's copy of the documents is shredded when it finishes, before its last line; the
+    before/after samples (held-out text and the model's continuations) reach the window in that
+    line and no file. No file under the data folder or the job folder holds the marker."""
+    marker = private_document(store, tmp_path)
+    spec = jobs_.prepare_documents(["private"], smollm2_gguf, "quick", SMALL, name="private")
+    copy = spec.folder / "documents.jsonl"
+    assert spec.job["text_copies"] == [str(copy)] and marker.encode() in copy.read_bytes()
+    process = jobs_.start(spec)
+    events = list(process.events())
+    assert events[-1].kind == "done", events[-1].data
+    assert marker in process.result["sample_prompt"]  # the samples the window shows are the user's text
+    assert Path(process.result["adapter_gguf"]).is_file() and not copy.exists()
+    assert files_holding(tmp_path, marker) == []  # the data folder (job folder, base cache, models) and the store
+
+
+def test_cancel_then_resume(jobs_, store, smollm2_gguf, tmp_path):
+    """A stopped job keeps its copy of the documents for --resume; the resumed job shreds it
+    when it finishes."""
+    marker = private_document(store, tmp_path, "peps")
     spec = jobs_.prepare_documents(["peps"], smollm2_gguf, "quick", {**SMALL, "max_steps": 4})
     process = jobs_.start(spec)
     events = []
@@ -95,10 +135,52 @@ def test_cancel_then_resume(jobs_, store, smollm2_gguf):
         if isinstance(event, tj.StepEvent) and event.step == 1:
             process.cancel()
     assert events[-1].kind == "cancelled" and process.wait() == 3
-    assert jobs_.runs()[0]["resumable"]
+    assert jobs_.runs()[0]["resumable"] and (spec.folder / "documents.jsonl").is_file()
     resumed = list(jobs_.resume(spec.folder).events())
     assert resumed[-1].kind == "done" and resumed[-1].data["result"]["steps"] == 4
     assert any(e.kind == "resumed" for e in resumed)
+    assert files_holding(tmp_path, marker) == []
+
+
+def test_a_job_that_fails_before_its_first_checkpoint_shreds_its_copy(jobs_, store, smollm2_gguf, tmp_path):
+    """Failed for good: nothing to resume from (the app starts such a job afresh, in a new folder)."""
+    marker = private_document(store, tmp_path)
+    spec = jobs_.prepare_documents(["private"], smollm2_gguf, "quick", SMALL)
+    job = json.loads(spec.job_file.read_text())
+    job["base_gguf"] = str(tmp_path / "moved-away.gguf")  # the model went away after the check
+    spec.job_file.write_text(json.dumps(job))
+    events = list(jobs_.start(spec).events())
+    assert events[-1].kind == "error" and "does not exist" in events[-1].data["message"]
+    assert not (spec.folder / "documents.jsonl").exists() and files_holding(tmp_path, marker) == []
+
+
+def test_a_stopped_job_given_up_keeps_no_copy_and_cannot_resume(jobs_, store, smollm2_gguf, tmp_path):
+    marker = private_document(store, tmp_path)
+    spec = jobs_.prepare_documents(["private"], smollm2_gguf, "quick", SMALL)
+    (spec.folder / "checkpoints" / "step-0000001").mkdir(parents=True)  # as a stopped job leaves it
+    (spec.folder / "checkpoints" / "latest").write_text("step-0000001")
+    assert jobs_.runs()[0]["resumable"]
+    jobs_.abandon(spec.folder)
+    assert not jobs_.runs()[0]["resumable"] and files_holding(tmp_path, marker) == []
+    with pytest.raises(tj.TrainingJobError, match="no checkpoint"):
+        jobs_.resumable(spec.folder)
+    with pytest.raises(tj.TrainingJobError, match="not a training job folder"):
+        jobs_.abandon(tmp_path)
+
+
+def test_runs_finished_before_issue_24_lose_their_copies_when_listed(jobs_, tmp_path):
+    """Earlier versions kept documents.jsonl, held_out.jsonl and the samples in result.json after
+    a job finished; the Train page's list of runs shreds them."""
+    marker = "zq" + uuid.uuid4().hex[:16]
+    folder = jobs_.runs_dir / "20260101-000000-documents-abcdef"
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({"kind": "lora", "output_dir": str(folder)}))
+    for name in ("documents.jsonl", "held_out.jsonl"):
+        (folder / name).write_text(json.dumps({"text": f"my notes {marker}"}) + "\n")
+    (folder / "result.json").write_text(json.dumps({"steps": 3, "sample_before": f"my notes {marker}"}))
+    (run,) = jobs_.runs()
+    assert run["result"] == {"steps": 3} and json.loads((folder / "result.json").read_text()) == {"steps": 3}
+    assert files_holding(tmp_path, marker) == []
 
 
 def test_a_killed_job_is_reported_not_hidden(jobs_, store, smollm2_gguf):

@@ -44,7 +44,7 @@ def test_job_reports_progress_and_writes_its_outputs(tmp_path, smollm2_gguf, bas
     assert saved["settings"]["max_steps"] == 3 and saved["resolved_settings"]["rank"] == 4
     assert json.loads((out / "adapter" / "training_config.json").read_text())["kind"] == "lora"
     assert json.loads((out / "result.json").read_text())["steps"] == 3
-    assert (out / "held_out.jsonl").read_text().strip()
+    assert result["held_out"] is None and not (out / "held_out.jsonl").exists()  # the held-out text stays unwritten
     assert result["adapter_gguf"] == str(out / "adapter.gguf") and (out / "adapter.gguf").stat().st_size > 0
     assert result["eval_loss_after"] < result["eval_loss_before"]
     assert not _no_temp_files(out)
@@ -88,13 +88,19 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(tmp_path, smollm2_gguf, ba
 
 
 def test_sigterm_while_preparing_stops_at_once(tmp_path, smollm2_gguf, base_cache_root):
+    """Stopped before its first checkpoint, a job cannot resume: the copies of the user's text made
+    for it (``text_copies``) are shredded, the user's own files are not."""
     job = jobs.lora_job(tmp_path, smollm2_gguf, base_cache_root)
+    copy = tmp_path / "copy-for-the-job.jsonl"
+    copy.write_text('{"title": "notes", "text": "private"}\n', encoding="utf-8")
+    job.write_text(json.dumps({**json.loads(job.read_text()), "text_copies": [str(copy)]}))
     proc = jobs.start(job)
     _read_until(proc, lambda e: e["event"] == "message")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate()
     assert proc.returncode == 3, err[-3000:]
     assert jobs.parse(out)[-1]["event"] == "cancelled"
+    assert not copy.exists() and (tmp_path / "notes.txt").is_file()
 
 
 def test_bad_input_is_one_clear_error(tmp_path, smollm2_gguf, base_cache_root):
@@ -126,13 +132,14 @@ def test_a_translation_memory_run_shows_translations_before_and_after(tmp_path, 
              for i in range(1, 200)]
     memory.write_text("eng\tfra\n" + "".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
     job = json.loads(jobs.lora_job(tmp_path, smollm2_gguf, base_cache_root, max_steps=1).read_text())
-    job.update(export_gguf=True, dataset={"type": "translation_memory", "path": str(memory)})
+    job.update(export_gguf=True, dataset={"type": "translation_memory", "path": str(memory)},
+               held_out_path=str(tmp_path / "held-out.jsonl"))
     job["settings"].update(seq_len=64, eval_fraction=0.05)
     (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
     code, events, err = jobs.run(tmp_path / "job.json")
     assert code == 0, err[-3000:]
     result = events[-1]["result"]
-    held_out = [json.loads(line)["text"] for line in (tmp_path / "run" / "held_out.jsonl").read_text().splitlines()]
+    held_out = [json.loads(line)["text"] for line in (tmp_path / "held-out.jsonl").read_text().splitlines()]
     prompts = translation_sample_prompts(held_out)
     assert len(prompts) == SAMPLE_PAIRS and all(p.startswith("English: The train") and p.endswith("\nFrench:")
                                                 for p in prompts)
@@ -142,6 +149,9 @@ def test_a_translation_memory_run_shows_translations_before_and_after(tmp_path, 
         assert len(shown) == SAMPLE_PAIRS
         for prompt, text in zip(prompts, shown):
             assert text.startswith(prompt + " ") and text.count("\n") == 1  # the source line, one translation line
+    # The samples reach the window in the done line; the result file on the disk keeps figures only.
+    on_disk = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert "sample_before" not in on_disk and on_disk["gguf_perplexity_after"] == result["gguf_perplexity_after"]
 
 
 def _check(job: dict) -> tuple[int, list[str], str]:

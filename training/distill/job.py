@@ -16,6 +16,7 @@ Job file keys:
   export_gguf: true (default) -> student.gguf (f16) next to the HF folder
   quantize: optional llama.cpp type ("Q8_0", "Q4_K_M", ...) -> student.<type>.gguf as well
   resume: set by ``training.run --resume``
+  held_out_path, text_copies: as for the "lora" kind (training.lora.job)
 
 Everything the user can get wrong (no data, a teacher too large for this machine's memory, a
 student larger than its teacher, logit distillation between different tokenizers) is refused
@@ -125,7 +126,8 @@ def preflight(job: dict, config: DistillConfig | None = None) -> dict:
 def teacher_texts(job: dict, config: DistillConfig, prompts: list[str], out_dir: Path,
                   reporter: ProgressReporter) -> list[str]:
     """The teacher's continuation of each prompt (prompt included), cached in
-    ``teacher_texts.jsonl`` so that a resumed job does not generate them again."""
+    ``teacher_texts.jsonl`` so that a resumed job does not generate them again. The prompts are
+    the user's text, so ``training.run`` shreds the cache when the job can no longer resume."""
     cache = out_dir / "teacher_texts.jsonl"
     done: list[str] = []
     if cache.is_file():
@@ -257,7 +259,8 @@ def run_job(job: dict, reporter: ProgressReporter) -> dict:
         data = ds.build(job["dataset"], tokenizer, config.seq_len, config.eval_fraction, config.seed)
         teacher_for_logits = teacher
     write_json_atomic(out_dir / "data.json", data.stats)
-    ds.write_held_out(out_dir / "held_out.jsonl", data.eval_texts)
+    if job.get("held_out_path"):
+        ds.write_held_out(Path(job["held_out_path"]), data.eval_texts)
 
     if student is None:
         student, prune_record = cut_student(job, teacher, data.train_ids, out_dir, resuming, reporter)
@@ -296,7 +299,7 @@ def run_job(job: dict, reporter: ProgressReporter) -> dict:
               "teacher_eval_loss": before.get("teacher_eval_loss"),
               "perplexity_before": _exp(before.get("student_eval_loss")), "perplexity_after": _exp(after),
               "teacher_perplexity": _exp(before.get("teacher_eval_loss")),
-              "held_out": str(out_dir / "held_out.jsonl"), "student_dir": None, "student_gguf": None}
+              "held_out": job.get("held_out_path"), "student_dir": None, "student_gguf": None}
     result["student_dir"] = str(save_student(trainer.student, student_tokenizer, out_dir / "student", result))
     if job.get("export_gguf", True):
         reporter.message("Writing the student for llama.cpp (GGUF)...")

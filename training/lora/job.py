@@ -14,11 +14,16 @@ Job file keys:
   preset: quick | balanced | thorough; settings: {LoraTrainConfig field: value} on top
   resume: set by ``training.run --resume``
   export_gguf: true (default) -> adapter.gguf through training.export.lora_gguf when present
+  held_out_path: optional file to keep the held-out texts in (JSON lines ``{"text"}``) for a
+              caller that measures them itself (a benchmark on a public corpus); the app never
+              sets it, so the user's held-out text is written nowhere
+  text_copies: the files the app copied the user's text into for this job (see engine.job_files)
 
 Output folder, when the job is done: ``job.json`` (the config that made everything in it),
-``adapter/`` (peft), ``adapter.gguf`` (llama.cpp LoRA), ``held_out.jsonl`` (texts never
-trained on, for perplexity through llama.cpp), ``result.json``. Finished artefacts are
-written under temporary names and renamed, so a kill never leaves half of one.
+``adapter/`` (peft), ``adapter.gguf`` (llama.cpp LoRA), ``result.json``. Finished artefacts are
+written under temporary names and renamed, so a kill never leaves half of one. ``result.json``
+holds figures only: the before/after samples (the start of a held-out document and the model's
+continuations of it) travel in the ``done`` line to the window, never to the disk.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import math
 from pathlib import Path
 
 from engine.atomic import atomic_dir, write_json_atomic
-from engine.job_files import write_job_file
+from engine.job_files import without_texts, write_job_file
 from training import datasets as ds
 from training.base_model import check_architecture, load_base
 from training.lora.config import LoraTrainConfig, config_from_job
@@ -112,7 +117,8 @@ def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
     data = ds.build(job["dataset"], tokenizer, config.seq_len, config.eval_fraction, config.seed)
     if dist.rank == 0:
         write_json_atomic(out_dir / "data.json", data.stats)
-        ds.write_held_out(out_dir / "held_out.jsonl", data.eval_texts)
+        if job.get("held_out_path"):
+            ds.write_held_out(Path(job["held_out_path"]), data.eval_texts)
 
     trainer = LoraTrainer(model, tokenizer, data, config, out_dir, reporter, dist)
     checkpoint = trainer.latest_checkpoint() if job.get("resume") else None
@@ -139,7 +145,7 @@ def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
               "eval_loss_before": eval_before, "eval_loss_after": eval_after,
               "perplexity_before": math.exp(eval_before) if eval_before is not None else None,
               "perplexity_after": math.exp(eval_after) if eval_after is not None else None,
-              "held_out": str(out_dir / "held_out.jsonl"), "adapter_dir": None, "adapter_gguf": None}
+              "held_out": job.get("held_out_path"), "adapter_dir": None, "adapter_gguf": None}
     if dist.rank == 0:
         adapter_dir = out_dir / "adapter"
         with atomic_dir(adapter_dir) as tmp:
@@ -153,7 +159,7 @@ def _run(job: dict, reporter: ProgressReporter, dist) -> dict:
             reporter.message("Measuring the adapter through llama.cpp...")
             result.update(_measure_gguf(base_gguf, Path(result["adapter_gguf"]), data.eval_texts, config.seq_len,
                                         translation=data.stats.get("held_out") == "pairs"))
-        write_json_atomic(out_dir / "result.json", result)
+        write_json_atomic(out_dir / "result.json", without_texts(result))
     trainer._barrier()
     return result
 

@@ -63,7 +63,8 @@ def run_job(job: dict, reporter: ProgressReporter) -> dict:
     config = LabConfig.from_dict(job.get("settings"))
     texts = _texts(job)
     check_inputs(model, texts, config, output_dir)  # every refusal before any file is written
-    write_job_file(output_dir, job)
+    # The record of the run keeps the settings, not the text it was measured on (the user's).
+    write_job_file(output_dir, {key: value for key, value in job.items() if key != "eval_texts"})
 
     f16_maker = None
     if job.get("hf_model_dir"):
