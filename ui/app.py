@@ -14,8 +14,11 @@ What happens on which thread, in order:
    very first start); a new recovery key is shown once;
 4. main thread: :meth:`MainWindow.set_services` fills the panes, then a pool thread starts
    the engine worker, whose status the window shows as it changes;
-5. at exit: the window stops its reply and waits for its jobs, then the services (and the
-   engine worker) are closed.
+5. at exit: the window stops its reply and waits for its jobs, then closes the services it
+   built (and the engine worker) and removes its lock marker.
+
+Steps 3 and 4 are :meth:`MainWindow.open_library`; the window's lock (Ctrl+L, auto-lock) closes
+the services and runs them again on unlock (:mod:`ui.lock`).
 """
 
 from __future__ import annotations
@@ -81,7 +84,6 @@ def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None,
     app = application(argv)
     from assistant.config import default_paths
     from ui.single_instance import SingleInstance, close_on_signals, serve_window
-    from ui.unlock import UnlockFlow
 
     instance = SingleInstance(default_paths().data_dir)
     if instance.pass_to_running(list(open_files)):
@@ -95,28 +97,19 @@ def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None,
 
     theme.apply(*saved_appearance(default_paths().data_dir))
     window = MainWindow(theme=theme)
-    holder: dict = {}
 
     def milestone(name: str) -> None:
         if on_milestone is not None:
             on_milestone(name, window)
 
-    def ready(services: "Services") -> None:
-        window.set_services(services)
-        milestone("services_ready")
-
-    def failed(message: str, _exc: BaseException | None) -> None:
-        window.show_services_error(message)
-        milestone("services_failed")
+    window.sig_services_ready.connect(lambda: milestone("services_ready"))
+    window.sig_services_failed.connect(lambda: milestone("services_failed"))
 
     # After the first paint: unlock (silent with a keyring, a dialog for a passphrase), then the
     # store and the library on the pool (the slow part of starting).
-    unlock = UnlockFlow(window, default_paths(), holder, on_ready=ready,
-                        on_failed=lambda message: failed(message, None))
-
     def painted() -> None:
         milestone("first_paint")
-        unlock.start()
+        window.open_library(default_paths())
 
     window.sig_window_painted.connect(painted)
     serve_window(instance, window)
@@ -128,10 +121,7 @@ def run(argv: list[str] | None = None, *, on_milestone: Milestone | None = None,
     finally:
         restore_signals()
         instance.close()
-        window.shutdown()
-        services = holder.get("services")
-        if services is not None:
-            services.close()
+        window.shutdown()  # closes the services it built
     return int(code)
 
 

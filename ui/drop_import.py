@@ -56,7 +56,12 @@ class ModelDropImporter(QObject):
         # Parented to the window: Qt drops the filter when the window is deleted.
         app.installEventFilter(self)
         window.sig_services_ready.connect(self._import_next)
-        window.models.sig_import_finished.connect(lambda _added, _refused: self._import_next())
+        self.watch(window.models)
+
+    def watch(self, models) -> None:
+        """Import the next queued files when ``models`` (the Models page, built again after each
+        lock or restore) finishes an import."""
+        models.sig_import_finished.connect(lambda _added, _refused: self._import_next())
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
         if event.type() not in _DRAG_TYPES or not isinstance(obj, QWidget) or obj.window() is not self.window:

@@ -1,13 +1,18 @@
-"""The main window: navigation, the panes, the engine status, keyboard shortcuts.
+"""The main window: navigation, the panes, the engine status, keyboard shortcuts, the lock.
 
-Why one module of ~570 lines: the page table, the shortcut table and the actions built from
-them, and the page stack are one thing to read when adding a page; the dialogs live in
-:mod:`ui.help_dialogs`, the narrow widgets in :mod:`ui.compact_widgets`.
+Why one module of ~800 lines: the page table, the shortcut table and the actions built from
+them, the page stack, and the lock, which tears the pages down and builds them again, are one
+thing to read when adding a page; the dialogs live in :mod:`ui.help_dialogs`, the narrow widgets
+in :mod:`ui.compact_widgets`, the lock page and the idle watch in :mod:`ui.lock`.
 
 GUI thread only. The window is built and painted before the services exist (they are built
-on a pool thread after the first paint, see :mod:`ui.app`); :meth:`MainWindow.set_services`
-then fills the panes. It never owns the services: whoever built them closes them, after
-:meth:`MainWindow.shutdown` has stopped and waited for the window's own work.
+on a pool thread after the first paint, see :mod:`ui.app` and :meth:`MainWindow.open_library`);
+:meth:`MainWindow.set_services` then fills the panes, and fills fresh ones again after each
+unlock or restore. Who closes the services: the window's lock closes the ones it shows (that
+is what locking is); the ones the window built itself (:meth:`open_library`, an unlock, the
+restore of a damaged database) it closes in :meth:`MainWindow.shutdown`; services handed in by
+a caller (``create_window(services)``) are the caller's to close after ``shutdown`` (closing
+twice does nothing).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDialog,
     QHBoxLayout,
     QLabel,
@@ -35,12 +41,14 @@ from ui.chat.pane import ChatPane
 from ui.chat.widgets import Banner
 from ui.help_dialogs import AboutDialog, DocumentDialog, ShortcutsDialog
 from ui.jobs import EngineStatusBridge, Jobs
+from ui.lock import IdleWatcher, LockPage
 from ui.models_pane import ModelsPane
 from ui.settings_pane import SettingsPane
 from ui.sidebar import Sidebar
 
 if TYPE_CHECKING:
     from assistant.app import Services
+    from assistant.config import AppPaths
     from ui.theme import ThemeController
 
 #: (key, label, what is coming) for each page of the navigation, in order.
@@ -77,6 +85,8 @@ ACTION_KEYS = {
     "composer": "Ctrl+K",
     **{f"page_{key}": f"Ctrl+{number}" for number, (key, _l, _c) in enumerate(PAGES[:8], start=1)},
     "page_settings": "Ctrl+,",
+    # As the desktop's own screen lock (Super+L) and browsers' password managers.
+    "lock": "Ctrl+L",
     "shortcuts": "F1",
     "quit": "Ctrl+Q",
 }
@@ -88,6 +98,7 @@ ACTION_HELP = {
     "search": "Search all conversations",
     "composer": "Focus the message box",
     **{f"page_{key}": f"Go to {label}" for key, label, _c in PAGES},
+    "lock": "Lock now: close your data and clear it from the window",
     "shortcuts": "Keyboard shortcuts",
     "quit": "Quit",
 }
@@ -104,6 +115,9 @@ SHORTCUTS = tuple((ACTION_KEYS[name], ACTION_HELP[name]) for name in ACTION_KEYS
     ("Delete", "Delete the selected conversation (Undo offered)"),
     (ACTION_KEYS["quit"], ACTION_HELP["quit"]),
 )
+
+#: The actions that stay on while the window is locked: they show nothing of the user's data.
+ALWAYS_AVAILABLE_ACTIONS = frozenset({"shortcuts", "user_guide", "privacy", "about", "quit"})
 
 ENGINE_STATES = {
     "stopped": "Engine: not running",
@@ -201,7 +215,8 @@ class PageStack(QStackedWidget):
 
 class MainWindow(QMainWindow):
     sig_window_painted = Signal()  # once, after the first paint
-    sig_services_ready = Signal()
+    sig_services_ready = Signal()  # the panes are filled (at start, after an unlock or a restore)
+    sig_services_failed = Signal()  # the library could not be opened; the banner says why
 
     def __init__(self, theme: "ThemeController | None" = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -221,12 +236,28 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog: ShortcutsDialog | None = None
         self.help_dialogs: dict[str, QDialog] = {}
         self.translate = self.sentiment = self.documents = self.train = self.compress = None  # with the services
+        self.study = None
         self._shut_down = False
+        #: Where the data is (from the services, or :meth:`open_library`): the lock opens it again.
+        self.paths: AppPaths | None = None
+        #: "opening" (no services yet), "open", "failed" (the library could not be opened),
+        #: "locking", "locked", "unlocking", "restoring" (a backup is being put in place).
+        self.state = "opening"
+        #: The local API server's switch; the window's, so that it outlives the Settings pane
+        #: across a lock and answers 423 meanwhile.
+        self.api_switch = None
+        #: Services the window built itself ("services") and the key they were opened with
+        #: ("unlocked"): see :func:`ui.unlock.build_unlocked`. Closed in :meth:`shutdown`.
+        self._holder: dict = {}
+        self.unlock_flow = None  # the UnlockFlow running or last run (tests reach its dialogs)
+        self._newest_backup = None  # offered by the banner when the database is damaged
         self._build()
         self._build_actions()
         from ui import drop_import  # .gguf files dropped anywhere on the window, or opened with the app
 
         self.drop_importer = drop_import.install(self)
+        self.idle_watcher = IdleWatcher(self, self.work_in_progress)
+        self.idle_watcher.sig_idle.connect(self.auto_lock)
         self._watcher = _FirstPaintWatcher(self)
         if theme is not None:
             theme.sig_theme_changed.connect(self._on_theme_changed)
@@ -250,7 +281,46 @@ class MainWindow(QMainWindow):
         self.nav.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.stack = PageStack(central)
         self.stack.setAccessibleName("Pages")
+        for key, label, _coming in PAGES:
+            item = QListWidgetItem(label)
+            item.setData(Qt.ItemDataRole.UserRole, key)
+            item.setSizeHint(QSize(140, 36))
+            self.nav.addItem(item)
+        self._build_pages()
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.stack.currentChanged.connect(lambda _index: self.put_navigation_before_page())
+        self.nav.setCurrentRow(0)
 
+        right = QWidget(central)
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.setSpacing(0)
+        self.window_banner = Banner("Window notice", right)
+        self.window_banner.sig_action_clicked.connect(self.restore_newest_backup)
+        right_layout.addWidget(self.window_banner)
+        right_layout.addWidget(self.stack, 1)
+        self.lock_page = LockPage(right)
+        self.lock_page.sig_unlock_requested.connect(self.unlock)
+        right_layout.addWidget(self.lock_page, 1)
+        layout.addWidget(self.nav)
+        layout.addWidget(right, 1)
+        self.setCentralWidget(central)
+
+        self.engine_label = QLabel(ENGINE_STATES["stopped"])
+        self.engine_label.setObjectName("EngineStatus")
+        self.engine_label.setAccessibleName("Engine status")
+        self.engine_label.setProperty("state", "stopped")
+        self.library_label = QLabel("Opening your library…")
+        self.library_label.setAccessibleName("Library status")
+        self.statusBar().addWidget(self.library_label, 1)
+        self.statusBar().addPermanentWidget(self.engine_label)
+        self.statusBar().setSizeGripEnabled(False)
+
+    def _build_pages(self) -> None:
+        """Build every page, empty, into the stack, and wire them to each other. At start, and
+        again after a lock or a restore has torn the old ones down (:meth:`_replace_pages`).
+        Each set of pages runs its work in its own scope of the pool, ended with them."""
+        self.page_jobs = self.jobs.scope()
         self.sidebar = Sidebar()
         self.chat = ChatPane()
         chat_page = QSplitter(Qt.Orientation.Horizontal)
@@ -280,34 +350,6 @@ class MainWindow(QMainWindow):
                 page = ComingSoonPane(label, coming)
             self.pages[key] = page
             self.stack.addWidget(page)
-            item = QListWidgetItem(label)
-            item.setData(Qt.ItemDataRole.UserRole, key)
-            item.setSizeHint(QSize(140, 36))
-            self.nav.addItem(item)
-        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
-        self.stack.currentChanged.connect(lambda _index: self.put_navigation_before_page())
-        self.nav.setCurrentRow(0)
-
-        right = QWidget(central)
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 0, 0, 0)
-        right_layout.setSpacing(0)
-        self.window_banner = Banner("Window notice", right)
-        right_layout.addWidget(self.window_banner)
-        right_layout.addWidget(self.stack, 1)
-        layout.addWidget(self.nav)
-        layout.addWidget(right, 1)
-        self.setCentralWidget(central)
-
-        self.engine_label = QLabel(ENGINE_STATES["stopped"])
-        self.engine_label.setObjectName("EngineStatus")
-        self.engine_label.setAccessibleName("Engine status")
-        self.engine_label.setProperty("state", "stopped")
-        self.library_label = QLabel("Opening your library…")
-        self.library_label.setAccessibleName("Library status")
-        self.statusBar().addWidget(self.library_label, 1)
-        self.statusBar().addPermanentWidget(self.engine_label)
-        self.statusBar().setSizeGripEnabled(False)
 
         self.sidebar.sig_new_chat_requested.connect(self.new_chat)
         self.sidebar.sig_new_incognito_chat_requested.connect(self.new_incognito_chat)
@@ -319,6 +361,13 @@ class MainWindow(QMainWindow):
         self.chat.sig_conversations_changed.connect(self.sidebar.refresh)
         self.models.sig_library_changed.connect(self.chat.refresh_models)
         self.settings_pane.sig_appearance_changed.connect(self._apply_appearance)
+        self.settings_pane.sig_settings_saved.connect(self._on_settings_saved)
+        self.settings_pane.sig_lock_requested.connect(self.lock)
+        self.settings_pane.sig_restore_requested.connect(self.restore_backup)
+        if self.theme is not None and self.theme.scheme:
+            from ui.theme import COLORS
+
+            self.chat.set_colors(COLORS[self.theme.scheme])
 
     def _build_actions(self) -> None:
         menu = self.menuBar()
@@ -345,6 +394,8 @@ class MainWindow(QMainWindow):
         action(file_menu, "search", "Search history…", self.focus_search)
         action(file_menu, "composer", "Write a message", self.focus_composer)
         file_menu.addSeparator()
+        action(file_menu, "lock", "Lock now", self.lock)
+        file_menu.addSeparator()
         action(file_menu, "quit", "Quit", self.close)
         for key, label, _ in PAGES:
             action(view_menu, f"page_{key}", label, lambda _checked=False, k=key: self.go_to_page(k))
@@ -359,17 +410,29 @@ class MainWindow(QMainWindow):
 
     # ----- services ----------------------------------------------------------------------------
     def set_services(self, services: "Services") -> None:
-        """Fill the panes; start the engine worker in the background (its status shows at once)."""
+        """Fill the panes; start the engine worker in the background (its status shows at once).
+        Called again, on fresh panes, after each unlock and restore."""
+        from assistant.api.server import ServerSwitch
+
         self.services = services
+        self.paths = services.paths
+        self.state = "open"
         self.library_label.setText(f"Library: {services.paths.data_dir}")
         if self.theme is not None:
             self.theme.apply(services.settings.theme, services.settings.font_size)
-        self.sidebar.set_services(services, self.jobs)
-        self.chat.set_services(services, self.jobs)
-        self.models.set_services(services, self.jobs)
-        self.settings_pane.set_services(services, self.jobs)
+        if self.api_switch is None:
+            self.api_switch = ServerSwitch(services)
+        else:
+            self.api_switch.release(services)
+        jobs = self.page_jobs
+        self.sidebar.set_services(services, jobs)
+        self.chat.set_services(services, jobs)
+        self.models.set_services(services, jobs)
+        self.settings_pane.set_services(services, jobs, self.api_switch)
         self._build_service_pages(services)
+        self._show_pages(True)
         self.put_navigation_before_page()
+        self.idle_watcher.set_idle_seconds(60 * int(services.settings.auto_lock_minutes))
         self.jobs.run(_start_engine, services, self.status_bridge.callback,
                       on_error=lambda message, _exc: self._on_engine_status("error", {"message": message}))
         self.sig_services_ready.emit()
@@ -380,7 +443,7 @@ class MainWindow(QMainWindow):
         for key, (module_name, class_name) in SERVICE_PAGES.items():
             page = self.pages[key]
             pane_class = getattr(importlib.import_module(module_name), class_name)
-            page.set_pane(pane_class(services, self.jobs))
+            page.set_pane(pane_class(services, self.page_jobs))
         self.translate = self.pages["translate"].pane
         self.sentiment = self.pages["sentiment"].pane
         self.documents = self.pages["documents"].pane
@@ -393,18 +456,251 @@ class MainWindow(QMainWindow):
         self.documents.sig_documents_changed.connect(self.train.refresh)
         self.study = self.pages["study"].pane
         self.documents.sig_documents_changed.connect(self.study.refresh)
-        self.settings_pane.sig_settings_saved.connect(self._on_settings_saved)
 
     def _on_settings_saved(self) -> None:
         enabled = bool(self.services.settings.suggestions_enabled) if self.services else False
         for controller in (self.chat.suggestions, getattr(self.translate, "suggestions", None)):
             if controller is not None:
                 controller.set_enabled(enabled)
+        if self.services is not None:
+            minutes = int(self.services.settings.auto_lock_minutes)
+            if self.idle_watcher.idle_s != 60 * minutes:
+                self.idle_watcher.set_idle_seconds(60 * minutes)
 
-    def show_services_error(self, message: str) -> None:
-        """The library could not be opened (damaged or newer database...): say so, keep running."""
+    def open_library(self, paths: "AppPaths") -> None:
+        """Unlock (nothing asked with a keyring, the passphrase otherwise) and build the services
+        on the pool, then fill the panes; a failure shows in the banner (with the newest backup
+        offered for a damaged database). At start, after the first paint (:func:`ui.app.run`)."""
+        from ui.unlock import UnlockFlow
+
+        self.paths = paths
+        self.state = "opening"
+        self.unlock_flow = UnlockFlow(self, paths, self._holder, on_ready=self.set_services,
+                                      on_failed=lambda message: self.show_services_error(message, self.unlock_flow.error))
+        self.unlock_flow.start()
+
+    def show_services_error(self, message: str, error: BaseException | None = None) -> None:
+        """The library could not be opened (damaged or newer database...): say so, keep running.
+        A damaged database (``error`` a CorruptDatabaseError) gets the newest backup offered in
+        one click, or the words that there is none."""
+        from assistant.errors import CorruptDatabaseError
+
+        self.state = "failed"
         self.library_label.setText("The library could not be opened.")
+        self.window_banner.set_action("")
         self.window_banner.show_message(message, "error")
+        self.sig_services_failed.emit()
+        if isinstance(error, CorruptDatabaseError) and self.paths is not None:
+            from ui.backups_section import newest_backup_row
+
+            self.jobs.run(newest_backup_row, self.paths.backups_dir,
+                          on_done=lambda row: self._offer_newest_backup(message, row))
+
+    def _offer_newest_backup(self, message: str, row) -> None:
+        if self.state != "failed":
+            return
+        self._newest_backup = row
+        if row is None:
+            self.window_banner.show_message(f"{message} There is no backup to restore.", "error")
+            return
+        self.window_banner.show_message(f"{message} The newest backup was made {row.when}.", "error")
+        self.window_banner.set_action("Restore the newest backup")
+
+    def restore_newest_backup(self) -> None:
+        """The banner's button: put the newest backup in place of the damaged database (which is
+        kept), on the pool, and open the library again."""
+        if self.state != "failed" or self.paths is None:
+            return
+        from ui.backups_section import restore_damaged_database
+
+        self.state = "restoring"
+        self.window_banner.action_button.setEnabled(False)
+        self.window_banner.show_message("Restoring the newest backup…", "info")
+        self.jobs.run(restore_damaged_database, self.paths, self._holder,
+                      on_done=lambda result: self._damaged_database_restored(*result),
+                      on_error=self._damaged_database_restore_failed)
+
+    def _damaged_database_restored(self, result, services: "Services") -> None:
+        from ui.backups_section import restored_message
+
+        row = getattr(self, "_newest_backup", None)
+        self.window_banner.set_action("")
+        self.window_banner.show_message(restored_message(result, row.when if row else f"as {result.backup.name}"),
+                                        "info")
+        self.set_services(services)
+
+    def _damaged_database_restore_failed(self, message: str, _exc: BaseException) -> None:
+        self.state = "failed"
+        self.window_banner.show_message(message, "error")
+        self.window_banner.set_action("Restore the newest backup")
+
+    def restore_backup(self, backup: Path, when: str = "") -> None:
+        """Settings → Backups → Restore…, confirmed: stop the reply and every pane's work, put
+        the backup in place on the pool (the replaced database is kept), then fill fresh panes
+        from the restored data. Nothing of the old panes can write into the restored file."""
+        if self.state != "open" or self.services is None:
+            return
+        from ui.backups_section import restore_in_place
+
+        services = self.services
+        self.state = "restoring"
+        self.idle_watcher.stop()
+        self._stop_pages_work()
+        stopped = self.page_jobs.abandon()
+        self._replace_pages()
+        self.services = None
+        self.show_page("settings")
+        self.window_banner.set_action("")
+        self.window_banner.show_message(f"Restoring the backup made {when or backup.name}…", "info")
+        self.jobs.run(restore_in_place, services, backup, stopped,
+                      on_done=lambda result: self._restored(services, result, when),
+                      on_error=lambda message, _exc: self._restored(services, None, when, message))
+
+    def _restored(self, services: "Services", result, when: str, failure: str = "") -> None:
+        from ui.backups_section import restored_message
+
+        self.window_banner.hide()
+        self.set_services(services)
+        self.show_page("settings")
+        self.settings_pane.backups.show_status(restored_message(result, when or result.backup.name) if result
+                                               else failure)
+
+    # ----- the lock -----------------------------------------------------------------------------
+    @property
+    def locked(self) -> bool:
+        return self.state in ("locking", "locked", "unlocking")
+
+    def work_in_progress(self) -> bool:
+        """A reply being written, a pane's job or process (training, compression, a sentiment
+        lesson) running: auto-lock waits for it to end rather than stop it."""
+        if self.state != "open":
+            return True  # opening, restoring or already locking: not the moment to lock
+        if self.chat.busy or self.jobs.busy:
+            return True
+        # A question or a recovery key waiting for an answer: the user is in the middle of it.
+        if QApplication.activeModalWidget() is not None:
+            return True
+        return any(bool(getattr(page.pane, "busy", False)) for key, page in self.pages.items()
+                   if key in SERVICE_PAGES)
+
+    def auto_lock(self) -> None:
+        """The idle time has passed with no input (see :class:`ui.lock.IdleWatcher`)."""
+        self.lock()
+
+    def lock(self) -> None:
+        """Lock now (Ctrl+L, File menu, Settings): stop the reply, forget an incognito chat, tear
+        the panes down (their text leaves the window and memory), show the lock page; then on the
+        pool mark the data locked and close the store and the engine (:func:`ui.lock.close_for_lock`)."""
+        if self.state != "open" or self.services is None or self.paths is None:
+            return
+        from ui.lock import close_for_lock
+
+        services = self.services
+        self.state = "locking"
+        self.idle_watcher.stop()
+        if self.api_switch is not None:
+            self.api_switch.hold()  # first: the API answers 423 from this moment
+        self._stop_pages_work()
+        stopped = self.page_jobs.abandon()
+        self._close_dialogs()
+        self._replace_pages()
+        self.services = None
+        self._show_pages(False)
+        self.lock_page.show_locking()
+        self.lock_page.unlock_button.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.jobs.run(close_for_lock, services, self.paths, self.api_switch, stopped,
+                      on_done=self._locked, on_error=lambda message, _exc: self._locked(message))
+
+    def _locked(self, problem: str) -> None:
+        self.state = "locked"
+        self._holder.pop("services", None)  # closed by the lock: nothing more to close at exit
+        self.engine_state = "stopped"
+        self._on_engine_status("stopped", {})
+        self.lock_page.show_locked(problem)
+
+    def unlock(self) -> None:
+        """The lock page's Unlock: the same unlock as at start (instant with a keyring, the
+        passphrase otherwise), new services on the pool, the fresh panes filled, the marker removed."""
+        if self.state != "locked" or self.paths is None:
+            return
+        from ui.unlock import UnlockFlow
+
+        self.state = "unlocking"
+        self.lock_page.show_unlocking()
+        self.unlock_flow = UnlockFlow(self, self.paths, self._holder, on_ready=self._unlocked,
+                                      on_failed=self._unlock_failed,
+                                      stay_locked_message="Your data stays locked.")
+        self.unlock_flow.start()
+
+    def _unlocked(self, services: "Services") -> None:
+        from assistant.app import release_lock_marker
+
+        self.set_services(services)
+        self.jobs.run(release_lock_marker, self.paths)
+
+    def _unlock_failed(self, message: str) -> None:
+        from assistant.errors import CorruptDatabaseError
+
+        error = self.unlock_flow.error if self.unlock_flow is not None else None
+        if isinstance(error, CorruptDatabaseError):
+            # Damaged while locked: the window leaves the lock for the banner that offers the
+            # newest backup, as at start.
+            from assistant.app import release_lock_marker
+
+            self.jobs.run(release_lock_marker, self.paths)
+            self._show_pages(True)
+            self.show_services_error(message, error)
+            return
+        self.state = "locked"
+        self.lock_page.show_locked(message)
+
+    def _stop_pages_work(self) -> None:
+        """Stop what the panes are doing, as at close: the reply (kept, marked interrupted), an
+        incognito chat (forgotten), suggestions, the service panes' jobs and processes; a
+        settings change waiting to be saved is saved first."""
+        self.settings_pane.save_pending()
+        self.chat.stop()
+        self.chat.forget_incognito()
+        self.chat.shutdown_suggestions()
+        for key in SERVICE_PAGES:
+            self.pages[key].shutdown()
+
+    def _close_dialogs(self) -> None:
+        """Dialogs of the window that can show the user's text are closed with it (the pane
+        dialogs go with their panes); help and shortcuts stay, they show none."""
+        for dialog in self.findChildren(QDialog):
+            if dialog.isVisible() and dialog not in (self.shortcuts_dialog, *self.help_dialogs.values()):
+                dialog.reject()
+
+    def _replace_pages(self) -> None:
+        """Tear every page down and build fresh, empty ones in their place. The old ones leave
+        the window's widget tree at once (so nothing of theirs is found or shown), and are
+        deleted when control returns to the event loop."""
+        current = self.nav.currentRow()
+        old = [self.stack.widget(i) for i in range(self.stack.count())]
+        for page in old:
+            self.stack.removeWidget(page)
+            page.hide()
+            page.setParent(None)
+            page.deleteLater()
+        self.translate = self.sentiment = self.documents = self.train = self.compress = self.study = None
+        self._build_pages()
+        self.drop_importer.watch(self.models)
+        self.stack.setCurrentIndex(max(0, current))
+        self.setWindowTitle("Local Assistant")
+
+    def _show_pages(self, shown: bool) -> None:
+        """The pages and the navigation, or (``shown`` False) the lock page in their place. The
+        window's actions that reach the data are off while locked."""
+        self.nav.setVisible(shown)
+        self.stack.setVisible(shown)
+        self.lock_page.setVisible(not shown)
+        if not shown:
+            self.window_banner.hide()
+            self.library_label.setText("Locked.")
+        for name, act in self.actions_by_name.items():
+            if name not in ALWAYS_AVAILABLE_ACTIONS:
+                act.setEnabled(shown)
 
     def _on_engine_status(self, state: str, info: dict) -> None:
         """GUI thread. The label names the model that writes replies; the encoder used for
@@ -544,10 +840,12 @@ class MainWindow(QMainWindow):
             self.sig_window_painted.emit()
 
     def shutdown(self) -> None:
-        """Stop the reply, save pending settings, wait for every job; GUI thread, at close."""
+        """Stop the reply, save pending settings, wait for every job, stop the API server, close
+        the services the window built itself and remove its lock marker; GUI thread, at close."""
         if self._shut_down:
             return
         self._shut_down = True
+        self.idle_watcher.stop()
         self.settings_pane.flush()
         self.chat.stop()
         # An incognito chat is gone when the window closes; a reply still ending keeps nothing.
@@ -555,8 +853,20 @@ class MainWindow(QMainWindow):
         self.chat.shutdown_suggestions()
         for key in SERVICE_PAGES:
             self.pages[key].shutdown()
-        # Waits for the stopped reply and the settings save started just above.
+        # Waits for the stopped reply and the settings save started just above (and a lock,
+        # an unlock or a restore in progress).
         self.jobs.shutdown()
+        if self.api_switch is not None:
+            self.api_switch.close()
+        built = self._holder.get("services")
+        if built is not None:
+            built.close()
+        if self.paths is not None:
+            from assistant.app import release_lock_marker
+
+            # Closed while locked: the command line must not find a marker of a window that is
+            # gone (Vault.is_locked ignores a dead pid's marker too; this leaves none at all).
+            release_lock_marker(self.paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.shutdown()

@@ -1,5 +1,7 @@
 """Settings: engine threads and context, sampling defaults, theme, font size, the default
-persona, the local API server switch (with its address and token). Saved in the store (a job) a moment after each change; theme and font size apply
+persona, security (:mod:`ui.security_section`: protection, passphrase, key rotation, auto-lock,
+Lock now), backups (:mod:`ui.backups_section`), the local API server switch (with its address
+and token). Saved in the store (a job) a moment after each change; theme and font size apply
 at once; threads and context apply when the engine restarts, which "Restart engine" (shown
 once they differ from the running engine's) does on a pool thread. GUI thread only.
 """
@@ -29,6 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.settings import apply_settings, apply_settings_and_restart_engine
+from ui.backups_section import BackupsSection
+from ui.security_section import SecuritySection
 from ui.theme import THEME_LABELS, THEMES
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ class SettingsPane(QWidget):
     sig_appearance_changed = Signal(str, int)  # theme setting, font size (0 = the desktop's)
     sig_settings_saved = Signal()
     sig_engine_restarted = Signal(bool)  # True: a running engine restarted with the new settings
+    sig_lock_requested = Signal()  # "Lock now" in the Security section
+    sig_restore_requested = Signal(object, str)  # a backup's Path and when it was made, confirmed
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -174,6 +180,14 @@ class SettingsPane(QWidget):
         form.addRow("", self.suggestions)
         layout.addWidget(chat)
 
+        self.security = SecuritySection(body)
+        self.security.auto_lock.valueChanged.connect(self._changed)
+        self.security.sig_lock_requested.connect(self.sig_lock_requested)
+        layout.addWidget(self.security)
+        self.backups = BackupsSection(body)
+        self.backups.sig_restore_requested.connect(self.sig_restore_requested)
+        layout.addWidget(self.backups)
+
         layout.addWidget(self._build_api(body))
 
         self.status = QLabel("")
@@ -291,14 +305,18 @@ class SettingsPane(QWidget):
             self.api_switch.close()
 
     # ----- data ----------------------------------------------------------------------------
-    def set_services(self, services: "Services", jobs: "Jobs") -> None:
+    def set_services(self, services: "Services", jobs: "Jobs", api_switch: Any = None) -> None:
+        """``api_switch``: the window's :class:`~assistant.api.server.ServerSwitch`, which outlives
+        this pane across a lock (the server answers 423 while locked); one is made when none is given."""
         from assistant.api.server import ServerSwitch
 
         self.services = services
         self.jobs = jobs
-        self.api_switch = ServerSwitch(services)
+        self.api_switch = api_switch if api_switch is not None else ServerSwitch(services)
         self.load(services.settings)
         self.setEnabled(True)
+        self.security.set_services(services, jobs)
+        self.backups.set_services(services, jobs)
         # The token is shown while the server is off too, so it can be set up in a tool first.
         switch = self.api_switch
         jobs.run(switch.token, on_done=self.api_token.setText, on_error=self._api_failed)
@@ -328,6 +346,7 @@ class SettingsPane(QWidget):
             port = int(getattr(settings, "api_server_port", 8642))
             self.api_port.setValue(port)
             self.api_url.setText(self._api_url_for(port))
+            self.security.auto_lock.setValue(int(getattr(settings, "auto_lock_minutes", 0)))
             self._engine_values = self.values()["engine"]
         finally:
             self._loading = False
@@ -350,6 +369,7 @@ class SettingsPane(QWidget):
             "font_size": self.font_size.value(),
             "default_system_prompt": self.system_prompt.toPlainText().strip(),
             "suggestions_enabled": self.suggestions.isChecked(),
+            "auto_lock_minutes": self.security.auto_lock.value(),
         }
 
     def _changed(self, *_: Any) -> None:
@@ -415,8 +435,12 @@ class SettingsPane(QWidget):
     def _failed(self, message: str, _exc: Any) -> None:
         self.status.setText(message)
 
-    def flush(self) -> None:
-        """Save now if a change is waiting, and stop the API server (the window is closing)."""
+    def save_pending(self) -> None:
+        """Save now if a change is waiting (a job; the window's lock waits for it)."""
         if self._save_timer.isActive():
             self.save()
+
+    def flush(self) -> None:
+        """Save now if a change is waiting, and stop the API server (the window is closing)."""
+        self.save_pending()
         self.shutdown_api()

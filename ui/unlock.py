@@ -168,10 +168,10 @@ class RecoverDialog(QDialog):
 def vault_state(paths) -> str:
     """Pool thread: what the unlock needs, "recover" | "unlock" | "choose" | "keyring" (the
     keyring probe may block on D-Bus, so it never runs on the GUI thread)."""
-    from assistant.app import vault_for
+    from assistant.app import locked_by_another_process, vault_for
 
     vault = vault_for(paths)
-    if vault.is_locked():
+    if locked_by_another_process(paths):
         return "unlock"  # another window of this library holds it locked: unlock asks again
     if vault.needs_recovery():
         return "recover"
@@ -181,13 +181,18 @@ def vault_state(paths) -> str:
 
 
 def build_unlocked(holder: dict, paths, passphrase: str | None, recovery_key: str | None) -> "object":
-    """Pool thread: recover (when a recovery key was typed), unlock, migrate, open the store."""
-    from assistant.app import build_services, vault_for
+    """Pool thread: recover (when a recovery key was typed), unlock, migrate, open the store.
+
+    The key is kept in ``holder["unlocked"]`` until the store has opened: if it cannot (a damaged
+    database), the newest backup, encrypted with that key, can replace it without asking the user
+    again. Once open, the services hold the key and the holder lets go of it."""
+    from assistant.app import build_services, unlock_and_encrypt, vault_for
 
     if recovery_key is not None:
         vault_for(paths).recover(recovery_key, passphrase)
         passphrase = passphrase if vault_for(paths).protection() == "passphrase" else None
-    services = build_services(paths, passphrase=passphrase)
+    holder["unlocked"] = unlock_and_encrypt(paths, passphrase)
+    services = build_services(paths, unlocked=holder.pop("unlocked"))
     holder["services"] = services  # closed by the caller even if the window is gone by now
     return services
 
@@ -197,14 +202,19 @@ class UnlockFlow:
     pool, ask again after a wrong passphrase, offer the recovery key when the key is gone, and
     show a new recovery key once. ``on_ready(services)`` / ``on_failed(message)`` end it."""
 
-    def __init__(self, window, paths, holder: dict, on_ready, on_failed):
+    def __init__(self, window, paths, holder: dict, on_ready, on_failed,
+                 stay_locked_message: str = "Your data stays locked. Restart the app to unlock it."):
         self.window, self.paths, self.holder = window, paths, holder
         self.on_ready, self.on_failed = on_ready, on_failed
+        self.stay_locked_message = stay_locked_message
         self.dialog: QDialog | None = None
+        #: What ended the flow in failure (None when the user cancelled): the window offers the
+        #: newest backup for a :class:`~assistant.errors.CorruptDatabaseError`.
+        self.error: BaseException | None = None
 
     def start(self, message: str = "") -> None:
         self.window.jobs.run(vault_state, self.paths, on_done=lambda state: self._ask(state, message),
-                             on_error=lambda text, _exc: self.on_failed(text))
+                             on_error=self._report)
 
     def _ask(self, state: str, message: str) -> None:
         if state == "keyring":
@@ -248,10 +258,15 @@ class UnlockFlow:
             return self.start(message)
         if isinstance(exc, (KeyMissingError, BadRecoveryKeyError, WrongKeyError)):
             return self._ask_recovery(message)
+        self._report(message, exc)
+
+    def _report(self, message: str, exc: BaseException) -> None:
+        self.error = exc
         self.on_failed(message)
 
     def _stay_locked(self) -> None:
-        self.on_failed("Your data stays locked. Restart the app to unlock it.")
+        self.error = None
+        self.on_failed(self.stay_locked_message)
 
     def _ready(self, services) -> None:
         self.on_ready(services)

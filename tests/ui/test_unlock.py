@@ -19,17 +19,6 @@ def host(qtbot, jobs):
     return widget
 
 
-@pytest.fixture
-def no_keyring():
-    import keyring
-    from keyring.backends import fail
-
-    before = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    yield
-    keyring.set_keyring(before)
-
-
 def _flow(host, data_dir):
     outcome: dict = {}
     holder: dict = {}

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
@@ -73,9 +74,11 @@ class Composer(SuggestingTextEdit):
 
 
 class Banner(QFrame):
-    """A one-line notice at the top of a pane (engine trouble, edit mode) with a close button."""
+    """A one-line notice at the top of a pane (engine trouble, edit mode) with a close button,
+    and at most one action button (:meth:`set_action`: "Restore the newest backup")."""
 
     sig_banner_closed = Signal()
+    sig_action_clicked = Signal()
 
     def __init__(self, name: str, parent: QWidget | None = None):
         super().__init__(parent)
@@ -88,6 +91,11 @@ class Banner(QFrame):
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.label, 1)
+        self.action_button = QPushButton(self)
+        self.action_button.setAccessibleName(f"{name} action")
+        self.action_button.clicked.connect(self.sig_action_clicked)
+        self.action_button.hide()
+        layout.addWidget(self.action_button)
         self.close_button = QToolButton(self)
         self.close_button.setText("✕")
         self.close_button.setAutoRaise(True)
@@ -95,6 +103,14 @@ class Banner(QFrame):
         self.close_button.clicked.connect(self.dismiss)
         layout.addWidget(self.close_button)
         self.hide()
+
+    def set_action(self, text: str = "") -> None:
+        """Show an action button with ``text`` (its click is :attr:`sig_action_clicked`); "" hides it."""
+        self.action_button.setText(text)
+        if text:
+            self.action_button.setAccessibleName(text)
+        self.action_button.setEnabled(True)
+        self.action_button.setVisible(bool(text))
 
     def show_message(self, text: str, kind: str = "info") -> None:
         self.label.setText(text)
