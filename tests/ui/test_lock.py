@@ -216,3 +216,23 @@ def test_with_a_passphrase_unlock_asks_it_once_and_a_wrong_one_is_asked_again(qt
         window.shutdown()
         window.close()
         services.close()
+
+
+def test_locking_mid_reply_stops_it_and_keeps_what_was_written(qtbot, window, services):
+    """The reply's job is still saving when the panes go: the lock waits for it before it closes
+    the store, so the partial reply is kept (marked interrupted), and no engine worker is left."""
+    from engine.settings import SamplingParams
+    from tests.ui.test_chat_pane import type_and_send, wait_streaming
+
+    services.settings.sampling = SamplingParams(temperature=0.0, max_tokens=400, seed=7)
+    type_and_send(qtbot, window, "Write a long story about a dragon who learns to bake bread.")
+    wait_streaming(qtbot, window)
+    conversation_id = window.chat.conversation_id
+    QTest.keySequence(window, "Ctrl+L")
+    _wait_locked(qtbot, window)
+    assert services._engine is None  # the worker, holding the prompt's tokens, is closed
+
+    window.unlock()
+    qtbot.waitUntil(lambda: window.state == "open", timeout=60000)
+    reply = window.services.conversations.messages(conversation_id)[-1]
+    assert reply.role == "assistant" and reply.status == "interrupted" and reply.text.strip()
