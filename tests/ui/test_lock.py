@@ -164,6 +164,11 @@ def test_a_locked_window_s_api_server_answers_423_and_serves_again_after_unlock(
 def test_auto_lock_waits_for_running_work_then_locks_and_closing_leaves_no_marker(qtbot, window, services,
                                                                                  data_dir):
     assert services.settings.auto_lock_minutes == 15  # the default (see AppSettings)
+    assert window.idle_watcher.idle_s == 15 * 60 and window.idle_watcher.active
+    window.settings_pane.security.auto_lock.setValue(5)  # Settings -> Security -> Lock after
+    qtbot.waitUntil(lambda: services.settings.auto_lock_minutes == 5, timeout=10000)
+    qtbot.waitUntil(lambda: window.idle_watcher.idle_s == 5 * 60, timeout=10000)
+    assert services.store.get_setting("app", "AppSettings", {})["auto_lock_minutes"] == 5
     release = threading.Event()
     window.jobs.run(release.wait, 30)  # a job the user waits for: activity, not idleness
     window.idle_watcher.set_idle_seconds(0.3)
@@ -196,7 +201,8 @@ def test_with_a_passphrase_unlock_asks_it_once_and_a_wrong_one_is_asked_again(qt
     window.show()
     try:
         qtbot.waitUntil(lambda: window.sidebar.item_for(conversation_id) is not None, timeout=30000)
-        window.lock()
+        qtbot.waitUntil(window.settings_pane.isEnabled, timeout=30000)
+        window.settings_pane.security.lock_button.click()  # Settings -> Security -> Lock now
         _wait_locked(qtbot, window)
         assert not _showing(window, MARKER)
         window.lock_page.unlock_button.click()
