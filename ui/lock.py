@@ -89,6 +89,8 @@ class LockPage(QWidget):
         self.unlock_button.setText("Unlock")
         self.status.setText(message)
         self.unlock_button.setFocus(Qt.FocusReason.OtherFocusReason)
+        # Again once a closing dialog has handed the focus back to whatever had it before.
+        QTimer.singleShot(0, self, lambda: self.unlock_button.setFocus(Qt.FocusReason.OtherFocusReason))
 
     def show_unlocking(self) -> None:
         self.unlock_button.setEnabled(False)

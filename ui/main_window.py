@@ -476,8 +476,19 @@ class MainWindow(QMainWindow):
         self.paths = paths
         self.state = "opening"
         self.unlock_flow = UnlockFlow(self, paths, self._holder, on_ready=self.set_services,
-                                      on_failed=lambda message: self.show_services_error(message, self.unlock_flow.error))
+                                      on_failed=self._open_failed, stay_locked_message="Your data stays locked.")
         self.unlock_flow.start()
+
+    def _open_failed(self, message: str) -> None:
+        error = self.unlock_flow.error if self.unlock_flow is not None else None
+        if error is None:
+            # The user cancelled the passphrase: the lock page's Unlock asks again (no restart).
+            self.state = "locked"
+            self._show_pages(False)
+            self.lock_page.show_locked(message)
+            self.sig_services_failed.emit()
+            return
+        self.show_services_error(message, error)
 
     def show_services_error(self, message: str, error: BaseException | None = None) -> None:
         """The library could not be opened (damaged or newer database...): say so, keep running.

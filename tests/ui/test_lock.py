@@ -242,3 +242,32 @@ def test_locking_mid_reply_stops_it_and_keeps_what_was_written(qtbot, window, se
     qtbot.waitUntil(lambda: window.state == "open", timeout=60000)
     reply = window.services.conversations.messages(conversation_id)[-1]
     assert reply.role == "assistant" and reply.status == "interrupted" and reply.text.strip()
+
+
+def test_a_passphrase_cancelled_at_start_leaves_the_lock_page_to_try_again(qtbot, theme, data_dir, no_keyring):
+    from PySide6.QtWidgets import QDialog
+
+    from ui.app import create_window
+
+    paths = AppPaths(data_dir).ensure()
+    build_services(paths, sync_pack=False, passphrase="first passphrase").close()
+    window = create_window(theme=theme)
+    window.show()
+    try:
+        window.open_library(paths)
+        qtbot.waitUntil(lambda: isinstance(window.unlock_flow.dialog, PassphraseDialog)
+                        and window.unlock_flow.dialog.isVisible(), timeout=30000)
+        window.unlock_flow.dialog.done(QDialog.DialogCode.Rejected)
+        qtbot.waitUntil(lambda: window.state == "locked", timeout=10000)
+        assert window.lock_page.isVisible() and "stays locked" in window.lock_page.status.text()
+        qtbot.waitUntil(lambda: window.focusWidget() is window.lock_page.unlock_button, timeout=5000)
+        window.lock_page.unlock_button.click()
+        qtbot.waitUntil(lambda: isinstance(window.unlock_flow.dialog, PassphraseDialog)
+                        and window.unlock_flow.dialog.isVisible(), timeout=30000)
+        window.unlock_flow.dialog.passphrase.setText("first passphrase")
+        window.unlock_flow.dialog._check()
+        qtbot.waitUntil(lambda: window.state == "open", timeout=60000)
+        assert window.stack.isVisible() and window.services is not None
+    finally:
+        window.shutdown()
+        window.close()
