@@ -1,6 +1,6 @@
 """The main window: navigation, the panes, the engine status, keyboard shortcuts, the lock.
 
-Why one module of ~800 lines: the page table, the shortcut table and the actions built from
+Why one module of ~900 lines: the page table, the shortcut table and the actions built from
 them, the page stack, and the lock, which tears the pages down and builds them again, are one
 thing to read when adding a page; the dialogs live in :mod:`ui.help_dialogs`, the narrow widgets
 in :mod:`ui.compact_widgets`, the lock page and the idle watch in :mod:`ui.lock`.
