@@ -20,7 +20,7 @@ from assistant.models.library import ModelLibrary
 from assistant.settings import AppSettings, save_appearance
 from assistant.store import Store
 from assistant.vault.migrate import encrypt_plaintext_data
-from assistant.vault.vault import LOCK_MARKER, LockedError, Unlocked, Vault, locked_message
+from assistant.vault.vault import PASSPHRASE_ENV, LOCK_MARKER, LockedError, Unlocked, Vault, locked_message
 from engine.client import EngineClient
 
 
@@ -149,6 +149,9 @@ def unlock_and_encrypt(paths: AppPaths, passphrase: str | None = None, unlocked:
     vault = vault_for(paths)
     if locked_by_another_process(paths):
         raise LockedError(locked_message())
+    if unlocked is None and passphrase is None and vault.needs_passphrase():
+        # Scripts and benchmarks on a machine without a keyring (weaker: SECURITY.md says why).
+        passphrase = os.environ.get(PASSPHRASE_ENV) or None
     unlocked = unlocked or vault.unlock(passphrase)
     encrypt_plaintext_data(paths.database, paths.backups_dir, unlocked.key)
     return unlocked

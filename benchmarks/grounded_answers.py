@@ -58,7 +58,7 @@ from engine import privacy  # noqa: E402
 privacy.install()
 
 from assistant.app import build_services  # noqa: E402
-from benchmarks.record import results_line, write_results  # noqa: E402
+from benchmarks.record import THROWAWAY_PASSPHRASE, results_line, write_results  # noqa: E402
 from assistant.chat.events import ReplyDone, TurnPrepared  # noqa: E402
 from assistant.chat.prompt import grounded_chat  # noqa: E402
 from assistant.chat.session import ChatSession  # noqa: E402
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     development, scored = split(spec)
     questions = development if args.part == "development" else scored
     data = args.data or Path(tempfile.mkdtemp(prefix="bench-grounded-answers-")) / "data"
-    services = build_services(AppPaths(data))
+    services = build_services(AppPaths(data), passphrase=THROWAWAY_PASSPHRASE)
     rows = []
     try:
         documents, retriever = services.documents_core()

@@ -36,7 +36,7 @@ from assistant.app import build_services  # noqa: E402
 from assistant.chat.events import ReplyDone  # noqa: E402
 from assistant.chat.session import ChatSession  # noqa: E402
 from assistant.config import AppPaths  # noqa: E402
-from benchmarks.record import report  # noqa: E402
+from benchmarks.record import THROWAWAY_PASSPHRASE, report  # noqa: E402
 
 
 def contains(text: str, expected: list[str]) -> bool:
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     notes.mkdir()
     for name, text in spec["notes"].items():
         (notes / name).write_text(text, encoding="utf-8")
-    services = build_services(AppPaths(work / "data"))
+    services = build_services(AppPaths(work / "data"), passphrase=THROWAWAY_PASSPHRASE)
     try:
         documents, _retriever = services.documents_core()
         list(documents.add_paths([notes], "notes"))

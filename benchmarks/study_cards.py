@@ -43,7 +43,7 @@ privacy.install()
 import numpy as np  # noqa: E402
 
 from assistant.app import build_services  # noqa: E402
-from benchmarks.record import results_line, write_results  # noqa: E402
+from benchmarks.record import THROWAWAY_PASSPHRASE, results_line, write_results  # noqa: E402
 from assistant.config import AppPaths  # noqa: E402
 from assistant.study.answers import SEMANTIC_THRESHOLD, check_answer  # noqa: E402
 from assistant.study.cards import propose  # noqa: E402
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     (work / "docs").mkdir()
     for name in (DEVELOPMENT if args.develop else (*LABELLED, TIMED)):
         (work / "docs" / name).write_bytes((PEPS / name).read_bytes())
-    services = build_services(AppPaths(work / "data"))
+    services = build_services(AppPaths(work / "data"), passphrase=THROWAWAY_PASSPHRASE)
     try:
         documents, _retriever = services.documents_core()
         list(documents.add_paths([work / "docs"], "peps"))

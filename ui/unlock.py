@@ -165,10 +165,15 @@ class RecoverDialog(QDialog):
 
 
 # ----- the start-up flow ------------------------------------------------------------------------------
-def vault_state(paths) -> str:
+def vault_state(paths, use_environment: bool = True) -> str:
     """Pool thread: what the unlock needs, "recover" | "unlock" | "choose" | "keyring" (the
-    keyring probe may block on D-Bus, so it never runs on the GUI thread)."""
+    keyring probe may block on D-Bus, so it never runs on the GUI thread). With
+    ``ASSISTANT_PASSPHRASE`` set (scripted runs on a machine without a keyring: screenshots, the
+    start-up benchmark) nothing is asked, once: a wrong one is asked for in the dialog."""
+    import os
+
     from assistant.app import locked_by_another_process, vault_for
+    from assistant.vault.vault import PASSPHRASE_ENV
 
     vault = vault_for(paths)
     if locked_by_another_process(paths):
@@ -176,6 +181,8 @@ def vault_state(paths) -> str:
     if vault.needs_recovery():
         return "recover"
     if vault.needs_passphrase():
+        if use_environment and os.environ.get(PASSPHRASE_ENV):
+            return "keyring"  # nothing to ask: build_services takes it from the environment
         return "unlock" if vault.protection() == "passphrase" else "choose"
     return "keyring"
 
@@ -212,9 +219,9 @@ class UnlockFlow:
         #: newest backup for a :class:`~assistant.errors.CorruptDatabaseError`.
         self.error: BaseException | None = None
 
-    def start(self, message: str = "") -> None:
-        self.window.jobs.run(vault_state, self.paths, on_done=lambda state: self._ask(state, message),
-                             on_error=self._report)
+    def start(self, message: str = "", use_environment: bool = True) -> None:
+        self.window.jobs.run(vault_state, self.paths, use_environment,
+                             on_done=lambda state: self._ask(state, message), on_error=self._report)
 
     def _ask(self, state: str, message: str) -> None:
         if state == "keyring":
@@ -255,7 +262,7 @@ class UnlockFlow:
         from assistant.vault.cipher import WrongKeyError
 
         if isinstance(exc, (WrongPassphraseError,)):
-            return self.start(message)
+            return self.start(message, use_environment=False)  # a wrong one from the environment: ask
         if isinstance(exc, (KeyMissingError, BadRecoveryKeyError, WrongKeyError)):
             return self._ask_recovery(message)
         self._report(message, exc)

@@ -103,3 +103,30 @@ def test_cancelling_the_passphrase_leaves_the_data_locked_with_a_message(qtbot, 
     qtbot.waitUntil(lambda: bool(outcome), timeout=10000)
     assert "locked" in outcome["failed"]
     assert not (data_dir / "assistant.sqlite3").exists()
+
+
+def test_a_passphrase_from_the_environment_is_used_once_and_a_wrong_one_is_asked_for(qtbot, host, data_dir,
+                                                                                     no_keyring, monkeypatch):
+    """Scripted runs without a keyring (screenshots, the start-up benchmark) give the passphrase in
+    ASSISTANT_PASSPHRASE: nothing is asked. A wrong one falls back to the dialog, with the reason."""
+    monkeypatch.setenv("ASSISTANT_PASSPHRASE", "from the environment")
+    flow, outcome = _flow(host, data_dir)
+    flow.start()
+    qtbot.waitUntil(lambda: bool(outcome), timeout=60000)
+    try:
+        assert "services" in outcome, outcome.get("failed")
+        assert not isinstance(flow.dialog, PassphraseDialog)
+    finally:
+        _close(outcome)
+    monkeypatch.setenv("ASSISTANT_PASSPHRASE", "not the right one")
+    flow, outcome = _flow(host, data_dir)
+    flow.start()
+    qtbot.waitUntil(lambda: isinstance(flow.dialog, PassphraseDialog) and flow.dialog.isVisible(), timeout=60000)
+    assert "not the one" in flow.dialog.error.text()
+    flow.dialog.passphrase.setText("from the environment")
+    flow.dialog._check()
+    qtbot.waitUntil(lambda: bool(outcome), timeout=60000)
+    try:
+        assert "services" in outcome, outcome.get("failed")
+    finally:
+        _close(outcome)
