@@ -64,21 +64,22 @@ def change_protection(paths: "AppPaths", old: str | None, new: str | None) -> Se
 
 
 def rotate_key(services: "Services", passphrase: str | None) -> tuple[str, str]:
-    """Pool thread: re-key the open database with a new random key; returns the new recovery key
-    and a sentence about backups. Backups made before are under the old key, so one is made at
-    once under the new key: the user is never left without a backup that opens."""
+    """Pool thread: re-key the open database and its backups with a new random key; returns the
+    new recovery key and a sentence about the backups."""
     from assistant.app import vault_for
-    from assistant.errors import BackupError
     from assistant.vault.vault import Unlocked
 
-    fresh = vault_for(services.paths).rotate_key(services.store, passphrase)
+    vault = vault_for(services.paths)
+    old_key = services.store.key
+    fresh = vault.rotate_key(services.store, passphrase)
     services.unlocked = Unlocked(key=fresh.key)
-    try:
-        services.backups.backup()
-        note = ("A new backup was made with the new key; backups made before are under the old key and "
-                "cannot be restored with the new one.")
-    except BackupError as exc:
-        note = f"No backup could be made with the new key ({exc}); make one in Backups below."
+    backups = services.backups.list_backups()
+    failed = vault.rekey_backups(backups, old_key, fresh.key)
+    if not failed:
+        note = f"The {len(backups)} backups were re-encrypted with the new key." if backups else ""
+    else:
+        note = (f"{len(failed)} of {len(backups)} backups could not be re-encrypted (damaged, or made under an "
+                "older key) and will not restore with the new key.")
     return fresh.recovery_key or "", note
 
 

@@ -142,5 +142,12 @@ def cmd_rotate(args: argparse.Namespace, paths: AppPaths) -> int:
         fresh = vault.rotate_key(store, passphrase)
     finally:
         store.close()
+    from assistant.backups import list_backups
+
+    backups = list_backups(paths.backups_dir)
+    failed = vault.rekey_backups(backups, unlocked.key, fresh.key)
     print_recovery_key(fresh.recovery_key or "")
+    print(f"{len(backups) - len(failed)} of {len(backups)} backups re-encrypted with the new key"
+          + (f"; these could not be and will not restore: {', '.join(str(p) for p in failed)}" if failed else "."),
+          file=sys.stderr)
     return 0

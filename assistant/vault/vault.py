@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from assistant.errors import StoreError
 from assistant.vault import keys
-from assistant.vault.cipher import WrongKeyError, connect, is_plaintext_database, new_key
+from assistant.vault.cipher import WrongKeyError, connect, dbapi, is_plaintext_database, key_pragma_value, new_key
 
 #: How the key is kept (no secret in it): see :class:`assistant.vault.keys.KeyFile`.
 VAULT_FILE = "vault.json"
@@ -217,6 +218,26 @@ class Vault:
         kept.recovery_shown = True
         self._protect(kept, fresh, passphrase if kept.protection == "passphrase" else None)
         return Unlocked(key=fresh, recovery_key=keys.format_recovery_key(fresh))
+
+    @staticmethod
+    def rekey_backups(backups: Iterable[Path], old_key: bytes, new_key: bytes) -> list[Path]:
+        """After a rotation: re-encrypt each backup made under ``old_key`` with ``new_key`` (each in
+        one transaction), so every backup still restores and the old key opens nothing any more.
+        Returns the backups that could not be re-keyed (damaged, or under yet another key)."""
+        failed = []
+        for path in backups:
+            try:
+                conn = connect(path, old_key)
+            except (WrongKeyError, dbapi.DatabaseError, OSError):
+                failed.append(Path(path))
+                continue
+            try:
+                conn.execute(f"PRAGMA rekey = {key_pragma_value(new_key)}")
+            except dbapi.DatabaseError:
+                failed.append(Path(path))
+            finally:
+                conn.close()
+        return failed
 
     # ----- the window's lock, as other processes see it ---------------------------------------------
     def mark_locked(self) -> None:

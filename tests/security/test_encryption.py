@@ -313,7 +313,11 @@ def test_rotating_the_key_re_keys_the_database_and_retires_the_old_recovery_key(
     old_recovery = services.forget_recovery_key()
     Conversations(services.store).create("rotated")
     vault = Vault(paths.data_dir, paths.database)
+    backup = services.backups.backup()
+    old_key = services.store.key
     fresh = vault.rotate_key(services.store)
+    assert vault.rekey_backups([backup], old_key, fresh.key) == []
+    connect(backup, fresh.key).close()
     Conversations(services.store).create("after rotation")  # the open store keeps working
     services.close()
     assert fresh.recovery_key and fresh.recovery_key != old_recovery

@@ -9,7 +9,7 @@ import pytest
 from assistant.app import build_services, vault_for
 from assistant.config import AppPaths
 from assistant.vault import keys
-from assistant.vault.cipher import connect
+from assistant.vault.cipher import WrongKeyError, connect
 from tests.ui.test_lock import _seed_conversation
 from ui.security_section import ChangePassphraseDialog, RotateKeyDialog
 from ui.unlock import RecoveryKeyDialog
@@ -85,6 +85,8 @@ def test_rotating_the_key_shows_the_new_recovery_key_and_the_data_still_opens(qt
     assert "system keyring" in section.protection.text()
     assert section.passphrase_button.text() == "Protect with a passphrase instead…"
     old_key = services.store.key
+    services.backups.backup()  # made under the old key: re-encrypted by the rotation
+    backups = services.backups.list_backups()
 
     section.rotate_button.click()
     dialog = section.dialog
@@ -94,9 +96,11 @@ def test_rotating_the_key_shows_the_new_recovery_key_and_the_data_still_opens(qt
                     timeout=60000)
     new_key = keys.parse_recovery_key(section.dialog.key.text())
     assert new_key == services.store.key != old_key
-    assert "new backup" in section.status.text()
-    newest = services.backups.latest_backup()
-    connect(newest, new_key).close()  # the backup made at once opens with the new key
+    assert f"The {len(backups)} backups were re-encrypted" in section.status.text()
+    for backup in backups:
+        connect(backup, new_key).close()  # every earlier backup opens with the new key ...
+        with pytest.raises(WrongKeyError):
+            connect(backup, old_key)  # ... and no longer with the old one
     section.dialog.accept()
 
     window.lock()
