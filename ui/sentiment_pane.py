@@ -505,7 +505,9 @@ class SentimentPane(QWidget):
         """Write the file analysed with all its columns and the results after them (on the pool)."""
         results, bad = list(self.results), list(self.bad_rows)
         self._start(export_csv, path, results, bad, self.analysed_table,
-                    on_done=lambda _r: self.status.setText(f"Exported {len(results)} results to {path}."))
+                    on_done=lambda _r: self.status.setText(
+                        f"Exported {len(results)} results to {path} (not encrypted: anyone who can open "
+                        "the file can read these texts)."))
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
         """GUI thread, when the pane or window closes: stop the job in progress and wait for it."""

@@ -165,6 +165,9 @@ def cmd_list(args: argparse.Namespace, store: Store | None) -> int:
 def cmd_export(args: argparse.Namespace, store: Store | None) -> int:
     result = History(_require(store)).export(args.output, args.format, conversation_id=args.conversation)
     print(f"Exported {result.conversations} conversation(s), {result.messages} message(s) to {result.path}.")
+    # The one place conversations leave the encrypted database as plain text: say so.
+    print("This file is not encrypted: anyone who can open it can read these conversations. Keep it "
+          "somewhere safe, and delete it when you no longer need it.", file=sys.stderr)
     return 0
 
 

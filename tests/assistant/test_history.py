@@ -823,7 +823,9 @@ def test_cli_search_list_export_import_backup_restore(store, conversations, data
 
     target = data_dir / "all.json"
     assert cli(store, "export", "--format", "json", "-o", str(target)) == 0
-    assert "Exported 1 conversation(s), 1 message(s)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "Exported 1 conversation(s), 1 message(s)" in captured.out
+    assert "not encrypted" in captured.err  # the plaintext copy is an explicit act, and it says so
     assert cli(store, "export", "--conversation", conv.id, "--format", "md", "-o", str(data_dir / "one.md")) == 0
     assert (data_dir / "one.md").read_text("utf-8").startswith("# Paris trip")
     capsys.readouterr()
