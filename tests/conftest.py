@@ -84,6 +84,18 @@ def joined_pack_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture
+def no_keyring():
+    """No usable system keyring (keyring's "fail" backend): the data is locked with a passphrase."""
+    import keyring
+    from keyring.backends import fail
+
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(before)
+
+
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path, monkeypatch, joined_pack_dir):
     """Every test gets its own data folder; nothing touches the user's real one.

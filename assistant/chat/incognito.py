@@ -40,12 +40,11 @@ from typing import Any, Callable, Iterable
 from assistant.errors import ConversationError, ConversationNotFoundError
 from assistant.history.conversations import (
     DEFAULT_SAVE_INTERVAL_S,
-    ROLES,
-    STATUSES,
     Conversation,
     Message,
     ReplyWriter,
     as_plain_dict,
+    check_message,
     clean_title,
     new_id,
 )
@@ -181,7 +180,8 @@ class IncognitoConversations:
         self._conversations[conversation_id] = replace(conversation,
                                                        last_activity_at=max(conversation.last_activity_at, when))
 
-    def _save_reply(self, message_id: str, conversation_id: str, text: str, status: str, metrics: Any) -> None:
+    def _save_reply(self, message_id: str, conversation_id: str, text: str, status: str, metrics: Any,
+                    reasoning: str = "") -> None:
         """What :class:`ReplyWriter` calls to keep the text so far and, at the end, the status and
         metrics. After a discard the reply is kept nowhere: its writer's last call then says
         :data:`CLOSED` (get_message), which only a chat already left could hear."""
@@ -190,7 +190,7 @@ class IncognitoConversations:
             message = self._messages.get(message_id)
             if message is None:
                 return
-            changes: dict[str, Any] = {"text": text, "status": status, "updated_at": now}
+            changes: dict[str, Any] = {"text": text, "reasoning": reasoning, "status": status, "updated_at": now}
             if metrics is not None:
                 changes["metrics"] = as_plain_dict(metrics, "Metrics")
             self._messages[message_id] = replace(message, **changes)
@@ -213,12 +213,7 @@ class IncognitoConversations:
 def _new_message(conversation_id: str, role: str, text: str, *, model: str | None, sampling: Any, metrics: Any,
                  status: str, documents: Iterable[str] | None, adapter: str | None) -> Message:
     """A Message checked as :class:`Conversations` checks what it stores."""
-    if role not in ROLES:
-        raise ConversationError(f"A message's role must be one of {', '.join(ROLES)}, not {role!r}.")
-    if status not in STATUSES:
-        raise ConversationError(f"A message's status must be one of {', '.join(STATUSES)}, not {status!r}.")
-    if not isinstance(text, str):
-        raise ConversationError("A message's text must be text.")
+    check_message(role, status, text)
     now = time.time()
     return Message(id=new_id(), conversation_id=conversation_id, role=role, text=text, model=model,
                    sampling=as_plain_dict(sampling, "Sampling settings"), metrics=as_plain_dict(metrics, "Metrics"),

@@ -73,6 +73,9 @@ class Message:
     adapter: str | None = None  # LoRA adapter active while it was written
     variant_of: str | None = None  # id of the first reply of its group of variants (None: never regenerated)
     chosen: bool = True  # the variant shown and sent to the model (always True without variants)
+    # A reasoning model's thinking (assistant/chat/reasoning.py), kept apart from ``text`` (the
+    # answer), so search, titles, copies and the next turn's prompt see the answer only.
+    reasoning: str = ""
 
 
 def new_id() -> str:
@@ -117,8 +120,9 @@ _CONVERSATION_COLUMNS = (
 MESSAGE_COLUMNS = (
     "id, conversation_id, role, text, model, sampling, metrics, status, created_at, updated_at, documents, adapter"
 )
-#: What a read takes: the written columns, then the reply's variant group and whether it is the chosen one.
-MESSAGE_READ_COLUMNS = MESSAGE_COLUMNS + ", variant_of, chosen"
+#: What a read takes: the written columns, then the reply's variant group and whether it is the chosen one,
+#: then its reasoning.
+MESSAGE_READ_COLUMNS = MESSAGE_COLUMNS + ", variant_of, chosen, reasoning"
 
 
 def conversation_from_row(row: tuple) -> Conversation:
@@ -151,7 +155,19 @@ def message_from_row(row: tuple) -> Message:
         adapter=row[11],
         variant_of=row[12] if len(row) > 12 else None,
         chosen=bool(row[13]) if len(row) > 13 else True,
+        reasoning=(row[14] or "") if len(row) > 14 else "",
     )
+
+
+def check_message(role: str, status: str, text: str) -> None:
+    """What every message must be, stored or kept in memory (an incognito chat); raises
+    :class:`ConversationError` in words."""
+    if role not in ROLES:
+        raise ConversationError(f"A message's role must be one of {', '.join(ROLES)}, not {role!r}.")
+    if status not in STATUSES:
+        raise ConversationError(f"A message's status must be one of {', '.join(STATUSES)}, not {status!r}.")
+    if not isinstance(text, str):
+        raise ConversationError("A message's text must be text.")
 
 
 class Conversations:
@@ -309,12 +325,7 @@ class Conversations:
         message_id: str | None,
         created_at: float,
     ) -> tuple:
-        if role not in ROLES:
-            raise ConversationError(f"A message's role must be one of {', '.join(ROLES)}, not {role!r}.")
-        if status not in STATUSES:
-            raise ConversationError(f"A message's status must be one of {', '.join(STATUSES)}, not {status!r}.")
-        if not isinstance(text, str):
-            raise ConversationError("A message's text must be text.")
+        check_message(role, status, text)
         if not isinstance(created_at, (int, float)) or not math.isfinite(created_at):
             raise ConversationError("A message's time must be a finite number of seconds.")
         docs = [str(d) for d in (documents or [])]
@@ -499,18 +510,19 @@ class Conversations:
             ).rowcount
 
     # used by ReplyWriter, under the store's lock
-    def _save_reply(self, message_id: str, conversation_id: str, text: str, status: str, metrics: Any) -> None:
+    def _save_reply(self, message_id: str, conversation_id: str, text: str, status: str, metrics: Any,
+                    reasoning: str = "") -> None:
         now = self._clock()
         with self._store.transaction() as conn:
             if metrics is None:
                 conn.execute(
-                    "UPDATE messages SET text = ?, status = ?, updated_at = ? WHERE id = ?",
-                    (text, status, now, message_id),
+                    "UPDATE messages SET text = ?, reasoning = ?, status = ?, updated_at = ? WHERE id = ?",
+                    (text, reasoning, status, now, message_id),
                 )
             else:
                 conn.execute(
-                    "UPDATE messages SET text = ?, status = ?, metrics = ?, updated_at = ? WHERE id = ?",
-                    (text, status, to_json(as_plain_dict(metrics, "Metrics")), now, message_id),
+                    "UPDATE messages SET text = ?, reasoning = ?, status = ?, metrics = ?, updated_at = ? WHERE id = ?",
+                    (text, reasoning, status, to_json(as_plain_dict(metrics, "Metrics")), now, message_id),
                 )
             if status != "streaming":
                 conn.execute(
@@ -550,12 +562,28 @@ class ReplyWriter:
         self._parts: list[str] = []
         self._saved_len = 0
         self._len = 0
+        self._reasoning = ""  # a reasoning model's thinking, set whole (set_reasoning)
+        self._saved_reasoning = ""
         self._last_save = owner._monotonic()
         self.status = "streaming"
 
     @property
     def text(self) -> str:
         return "".join(self._parts)
+
+    @property
+    def reasoning(self) -> str:
+        return self._reasoning
+
+    def set_reasoning(self, reasoning: str) -> bool:
+        """The reply's reasoning so far (kept apart from its text); committed with the text at
+        the next save. Returns True when this call committed."""
+        self._check_open()
+        self._reasoning = reasoning
+        if reasoning != self._saved_reasoning and self._owner._monotonic() - self._last_save >= self._save_interval:
+            self.flush()
+            return True
+        return False
 
     @property
     def saved_chars(self) -> int:
@@ -600,11 +628,12 @@ class ReplyWriter:
         return self._owner.get_message(self.message_id)
 
     def _save(self, status: str, metrics: Any) -> None:
-        text = self.text
-        self._owner._save_reply(self.message_id, self.conversation_id, text, status, metrics)
+        text, reasoning = self.text, self._reasoning
+        self._owner._save_reply(self.message_id, self.conversation_id, text, status, metrics, reasoning=reasoning)
         # Only after the commit: a failed save is retried by the next append.
         self._parts = [text]
         self._saved_len = len(text)
+        self._saved_reasoning = reasoning
         self._last_save = self._owner._monotonic()
 
     def _check_open(self) -> None:

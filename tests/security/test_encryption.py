@@ -236,17 +236,6 @@ def test_a_migration_killed_at_random_points_leaves_one_whole_database_soak(tmp_
 
 
 # ----- the key: passphrase, keyring, recovery, rotation -------------------------------------------------
-@pytest.fixture
-def no_keyring():
-    import keyring
-    from keyring.backends import fail
-
-    before = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    yield
-    keyring.set_keyring(before)
-
-
 def test_without_a_keyring_a_passphrase_locks_the_data_and_a_wrong_one_changes_nothing(paths, no_keyring):
     vault = Vault(paths.data_dir, paths.database)
     assert vault.needs_passphrase()

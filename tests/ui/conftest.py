@@ -38,18 +38,6 @@ def jobs(qapp):
 
 
 @pytest.fixture
-def no_keyring():
-    """No usable system keyring (keyring's "fail" backend): the data is locked with a passphrase."""
-    import keyring
-    from keyring.backends import fail
-
-    before = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    yield
-    keyring.set_keyring(before)
-
-
-@pytest.fixture
 def theme(qapp):
     from ui.theme import ThemeController
 
