@@ -20,7 +20,7 @@ from assistant.models.library import ModelLibrary
 from assistant.settings import AppSettings, save_appearance
 from assistant.store import Store
 from assistant.vault.migrate import encrypt_plaintext_data
-from assistant.vault.vault import PASSPHRASE_ENV, LOCK_MARKER, LockedError, Unlocked, Vault, locked_message
+from assistant.vault.vault import PASSPHRASE_ENV, LockedError, Unlocked, Vault, locked_message
 from engine.client import EngineClient
 
 
@@ -121,25 +121,15 @@ def vault_for(paths: AppPaths) -> Vault:
     return Vault(paths.data_dir, paths.database)
 
 
-def lock_marker_pid(paths: AppPaths) -> int | None:
-    """The process named by the lock marker of ``paths`` (see :meth:`Vault.mark_locked`), or None."""
-    try:
-        return int((paths.data_dir / LOCK_MARKER).read_text(encoding="utf-8").strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
 def locked_by_another_process(paths: AppPaths) -> bool:
-    """True while a window other than this process holds the data locked. The window that
-    locked it unlocks with the same calls the CLI makes, so its own marker must not stop it."""
-    return vault_for(paths).is_locked() and lock_marker_pid(paths) != os.getpid()
+    """True while a window other than this process holds the data locked (Vault.is_locked)."""
+    return vault_for(paths).is_locked(by_another_process=True)
 
 
 def release_lock_marker(paths: AppPaths) -> None:
-    """Remove the lock marker if this process wrote it (the window unlocked, or is closing while
-    locked); a marker of another live window is left alone. Any thread but the GUI's, except at exit."""
-    if lock_marker_pid(paths) == os.getpid():
-        vault_for(paths).clear_locked()
+    """Remove the lock marker if this process wrote it (Vault.release_own_lock). Any thread but
+    the GUI's, except at exit."""
+    vault_for(paths).release_own_lock()
 
 
 def unlock_and_encrypt(paths: AppPaths, passphrase: str | None = None, unlocked: Unlocked | None = None) -> Unlocked:

@@ -252,13 +252,25 @@ class Vault:
         except FileNotFoundError:
             pass
 
-    def is_locked(self) -> bool:
-        """True while a running window holds the data locked (a marker of a dead process is stale)."""
+    def locked_by(self) -> int | None:
+        """The process named by the lock marker, or None (no marker, or an unreadable one)."""
         try:
-            pid = int((self.data_dir / LOCK_MARKER).read_text(encoding="utf-8").strip() or 0)
-        except (FileNotFoundError, ValueError):
-            return False
-        if pid <= 0:
+            return int((self.data_dir / LOCK_MARKER).read_text(encoding="utf-8").strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def release_own_lock(self) -> None:
+        """Remove the marker if this process wrote it (the window unlocked, or closes while
+        locked); another live window's marker is left alone."""
+        if self.locked_by() == os.getpid():
+            self.clear_locked()
+
+    def is_locked(self, by_another_process: bool = False) -> bool:
+        """True while a running window holds the data locked (a marker of a dead process is stale).
+        ``by_another_process``: the window that locked it unlocks with the same calls the CLI
+        makes, so its own marker must not stop it."""
+        pid = self.locked_by()
+        if pid is None or pid < 0 or (by_another_process and pid == os.getpid()):
             return False
         try:
             os.kill(pid, 0)
