@@ -280,6 +280,19 @@ def _migration_linked_models(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_migration_linked_models)  # issue 20: models linked in place
 
 
+def _migration_reasoning(db: sqlite_utils.Database) -> None:
+    """A reasoning model's thinking kept apart from its answer (issue 20).
+
+    ``text`` stays the answer alone, so the search index (which covers ``text``), titles and
+    the next turn's prompt never see the thinking; ``reasoning`` holds it ('' for every other
+    message, and for the rows of an older database).
+    """
+    db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS.append(_migration_reasoning)  # issue 20: reasoning models
+
+
 # ----- settings scopes -------------------------------------------------------------------
 #: Scope of app-wide settings; models and conversations layer their own over it.
 APP_SCOPE = "app"

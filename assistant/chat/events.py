@@ -1,7 +1,7 @@
 """The typed events a :class:`~assistant.chat.session.ChatSession` yields, in order:
 
 ``TurnPrepared`` once (the prompt is built, the passages chosen), ``ReplyStarted`` once (the
-reply's row exists), then any number of ``ModelLoading`` and ``Token``, and last exactly one of
+reply's row exists), then any number of ``ModelLoading``, ``Reasoning`` and ``Token``, and last exactly one of
 ``ReplyDone`` or ``ReplyFailed``. Plain frozen dataclasses: they cross threads (a Qt adapter
 hands them to the GUI thread) and hold no live object but stored records.
 """
@@ -49,6 +49,14 @@ class Token:
 
 
 @dataclass(frozen=True)
+class Reasoning:
+    """The next piece of a reasoning model's thinking, not part of the answer (see
+    :mod:`assistant.chat.reasoning`); the thinking is over when the first ``Token`` comes."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ReplyDone:
     """The reply is complete and stored (status ``complete``)."""
 
@@ -72,4 +80,4 @@ class ReplyFailed:
     metrics: dict = field(default_factory=dict)  # the engine's figures up to where it stopped
 
 
-ChatEvent = TurnPrepared | ReplyStarted | ModelLoading | Token | ReplyDone | ReplyFailed
+ChatEvent = TurnPrepared | ReplyStarted | ModelLoading | Reasoning | Token | ReplyDone | ReplyFailed

@@ -180,3 +180,75 @@ def split_reasoning(text: str, starts_in_reasoning: bool = False) -> tuple[str, 
     parser.feed(text)
     parser.close()
     return parser.reasoning, parser.answer, parser.in_reasoning
+
+
+#: Keys of a model record's metadata set at import (assistant/models/library.py).
+META_REASONS = "reasoning"  # the chat template mentions a thinking marker
+META_OPENS_THINK = "think_opened_by_template"  # its generation prompt ends inside a block
+#: Keys of a reply's metrics.
+METRIC_THINKING_S = "thinking_s"  # seconds from the first thought to the end of the block
+METRIC_UNCLOSED = "reasoning_unclosed"  # the reply ended inside its reasoning
+
+
+def template_flags(template_source: str | None) -> dict:
+    """The two metadata flags of a chat template (:data:`META_REASONS`, :data:`META_OPENS_THINK`):
+    one sandboxed render of a one-line conversation, a few milliseconds. Any thread."""
+    if not template_reasons(template_source):
+        return {META_REASONS: False, META_OPENS_THINK: False}
+    from engine.chat_template import render_chat
+
+    try:
+        rendered = render_chat([{"role": "user", "content": "Hello"}], template_source)
+        opens = rendered.template_name == "model" and template_opens_think(rendered.text)
+    except Exception:  # noqa: BLE001 - a template that cannot render is the engine's to report
+        opens = False
+    return {META_REASONS: True, META_OPENS_THINK: opens}
+
+
+def thinking_line(seconds: float | None, unclosed: bool = False, streaming: bool = False) -> str:
+    """The heading of a reply's reasoning: 'Thinking…' while it streams, 'Thought for 12 s'."""
+    if streaming:
+        return "Thinking…"
+    if unclosed:
+        return "Thinking (stopped before an answer)"
+    if seconds is None:
+        return "Thoughts"
+    return f"Thought for {max(1, round(seconds))} s"
+
+
+class TimedThinking:
+    """A :class:`ThinkParser` that also times the thinking, for the reply's metrics
+    (:data:`METRIC_THINKING_S`, :data:`METRIC_UNCLOSED`). ``clock``: injectable for tests."""
+
+    def __init__(self, starts_in_reasoning: bool = False, clock=None):
+        import time
+
+        self.parser = ThinkParser(starts_in_reasoning)
+        self._clock = clock or time.monotonic
+        self._began: float | None = self._clock() if starts_in_reasoning else None
+        self._ended: float | None = None
+
+    def feed(self, text: str) -> list[Piece]:
+        return self._timed(self.parser.feed(text))
+
+    def close(self) -> list[Piece]:
+        return self._timed(self.parser.close())
+
+    def _timed(self, pieces: list[Piece]) -> list[Piece]:
+        now = self._clock()
+        if self._began is None and (self.parser.saw_marker or any(p.kind == REASONING for p in pieces)):
+            self._began = now
+        if self._began is not None and not self.parser.in_reasoning and self._ended is None \
+                and any(p.kind == ANSWER for p in pieces):
+            self._ended = now
+        return pieces
+
+    def metrics(self, metrics: dict) -> dict:
+        """``metrics`` with the thinking's figures added (unchanged for a reply without reasoning)."""
+        if not self.parser.reasoning:
+            return dict(metrics)
+        end = self._ended if self._ended is not None else self._clock()
+        added = {METRIC_THINKING_S: round(end - (self._began or end), 2)}
+        if self.parser.in_reasoning:
+            added[METRIC_UNCLOSED] = True
+        return {**metrics, **added}

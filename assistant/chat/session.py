@@ -32,7 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterator
 
 from assistant.chat import prompt as chat_prompt
-from assistant.chat.events import ModelLoading, ReplyDone, ReplyFailed, ReplyStarted, Token, TurnPrepared
+from assistant.chat.events import ModelLoading, Reasoning, ReplyDone, ReplyFailed, ReplyStarted, Token, TurnPrepared
+from assistant.chat.reasoning import META_OPENS_THINK, REASONING, TimedThinking
 from assistant.chat.sources import MODEL_AGREES, prepared_sources, source_refs, with_verdict
 from assistant.errors import ChatError
 from assistant.history.conversations import DEFAULT_TITLE, Message, new_id
@@ -65,6 +66,7 @@ class _MemoryReplyWriter:
         self._session = session
         self._fields = {"model": model_id, "sampling": sampling, "documents": list(documents), "adapter": adapter}
         self._parts: list[str] = []
+        self.reasoning = ""
 
     @property
     def text(self) -> str:
@@ -72,6 +74,10 @@ class _MemoryReplyWriter:
 
     def append(self, text: str) -> bool:
         self._parts.append(text)
+        return False
+
+    def set_reasoning(self, reasoning: str) -> bool:
+        self.reasoning = reasoning
         return False
 
     def revise(self, text: str) -> None:
@@ -86,7 +92,8 @@ class _MemoryReplyWriter:
     def _close(self, status: str, metrics: dict | None) -> Message:
         now = time.time()
         message = Message(id=self.message_id, conversation_id="", role="assistant", text=self.text,
-                          metrics=dict(metrics or {}), status=status, created_at=now, updated_at=now, **self._fields)
+                          metrics=dict(metrics or {}), status=status, created_at=now, updated_at=now,
+                          reasoning=self.reasoning, **self._fields)
         self._session._memory.append(message)
         return message
 
@@ -347,6 +354,21 @@ class ChatSession:
         sources = turn.sources
         handle = None
         ended = False
+        # A reasoning model's thinking goes to the reply's reasoning, its answer to the text.
+        thinking = TimedThinking(bool(turn.model.metadata.get(META_OPENS_THINK)))
+
+        def split(text: str) -> Iterator:
+            for piece in thinking.feed(text):
+                if piece.kind == REASONING:
+                    writer.set_reasoning(thinking.parser.reasoning)
+                    yield Reasoning(piece.text)
+                else:
+                    writer.append(piece.text)
+                    yield Token(piece.text)
+
+        def settled(metrics: dict | None) -> dict | None:
+            return _settle_reasoning(writer, thinking, metrics)
+
         try:
             if self._cancel.is_set():
                 ended = True
@@ -375,6 +397,7 @@ class ChatSession:
                 # checked against the extractive answer: the screens show its wording beside
                 # that answer only when it agrees (assistant/documents/answers.py).
                 shown = sources
+                metrics = settled(metrics)
                 if sources:
                     writer.revise(tidy_reply(writer.text, len(sources)))
                     agrees = self._agrees(turn, writer.text)
@@ -395,15 +418,13 @@ class ChatSession:
                     if looped and not self._cancel.is_set():
                         yield tidied({}, "stop")
                     else:
-                        yield ReplyFailed("cancelled", "Stopped.", writer.interrupt())
+                        yield ReplyFailed("cancelled", "Stopped.", writer.interrupt(settled({})))
                     return
                 try:
                     for event in handle.events(timeout=POLL_S):
                         kind = event.get("event")
                         if kind == "token":
-                            text = event.get("text", "")
-                            writer.append(text)
-                            yield Token(text)
+                            yield from split(event.get("text", ""))
                             tokens += 1
                             if sources and not looped and tokens % LOOP_CHECK_TOKENS == 0 and has_loop(writer.text):
                                 looped = True
@@ -421,10 +442,11 @@ class ChatSession:
                             return
                         elif kind == "error":
                             partial = event.get("partial") or ""
-                            if partial and not writer.text:
-                                writer.append(partial)
+                            if partial and not writer.text and not writer.reasoning:
+                                for _event in split(partial):
+                                    pass
                             metrics = event.get("metrics") or {}
-                            stored = writer.interrupt(metrics or None)
+                            stored = writer.interrupt(settled(metrics) or None)
                             err_kind = event.get("kind", "error")
                             ended = True
                             yield ReplyFailed(err_kind, "Stopped." if err_kind == "cancelled"
@@ -442,7 +464,7 @@ class ChatSession:
                     handle.cancel()
                 # Best effort: when the store itself failed, its error is already on its way out.
                 with contextlib.suppress(Exception):
-                    writer.interrupt()
+                    writer.interrupt(settled({}))
 
 
     def _agrees(self, turn: _Turn, reply: str) -> bool:
@@ -457,6 +479,22 @@ class ChatSession:
             return judge_reply(reply, quoted["quote"] if quoted else None, known, retriever.embed).agrees
         except Exception:  # noqa: BLE001 - a failed check hides the wording, it never loses the reply
             return False
+
+
+def _settle_reasoning(writer, thinking: TimedThinking, metrics: dict | None) -> dict | None:
+    """The end of a reply: a marker held back is text after all, the answer and the reasoning
+    are stored as the parser split them (a block the template opened moves what came before its
+    close into the reasoning), and ``metrics`` gain the thinking's figures."""
+    for piece in thinking.close():
+        if piece.kind == REASONING:
+            writer.set_reasoning(thinking.parser.reasoning)
+        else:
+            writer.append(piece.text)
+    if not thinking.parser.saw_marker:
+        return metrics
+    writer.revise(thinking.parser.answer)
+    writer.set_reasoning(thinking.parser.reasoning)
+    return thinking.metrics(metrics or {})
 
 
 def sampling_with(base: "SamplingParams", **overrides) -> "SamplingParams":

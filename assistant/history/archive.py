@@ -37,7 +37,8 @@ Export format (``schema_version`` 1), documented in ``docs/history-export-schema
              "created_at": 1738324801.0, "updated_at": 1738324801.0,
              "documents": ["doc-id", ...], "adapter": "adapter-id" | null,
              "variant_of": "9c1e..." | null,     # a regenerated reply: the first reply of its variants
-             "chosen": true}                      # the variant shown and sent on (true without variants)
+             "chosen": true,                      # the variant shown and sent on (true without variants)
+             "reasoning": "..."}                  # a reasoning model's thinking ("" if none; optional)
           ]
         }
       ]
@@ -316,6 +317,7 @@ def validate_export(doc: Any) -> list[dict]:
                 _check_text(msg.get("adapter"), f"{mwhere}.adapter", nullable=True)
                 _check_text(msg.get("variant_of"), f"{mwhere}.variant_of", nullable=True, max_chars=_ID_MAX)
                 _check_bool(msg.get("chosen", True), f"{mwhere}.chosen")
+                _check_text(msg.get("reasoning", ""), f"{mwhere}.reasoning")
                 clean_messages.append(
                     {
                         "id": msg["id"],
@@ -331,6 +333,7 @@ def validate_export(doc: Any) -> list[dict]:
                         "adapter": msg.get("adapter"),
                         "variant_of": msg.get("variant_of"),
                         "chosen": msg.get("chosen", True),
+                        "reasoning": msg.get("reasoning", ""),
                     }
                 )
             last = conv.get("last_activity_at")
@@ -431,7 +434,12 @@ def conversation_markdown(conversation: Conversation, messages: list[Message]) -
                            + (", chosen" if message.chosen else ""))
         if details:
             heading += f" ({', '.join(details)})"
-        lines += [f"## {heading} · {_local_time(message.created_at)}", "", message.text, ""]
+        lines += [f"## {heading} · {_local_time(message.created_at)}", ""]
+        if message.reasoning:
+            # The thinking is kept, set apart as a quote before the answer it led to.
+            quoted = "\n".join(f"> {line}" if line else ">" for line in message.reasoning.splitlines())
+            lines += ["> **Reasoning**", ">", quoted, ""]
+        lines += [message.text, ""]
         extra = metrics_line(message.metrics)
         if message.documents:
             extra = "; ".join(x for x in (extra, "documents: " + ", ".join(message.documents)) if x)
@@ -606,6 +614,7 @@ class History:
                             "adapter": m.adapter,
                             "variant_of": m.variant_of,
                             "chosen": m.chosen,
+                            "reasoning": m.reasoning,
                         }
                         for m in messages
                     ],
@@ -674,7 +683,8 @@ class History:
         """Add validated conversations (see :func:`validate_export`); existing ids are skipped."""
         report = ImportReport()
         insert_message = (
-            f"INSERT INTO messages ({MESSAGE_READ_COLUMNS}) VALUES ({', '.join('?' * 14)}) ON CONFLICT (id) DO NOTHING"
+            f"INSERT INTO messages ({MESSAGE_READ_COLUMNS}) VALUES "
+            f"({', '.join('?' * len(MESSAGE_READ_COLUMNS.split(',')))}) ON CONFLICT (id) DO NOTHING"
         )
         with self._store.transaction() as conn:
             for conv in conversations:
@@ -718,6 +728,7 @@ class History:
                             m["adapter"],
                             m["variant_of"],
                             int(m["chosen"]),
+                            m["reasoning"],
                         ),
                     ).rowcount
                     if inserted:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.chat.reasoning import template_flags
 from assistant.errors import LibraryError
 from assistant.config import AppPaths
 from assistant.models.discovery import FOLDERS_SETTING, SOURCE_LABELS, split_parts
@@ -103,7 +104,8 @@ class ModelLibrary:
                 sha = inspection.sha256 or ""
             else:
                 meta.update(_hf_folder_summary(path))
-            meta.pop("chat_template", None)  # large; the worker reads it from the file
+            # Large; the worker reads it from the file. Whether the model reasons is read once here.
+            meta.update(template_flags(meta.pop("chat_template", None)))
             self.store.upsert_model({
                 "id": pack.id,
                 "display_name": pack.display_name,
@@ -226,7 +228,7 @@ class ModelLibrary:
         tasks = ["chat", "complete"] if summary.get("chat_template") else ["complete"]
         licence = summary.get("licence") or ""
         meta = dict(summary)
-        meta.pop("chat_template", None)
+        meta.update(template_flags(meta.pop("chat_template", None)))  # a reasoning model, read once here
         meta.update({"tasks": tasks, "kind": "gguf", "has_chat_template": bool(summary.get("chat_template"))})
         return {
             "display_name": summary.get("name") or source.stem,

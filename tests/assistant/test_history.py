@@ -290,7 +290,7 @@ def test_json_export_follows_the_documented_schema(history, conversations, data_
     assert c["settings"] == {"SamplingParams": {"temperature": 0.5}}
     (m,) = c["messages"]
     assert set(m) == {"id", "role", "text", "model", "sampling", "metrics", "status", "created_at", "updated_at", "documents", "adapter",
-                      "variant_of", "chosen"}
+                      "variant_of", "chosen", "reasoning"}
     assert (m["text"], m["documents"], m["sampling"]) == ("hello", ["d1"], {"temperature": 0.5})
     # The documented schema names every field the export writes.
     documented = (REPO / "docs" / "history-export-schema.md").read_text("utf-8")
