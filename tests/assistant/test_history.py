@@ -423,7 +423,8 @@ def export_documents(draw):
         for j, message in enumerate(spec["messages"]):
             at = draw(timestamps)
             messages.append({"id": f"m{i}.{j}-{draw(st.text(max_size=8))}", **message, "created_at": at, "updated_at": draw(timestamps),
-                             "variant_of": draw(st.none() | st.text(max_size=20)), "chosen": draw(st.booleans())})
+                             "variant_of": draw(st.none() | st.text(max_size=20)), "chosen": draw(st.booleans()),
+                             "reasoning": draw(st.text(max_size=20))})
         messages.sort(key=lambda m: m["created_at"])  # the export lists them by time
         conversations.append(
             {
