@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.wording import metrics_line
+from ui.chat.reasoning_view import ReasoningSection
 from ui.markdown import SafeTextBrowser, quote_html, render
 
 #: Widest a message column gets: long lines are hard to read.
@@ -104,6 +105,11 @@ class MessageView(QFrame):
         self.regenerate_button.hide()
         layout.addLayout(header)
 
+        # A reasoning model's thinking, collapsed above the answer (hidden for other replies).
+        self.reasoning = ReasoningSection(self)
+        layout.addWidget(self.reasoning)
+        self._body_hidden_for_thinking = False  # the "…" placeholder gave way to "Thinking…"
+
         self.body = MessageText(self)
         layout.addWidget(self.body)
 
@@ -168,8 +174,19 @@ class MessageView(QFrame):
 
     def append_text(self, text: str) -> None:
         self.text += text
+        self.reasoning.answer_started()
+        if self._body_hidden_for_thinking:
+            self._body_hidden_for_thinking = False
+            self.body.show()
         if not self._render_timer.isActive():
             self._render_timer.start()
+
+    def append_reasoning(self, text: str) -> None:
+        """The next piece of the model's thinking, streamed into the collapsed section."""
+        self.reasoning.append(text)
+        if not self.text and self.body.isVisibleTo(self):
+            self._body_hidden_for_thinking = True
+            self.body.hide()  # no "…" under the thinking: the section says "Thinking…"
 
     def set_placeholder(self, text: str) -> None:
         self.body.setPlainText(text)
@@ -191,6 +208,13 @@ class MessageView(QFrame):
         self.status = message.status
         self._render_timer.stop()
         self.set_text(message.text)
+        reasoning = getattr(message, "reasoning", "") or ""
+        self.reasoning.set_reasoning(reasoning, message.metrics or {})
+        if reasoning and not message.text:
+            self.body.hide()  # cut inside its thinking: the section's note says so
+        elif self._body_hidden_for_thinking:
+            self.body.show()
+        self._body_hidden_for_thinking = False
         self.interrupted_tag.setVisible(message.status == "interrupted")
         bits = []
         if self.role == "assistant" and message.model:

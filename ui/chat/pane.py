@@ -42,6 +42,7 @@ from assistant.chat import sources as chat_sources
 from assistant.chat import views as chat_views
 from assistant.chat.events import (
     ModelLoading,
+    Reasoning,
     ReplyDone,
     ReplyFailed,
     ReplyStarted,
@@ -700,6 +701,9 @@ class ChatPane(QWidget):
                     reply_view.set_variants(list(variants_before) + [event.message_id])
             elif isinstance(event, Token):
                 self._token(event.text, reply_view)
+            elif isinstance(event, Reasoning):
+                if reply_view is not None:
+                    reply_view.append_reasoning(event.text)
             elif isinstance(event, ReplyDone):
                 state["ended"] = True
                 if event.sources and reply_view is not None:
