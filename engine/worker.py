@@ -156,7 +156,9 @@ class Worker:
             raise RequestError("No model was given for this request.", "bad_request")
         settings = EngineSettings.from_dict({**self.settings.to_dict(), **(params.get("engine") or {})})
         loaded = self.models.get(path)
-        if loaded is not None and loaded.settings == settings:
+        # A request that says nothing of how to load (a tokenize, a suggestion) takes the model as
+        # it is loaded: a chat with the model's own context length must not make them reload it.
+        if loaded is not None and (not params.get("engine") or loaded.settings == settings):
             if next(reversed(self.models)) != path:
                 # Another loaded model answers now: tell the window, which names it.
                 self.emit(request_id, "status", state="ready", model=path)

@@ -109,6 +109,7 @@ class _Turn:
     refuse: bool = False
     question: str = ""
     variant_of: str | None = None  # the reply this one is written again for (a regenerate)
+    n_ctx: int | None = None  # the model's own context length (its settings), None: the app's
 
 
 class ChatSession:
@@ -307,8 +308,10 @@ class ChatSession:
     def _prepared(self, model, conversation, user_message, hidden: list[str], question: str,
                   messages: list[Message] | None = None) -> tuple:
         messages = self.visible_messages() if messages is None else messages
-        prompt = chat_prompt.build_prompt(self.system_prompt, messages)
+        own = self._model_settings(model)
+        prompt = chat_prompt.build_prompt(self._system_prompt_with(own), messages)
         sampling = self.sampling or self.services.settings.sampling
+        sampling = self._sampling_with(own, sampling)
         sources: list[dict] = []
         budget = None
         refuse = False
@@ -321,7 +324,23 @@ class ChatSession:
                              sources=tuple(sources), budget=budget, model_id=model.id, prompt_messages=len(prompt),
                              refused=refuse)
         return event, _Turn(model=model, prompt=prompt, sampling=sampling, sources=sources, refuse=refuse,
-                            question=question)
+                            question=question, n_ctx=own.n_ctx)
+
+    # ----- the model's own settings (Models -> Settings…, assistant/models/model_settings.py) -----
+    # They sit above the app's settings and the model's defaults, below a choice made for this
+    # session (the CLI's flags, an API request) or typed for this conversation.
+    def _model_settings(self, model):
+        from assistant.models import model_settings
+
+        return model_settings.load(self.services.store, model.id)
+
+    def _system_prompt_with(self, own) -> str:
+        from assistant.models.model_settings import system_prompt_for
+
+        return system_prompt_for(own, self.system_prompt, self.services.settings.default_system_prompt) or ""
+
+    def _sampling_with(self, own, sampling):
+        return sampling if self.sampling is not None else own.over_sampling(sampling)
 
     # ----- replying -------------------------------------------------------------------------------
     def _events(self, prepare, *args) -> Iterator:
@@ -383,7 +402,11 @@ class ChatSession:
                 yield ReplyDone(writer.finish({}), {}, tuple(sources), "stop")
                 return
             try:
-                handle = self.services.engine.chat(turn.model.path, turn.prompt, turn.sampling, adapters=adapters)
+                # The model's own context length travels with the request; the engine loads the
+                # model with it, and refuses it with the longest that fits when it does not.
+                engine_options = {"engine": {"n_ctx": int(turn.n_ctx)}} if turn.n_ctx else {}
+                handle = self.services.engine.chat(turn.model.path, turn.prompt, turn.sampling, adapters=adapters,
+                                                   **engine_options)
             except Exception as exc:
                 from assistant.errors import user_message
 

@@ -1,0 +1,129 @@
+"""Per-model settings: kept in the store per model, layered above the app's settings and the
+model's defaults (below a session's own choice), applied to the chat's sampling, persona and
+the engine's context length; a context that does not fit is refused with the one that does."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+
+from assistant.chat import model_defaults
+from assistant.chat.events import ReplyDone
+from assistant.chat.session import ChatSession
+from assistant.errors import SettingsError
+from assistant.models import model_settings
+from assistant.models.model_settings import FROM_APP, FROM_MODEL_DEFAULTS, FROM_MODEL_SETTINGS, ModelSettings
+from assistant.store import model_scope
+from engine.library import largest_context
+from engine.settings import SamplingParams
+from tests.assistant.test_chat_session import ScriptedHandle
+
+GIB = 1024 ** 3
+
+
+def chat_model(services):
+    return services.library.for_task("chat")
+
+
+def capture(services) -> list[dict]:
+    """An engine whose chat replies "ok" and records what each request was given."""
+    calls: list[dict] = []
+
+    def chat(path, prompt, sampling, adapters=None, **options):
+        calls.append({"prompt": prompt, "sampling": sampling, **options})
+        return ScriptedHandle(["ok"])
+
+    services._engine = SimpleNamespace(chat=chat, close=lambda: None)
+    return calls
+
+
+def test_settings_round_trip_and_reset(services):
+    model = chat_model(services)
+    assert model_settings.load(services.store, model.id).is_empty
+    kept = ModelSettings(n_ctx=2048, temperature=0.3, top_p=0.9, top_k=20, min_p=0.1, repeat_penalty=1.2,
+                         max_tokens=300, system_prompt="You are terse.")
+    model_settings.save(services.store, model, kept, free_bytes=64 * GIB)
+    assert model_settings.load(services.store, model.id) == kept
+    # Kept under the model's own scope, as the store's layered settings read them.
+    assert services.store.load_settings(model_scope(model.id), ModelSettings) == kept
+    assert model_settings.update(services.store, model, free_bytes=64 * GIB, temperature=0.9) \
+        == replace(kept, temperature=0.9)
+    model_settings.reset(services.store, model.id)
+    assert model_settings.load(services.store, model.id).is_empty
+
+
+def test_values_out_of_range_are_refused_in_words(services):
+    model = chat_model(services)
+    with pytest.raises(SettingsError, match="context length must be at least 256 tokens; temperature must be between 0 and 5"):
+        model_settings.save(services.store, model, ModelSettings(n_ctx=10, temperature=9.0), free_bytes=64 * GIB)
+    with pytest.raises(SettingsError, match="context length must be at least"):
+        model_settings.save(services.store, model, ModelSettings(n_ctx=10), free_bytes=64 * GIB)
+    assert model_settings.load(services.store, model.id).is_empty
+
+
+def test_a_context_that_does_not_fit_is_refused_with_the_longest_that_does(services):
+    model = chat_model(services)
+    meta = model.metadata
+    free = model.size_bytes + 300 * 1024 ** 2  # the model and a few thousand tokens of KV cache
+    fits = largest_context(model.size_bytes, meta["kv_bytes_per_token"], free, n_vocab=meta.get("vocab_size"),
+                           n_embd=meta.get("embedding_length"), trained=meta.get("context_length"))
+    assert 0 < fits < meta["context_length"]
+    with pytest.raises(SettingsError) as refused:
+        model_settings.save(services.store, model, ModelSettings(n_ctx=meta["context_length"]), free_bytes=free)
+    assert f"Up to {fits:,} tokens of context fit" in str(refused.value)
+    assert f"{meta['context_length']:,}-token context" in str(refused.value)
+    assert model_settings.load(services.store, model.id).is_empty  # nothing was kept
+    model_settings.save(services.store, model, ModelSettings(n_ctx=fits), free_bytes=free)  # the number given fits
+    assert model_settings.largest_context(model, free) == fits
+
+
+def test_layers_model_settings_over_app_over_model_defaults(services, monkeypatch):
+    model = chat_model(services)
+    tuned = model_defaults.ChatDefaults(system_prompt="Tuned persona.",
+                                        sampling=SamplingParams(temperature=0.2, top_k=10, max_tokens=200))
+    monkeypatch.setattr(model_defaults, "for_model", lambda _model: tuned)
+    services.settings.sampling = replace(SamplingParams(), top_k=30)  # the user changed top-k for the app
+    model_settings.save(services.store, model, ModelSettings(max_tokens=99), free_bytes=64 * GIB)
+    shown = model_settings.effective(services, model)
+    assert shown["max_tokens"] == (99, FROM_MODEL_SETTINGS)
+    assert shown["top_k"] == (30, FROM_APP)
+    assert shown["temperature"] == (0.2, FROM_MODEL_DEFAULTS)
+    assert shown["system_prompt"] == ("Tuned persona.", FROM_MODEL_DEFAULTS)
+    assert shown["n_ctx"][1] == FROM_APP
+
+
+def test_the_chat_uses_the_models_settings_and_its_context(services):
+    calls = capture(services)
+    model = chat_model(services)
+    model_settings.save(services.store, model, ModelSettings(n_ctx=1024, temperature=0.25, max_tokens=77,
+                                                             system_prompt="Answer like a pirate."),
+                        free_bytes=64 * GIB)
+    session = ChatSession(services, model_id=model.id)
+    assert isinstance(list(session.turn("Hello"))[-1], ReplyDone)
+    sent = calls[-1]
+    assert sent["engine"] == {"n_ctx": 1024}  # the engine loads the model with its own context
+    assert (sent["sampling"].temperature, sent["sampling"].max_tokens) == (0.25, 77)
+    assert sent["sampling"].top_p == services.settings.sampling.top_p  # unset fields stay the app's
+    assert sent["prompt"][0] == {"role": "system", "content": "Answer like a pirate."}
+    assert services.conversations.messages(session.conversation_id)[-1].sampling["temperature"] == 0.25
+
+    # A persona typed for a conversation, and a session's own sampling (CLI flags, an API request), win.
+    list(ChatSession(services, model_id=model.id, system_prompt="Be brief.",
+                     sampling=SamplingParams(temperature=1.0)).turn("Hi"))
+    assert calls[-1]["prompt"][0]["content"] == "Be brief." and calls[-1]["sampling"].temperature == 1.0
+
+    # Reset: the app's settings again, and no context of its own.
+    model_settings.reset(services.store, model.id)
+    list(ChatSession(services, model_id=model.id).turn("Hi"))
+    assert "engine" not in calls[-1] and calls[-1]["sampling"] == services.settings.sampling
+
+
+def test_the_engine_loads_the_model_with_its_own_context(services):
+    model = chat_model(services)
+    model_settings.save(services.store, model, ModelSettings(n_ctx=1024, max_tokens=4), free_bytes=64 * GIB)
+    done = list(ChatSession(services, model_id=model.id, persist=False).turn("Hi"))[-1]
+    assert isinstance(done, ReplyDone)
+    # A request that says nothing of the context takes the model as the chat loaded it.
+    assert services.engine.load(model.path)["n_ctx"] == 1024
