@@ -18,6 +18,7 @@ from assistant.chat.session import ChatSession, sampling_with
 from assistant.cli.documents import add_documents_commands
 from assistant.cli.history import add_history_commands, store_error_message
 from assistant.cli.model_fit import with_fit_columns
+from assistant.cli.model_settings import add_model_settings_command
 from assistant.cli.study import add_study_commands
 from assistant.cli.tasks import add_task_commands
 from assistant.config import default_paths
@@ -353,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task")
     p.add_argument("model")
     p.set_defaults(handler=cmd_models_route)
+    add_model_settings_command(msub)
 
     serve = sub.add_parser("serve", help="local OpenAI-compatible API on 127.0.0.1, with a bearer token")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless you also "

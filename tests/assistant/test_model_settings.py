@@ -127,3 +127,35 @@ def test_the_engine_loads_the_model_with_its_own_context(services):
     assert isinstance(done, ReplyDone)
     # A request that says nothing of the context takes the model as the chat loaded it.
     assert services.engine.load(model.path)["n_ctx"] == 1024
+
+
+def test_the_cli_changes_prints_and_resets_a_models_settings(services, capsys, monkeypatch):
+    from assistant.cli.main import main
+    from engine import library as engine_library
+
+    model_id = chat_model(services).id
+    services.close()  # the command opens the same database itself
+    assert main(["models", "settings", model_id, "--temperature", "0.3", "--ctx", "1024",
+                 "--system", "You are terse."]) == 0
+    out = capsys.readouterr().out
+    assert "temperature     0.3  [this model's settings]" in out
+    assert "context length  1,024 tokens  [this model's settings]" in out
+    assert "system prompt   'You are terse.'  [this model's settings]" in out
+    assert "top-p" in out and "[this model's settings]" not in out.split("top-p")[1].splitlines()[0]
+
+    # Out of range, or a context larger than the machine holds: one line, exit code 2, nothing kept.
+    assert main(["models", "settings", model_id, "--temperature", "9"]) == 2
+    assert "temperature must be between 0 and 5" in capsys.readouterr().err
+    assert main(["models", "settings", model_id, "--ctx", str(2 ** 40)]) == 2
+    assert "was trained for at most 8,192 tokens of context" in capsys.readouterr().err
+    with monkeypatch.context() as crowded:
+        crowded.setattr(engine_library, "available_memory", lambda: 400 * 1024 ** 2)
+        assert main(["models", "settings", model_id, "--ctx", "8192"]) == 2
+    refused = capsys.readouterr().err
+    assert "cannot load with a 8,192-token context" in refused and "tokens of context fit" in refused
+    assert main(["models", "settings", model_id]) == 0
+    assert "temperature     0.3  [this model's settings]" in capsys.readouterr().out
+
+    assert main(["models", "settings", model_id, "--reset"]) == 0
+    out = capsys.readouterr().out
+    assert "back to the app's settings" in out and "[this model's settings]" not in out
