@@ -100,8 +100,14 @@ class ModelsPane(QWidget):
         self.remove_button = QPushButton("Remove…")
         self.remove_button.setAccessibleName("Remove the selected model")
         self.remove_button.clicked.connect(self.ask_remove)
+        self.settings_button = QPushButton("Settings…")
+        self.settings_button.setAccessibleName("Settings of the selected model")
+        self.settings_button.setToolTip("This model's own context length, sampling and system prompt")
+        self.settings_button.clicked.connect(self.open_model_settings)
+        self.settings_dialog = None
         top.addWidget(self.import_button)
         top.addWidget(self.discover_button)
+        top.addWidget(self.settings_button)
         top.addWidget(self.remove_button)
         outer.addLayout(top)
 
@@ -389,6 +395,7 @@ class ModelsPane(QWidget):
         ready = self.services is not None and not self.importing
         self.import_button.setEnabled(ready)
         self.discover_button.setEnabled(ready)
+        self.settings_button.setEnabled(ready and model is not None and model.is_gguf and not model.missing)
         removable = ready and model is not None and model.source != "pack"
         self.remove_button.setEnabled(removable)
         self.remove_button.setToolTip("Models of the default pack cannot be removed." if model is not None
@@ -450,6 +457,22 @@ class ModelsPane(QWidget):
         self.discovery_dialog = dialog
         dialog.open()
         dialog.search()
+        return dialog
+
+    def open_model_settings(self):
+        """The selected model's own settings (context length, sampling, system prompt); the
+        dialog reads them on a pool thread."""
+        from ui.model_settings_dialog import ModelSettingsDialog
+
+        model = self.selected_model()
+        if self.services is None or self.jobs is None or model is None:
+            return None
+        dialog = ModelSettingsDialog(self.services, self.jobs, model, self)
+        dialog.finished.connect(lambda _r: setattr(self, "settings_dialog", None))
+        dialog.finished.connect(lambda _r: dialog.deleteLater())
+        self.settings_dialog = dialog
+        dialog.open()
+        dialog.load()
         return dialog
 
     def open_locate_dialog(self) -> QFileDialog | None:

@@ -152,13 +152,14 @@ def _model_defaults(model: "ModelRecord"):
     return model_defaults.for_model(model)
 
 
-def effective(services: "Services", model: "ModelRecord") -> dict:
+def effective(services: "Services", model: "ModelRecord", own: ModelSettings | None = None) -> dict:
     """Each setting as a chat with ``model`` uses it, with where it came from:
     ``{name: (value, source)}``. An app sampling value still at the engine's default counts as
-    not chosen, so the model's own default shows through (as in the chat)."""
+    not chosen, so the model's own default shows through (as in the chat). ``own``: these
+    settings instead of the stored ones (``ModelSettings()``: what applies without any)."""
     from engine.settings import SamplingParams
 
-    own = load(services.store, model.id)
+    own = load(services.store, model.id) if own is None else own
     defaults = _model_defaults(model)
     app = services.settings
     engine_defaults = SamplingParams()
@@ -182,6 +183,37 @@ def effective(services: "Services", model: "ModelRecord") -> dict:
     else:
         result["system_prompt"] = (defaults.system_prompt, FROM_MODEL_DEFAULTS)
     return result
+
+
+@dataclass
+class SettingsView:
+    """What the Models page's Settings dialog shows for one model, read in one call."""
+
+    model: "ModelRecord"
+    own: ModelSettings  # what the user set for this model (None fields: not set)
+    inherited: dict  # {name: (value, source)} that applies where ``own`` sets nothing
+    largest_context: int  # the longest context that fits in free memory now (0: none)
+    trained_context: int | None  # the longest the model was trained for
+
+
+def settings_view(services: "Services", model_id: str) -> SettingsView:
+    """Worker thread: the store, and free memory."""
+    model = services.library.get(model_id)
+    trained = model.metadata.get("context_length")
+    return SettingsView(model, load(services.store, model.id), effective(services, model, ModelSettings()),
+                        largest_context(model) if model.is_gguf else 0,
+                        int(trained) if isinstance(trained, int) and trained > 0 else None)
+
+
+def save_for(services: "Services", model_id: str, settings: ModelSettings) -> ModelSettings:
+    """Worker thread: check and keep ``settings`` for the model (SettingsError in words)."""
+    return save(services.store, services.library.get(model_id), settings)
+
+
+def reset_for(services: "Services", model_id: str) -> SettingsView:
+    """Worker thread: forget the model's settings; returns what now applies."""
+    reset(services.store, model_id)
+    return settings_view(services, model_id)
 
 
 def system_prompt_for(own: ModelSettings, chosen: str | None, app_default: str) -> str | None:
