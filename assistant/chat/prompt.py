@@ -55,28 +55,30 @@ def grounded_sampling(sampling: "SamplingParams") -> "SamplingParams":
     return replace(sampling, temperature=min(float(sampling.temperature), GROUNDED_TEMPERATURE))
 
 
-def grounded_chat(services: "Services", model_path: str, history_tokens: int = 0) -> "GroundedChat":
+def grounded_chat(services: "Services", model_path: str, history_tokens: int = 0,
+                  n_ctx: int | None = None) -> "GroundedChat":
     """The one way a :class:`GroundedChat` is built: the passages get the model's context less
     what the conversation already holds and the room kept for the reply (the reply's token
-    limit, at most a quarter of the context)."""
+    limit, at most a quarter of the context). ``n_ctx``: the model's own context length (its
+    settings), the app's when None."""
     from assistant.documents.grounded import GroundedChat
 
     _documents, retriever = services.documents_core()
-    n_ctx = int(services.settings.engine.n_ctx)
+    n_ctx = int(n_ctx or services.settings.engine.n_ctx)
     reply_tokens = int(services.settings.sampling.max_tokens or 256)
     return GroundedChat(retriever, services.engine, model_path, context_tokens=max(256, n_ctx - history_tokens),
                         reply_tokens=min(reply_tokens, n_ctx // 4))
 
 
 def ground(services: "Services", prompt: list[dict], question: str, choice: dict, model_path: str,
-           budget_tokens: int | None = None):
+           budget_tokens: int | None = None, n_ctx: int | None = None):
     """Put the passages that answer ``question`` into ``prompt`` (changed in place) within the
     token budget the conversation leaves; returns the :class:`~assistant.documents.grounded.Prepared`."""
     from assistant.documents.retrieval import Scope
 
     history = "\n".join(m["content"] for m in prompt[:-1])
     used_by_history = len(services.engine.tokenize(model_path, history, add_special=False)) if history else 0
-    chat = grounded_chat(services, model_path, used_by_history)
+    chat = grounded_chat(services, model_path, used_by_history, n_ctx)
     collections = choice.get("collections")
     prepared = chat.prepare(question, Scope(collections=list(collections)) if collections else None,
                             only_documents=bool(choice.get("only")), budget_tokens=budget_tokens)

@@ -317,7 +317,7 @@ class ChatSession:
         refuse = False
         if self.documents:
             prepared = chat_prompt.ground(self.services, prompt, question, self.documents, model.path,
-                                          self.budget_tokens)
+                                          self.budget_tokens, n_ctx=own.n_ctx)
             sources, budget, refuse = prepared_sources(prepared), prepared.budget, prepared.refuse
             sampling = chat_prompt.grounded_sampling(sampling)
         event = TurnPrepared(conversation=conversation, user_message=user_message, hidden=tuple(hidden),

@@ -147,8 +147,16 @@ def largest_context(model: "ModelRecord", free_bytes: int | None = None) -> int:
 
 # ----- what applies ---------------------------------------------------------------------
 def _model_defaults(model: "ModelRecord"):
-    from assistant.chat import model_defaults
+    """The model's tuned defaults (assistant/chat/model_defaults.py); the engine's own while that
+    module is not there yet (it is written beside this one)."""
+    try:
+        from assistant.chat import model_defaults
+    except ImportError:
+        from types import SimpleNamespace
 
+        from engine.settings import SamplingParams
+
+        return SimpleNamespace(system_prompt="", sampling=SamplingParams())
     return model_defaults.for_model(model)
 
 
