@@ -748,7 +748,8 @@ def summarize(header: GGUFHeader) -> dict:
 
     Keys: path, architecture, name, parameter_count, quantization, context_length,
     block_count, embedding_length, licence, licence_name, licence_link, chat_template,
-    vocab_size, file_size, gguf_version, tensor_count. Missing values are None.
+    vocab_size, file_size, gguf_version, tensor_count, recommended_sampling (the file's own
+    ``general.sampling.*`` values by SamplingParams name; {} when it has none). Missing values are None.
     """
     meta = header.metadata
     arch = meta.get("general.architecture")
@@ -785,4 +786,27 @@ def summarize(header: GGUFHeader) -> dict:
         "file_size": header.file_size,
         "gguf_version": header.version,
         "tensor_count": len(header.tensors),
+        "recommended_sampling": recommended_sampling(meta),
     }
+
+
+#: llama.cpp's recommended-sampling keys (``general.sampling.*``, written by convert_hf_to_gguf
+#: from a model's generation_config.json) and the SamplingParams field each sets.
+SAMPLING_KEYS = {
+    "general.sampling.temp": "temperature",
+    "general.sampling.top_p": "top_p",
+    "general.sampling.top_k": "top_k",
+    "general.sampling.min_p": "min_p",
+    "general.sampling.penalty_repeat": "repeat_penalty",
+    "general.sampling.penalty_last_n": "repeat_last_n",
+}
+
+
+def recommended_sampling(meta: dict) -> dict:
+    """The sampling a file recommends, by SamplingParams name; values of the wrong type are left out."""
+    found = {}
+    for key, name in SAMPLING_KEYS.items():
+        value = meta.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            found[name] = int(value) if name in ("top_k", "repeat_last_n") else float(value)
+    return found

@@ -311,7 +311,7 @@ class ChatSession:
         own = self._model_settings(model)
         prompt = chat_prompt.build_prompt(self._system_prompt_with(own), messages)
         sampling = self.sampling or self.services.settings.sampling
-        sampling = self._sampling_with(own, sampling)
+        sampling = self._sampling_with(own, model, sampling)
         sources: list[dict] = []
         budget = None
         refuse = False
@@ -339,8 +339,10 @@ class ChatSession:
 
         return system_prompt_for(own, self.system_prompt, self.services.settings.default_system_prompt) or ""
 
-    def _sampling_with(self, own, sampling):
-        return sampling if self.sampling is not None else own.over_sampling(sampling)
+    def _sampling_with(self, own, model, sampling):
+        from assistant.models.model_settings import for_chat
+
+        return sampling if self.sampling is not None else for_chat(own, model, sampling)
 
     # ----- replying -------------------------------------------------------------------------------
     def _events(self, prepare, *args) -> Iterator:

@@ -7,8 +7,10 @@ Every field left None falls through, so the layers are, winning first:
 1. a choice made for one request or conversation (the CLI's flags, an API request, a persona typed
    for a conversation);
 2. these per-model settings;
-3. the app's settings (Settings page);
-4. the model's own tuned defaults (:mod:`assistant.chat.model_defaults`).
+3. the app's settings (Settings page), where the user changed them;
+4. the model's own tuned defaults (:mod:`assistant.chat.model_defaults`), then the sampling its
+   file recommends (``general.sampling.*`` keys, or an Ollama manifest's parameters; kept in the
+   record's metadata as ``recommended_sampling`` when it is added), then the engine's defaults.
 
 A context length is checked against this machine's free memory before it is kept and again
 before a reply (:func:`check_context`): a model never loads with a context larger than fits, and
@@ -41,6 +43,9 @@ MIN_CONTEXT = 256
 FROM_MODEL_SETTINGS = "this model's settings"
 FROM_APP = "app settings"
 FROM_MODEL_DEFAULTS = "model default"
+FROM_FILE = "the model file's recommendation"
+#: The record's metadata key of the sampling its file (or the tool it is linked from) recommends.
+META_RECOMMENDED = "recommended_sampling"
 
 
 @dataclass
@@ -146,6 +151,36 @@ def largest_context(model: "ModelRecord", free_bytes: int | None = None) -> int:
 
 
 # ----- what applies ---------------------------------------------------------------------
+def recommended(model: "ModelRecord") -> dict:
+    """The sampling ``model``'s file recommends, by SamplingParams name (only the fields a
+    model's settings may set; values out of range left out)."""
+    from engine.settings import SamplingParams
+
+    given = (model.metadata or {}).get(META_RECOMMENDED) or {}
+    kept = {}
+    for name in SAMPLING_FIELDS:
+        value = given.get(name) if isinstance(given, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                SamplingParams.from_dict({name: value})
+            except (ValueError, TypeError):
+                continue
+            kept[name] = value
+    return kept
+
+
+def for_chat(own: ModelSettings, model: "ModelRecord", sampling: "SamplingParams") -> "SamplingParams":
+    """A chat's sampling for ``model``: ``sampling`` (the app's over the model's defaults) with
+    the file's recommendation where that value is still the engine's default, then the user's
+    own settings for the model over all of it."""
+    from engine.settings import SamplingParams
+
+    engine = SamplingParams()
+    seeded = {name: value for name, value in recommended(model).items()
+              if getattr(sampling, name) == getattr(engine, name)}
+    return own.over_sampling(replace(sampling, **seeded))
+
+
 def _model_defaults(model: "ModelRecord"):
     """The model's tuned defaults (assistant/chat/model_defaults.py); the engine's own while that
     module is not there yet (it is written beside this one)."""
@@ -169,6 +204,7 @@ def effective(services: "Services", model: "ModelRecord", own: ModelSettings | N
 
     own = load(services.store, model.id) if own is None else own
     defaults = _model_defaults(model)
+    file_says = recommended(model)
     app = services.settings
     engine_defaults = SamplingParams()
     result: dict[str, tuple] = {}
@@ -182,6 +218,8 @@ def effective(services: "Services", model: "ModelRecord", own: ModelSettings | N
             result[name] = (getattr(own, name), FROM_MODEL_SETTINGS)
         elif getattr(app.sampling, name) != getattr(engine_defaults, name):
             result[name] = (getattr(app.sampling, name), FROM_APP)
+        elif name in file_says and getattr(defaults.sampling, name) == getattr(engine_defaults, name):
+            result[name] = (file_says[name], FROM_FILE)
         else:
             result[name] = (getattr(defaults.sampling, name), FROM_MODEL_DEFAULTS)
     if own.system_prompt is not None:

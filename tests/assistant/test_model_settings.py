@@ -159,3 +159,22 @@ def test_the_cli_changes_prints_and_resets_a_models_settings(services, capsys, m
     assert main(["models", "settings", model_id, "--reset"]) == 0
     out = capsys.readouterr().out
     assert "back to the app's settings" in out and "[this model's settings]" not in out
+
+
+def test_a_files_recommended_sampling_applies_where_nothing_else_was_chosen(services, tmp_path):
+    from tests.engine.gguf_corpus import write_valid_gguf
+
+    path = write_valid_gguf(tmp_path / "recommends.gguf", name="Recommends",
+                            floats={"general.sampling.temp": 0.6, "general.sampling.top_p": 0.8,
+                                    "general.sampling.min_p": 7.0})  # out of range: left out
+    model = services.library.add(path)
+    assert model.metadata["recommended_sampling"] == pytest.approx({"temperature": 0.6, "top_p": 0.8, "min_p": 7.0})
+    assert model_settings.recommended(model) == pytest.approx({"temperature": 0.6, "top_p": 0.8})
+    services.settings.sampling = replace(SamplingParams(), top_p=0.9)  # the user chose top-p for the app
+    shown = model_settings.effective(services, model)
+    assert shown["temperature"] == (pytest.approx(0.6), model_settings.FROM_FILE)
+    assert shown["top_p"] == (0.9, FROM_APP)
+    used = model_settings.for_chat(ModelSettings(), model, services.settings.sampling)
+    assert (used.temperature, used.top_p) == (pytest.approx(0.6), 0.9)
+    used = model_settings.for_chat(ModelSettings(temperature=1.1), model, services.settings.sampling)
+    assert used.temperature == 1.1  # the user's own setting for the model wins

@@ -31,8 +31,9 @@ def write_valid_gguf(path: Path | str, **overrides: Any) -> Path:
     """A small valid GGUF written with gguf.GGUFWriter; keyword arguments replace the defaults.
 
     Overridable: arch, name, context_length, block_count, embedding_length, file_type,
-    license, chat_template, tokens, tensors (name -> float32/float16 array). Passing None
-    leaves that key (or the tensors) out.
+    license, chat_template, tokens, tensors (name -> float32/float16 array), floats (more
+    float32 keys, e.g. ``{"general.sampling.temp": 0.6}``). Passing None leaves that key (or the
+    tensors) out.
     """
     settings: dict[str, Any] = {
         "arch": "llama",
@@ -44,6 +45,7 @@ def write_valid_gguf(path: Path | str, **overrides: Any) -> Path:
         "license": "apache-2.0",
         "chat_template": _TEMPLATE,
         "tokens": _TOKENS,
+        "floats": None,
         "tensors": {
             "token_embd.weight": np.linspace(-1, 1, 8 * 32, dtype=np.float32).astype(np.float16).reshape(8, 32),
             "blk.0.attn_norm.weight": np.ones(32, dtype=np.float32),
@@ -71,6 +73,8 @@ def write_valid_gguf(path: Path | str, **overrides: Any) -> Path:
         writer.add_license(settings["license"])
     if settings["chat_template"] is not None:
         writer.add_chat_template(settings["chat_template"])
+    for key, value in (settings["floats"] or {}).items():
+        writer.add_float32(key, value)
     if settings["tokens"] is not None:
         writer.add_tokenizer_model("gpt2")
         writer.add_token_list(settings["tokens"])
