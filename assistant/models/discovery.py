@@ -64,6 +64,14 @@ SOURCE_LABELS = {
 FOLDERS_SETTING = "model_folders"
 
 _OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+# The Modelfile's PARAMETER lines as JSON ({"temperature": 0.6, "stop": [...]}): the sampling
+# Ollama runs the model with, read only when the model is linked.
+_OLLAMA_PARAMS_LAYER = "application/vnd.ollama.image.params"
+_MAX_PARAMS_BYTES = 64 * 1024
+# Ollama's parameter names -> SamplingParams names (num_ctx, stop and the rest are not sampling
+# a model's settings hold).
+_OLLAMA_SAMPLING = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+                    "repeat_penalty": "repeat_penalty", "repeat_last_n": "repeat_last_n"}
 _OLLAMA_DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
 # A manifest is a few hundred bytes; a larger "manifest" is not one, and is not read whole.
 _MAX_MANIFEST_BYTES = 256 * 1024
@@ -93,6 +101,7 @@ class FoundModel:
     quantization: str | None = None
     model_name: str | None = None  # general.name inside the file
     also_in: list[str] = field(default_factory=list)  # "LM Studio: name" where other tools list the same file
+    params_path: str | None = None  # Ollama: its manifest's parameters blob (read_ollama_params), checked
 
     @property
     def source_label(self) -> str:
@@ -326,9 +335,10 @@ def _scan_ollama(scan: _Scan, root: Path) -> None:
             registry, namespace, model, _tag = relative
             name = (f"{model}:{tag}" if (registry, namespace) == ("registry.ollama.ai", "library")
                     else f"{registry}/{namespace}/{model}:{tag}")
-            digest = _ollama_model_digest(scan, manifest)
-            if digest is None:
+            digests = _ollama_layer_digests(scan, manifest)
+            if digests is None:
                 continue
+            digest, params_digest = digests
             blob = blobs / f"sha256-{digest}"
             if not blob.exists() and not blob.is_symlink():
                 scan.skip(manifest, f"its model layer sha256-{digest[:12]}… is not in {blobs} (a download cut short?); "
@@ -337,10 +347,32 @@ def _scan_ollama(scan: _Scan, root: Path) -> None:
             resolved = scan.checked_file(blob, blobs_resolved)
             if resolved is not None:
                 scan.add(OLLAMA, name, blob, resolved)
+                found = scan.by_path.get(str(resolved))
+                params = blobs / f"sha256-{params_digest}" if params_digest else None
+                if found is not None and found.source == OLLAMA and found.params_path is None \
+                        and params is not None and params.exists():
+                    checked = scan.checked_file(params, blobs_resolved)  # never a link out of the blobs
+                    found.params_path = str(checked) if checked is not None else None
 
 
-def _ollama_model_digest(scan: _Scan, manifest: Path) -> str | None:
-    """The hex digest of the manifest's model layer; None (with a line) when there is none."""
+def read_ollama_params(path: str | os.PathLike) -> dict:
+    """The sampling an Ollama parameters blob names, by SamplingParams name; {} when it cannot be
+    read or is not the JSON object it should be (the model links all the same)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_PARAMS_BYTES + 1)
+        data = json.loads(raw) if len(raw) <= _MAX_PARAMS_BYTES else None
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {ours: data[theirs] for theirs, ours in _OLLAMA_SAMPLING.items()
+            if isinstance(data.get(theirs), (int, float)) and not isinstance(data.get(theirs), bool)}
+
+
+def _ollama_layer_digests(scan: _Scan, manifest: Path) -> tuple[str, str | None] | None:
+    """The hex digests of the manifest's model layer and of its parameters layer (None when it
+    has none); None (with a line) when there is no model layer."""
     try:
         with open(manifest, "rb") as handle:
             raw = handle.read(_MAX_MANIFEST_BYTES + 1)
@@ -364,7 +396,10 @@ def _ollama_model_digest(scan: _Scan, manifest: Path) -> str | None:
         scan.skip(manifest, f"its model layer digest {str(digest)[:80]!r} does not name a blob in Ollama's blobs "
                             "folder; refused.")
         return None
-    return match[1]
+    params = next((layer.get("digest") for layer in data["layers"]
+                   if isinstance(layer, dict) and layer.get("mediaType") == _OLLAMA_PARAMS_LAYER), None)
+    params_match = _OLLAMA_DIGEST.fullmatch(params) if isinstance(params, str) else None
+    return match[1], params_match[1] if params_match else None
 
 
 def _scan_huggingface(scan: _Scan, root: Path) -> None:

@@ -151,11 +151,12 @@ class ModelLibrary:
         return self.get(record["id"])
 
     def link(self, path: str | os.PathLike, linked_from: str, link_name: str, n_ctx: int = 4096,
-             free_memory: int | None = None) -> ModelRecord:
+             free_memory: int | None = None, recommended_sampling: dict | None = None) -> ModelRecord:
         """Record a model another tool keeps (found by discovery) where it is: the file is never
         copied, moved or changed. The same header check and metadata as :meth:`add`; a split
         model is linked by its first part and every part is checked. Linking a file already in
-        the library returns its record."""
+        the library returns its record. ``recommended_sampling``: the sampling that tool runs the
+        model with (an Ollama manifest's parameters), kept over the file's own recommendation."""
         source = self._checked_path(path, resolve=False)
         known = self.store.find_model_by_path(str(source))
         if known:
@@ -166,6 +167,9 @@ class ModelLibrary:
                 return existing  # the same file under another path (a hard link, a copy)
         record.update({"id": self._unique_id(_slug(record["display_name"])), "source": "user",
                        "added_at": time.time(), "linked_from": linked_from, "link_name": link_name})
+        if recommended_sampling:
+            meta = record["metadata"]
+            meta["recommended_sampling"] = {**(meta.get("recommended_sampling") or {}), **recommended_sampling}
         self.store.upsert_model(record)
         return self.get(record["id"])
 

@@ -131,11 +131,16 @@ def discover_models(services: "Services") -> DiscoveryView:
 
 def link_models(services: "Services", found: Iterable) -> ImportOutcome:
     """Link each found model in place; a refused one gives one message and links nothing."""
+    from assistant.models.discovery import read_ollama_params
+
     outcome = ImportOutcome([], [])
     for model in found:
         try:
+            # An Ollama model's Modelfile parameters become its recommended sampling.
+            params = read_ollama_params(model.params_path) if model.params_path else None
             outcome.added.append(services.library.link(model.path, model.source, model.name,
-                                                       n_ctx=services.settings.engine.n_ctx))
+                                                       n_ctx=services.settings.engine.n_ctx,
+                                                       recommended_sampling=params))
         except LibraryError as exc:
             outcome.errors.append(str(exc))
     return outcome

@@ -178,3 +178,47 @@ def test_a_files_recommended_sampling_applies_where_nothing_else_was_chosen(serv
     assert (used.temperature, used.top_p) == (pytest.approx(0.6), 0.9)
     used = model_settings.for_chat(ModelSettings(temperature=1.1), model, services.settings.sampling)
     assert used.temperature == 1.1  # the user's own setting for the model wins
+
+
+def test_a_model_linked_from_ollama_takes_its_modelfile_parameters(services, tmp_path):
+    import hashlib
+    import json
+
+    from assistant.models import discovery, views
+    from tests.engine.gguf_corpus import write_valid_gguf
+
+    root = tmp_path / "ollama"
+    blobs = root / "blobs"
+    blobs.mkdir(parents=True)
+    model_file = write_valid_gguf(tmp_path / "tiny.gguf", name="Tiny Ollama", floats={"general.sampling.temp": 0.9,
+                                                                                      "general.sampling.top_k": 20})
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    model_file.rename(blobs / f"sha256-{digest}")
+    params = json.dumps({"temperature": 0.6, "top_p": 0.95, "stop": ["<|im_end|>"], "num_ctx": 8192}).encode()
+    params_digest = hashlib.sha256(params).hexdigest()
+    (blobs / f"sha256-{params_digest}").write_bytes(params)
+    manifest = root / "manifests" / "registry.ollama.ai" / "library" / "tiny" / "latest"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
+        {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}", "size": 1},
+        {"mediaType": "application/vnd.ollama.image.params", "digest": f"sha256:{params_digest}", "size": 1},
+    ]}))
+    found = discovery.discover([discovery.Location(discovery.OLLAMA, root)]).found
+    assert [f.name for f in found] == ["tiny:latest"] and found[0].params_path
+    outcome = views.link_models(services, found)
+    assert not outcome.errors
+    model = outcome.added[0]
+    # Ollama's parameters over the file's own; what is not sampling (stop, num_ctx) is not taken.
+    assert model.metadata["recommended_sampling"] == pytest.approx({"temperature": 0.6, "top_p": 0.95, "top_k": 20})
+    assert model_settings.effective(services, model)["top_p"] == (0.95, model_settings.FROM_FILE)
+
+
+def test_an_ollama_parameters_blob_that_is_not_json_links_the_model_without_it(tmp_path):
+    from assistant.models.discovery import read_ollama_params
+
+    bad = tmp_path / "params"
+    bad.write_bytes(b"\x00not json")
+    assert read_ollama_params(bad) == {}
+    bad.write_text('["a list"]')
+    assert read_ollama_params(bad) == {}
+    assert read_ollama_params(tmp_path / "gone") == {}
