@@ -97,6 +97,8 @@ def test_layers_model_settings_over_app_over_model_defaults(services, monkeypatc
 def test_the_chat_uses_the_models_settings_and_its_context(services):
     calls = capture(services)
     model = chat_model(services)
+    list(ChatSession(services, model_id=model.id).turn("Hello"))
+    without = calls[-1]  # the app's settings over the model's defaults
     model_settings.save(services.store, model, ModelSettings(n_ctx=1024, temperature=0.25, max_tokens=77,
                                                              system_prompt="Answer like a pirate."),
                         free_bytes=64 * GIB)
@@ -105,7 +107,8 @@ def test_the_chat_uses_the_models_settings_and_its_context(services):
     sent = calls[-1]
     assert sent["engine"] == {"n_ctx": 1024}  # the engine loads the model with its own context
     assert (sent["sampling"].temperature, sent["sampling"].max_tokens) == (0.25, 77)
-    assert sent["sampling"].top_p == services.settings.sampling.top_p  # unset fields stay the app's
+    assert replace(sent["sampling"], temperature=0, max_tokens=1) \
+        == replace(without["sampling"], temperature=0, max_tokens=1)  # the fields it does not set are unchanged
     assert sent["prompt"][0] == {"role": "system", "content": "Answer like a pirate."}
     assert services.conversations.messages(session.conversation_id)[-1].sampling["temperature"] == 0.25
 
@@ -116,8 +119,9 @@ def test_the_chat_uses_the_models_settings_and_its_context(services):
 
     # Reset: the app's settings again, and no context of its own.
     model_settings.reset(services.store, model.id)
-    list(ChatSession(services, model_id=model.id).turn("Hi"))
-    assert "engine" not in calls[-1] and calls[-1]["sampling"] == services.settings.sampling
+    list(ChatSession(services, model_id=model.id).turn("Hello"))
+    assert "engine" not in calls[-1] and calls[-1]["sampling"] == without["sampling"]
+    assert calls[-1]["prompt"] == without["prompt"]
 
 
 def test_the_engine_loads_the_model_with_its_own_context(services):
