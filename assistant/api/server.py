@@ -59,7 +59,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from assistant.chat.events import ReplyDone, ReplyFailed, Token
+from assistant.chat.events import Reasoning, ReplyDone, ReplyFailed, Token
 from assistant.chat.session import ChatSession
 from assistant.errors import ApiServerError, ChatError
 from assistant.models.library import LibraryError, ModelRecord
@@ -561,11 +561,14 @@ class ApiServer:
         for event in session.reply():
             if isinstance(event, Token):
                 job.deliver({"event": "token", "text": event.text})
+            elif isinstance(event, Reasoning):
+                job.deliver({"event": "reasoning", "text": event.text})
             elif isinstance(event, ReplyDone):
                 job.metrics = event.metrics
                 self._finish(job, "done")
                 job.deliver({"event": "done", "metrics": event.metrics,
-                             "result": {"text": event.message.text, "finish_reason": event.finish_reason}})
+                             "result": {"text": event.message.text, "finish_reason": event.finish_reason,
+                                        "reasoning": event.message.reasoning}})
             elif isinstance(event, ReplyFailed):
                 job.metrics = event.metrics
                 self._finish(job, event.kind)
@@ -831,8 +834,11 @@ class ApiServer:
         text = echo + (result.get("text") or "")
         finish = _finish_reason(result.get("finish_reason"))
         if kind == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                      "finish_reason": finish}
+            message = {"role": "assistant", "content": text}
+            if result.get("reasoning"):
+                # A reasoning model's thinking, apart from the answer, as DeepSeek's and vLLM's APIs give it.
+                message["reasoning_content"] = result["reasoning"]
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             obj = "chat.completion"
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
@@ -873,13 +879,15 @@ class ApiServer:
                              usage: bool, echo: str) -> AsyncIterator[str]:
         """Server-sent events in OpenAI's chunk format, ending with ``data: [DONE]``."""
 
-        def chunk(delta_text: str | None, finish: str | None, first: bool = False) -> str:
+        def chunk(delta_text: str | None, finish: str | None, first: bool = False, reasoning: str | None = None) -> str:
             if kind == "chat":
                 delta: dict = {}
                 if first:
                     delta["role"] = "assistant"
                 if delta_text is not None:
                     delta["content"] = delta_text
+                if reasoning is not None:
+                    delta["reasoning_content"] = reasoning
                 choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
                 obj = "chat.completion.chunk"
             else:
@@ -897,6 +905,9 @@ class ApiServer:
             if name == "token":
                 if event.get("text"):
                     yield chunk(event["text"], None)
+            elif name == "reasoning":
+                if event.get("text") and kind == "chat":
+                    yield chunk(None, None, reasoning=event["text"])
             elif name == "done":
                 result = event.get("result") or {}
                 yield chunk(None if kind == "chat" else "", _finish_reason(result.get("finish_reason")))

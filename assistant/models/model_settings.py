@@ -129,8 +129,9 @@ def check_context(model: "ModelRecord", n_ctx: int, free_bytes: int | None = Non
         return
     shape = ModelShape.from_metadata(model.metadata, model.size_bytes)
     if shape.trained_context and n_ctx > shape.trained_context:
-        raise SettingsError(f"{model.display_name} was trained for at most {shape.trained_context:,} tokens of "
-                            f"context; a longer one only gives worse answers. Choose {shape.trained_context:,} or less.")
+        longest = shape.trained_context
+        raise SettingsError(f"{model.display_name} was trained for at most {longest:,} tokens of context; a longer "
+                            f"one only gives worse answers. Choose {longest:,} or less.")
     free = available_memory() if free_bytes is None else int(free_bytes)
     fit = assess(shape, n_ctx, free, None)
     if fit.label != TOO_LARGE:

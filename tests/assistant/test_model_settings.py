@@ -56,7 +56,8 @@ def test_settings_round_trip_and_reset(services):
 
 def test_values_out_of_range_are_refused_in_words(services):
     model = chat_model(services)
-    with pytest.raises(SettingsError, match="context length must be at least 256 tokens; temperature must be between 0 and 5"):
+    both = "context length must be at least 256 tokens; temperature must be between 0 and 5"
+    with pytest.raises(SettingsError, match=both):
         model_settings.save(services.store, model, ModelSettings(n_ctx=10, temperature=9.0), free_bytes=64 * GIB)
     with pytest.raises(SettingsError, match="context length must be at least"):
         model_settings.save(services.store, model, ModelSettings(n_ctx=10), free_bytes=64 * GIB)
