@@ -468,12 +468,18 @@ class ModelsPane(QWidget):
         if self.services is None or self.jobs is None or model is None:
             return None
         dialog = ModelSettingsDialog(self.services, self.jobs, model, self)
+        dialog.sig_settings_saved.connect(self._model_settings_saved)
         dialog.finished.connect(lambda _r: setattr(self, "settings_dialog", None))
         dialog.finished.connect(lambda _r: dialog.deleteLater())
         self.settings_dialog = dialog
         dialog.open()
         dialog.load()
         return dialog
+
+    def _model_settings_saved(self, _model_id: str) -> None:
+        # A model's fit label is at the context it loads with, which may have changed.
+        self._fits_stale = True
+        self._refresh_fits()
 
     def open_locate_dialog(self) -> QFileDialog | None:
         model = self.selected_model()

@@ -73,8 +73,12 @@ def _record_fit(services: "Services", record: "ModelRecord", machine) -> "Fit":
             shape = fit.read_shape(record.path, record.size_bytes)
         except MalformedModelError:
             pass
+    from assistant.models import model_settings
+
     engine = services.settings.engine
-    return fit.assess(shape, engine.n_ctx, machine.free_bytes, machine.bandwidth, engine.n_batch)
+    # At the context the model loads with: its own (Settings… on the Models page), else the app's.
+    n_ctx = model_settings.load(services.store, record.id).n_ctx or engine.n_ctx
+    return fit.assess(shape, n_ctx, machine.free_bytes, machine.bandwidth, engine.n_batch)
 
 
 def import_models(services: "Services", paths: Iterable[str]) -> ImportOutcome:

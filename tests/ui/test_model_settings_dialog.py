@@ -47,6 +47,9 @@ def test_the_dialog_saves_and_resets_a_models_settings(qtbot, pane, services):
     qtbot.waitUntil(lambda: pane.settings_dialog is None, timeout=10000)
     assert model_settings.load(services.store, model.id) == ModelSettings(
         n_ctx=2048, temperature=0.35, max_tokens=128, system_prompt="You are a patient teacher.")
+    # The fit label follows the model's own context.
+    qtbot.waitUntil(lambda: model.id in pane.fits and pane.fits[model.id].n_ctx == 2048, timeout=30000)
+    assert "2,048-token context" in pane.fields["fit"].text()
 
     # Opened again, it shows them; Reset to defaults forgets them and shows the defaults again.
     dialog = open_for(qtbot, pane, model.id)
