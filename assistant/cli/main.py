@@ -12,7 +12,8 @@ from typing import Callable
 
 import assistant  # noqa: F401  (installs the privacy guard first)
 from assistant.app import Services, build_services
-from assistant.chat.events import ReplyDone, ReplyFailed, Token
+from assistant.chat.events import Reasoning, ReplyDone, ReplyFailed, Token
+from assistant.chat.reasoning import UNCLOSED_NOTE
 from assistant.chat.incognito import IncognitoConversations
 from assistant.chat.session import ChatSession, sampling_with
 from assistant.cli.documents import add_documents_commands
@@ -175,12 +176,18 @@ def _sampling_from_args(args, services: Services) -> SamplingParams:
 def _print_reply(events, write: Callable[[str], None], show_metrics: bool) -> bool:
     """Stream one reply of a :class:`ChatSession` to the terminal (the session stores it as it
     streams); Ctrl+C stops the reply, not the program. True when a reply was kept."""
+    thinking = False  # a reasoning model's thinking is under way: say so on stderr, not its words
     try:
         for event in events:
-            if isinstance(event, Token):
+            if isinstance(event, Reasoning) and not thinking:
+                thinking = True
+                print("[thinking…]", file=sys.stderr, flush=True)
+            elif isinstance(event, Token):
                 write(event.text)
             elif isinstance(event, ReplyDone):
                 write("\n")
+                if event.message is not None and event.message.reasoning and not event.message.text:
+                    print(f"[{UNCLOSED_NOTE}]", file=sys.stderr)
                 if show_metrics:
                     print(f"[{metrics_line(event.metrics)}]", file=sys.stderr)
                 return True

@@ -98,3 +98,13 @@ def test_import_reads_whether_a_template_reasons_and_opens_the_block():
     assert template_flags(r1_distill) == {"reasoning": True, META_OPENS_THINK: True}
     assert template_flags(qwen3_like) == {"reasoning": True, META_OPENS_THINK: False}
     assert template_flags("{{ messages[0]['content'] }}") == {"reasoning": False, META_OPENS_THINK: False}
+
+
+def test_the_terminal_says_the_model_is_thinking_and_prints_the_answer(services, capsys):
+    from assistant.cli.main import _print_reply
+
+    scripted(services, ScriptedHandle(list(THINKING_REPLY)))
+    written: list[str] = []
+    assert _print_reply(ChatSession(services).turn("What is the capital of France?"), written.append, False)
+    assert "".join(written) == "Paris is the capital.\n"
+    assert capsys.readouterr().err.count("[thinking…]") == 1
