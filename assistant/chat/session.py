@@ -31,19 +31,20 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterator
 
+from assistant.chat import model_defaults
 from assistant.chat import prompt as chat_prompt
 from assistant.chat.events import ModelLoading, Reasoning, ReplyDone, ReplyFailed, ReplyStarted, Token, TurnPrepared
 from assistant.chat.reasoning import META_OPENS_THINK, REASONING, TimedThinking
 from assistant.chat.sources import MODEL_AGREES, prepared_sources, source_refs, with_verdict
 from assistant.errors import ChatError
 from assistant.history.conversations import DEFAULT_TITLE, Message, new_id
+from engine.settings import SamplingParams
 
 if TYPE_CHECKING:
     from assistant.app import Services
     from assistant.chat.incognito import IncognitoConversations
     from assistant.history.conversations import Conversations
     from assistant.models.library import ModelRecord
-    from engine.settings import SamplingParams
 
 #: How often a waiting reply wakes to look for a cancel request.
 POLL_S = 0.1
@@ -76,9 +77,12 @@ class _MemoryReplyWriter:
         self._parts.append(text)
         return False
 
-    def set_reasoning(self, reasoning: str) -> bool:
-        self.reasoning = reasoning
+    def append_reasoning(self, text: str) -> bool:
+        self.reasoning += text
         return False
+
+    def set_reasoning(self, reasoning: str) -> None:
+        self.reasoning = reasoning
 
     def revise(self, text: str) -> None:
         self._parts = [text]
@@ -303,14 +307,23 @@ class ChatSession:
             raise ChatError("There is no question to answer in this conversation.")
         conversation = self.conversations.get(self.conversation_id) if self.persist else None
         prepared, turn = self._prepared(model, conversation, None, hidden or [], question, messages)
+        if hidden and turn.sampling.temperature <= 0:
+            # A greedy reply comes out the same every time; regenerating asks for another one, so
+            # it samples at the engine's usual temperature.
+            turn = replace(turn, sampling=replace(turn.sampling, temperature=SamplingParams().temperature))
         return prepared, replace(turn, variant_of=variant_of)
 
     def _prepared(self, model, conversation, user_message, hidden: list[str], question: str,
                   messages: list[Message] | None = None) -> tuple:
         messages = self.visible_messages() if messages is None else messages
         own = self._model_settings(model)
-        prompt = chat_prompt.build_prompt(self._system_prompt_with(own), messages)
-        sampling = self.sampling or self.services.settings.sampling
+        defaults = model_defaults.for_model(model)
+        system_prompt = self._system_prompt_with(own) or defaults.system_prompt
+        prompt = chat_prompt.build_prompt(system_prompt, messages)
+        if not self.documents and not system_prompt.strip():
+            # Nobody chose a persona: the model's worked examples go first (never shown or stored).
+            prompt = defaults.example_turns() + prompt
+        sampling = self.sampling or model_defaults.under(self.services.settings.sampling, defaults)
         sampling = self._sampling_with(own, model, sampling)
         sources: list[dict] = []
         budget = None
@@ -381,7 +394,7 @@ class ChatSession:
         def split(text: str) -> Iterator:
             for piece in thinking.feed(text):
                 if piece.kind == REASONING:
-                    writer.set_reasoning(thinking.parser.reasoning)
+                    writer.append_reasoning(piece.text)
                     yield Reasoning(piece.text)
                 else:
                     writer.append(piece.text)
@@ -512,7 +525,7 @@ def _settle_reasoning(writer, thinking: TimedThinking, metrics: dict | None) -> 
     close into the reasoning), and ``metrics`` gain the thinking's figures."""
     for piece in thinking.close():
         if piece.kind == REASONING:
-            writer.set_reasoning(thinking.parser.reasoning)
+            writer.append_reasoning(piece.text)
         else:
             writer.append(piece.text)
     if not thinking.parser.saw_marker:

@@ -162,13 +162,19 @@ def cmd_models_route(args, services: Services) -> int:
 
 
 # ----- chat -----------------------------------------------------------------------------
-def _sampling_from_args(args, services: Services) -> SamplingParams:
+def _sampling_from_args(args, services: Services, model: ModelRecord) -> SamplingParams:
+    """The app's sampling (over the model's own defaults, as in the window) with the flags given."""
+    from assistant.chat import model_defaults
+    from assistant.models import model_settings
+
+    base = model_defaults.under(services.settings.sampling, model_defaults.for_model(model))
+    base = model_settings.load(services.store, model.id).over_sampling(base)
     overrides = {name: getattr(args, name, None)
                  for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens")}
     if args.stop:
         overrides["stop"] = list(args.stop)
     try:
-        return sampling_with(services.settings.sampling, **overrides)
+        return sampling_with(base, **overrides)
     except ValueError as exc:
         raise LibraryError(str(exc)) from exc
 
@@ -208,7 +214,7 @@ def _print_reply(events, write: Callable[[str], None], show_metrics: bool) -> bo
 
 def cmd_chat(args, services: Services) -> int:
     model = services.library.get(args.model) if args.model else services.library.for_task("chat")
-    sampling = _sampling_from_args(args, services)
+    sampling = _sampling_from_args(args, services, model)
     system = args.system if args.system is not None else services.settings.default_system_prompt
 
     def write(text: str) -> None:
