@@ -552,7 +552,7 @@ class ApiServer:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         session = ChatSession(self.services, persist=False, model_id=job.model.id, system_prompt=system,
                               documents=None, sampling=SamplingParams.from_dict(job.params["sampling"]),
-                              history=[m for m in messages if m["role"] != "system"])
+                              history=[m for m in messages if m["role"] != "system"], worked_examples=False)
         with job._lock:
             job.handle = session  # _cancel() calls its cancel(): the engine stops, prompt processing too
             cancelled = job._cancelled

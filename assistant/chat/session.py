@@ -134,12 +134,16 @@ class ChatSession:
                  system_prompt: str | None = None, documents: dict | None | object = FROM_CONVERSATION,
                  sampling: "SamplingParams | None" = None, persist: bool = True, history: list[dict] | None = None,
                  budget_tokens: int | None = None,
-                 conversations: "Conversations | IncognitoConversations | None" = None):
+                 conversations: "Conversations | IncognitoConversations | None" = None,
+                 worked_examples: bool = True):
         # Nothing here touches the store: a screen builds a session on the GUI thread and hands
         # its generators to a worker; what the conversation keeps is read when a turn starts.
         self.services = services
         # The same calls either way, so an incognito chat runs exactly this code and never the store's.
         self.conversations = conversations if conversations is not None else services.conversations
+        # The model's worked examples (model_defaults) go before a plain chat; an API client sends
+        # the whole conversation it wants the model to see, so the API turns them off.
+        self.worked_examples = worked_examples
         self.persist = persist
         self.conversation_id = conversation_id if persist else None
         self.model_id = model_id
@@ -320,7 +324,7 @@ class ChatSession:
         defaults = model_defaults.for_model(model)
         system_prompt = self._system_prompt_with(own) or defaults.system_prompt
         prompt = chat_prompt.build_prompt(system_prompt, messages)
-        if not self.documents and not system_prompt.strip():
+        if self.worked_examples and not self.documents and not system_prompt.strip():
             # Nobody chose a persona: the model's worked examples go first (never shown or stored).
             prompt = defaults.example_turns() + prompt
         sampling = self.sampling or model_defaults.under(self.services.settings.sampling, defaults)

@@ -562,8 +562,7 @@ class ReplyWriter:
         self._parts: list[str] = []
         self._saved_len = 0
         self._len = 0
-        self._reasoning = ""  # a reasoning model's thinking, set whole (set_reasoning)
-        self._saved_reasoning = ""
+        self._reasoning_parts: list[str] = []  # a reasoning model's thinking, apart from the text
         self._last_save = owner._monotonic()
         self.status = "streaming"
 
@@ -573,17 +572,23 @@ class ReplyWriter:
 
     @property
     def reasoning(self) -> str:
-        return self._reasoning
+        return "".join(self._reasoning_parts)
 
-    def set_reasoning(self, reasoning: str) -> bool:
-        """The reply's reasoning so far (kept apart from its text); committed with the text at
-        the next save. Returns True when this call committed."""
+    def append_reasoning(self, text: str) -> bool:
+        """Add streamed reasoning (kept apart from the text), committed with the text at the next
+        save; returns True when this call committed."""
         self._check_open()
-        self._reasoning = reasoning
-        if reasoning != self._saved_reasoning and self._owner._monotonic() - self._last_save >= self._save_interval:
+        if text:
+            self._reasoning_parts.append(text)
+        if text and self._owner._monotonic() - self._last_save >= self._save_interval:
             self.flush()
             return True
         return False
+
+    def set_reasoning(self, reasoning: str) -> None:
+        """Replace the reasoning so far (tidied at the end of the reply); committed with the next save."""
+        self._check_open()
+        self._reasoning_parts = [reasoning] if reasoning else []
 
     @property
     def saved_chars(self) -> int:
@@ -628,12 +633,12 @@ class ReplyWriter:
         return self._owner.get_message(self.message_id)
 
     def _save(self, status: str, metrics: Any) -> None:
-        text, reasoning = self.text, self._reasoning
+        text, reasoning = self.text, self.reasoning
         self._owner._save_reply(self.message_id, self.conversation_id, text, status, metrics, reasoning=reasoning)
         # Only after the commit: a failed save is retried by the next append.
         self._parts = [text]
         self._saved_len = len(text)
-        self._saved_reasoning = reasoning
+        self._reasoning_parts = [reasoning] if reasoning else []
         self._last_save = self._owner._monotonic()
 
     def _check_open(self) -> None:

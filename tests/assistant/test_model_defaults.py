@@ -61,3 +61,12 @@ def test_a_regenerated_reply_samples_even_when_the_reply_was_greedy(services):
                                    {"role": "assistant", "content": "Blue."}])
     _prepared, turn = session._prepare_regenerate(None)
     assert turn.sampling.temperature == SamplingParams().temperature > 0
+
+
+def test_the_api_sends_the_clients_conversation_as_it_is(services):
+    """An API client chooses what the model sees: no worked examples are added to its messages."""
+    services.settings.sampling = SamplingParams()
+    model = services.library.for_task("chat")
+    session = ChatSession(services, model_id=model.id, documents=None, persist=False, worked_examples=False,
+                          history=[{"role": "user", "content": "What is the capital of Peru?"}])
+    assert session._prepare_reply()[1].prompt == [{"role": "user", "content": "What is the capital of Peru?"}]

@@ -108,3 +108,20 @@ def test_the_terminal_says_the_model_is_thinking_and_prints_the_answer(services,
     assert _print_reply(ChatSession(services).turn("What is the capital of France?"), written.append, False)
     assert "".join(written) == "Paris is the capital.\n"
     assert capsys.readouterr().err.count("[thinking…]") == 1
+
+
+def test_the_thinking_is_saved_while_it_streams(services):
+    from assistant.history.conversations import Conversations
+
+    now = [0.0]
+    conversations = Conversations(services.store, monotonic=lambda: now[0])
+    conversation = conversations.create("thinking")
+    writer = conversations.begin_reply(conversation.id, model="m")
+    assert not writer.append_reasoning("Let me")  # within the save interval: kept in memory
+    now[0] += 1.0
+    assert writer.append_reasoning(" think.")  # a crash from here on keeps the thinking so far
+    saved = conversations.get_message(writer.message_id)
+    assert (saved.status, saved.reasoning, saved.text) == ("streaming", "Let me think.", "")
+    writer.append("Done.")
+    final = writer.finish({})
+    assert (final.reasoning, final.text) == ("Let me think.", "Done.")

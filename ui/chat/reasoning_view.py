@@ -61,6 +61,8 @@ class ReasoningSection(QWidget):
     def _set_open(self, shown: bool) -> None:
         self.toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
         self.toggle.setAccessibleName("Hide the model's reasoning" if shown else "Show the model's reasoning")
+        if shown:
+            self.body.setText(self.text.strip())  # kept current only while open: a long thought re-lays out
         self.body.setVisible(shown and bool(self.text))
 
     # ----- while the reply streams -------------------------------------------------------------
@@ -68,8 +70,10 @@ class ReasoningSection(QWidget):
         if self._started is None:
             self._started = time.monotonic()
         self.text += text
-        self.body.setText(self.text.strip())
-        self.toggle.setText(thinking_line(None, streaming=True))
+        if self.expanded:
+            self.body.setText(self.text.strip())
+        if self._ended is None:
+            self.toggle.setText(thinking_line(None, streaming=True))
         self.show()
 
     def answer_started(self) -> None:
