@@ -306,6 +306,10 @@ def conversation_scope(conversation_id: str) -> str:
     return f"conversation:{conversation_id}"
 
 
+#: SQLite's page cache per connection, in KiB (see Store._open for why it is larger than SQLite's default).
+PAGE_CACHE_KIB = 64 * 1024
+
+
 def schema_version() -> int:
     return len(MIGRATIONS)
 
@@ -330,6 +334,10 @@ class Store:
         try:
             self._conn = connect(self.path, self._key, check=False)
             harden(self._conn)
+            # SQLCipher decrypts and checks each page as it enters SQLite's page cache, so a page
+            # read again after it left the cache is decrypted again: a 64 MiB cache (not the
+            # default 8 MiB) keeps the search index's busy pages decrypted across queries.
+            self._conn.execute(f"PRAGMA cache_size = {-PAGE_CACHE_KIB}")
             self._conn.execute("PRAGMA busy_timeout = 5000")
             self._conn.execute("PRAGMA foreign_keys = ON")
             found = self._conn.execute("PRAGMA user_version").fetchone()[0]

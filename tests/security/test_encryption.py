@@ -32,7 +32,7 @@ from tests.keyring_for_tests import TEST_DATABASE_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = 4096      # SQLCipher 4's default page size
-RESERVE = 80     # per page: a 16-byte IV, then a 64-byte HMAC-SHA512
+RESERVE = 48     # per page: a 16-byte IV, then a 32-byte HMAC-SHA256 (assistant/vault/cipher.py)
 
 
 # ----- reading the file as an attacker with the key would -----------------------------------------
@@ -96,11 +96,19 @@ def test_no_marker_is_readable_in_any_file_of_the_data_folder(services, tmp_path
     """Chat, documents, a search, a backup and an export, each with a marker; then every byte
     of the data folder (database, WAL, shared memory, backups, logs, settings files) is searched.
     Only the explicit plaintext export may hold it."""
+    from assistant.chat.session import ChatSession
+    from assistant.tasks.sentiment import SentimentAnalyzer
+
     marker = "zq" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]
     conversations = Conversations(services.store)
     conversation = conversations.create(f"Title {marker}")
     conversations.add_message(conversation.id, "user", f"My secret is {marker}.")
     conversations.add_message(conversation.id, "assistant", f"I will keep {marker} safe.")
+    # A real turn through the engine (its log included in the search below).
+    list(ChatSession(services).turn(f"Please repeat this word: {marker}"))
+    # A sentiment batch.
+    analyzer = SentimentAnalyzer.from_services(services)
+    list(analyzer.classify_stream([(0, f"I loved the {marker} film."), (1, f"The {marker} was awful.")]))
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "diary.md").write_text(f"# Diary\n\nToday I wrote {marker} in my diary. " * 20, encoding="utf-8")
@@ -133,6 +141,19 @@ def test_emptied_trash_leaves_no_readable_trace_even_with_the_key(services):
     assert kept.encode() in readable
     assert gone.encode() not in readable
     assert not Path(f"{store.path}-wal").exists() or Path(f"{store.path}-wal").stat().st_size == 0
+
+
+def test_a_removed_collection_leaves_no_readable_trace_even_with_the_key(services, tmp_path):
+    store = services.store
+    gone = "removedpassage" + "r" * 8
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "secret.md").write_text(f"# Notes\n\nThe code word is {gone}. " * 40, encoding="utf-8")
+    documents, _retriever = services.documents_core()
+    list(documents.add_paths([folder], "to-remove"))
+    assert gone.encode() in readable_with_key(store.path, store.key)  # indexed, and the reader finds it
+    documents.remove("to-remove")
+    assert gone.encode() not in readable_with_key(store.path, store.key)
 
 
 # ----- migration of plaintext data ------------------------------------------------------------------
