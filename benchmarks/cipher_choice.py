@@ -2,7 +2,7 @@
 Multiple Ciphers), measured the same way, for the choice assistant/vault/cipher.py names.
 
 For each library, on a fresh file with a random 256-bit raw key: whether FTS5 is compiled in,
-the SQLite version, inserts of messages one transaction each (as a chat adds them) and in one
+the SQLite version, and, encrypted and (each library's own baseline) without a key: inserts of messages one transaction each (as a chat adds them) and in one
 transaction (an import), and the p50/p95 of FTS5 MATCH queries with bm25 ranking, on the same
 generated text (Zipf-distributed words of benchmarks/history_workload.py). apsw-sqlite3mc is not a
 dependency of the app: install it into the environment that runs this (``pip install
@@ -36,25 +36,28 @@ SCHEMA = ("CREATE TABLE messages (n INTEGER PRIMARY KEY, text TEXT NOT NULL)",
           "INSERT INTO messages_fts(rowid, text) VALUES (new.n, new.text); END")
 
 
-def open_sqlcipher(path: str, key: bytes):
+def open_sqlcipher(path: str, key: bytes | None):
     from sqlcipher3 import dbapi2
 
     conn = dbapi2.connect(path, isolation_level=None)
-    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
-    return conn, "sqlcipher3 " + conn.execute("PRAGMA cipher_version").fetchone()[0]
+    if key is not None:
+        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    return conn, "sqlcipher3 " + conn.execute("PRAGMA cipher_version").fetchone()[0] + ("" if key else " (no key)")
 
 
-def open_sqlite3mc(path: str, key: bytes):
+def open_sqlite3mc(path: str, key: bytes | None):
     import apsw
 
     conn = apsw.Connection(path)
-    conn.pragma("hexkey", key.hex())
-    return conn, "apsw-sqlite3mc " + apsw.apsw_version()
+    if key is not None:
+        conn.pragma("hexkey", key.hex())
+    return conn, "apsw-sqlite3mc " + apsw.apsw_version() + ("" if key else " (no key)")
 
 
-def measure(opener, texts: list[str], single: int, queries: list[str]) -> dict:
+def measure(opener, texts: list[str], single: int, queries: list[str], encrypted: bool = True) -> dict:
+    """One library, encrypted or (the library's own baseline: its driver without a cipher) not."""
     with tempfile.TemporaryDirectory() as folder:
-        conn, name = opener(os.path.join(folder, "bench.db"), os.urandom(32))
+        conn, name = opener(os.path.join(folder, "bench.db"), os.urandom(32) if encrypted else None)
         execute = conn.execute
         execute("PRAGMA journal_mode = WAL")
         execute("PRAGMA synchronous = NORMAL")
@@ -98,17 +101,19 @@ def main(argv=None) -> int:
     texts = [" ".join(rng.choices(words, weights, k=rng.randint(8, 60))) for _ in range(args.messages)]
     queries = [" ".join(f'"{w}"' for w in rng.choices(words[:3000], k=rng.randint(1, 2))) for _ in range(args.queries)]
     load_before = os.getloadavg()[0]
-    rows = [measure(open_sqlcipher, texts, args.single, queries)]
+    rows = [measure(open_sqlcipher, texts, args.single, queries),
+            measure(open_sqlcipher, texts, args.single, queries, encrypted=False)]
     try:
         rows.append(measure(open_sqlite3mc, texts, args.single, queries))
+        rows.append(measure(open_sqlite3mc, texts, args.single, queries, encrypted=False))
     except ImportError:
         print("apsw-sqlite3mc is not installed here: only sqlcipher3 was measured", file=sys.stderr)
-    print(f"{'library':34s}{'sqlite':>8s}{'fts5':>6s}{'single/s':>10s}{'batched/s':>11s}{'p50 ms':>8s}{'p95 ms':>8s}")
+    print(f"{'library':40s}{'sqlite':>8s}{'fts5':>6s}{'single/s':>10s}{'batched/s':>11s}{'p50 ms':>8s}{'p95 ms':>8s}")
     for row in rows:
-        print(f"{row['library']:34s}{row['sqlite']:>8s}{str(row['fts5']):>6s}{row['inserts_single_per_s']:>10.0f}"
+        print(f"{row['library']:40s}{row['sqlite']:>8s}{str(row['fts5']):>6s}{row['inserts_single_per_s']:>10.0f}"
               f"{row['inserts_batched_per_s']:>11.0f}{row['search_p50_ms']:>8.2f}{row['search_p95_ms']:>8.2f}")
     print(f"load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
-    figures = {f"{row['library'].split()[0]}": row for row in rows}
+    figures = {row["library"].split()[0] + ("_no_key" if "no key" in row["library"] else ""): row for row in rows}
     figures["load_average_1m_before"] = round(load_before, 2)
     report("cipher_choice", figures, {}, True)
     return 0
