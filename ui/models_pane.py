@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.models import fit as model_fit
+from assistant.chat.reasoning import META_REASONS
 from assistant.models import views as library_views
 from assistant.wording import counted, human_count, human_size
 from ui.compact_widgets import ElidedLabel, compact_combo
@@ -310,7 +310,9 @@ class ModelsPane(QWidget):
                       on_done=lambda found: self._confirm_route(task, *found), on_error=self._error)
 
     def _confirm_route(self, task: str, record, fit) -> QMessageBox | None:
-        if fit is None or fit.label != model_fit.TOO_LARGE:
+        from assistant.models.fit import TOO_LARGE  # here, not at import: it pulls gguf and numpy
+
+        if fit is None or fit.label != TOO_LARGE:
             self._set_route(task, record.id)
             return None
         if self.active_dialog is not None:
@@ -373,7 +375,9 @@ class ModelsPane(QWidget):
             "context_length": f"{meta['context_length']:,} tokens" if meta.get("context_length") else "unknown",
             "size": human_size(model.size_bytes),
             "fit": self._fit_text(model),
-            "tasks": ", ".join(TASK_LABELS.get(t, t) for t in model.tasks) or "none",
+            "tasks": (", ".join(TASK_LABELS.get(t, t) for t in model.tasks) or "none")
+            + ("; thinks before it answers (its thinking is shown folded above each reply)"
+               if meta.get(META_REASONS) else ""),
             "path": model.path,
             "sha256": model.sha256 or "not computed",
         }
