@@ -77,3 +77,17 @@ def test_a_reply_without_thinking_has_no_section(qtbot, window, services, monkey
     wait_idle(qtbot, window, timeout=30000)
     view = window.chat.views[-1]
     assert view.text == "Just an answer." and not view.reasoning.isVisible() and view.body.isVisible()
+
+
+def test_the_models_page_says_a_model_thinks(qtbot, window, services, tmp_path):
+    from tests.engine.gguf_corpus import write_valid_gguf
+
+    template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")
+    model = services.library.add(write_valid_gguf(tmp_path / "thinker.gguf", name="Thinker", chat_template=template))
+    assert model.metadata["reasoning"] and model.metadata["think_opened_by_template"]
+    window.show_page("models")
+    window.models.refresh(select=model.id)
+    qtbot.waitUntil(lambda: window.models.selected_model() is not None
+                    and window.models.selected_model().id == model.id, timeout=30000)
+    assert "thinks before it answers" in window.models.fields["tasks"].text()
