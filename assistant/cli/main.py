@@ -168,7 +168,7 @@ def _sampling_from_args(args, services: Services, model: ModelRecord) -> Samplin
     from assistant.models import model_settings
 
     base = model_defaults.under(services.settings.sampling, model_defaults.for_model(model))
-    base = model_settings.load(services.store, model.id).over_sampling(base)
+    base = model_settings.for_chat(model_settings.load(services.store, model.id), model, base)
     overrides = {name: getattr(args, name, None)
                  for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens")}
     if args.stop:

@@ -183,16 +183,9 @@ def for_chat(own: ModelSettings, model: "ModelRecord", sampling: "SamplingParams
 
 
 def _model_defaults(model: "ModelRecord"):
-    """The model's tuned defaults (assistant/chat/model_defaults.py); the engine's own while that
-    module is not there yet (it is written beside this one)."""
-    try:
-        from assistant.chat import model_defaults
-    except ImportError:
-        from types import SimpleNamespace
+    """The model's tuned defaults (assistant/chat/model_defaults.py)."""
+    from assistant.chat import model_defaults
 
-        from engine.settings import SamplingParams
-
-        return SimpleNamespace(system_prompt="", sampling=SamplingParams())
     return model_defaults.for_model(model)
 
 

@@ -26,7 +26,8 @@ def test_models_list_and_info():
 
 
 def test_one_question_streams_an_answer_with_metrics():
-    result = run_cli("chat", "What is the capital of France?", "--temperature", "0", "--max-tokens", "40")
+    # A question whose answer takes several tokens (a one-word answer has no decode rate to show).
+    result = run_cli("chat", "Write two sentences about Paris.", "--temperature", "0", "--max-tokens", "40")
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
     assert "tokens/s" in result.stderr and "first token" in result.stderr

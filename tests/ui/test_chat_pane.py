@@ -42,7 +42,8 @@ def stored(services, win):
 
 def test_send_streams_a_reply_from_the_real_model(qtbot, window, services):
     tokens: list[str] = []
-    type_and_send(qtbot, window, "What is the capital of France?")
+    # An answer of several tokens, so that it is seen growing while it streams.
+    type_and_send(qtbot, window, "Write two sentences about the sea.")
     assert window.chat.busy and window.chat.stop_button.isVisible()
     assert window.chat.composer.toPlainText() == ""
 
@@ -59,7 +60,7 @@ def test_send_streams_a_reply_from_the_real_model(qtbot, window, services):
     messages = stored(services, window)
     assert [m.role for m in messages] == ["user", "assistant"]
     user, reply = messages
-    assert user.text == "What is the capital of France?"
+    assert user.text == "Write two sentences about the sea."
     assert reply.status == "complete" and reply.text.strip()
     assert reply.metrics["completion_tokens"] >= 1 and reply.metrics["tokens_per_s"] > 0
     assert reply.model == services.library.for_task("chat").id
@@ -73,8 +74,8 @@ def test_send_streams_a_reply_from_the_real_model(qtbot, window, services):
     # The conversation is in the sidebar, titled by its first message, and selected.
     qtbot.waitUntil(lambda: window.sidebar.item_for(window.chat.conversation_id) is not None, timeout=10000)
     item = window.sidebar.item_for(window.chat.conversation_id)
-    assert item.text() == "What is the capital of France?"
-    assert window.chat.title_label.text() == "What is the capital of France?"
+    assert item.text() == "Write two sentences about the sea."
+    assert window.chat.title_label.text() == "Write two sentences about the sea."
     # Each conversation remembers its model.
     assert services.conversations.get_setting(window.chat.conversation_id, "model") == reply.model
 
