@@ -307,7 +307,7 @@ def conversation_scope(conversation_id: str) -> str:
 
 
 #: SQLite's page cache per connection, in KiB (see Store._open for why it is larger than SQLite's default).
-PAGE_CACHE_KIB = 64 * 1024
+PAGE_CACHE_KIB = 256 * 1024
 
 
 def schema_version() -> int:
@@ -335,8 +335,10 @@ class Store:
             self._conn = connect(self.path, self._key, check=False)
             harden(self._conn)
             # SQLCipher decrypts and checks each page as it enters SQLite's page cache, so a page
-            # read again after it left the cache is decrypted again: a 64 MiB cache (not the
-            # default 8 MiB) keeps the search index's busy pages decrypted across queries.
+            # read again after it left the cache is decrypted again: a cache of up to 256 MiB (not
+            # the default 8 MiB) keeps the search index's pages decrypted across queries. It grows
+            # only with the pages actually read, so a small library costs little; a history of
+            # 200,000 messages (~400 MB) is where it fills (benchmarks/encryption_overhead.py).
             self._conn.execute(f"PRAGMA cache_size = {-PAGE_CACHE_KIB}")
             self._conn.execute("PRAGMA busy_timeout = 5000")
             self._conn.execute("PRAGMA foreign_keys = ON")
