@@ -9,7 +9,7 @@ it is the single owner of all writes; call it from worker threads (never the GUI
 or from the CLI's main thread. Other modules (conversations, documents, ...) add their
 tables through :data:`MIGRATIONS` and their queries through methods that take the lock.
 
-Why one module of ~510 lines: opening, the migration list and the locked connection are the
+Why one module of ~600 lines: opening, the migration list and the locked connection are the
 store's one owner of the file; every migration sits in the one ordered list so that a newcomer
 sees the whole schema history in one place.
 """

@@ -21,6 +21,10 @@ Cancelling: :meth:`ChatSession.cancel` (any thread) stops the reply within a pol
 the engine is told to stop (prompt processing included) and what arrived is kept, marked
 interrupted. Closing the generator early (``close()``, or an exception such as Ctrl+C raised
 in the consumer while it waits) does the same in its ``finally``.
+
+Why one module of ~550 lines: preparing a turn (the prompt, the layered settings, the sources),
+streaming it and writing it share the turn's state and its cancel; split, each part would need
+the others' internals.
 """
 
 from __future__ import annotations
