@@ -22,6 +22,7 @@ import os
 import sys
 
 from assistant.config import AppPaths
+from assistant.vault.cipher import HMAC_ALGORITHM
 from assistant.vault.vault import PASSPHRASE_ENV, LockedError, PassphraseNeededError, Unlocked, Vault, locked_message
 
 
@@ -69,8 +70,11 @@ def cli_unlock(paths: AppPaths) -> Unlocked:
                       "Choose a passphrase to lock it with? [press Enter] ") is not None:
                 passphrase = _ask_new_passphrase()
         if passphrase is None:
-            raise PassphraseNeededError(
-                f"Your data is locked with a passphrase: run the command in a terminal to type it, or set {PASSPHRASE_ENV}.")
+            if vault.protection() == "passphrase":
+                raise PassphraseNeededError(f"Your data is locked with a passphrase: run the command in a "
+                                            f"terminal to type it, or set {PASSPHRASE_ENV}.")
+            raise PassphraseNeededError(f"There is no system keyring here to keep the key of your data in: run "
+                                        f"the command in a terminal to choose a passphrase, or set {PASSPHRASE_ENV}.")
     unlocked = unlock_and_encrypt(paths, passphrase)
     if unlocked.recovery_key and sys.stderr.isatty():
         # Only where a person reads it; from a script it waits for the window or a terminal.
@@ -102,7 +106,7 @@ def cmd_status(args: argparse.Namespace, paths: AppPaths) -> int:
     vault = _vault(paths)
     protection = vault.protection() or "not set up yet (the first start sets it up)"
     print(f"Data folder: {paths.data_dir}")
-    print(f"Encryption: SQLCipher 4 (AES-256, HMAC-SHA512 per page); key kept by: {protection}")
+    print(f"Encryption: SQLCipher 4 (AES-256, {HMAC_ALGORITHM.replace('_', '-')} per page); key kept by: {protection}")
     print(f"Locked by the window: {'yes' if vault.is_locked() else 'no'}")
     return 0
 
