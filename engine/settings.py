@@ -50,6 +50,12 @@ class EngineSettings:
     # embedding models of the default pack stay warm, so moving between pages never reloads;
     # fewer are kept when free memory is short.
     max_loaded_models: int = 3
+    # Embedding encoders kept loaded at once (the documents' MiniLM and sentiment students'
+    # own encoders), least recently used closed first; fewer when free memory is short.
+    max_loaded_encoders: int = 3
+    # Use fewer threads than n_threads / n_threads_batch while other programs keep the cores
+    # busy (see engine.threads); False always uses the settings as they are.
+    adapt_threads: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)

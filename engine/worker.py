@@ -11,8 +11,13 @@ thread-safe); a reader thread parses stdin so that ``cancel`` reaches a running 
 at once. Anything llama.cpp prints goes to stderr: fd 1 is re-pointed at fd 2 and the
 protocol uses a private duplicate of the original stdout.
 
-Why one module of ~640 lines: every request handler shares the worker's loaded models, its
-cancel flag and its one output channel.
+A daemon thread (``engine-load``, :mod:`engine.threads`) samples how busy the machine is;
+each request starts with an estimate of the cores other programs keep busy and gives
+llama.cpp fewer threads while they do. Loaded embedding encoders live in
+:mod:`engine.encoders`.
+
+Why one module of over 500 lines: every request handler shares the worker's loaded models,
+its cancel flag and its one output channel.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ privacy.install()
 
 from engine.chat_template import RenderedPrompt, TemplateError, choose_fallback, render_chat  # noqa: E402
 from engine.gguf_check import MalformedModelError  # noqa: E402
+from engine.encoders import EncoderCache  # noqa: E402
 from engine.library import ModelTooLargeError, check_fits, inspect_model  # noqa: E402
-from engine.settings import EngineSettings, SamplingParams  # noqa: E402
+from engine.settings import EngineSettings, SamplingParams, physical_cores  # noqa: E402
+from engine.threads import LoadSampler  # noqa: E402
 
 log = logging.getLogger("engine.worker")
 
@@ -66,6 +73,11 @@ class Worker:
         # Adapter files that passed the checks, per (adapter key, base path): re-checking a
         # header on every request would cost a file read per message.
         self._adapter_ok: dict[tuple, dict] = {}
+        #: Embedding encoders kept warm (see EngineSettings.max_loaded_encoders).
+        self.encoders = EncoderCache(self._free_memory)
+        #: Cores other programs keep busy; started by main(), read at the start of each request.
+        self.load = LoadSampler(physical_cores())
+        self._others_busy: float | None = None
 
     # ----- output -----------------------------------------------------------------------
     def emit(self, request_id: str | None, event: str, **fields: Any) -> None:
@@ -119,6 +131,7 @@ class Worker:
                     continue
                 self._current_id = request_id
                 self._current_cancel = threading.Event()
+            self._others_busy = self.load.others_busy_cores()
             try:
                 handler = getattr(self, "do_" + str(message.get("method")), None)
                 if handler is None:
@@ -144,7 +157,8 @@ class Worker:
     # ----- methods ----------------------------------------------------------------------
     def do_ping(self, request_id: str, params: dict) -> dict:
         return {"result": {"pid": os.getpid(), "protocol": PROTOCOL_VERSION, "loaded": list(self.models),
-                           "model_loads": self.model_loads, "settings": self.settings.to_dict()}}
+                           "model_loads": self.model_loads, "encoders": self.encoders.loaded(),
+                           "encoder_loads": self.encoders.loads, "settings": self.settings.to_dict()}}
 
     def do_inspect(self, request_id: str, params: dict) -> dict:
         inspection = inspect_model(params["path"], with_hash=bool(params.get("hash", True)))
@@ -223,6 +237,18 @@ class Worker:
             used = int(psutil.Process().memory_info().vms)
             free = min(free, max(0, int(settings.memory_limit_bytes) - used))
         return free
+
+    def _use_threads(self, ctx, settings: EngineSettings) -> dict:
+        """Give ``ctx`` this request's thread counts: the settings' own, or fewer while other
+        programs keep cores busy (:mod:`engine.threads`). Returns them for the metrics."""
+        import llama_cpp
+
+        n_threads, n_batch = max(1, int(settings.n_threads)), max(1, int(settings.n_threads_batch or settings.n_threads))
+        others = self._others_busy if settings.adapt_threads else None
+        n_threads, n_batch = self.load.threads(n_threads, others), self.load.threads(n_batch, others)
+        llama_cpp.llama_set_n_threads(ctx, n_threads, n_batch)
+        return {"n_threads": n_threads, "n_threads_batch": n_batch,
+                "others_busy_cores": None if self._others_busy is None else round(self._others_busy, 2)}
 
     def do_load(self, request_id: str, params: dict) -> dict:
         loaded = self._model(request_id, params)
@@ -453,6 +479,7 @@ class Worker:
             suffixes.append(head + body + tail)
         started = time.perf_counter()
         context = model.batch_context()
+        threads = self._use_threads(context.ctx, model.settings)
         try:
             evaluated = context.set_prefix(prefix_tokens, cancel=self._current_cancel)
             scores = context.score(
@@ -468,7 +495,7 @@ class Worker:
         return {"result": {"scores": scores, "label_tokens": label_tokens},
                 "metrics": {"items": len(texts), "prefix_tokens": len(prefix_tokens), "prefix_tokens_evaluated": evaluated,
                             "item_tokens": n_tokens, "total_ms": elapsed * 1000.0,
-                            "items_per_s": len(texts) / elapsed if elapsed > 0 else None}}
+                            "items_per_s": len(texts) / elapsed if elapsed > 0 else None, **threads}}
 
     def do_generate_batch(self, request_id: str, params: dict) -> dict | None:
         """Greedy continuation of ``prefix`` + each of ``items``, many side by side. Streams
@@ -489,6 +516,7 @@ class Worker:
         suffixes = [model.tokenize(item, add_special=False, parse_special=False) for item in items]
         started = time.perf_counter()
         context = model.batch_context()
+        threads = self._use_threads(context.ctx, model.settings)
         emit = self.emit
         try:
             evaluated = context.set_prefix(prefix_tokens, cancel=self._current_cancel)
@@ -507,7 +535,8 @@ class Worker:
         return {"result": {"texts": texts},
                 "metrics": {"items": len(items), "prefix_tokens": len(prefix_tokens),
                             "prefix_tokens_evaluated": evaluated,
-                            "item_tokens": sum(len(s) for s in suffixes), "total_ms": elapsed * 1000.0}}
+                            "item_tokens": sum(len(s) for s in suffixes), "total_ms": elapsed * 1000.0,
+                            **threads}}
 
     def _sampling(self, params: dict) -> SamplingParams:
         try:
@@ -523,6 +552,7 @@ class Worker:
         def on_text(text: str) -> None:
             emit(request_id, "token", text=text)
 
+        threads = self._use_threads(model.ctx, model.settings)
         try:
             result = model.generate(tokens, sampling, on_text=on_text, cancel=self._current_cancel)
         except Cancelled as exc:
@@ -532,15 +562,16 @@ class Worker:
         except EngineError as exc:
             raise RequestError(str(exc), "generation") from exc
         return {"result": {"text": result.text, "finish_reason": result.finish_reason, **extra},
-                "metrics": {**result.metrics, "model_loads": self.model_loads,
+                "metrics": {**result.metrics, **threads, "model_loads": self.model_loads,
                             "adapters": [{"path": key[0], "scale": scale} for key, scale in model.active_adapters]}}
 
     # ----- embeddings (issue 6) ---------------------------------------------------------
     def do_embed(self, request_id: str, params: dict) -> dict:
         """Embed ``texts`` with the GGUF embedding model ``model``: unit float32 vectors.
 
-        The embedder is kept loaded beside the chat model (MiniLM is 45 MB), so retrieval
-        does not evict the chat model and vice versa. Vectors travel as lists of floats
+        Encoders stay loaded beside the chat models, a few of them at once
+        (:mod:`engine.encoders`), so retrieval does not evict the chat model, nor a sentiment
+        student's encoder the documents' one, and vice versa. Vectors travel as lists of floats
         rounded to float32 precision by the client's numpy, or base64 when ``encoding`` is
         "base64" (4 bytes a value instead of ~20 characters of JSON).
         """
@@ -550,28 +581,17 @@ class Worker:
             raise RequestError("No embedding model was given for this request.", "bad_request")
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise RequestError("An embed request needs a list of texts.", "bad_request")
-        embedders = self.__dict__.setdefault("embedders", {})
-        embedder = embedders.get(path)
-        if embedder is None:
-            from engine.embedder import Embedder
-            from engine.llama_runtime import EngineError
-
-            # role tells the window this is the search/classifier encoder, not the chat model.
-            self.emit(request_id, "status", state="loading", model=path, role="embedder")
-            inspect_model(path, with_hash=False)  # the bounded header check before llama.cpp
-            for old in list(embedders.values()):
-                old.close()
-            embedders.clear()
-            threads = int(self.settings.n_threads_batch or self.settings.n_threads or 2)
-            try:
-                # Embedder's own batch shape unless the request names one (see its docstring).
-                shape = {k: int(params[k]) for k in ("n_batch", "n_seq_max") if params.get(k) is not None}
-                embedder = Embedder(path, n_threads=threads, **shape)
-            except EngineError as exc:
-                raise RequestError(str(exc), "load_failed") from exc
-            embedders[path] = embedder
-            self.emit(request_id, "status", state="ready", model=path, role="embedder")
         from engine.llama_runtime import Cancelled, EngineError
+
+        def on_status(state: str) -> None:
+            # role tells the window this is the search/classifier encoder, not the chat model.
+            self.emit(request_id, "status", state=state, model=path, role="embedder")
+
+        try:
+            embedder = self.encoders.get(path, params, self.settings, on_status)
+        except EngineError as exc:
+            raise RequestError(str(exc), "load_failed") from exc
+        threads = self._use_threads(embedder.ctx, self.settings)
 
         try:
             vectors, metrics = embedder.embed(texts, cancel=self._current_cancel)
@@ -587,7 +607,7 @@ class Worker:
                       "base64": base64.b64encode(vectors.astype("<f4").tobytes()).decode("ascii")}
         else:
             result = {"dim": int(vectors.shape[1]), "count": int(vectors.shape[0]), "vectors": vectors.tolist()}
-        return {"result": result, "metrics": metrics}
+        return {"result": result, "metrics": {**metrics, **threads, "encoder_loads": self.encoders.loads}}
 
 
 def llama_add_bos(model) -> bool:
@@ -634,9 +654,12 @@ def main(argv: list[str] | None = None) -> int:
     reader = threading.Thread(target=worker.read_loop, args=(sys.stdin,), name="engine-stdin", daemon=True)
     reader.start()
     worker.emit(None, "status", state="ready", pid=os.getpid(), protocol=PROTOCOL_VERSION)
+    worker.load.start()
     worker.serve()
+    worker.load.stop()
     for model in worker.models.values():
         model.close()
+    worker.encoders.close_all()
     out.flush()
     return 0
 
