@@ -46,6 +46,7 @@ from engine import privacy  # noqa: E402
 privacy.install()
 
 from engine import model_pack  # noqa: E402
+from benchmarks import machine_limits  # noqa: E402
 from benchmarks.record import report  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
@@ -185,11 +186,20 @@ def main() -> int:
             speeds[name].append(gguf_generation_speed(paths[name], PROMPT, n_tokens=64))
     tps = {name: statistics.median(v) for name, v in speeds.items()}
     size = {name: path.stat().st_size for name, path in paths.items()}
+    # Decode's bytes of weights read per second against the memory bandwidth measured now
+    # (benchmarks/machine_limits.py), for the teacher and the student.
+    limits = machine_limits.measure_machine(gemm=False)
+    share = {name: machine_limits.decode_bandwidth_fraction(
+        tps[name], machine_limits.model_shape(paths[name])["decode_weight_bytes"], limits.bandwidth_gb_per_s)
+        for name in tps}
 
     figures = {
         "tokens_per_s_teacher": round(tps["teacher"], 1),
         "tokens_per_s_student": round(tps["distilled"], 1),
         "tokens_per_s_ratio": round(tps["distilled"] / tps["teacher"], 3),
+        "decode_fraction_of_bandwidth_teacher": round(share["teacher"], 3),
+        "decode_fraction_of_bandwidth_student": round(share["distilled"], 3),
+        "machine_bandwidth_gb_per_s": round(limits.bandwidth_gb_per_s, 2),
         "perplexity_teacher": round(ppl["teacher"], 2),
         "perplexity_pruned_every_other": round(ppl["pruned_every_other"], 2),
         "perplexity_pruned_before_distill": round(ppl["pruned"], 2),
@@ -206,12 +216,14 @@ def main() -> int:
     }
     targets = {"tokens_per_s_ratio": f">= {SPEED_TARGET}", "perplexity_ratio": f"<= {PPL_TARGET}"}
     met = figures["tokens_per_s_ratio"] >= SPEED_TARGET and figures["perplexity_ratio"] <= PPL_TARGET
-    print(f"{'model':28} {'ppl (held out)':>15} {'tokens/s':>9} {'MB':>7}")
+    print(f"{'model':28} {'ppl (held out)':>15} {'tokens/s':>9} {'MB':>7} {'of bandwidth':>13}")
     for name in paths:
-        print(f"{name:28} {ppl[name]:15.2f} {tps.get(name, float('nan')):9.1f} {size[name] / 1e6:7.1f}")
+        print(f"{name:28} {ppl[name]:15.2f} {tps.get(name, float('nan')):9.1f} {size[name] / 1e6:7.1f} "
+              + (f"{share[name]:>13.1%}" if name in share else ""))
+    print(limits.describe())
     print(f"distillation: {stats['steps']} steps, {stats['tokens']} tokens, {stats['train_seconds']} s "
           f"({stats['tokens_per_s']} tokens/s); layers kept {record['layer_map']}")
-    report("distill_student", figures, targets, met)
+    report("distill_student", figures, targets, met, machine=limits.record())
     return 0
 
 

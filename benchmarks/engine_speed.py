@@ -26,6 +26,7 @@ privacy.install()
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings, physical_cores  # noqa: E402
+from benchmarks import machine_limits  # noqa: E402
 from benchmarks.record import report  # noqa: E402
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1, "max_tokens": 128}
@@ -72,6 +73,11 @@ def run_engine(client: EngineClient, model: str, messages: list[dict], sampling:
         "tokens_per_s": (n - 1) / (last - first) if n > 1 and last > first else float("nan"),
         "llama_tokens_per_s": metrics["llama_tokens_per_s"],
         "tokens": n,
+        # Prompt processing as the engine timed it: the tokens it evaluated (after the cached
+        # prefix) and where they sat in the context, for the GFLOP/s against the machine's peak.
+        "prompt_tokens_per_s": metrics.get("prompt_tokens_per_s"),
+        "prompt_tokens_evaluated": metrics.get("prompt_tokens_evaluated") or 0,
+        "prompt_tokens": metrics.get("prompt_tokens") or 0,
     }
 
 
@@ -154,10 +160,25 @@ def main() -> int:
     finally:
         client.close()
         del bare
+    # The machine's limits in the same run, with the engine and llama-cpp-python gone.
+    shape = machine_limits.model_shape(model)
+    limits = machine_limits.measure_machine(machine_limits.model_gemm_shapes(shape, settings.n_batch))
 
     med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
     a_tps, b_tps, c_tps = med(a_runs, "tokens_per_s"), med(b_runs, "tokens_per_s"), med(a_runs, "llama_tokens_per_s")
     a_ttft, b_ttft = med(a_runs, "ttft_ms"), med(b_runs, "ttft_ms")
+
+    def decode_share(tokens_per_s: float) -> float:
+        return machine_limits.decode_bandwidth_fraction(tokens_per_s, shape["decode_weight_bytes"],
+                                                        limits.bandwidth_gb_per_s)
+
+    prompted = [r for r in a_runs if r["prompt_tokens_per_s"]]
+    prompt_tps = statistics.median(r["prompt_tokens_per_s"] for r in prompted) if prompted else None
+    # Each evaluated token attends over the cached tokens before it and half of the evaluated ones.
+    prompt_gflops = statistics.median(
+        r["prompt_tokens_per_s"] * machine_limits.gflop_per_text(
+            shape, 1, r["prompt_tokens"] - r["prompt_tokens_evaluated"] / 2, head=False)
+        for r in prompted) if prompted else None
     figures = {
         "engine_tokens_per_s": round(a_tps, 1),
         "bare_llama_cpp_python_tokens_per_s": round(b_tps, 1),
@@ -169,6 +190,18 @@ def main() -> int:
         "ttft_ratio_vs_bare": round(a_ttft / b_ttft, 3),
         "cancel_during_generation_ms_p95": round(pct(gen_cancel, 0.95), 1),
         "cancel_during_prompt_ms_p95": round(pct(prompt_cancel, 0.95), 1),
+        # Decode: bytes of weights read per second against the memory bandwidth; prompt
+        # processing: GFLOP/s against the matrix-multiply peak (benchmarks/machine_limits.py).
+        "decode_weight_mb": round(shape["decode_weight_bytes"] / 1e6, 1),
+        "engine_decode_fraction_of_bandwidth": round(decode_share(a_tps), 3),
+        "bare_decode_fraction_of_bandwidth": round(decode_share(b_tps), 3),
+        "llama_perf_decode_fraction_of_bandwidth": round(decode_share(c_tps), 3),
+        "engine_prompt_tokens_per_s_p50": round(prompt_tps, 1) if prompt_tps else None,
+        "engine_prompt_tokens_evaluated_p50": round(med(a_runs, "prompt_tokens_evaluated")),
+        "engine_prompt_gflops_p50": round(prompt_gflops, 1) if prompt_gflops else None,
+        "engine_prompt_fraction_of_gemm_peak": round(prompt_gflops / limits.gemm_gflops, 3) if prompt_gflops else None,
+        "machine_bandwidth_gb_per_s": round(limits.bandwidth_gb_per_s, 2),
+        "machine_gemm_peak_gflops": round(limits.gemm_gflops, 1),
         "threads": threads,
         "runs": args.runs,
         "tokens_per_run": round(med(a_runs, "tokens")),
@@ -180,15 +213,21 @@ def main() -> int:
            and figures["ttft_ratio_vs_bare"] <= targets["ttft_ratio_vs_bare"]
            and figures["cancel_during_generation_ms_p95"] <= 250 and figures["cancel_during_prompt_ms_p95"] <= 250)
 
-    print(f"{'':36}{'tokens/s':>10}{'TTFT ms':>10}")
-    print(f"{'(a) EngineClient':36}{a_tps:>10.1f}{a_ttft:>10.1f}")
-    print(f"{'(b) llama-cpp-python defaults':36}{b_tps:>10.1f}{b_ttft:>10.1f}")
-    print(f"{'(c) llama.cpp perf counters (engine)':36}{c_tps:>10.1f}{'':>10}")
+    print(f"{'':36}{'tokens/s':>10}{'TTFT ms':>10}{'of bandwidth':>14}")
+    print(f"{'(a) EngineClient':36}{a_tps:>10.1f}{a_ttft:>10.1f}{decode_share(a_tps):>14.1%}")
+    print(f"{'(b) llama-cpp-python defaults':36}{b_tps:>10.1f}{b_ttft:>10.1f}{decode_share(b_tps):>14.1%}")
+    print(f"{'(c) llama.cpp perf counters (engine)':36}{c_tps:>10.1f}{'':>10}{decode_share(c_tps):>14.1%}")
     print(f"a/b tokens/s {a_tps / b_tps:.2f}x (target >= 1.2), a/c {a_tps / c_tps:.3f} (>= 0.95), "
-          f"TTFT a/b {a_ttft / b_ttft:.2f} (<= 1.1)")
+          f"TTFT a/b {a_ttft / b_ttft:.2f} (<= 1.1); decode (a) streams {decode_share(a_tps):.1%} of the "
+          f"memory bandwidth ({figures['decode_weight_mb']} MB of weights a token)")
+    if prompt_gflops:
+        print(f"prompt processing (a): {prompt_tps:.0f} tokens/s, {prompt_gflops:.1f} GFLOP/s = "
+              f"{prompt_gflops / limits.gemm_gflops:.1%} of the GEMM peak "
+              f"({figures['engine_prompt_tokens_evaluated_p50']} tokens evaluated a prompt)")
+    print(limits.describe())
     print(f"cancel p95: during generation {figures['cancel_during_generation_ms_p95']} ms, "
           f"during prompt {figures['cancel_during_prompt_ms_p95']} ms (target <= 250)")
-    report("engine_speed", figures, targets, met)
+    report("engine_speed", figures, targets, met, machine=limits.record())
     return 0
 
 

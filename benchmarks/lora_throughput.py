@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine import privacy  # noqa: E402
+from benchmarks import machine_limits  # noqa: E402
 from benchmarks.record import report  # noqa: E402
 
 privacy.install()
@@ -60,6 +61,18 @@ def packed_blocks(tokenizer):
 
     docs = ds.read_text_files(sorted((DATA / "documents" / "typing-peps").glob("*.rst")))
     return ds.pack_documents(docs, tokenizer, SEQ, eval_fraction=0.0)
+
+
+def train_gflop_per_token(shape: dict) -> float:
+    """Model GFLOPs one trained token costs, frozen base with rank-RANK adapters on every layer
+    matrix: the forward pass (layer matrices, attention over half a block on average, the output
+    head), the backward pass's gradients with respect to activations (as much again; the frozen
+    weights get no gradients), attention's backward (twice its forward) and the adapters' own
+    forward, backward and weight gradients (6 x their parameters). Recomputation is not counted."""
+    forward = machine_limits.gflop_per_text(shape, 1, SEQ / 2, head=False) + machine_limits.head_gflop(shape)
+    attention = 4 * shape["n_layer"] * shape["n_embd"] * (SEQ / 2) / 1e9
+    adapters = 6 * RANK * shape["body_matrix_dim_sum"] / 1e9
+    return 2 * forward + attention + adapters
 
 
 def child(method: str, steps: int, warmup: int, root: Path) -> dict:
@@ -149,6 +162,13 @@ def main() -> int:
     plain, ours = runs["plain"], runs["trainer"]
     plain_tps = statistics.median(r["tokens_per_s"] for r in plain)
     ours_tps = statistics.median(r["tokens_per_s"] for r in ours)
+    # The machine's matrix-multiply peak in the same run, after the children, on the model's
+    # shapes for one batch (benchmarks/machine_limits.py); training GFLOP/s against it.
+    shape = machine_limits.model_shape(model_pack.locate(model_pack.SMOLLM2, Path("/nonexistent")))
+    limits = machine_limits.measure_machine(machine_limits.model_gemm_shapes(shape, BATCH * SEQ), bandwidth=False)
+    per_token = train_gflop_per_token(shape)
+    plain_share = machine_limits.compute_fraction(plain_tps, per_token, limits.gemm_gflops)
+    ours_share = machine_limits.compute_fraction(ours_tps, per_token, limits.gemm_gflops)
     diffs = [abs(a - b) for a, b in zip(plain[0]["losses"], ours[0]["losses"])]
     print(f"{'method':<22}{'tokens/s':>10}{'peak RSS MB':>13}{'threads':>9}  losses per step")
     for name, rs in (("transformers+peft", plain), ("project trainer", ours)):
@@ -156,9 +176,17 @@ def main() -> int:
             print(f"{name:<22}{r['tokens_per_s']:>10.1f}{r['peak_rss_mb']:>13.0f}{r['threads']:>9}  "
                   + " ".join(f"{x:.3f}" for x in r["losses"]) + f"  ({r['base_precision']})")
     ratio = ours_tps / plain_tps
-    print(f"ratio {ratio:.2f}x, largest per-step loss difference {max(diffs):.4f} nats")
+    print(f"ratio {ratio:.2f}x, largest per-step loss difference {max(diffs):.4f} nats; "
+          f"{per_token:.3f} GFLOP a token: trainer {ours_tps * per_token:.1f} GFLOP/s = {ours_share:.1%} of the "
+          f"GEMM peak, baseline {plain_tps * per_token:.1f} GFLOP/s = {plain_share:.1%}")
+    print(limits.describe())
     figures = {"tokens_per_s_plain": round(plain_tps, 1), "tokens_per_s_trainer": round(ours_tps, 1),
                "tokens_per_s_ratio": round(ratio, 3), "loss_max_abs_diff": round(max(diffs), 4),
+               "train_gflop_per_token": round(per_token, 4),
+               "gflops_plain": round(plain_tps * per_token, 1), "gflops_trainer": round(ours_tps * per_token, 1),
+               "fraction_of_gemm_peak_plain": round(plain_share, 3),
+               "fraction_of_gemm_peak_trainer": round(ours_share, 3),
+               "machine_gemm_peak_gflops": round(limits.gemm_gflops, 1),
                "peak_rss_mb_plain": round(max(r["peak_rss_mb"] for r in plain)),
                "peak_rss_mb_trainer": round(max(r["peak_rss_mb"] for r in ours)),
                "losses_plain": [round(x, 4) for x in plain[0]["losses"]],
@@ -166,7 +194,7 @@ def main() -> int:
                "steps_timed": args.steps, "rounds": args.rounds, "base_precision": ours[0]["base_precision"]}
     targets = {"tokens_per_s_ratio": TARGET_RATIO, "loss_max_abs_diff": MAX_LOSS_DIFF}
     met = ratio >= TARGET_RATIO and max(diffs) <= MAX_LOSS_DIFF
-    report("lora_throughput", figures, targets, met)
+    report("lora_throughput", figures, targets, met, machine=limits.record())
     return 0
 
 

@@ -35,6 +35,7 @@ privacy.install()
 
 from assistant.config import default_paths  # noqa: E402
 from assistant.models import fit  # noqa: E402
+from benchmarks import machine_limits  # noqa: E402
 from benchmarks.record import results_line, write_results  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
@@ -112,26 +113,33 @@ def main() -> int:
             bound = predicted / fit.DECODE_EFFICIENCY
             key = model.id.replace("-", "_")
             part = "development" if model.id == DEVELOPMENT else "scored"
-            rows.append((model.display_name, part, shape.file_bytes, predicted, measured, bound))
+            # The share of the bandwidth the measured decode streams, counting the weights it reads
+            # (benchmarks/machine_limits.py): the fit's efficiency factor, seen from the other side.
+            weight_bytes = machine_limits.model_shape(path)["decode_weight_bytes"]
+            share = machine_limits.decode_bandwidth_fraction(measured, weight_bytes, bandwidth / 1e9)
+            rows.append((model.display_name, part, shape.file_bytes, predicted, measured, bound, share))
             figures.update({f"{key}_predicted_tokens_per_s": round(predicted, 1),
                             f"{key}_measured_tokens_per_s": round(measured, 1),
                             f"{key}_tokens_per_s_ratio": round(predicted / measured, 3),
-                            f"{key}_bandwidth_bound_tokens_per_s_ratio": round(bound / measured, 3)})
+                            f"{key}_bandwidth_bound_tokens_per_s_ratio": round(bound / measured, 3),
+                            f"{key}_decode_weight_mb": round(weight_bytes / 1e6, 1),
+                            f"{key}_decode_fraction_of_bandwidth": round(share, 3)})
     load_after = os.getloadavg()[0]
 
     print(f"memory bandwidth {bandwidth / 1e9:.1f} GB/s ({figures['threads']} threads, measured in {bandwidth_s:.2f} s); "
           f"decode efficiency {fit.DECODE_EFFICIENCY} (calibrated on {DEVELOPMENT})")
-    print(f"{'model':34}{'part':>13}{'MiB':>8}{'predicted':>11}{'measured':>10}{'ratio':>8}{'bound ratio':>13}  within 30 %")
+    print(f"{'model':34}{'part':>13}{'MiB':>8}{'predicted':>11}{'measured':>10}{'ratio':>8}{'bound ratio':>13}"
+          f"{'of bandwidth':>14}  within 30 %")
     within = []
-    for name, part, size, predicted, measured, bound in rows:
+    for name, part, size, predicted, measured, bound, share in rows:
         ratio = predicted / measured
         ok = TARGETS["tokens_per_s_ratio_min"] <= ratio <= TARGETS["tokens_per_s_ratio_max"]
         within.append(ok)
         print(f"{name:34}{part:>13}{size / 2**20:>8.1f}{predicted:>11.1f}{measured:>10.1f}{ratio:>8.2f}"
-              f"{bound / measured:>13.2f}  {'yes' if ok else 'NO'}")
+              f"{bound / measured:>13.2f}{share:>14.1%}  {'yes' if ok else 'NO'}")
     print(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
     if args.calibrate:
-        name, _part, _size, predicted, measured, _bound = rows[0]
+        name, _part, _size, predicted, measured, _bound, _share = rows[0]
         implied = fit.DECODE_EFFICIENCY * measured / predicted
         figures["implied_decode_efficiency"] = round(implied, 3)
         print(f"{name}: the efficiency that makes its prediction exact is {implied:.3f} "

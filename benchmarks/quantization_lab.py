@@ -35,6 +35,7 @@ privacy.install()
 from engine import model_pack  # noqa: E402
 from training.quantize import QUANT_TYPES  # noqa: E402
 from training.quantize.lab import LabConfig, run_lab  # noqa: E402
+from benchmarks import machine_limits  # noqa: E402
 from benchmarks.record import report  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
@@ -75,12 +76,23 @@ def main() -> int:
         model = _model(args.model, Path(tmp))
         results = run_lab(model, texts, out, config,
                           progress=lambda stage, done, total: print(f"[{done}/{total}] {stage}", file=sys.stderr, flush=True))
+        # Decode streams each type's weights once a token: its bytes of weights read per second
+        # against the memory bandwidth measured now, with the lab's thread count
+        # (benchmarks/machine_limits.py); read before the files go with the temporary folder.
+        weight_bytes = {r["label"]: machine_limits.model_shape(r["path"])["decode_weight_bytes"] for r in results["rows"]}
+        limits = machine_limits.measure_machine(gemm=False, threads=args.threads or None)
 
     rows = {r["label"]: r for r in results["rows"]}
     print(f"model: {model.name}; reference: {results['reference_kind']}")
     print(f"held-out text: {', '.join(f.name for f in files)}; {results['eval']['tokens_scored']} tokens scored, "
           f"ctx {results['eval']['ctx']}")
     print(results["table"])
+    shares = {label: machine_limits.decode_bandwidth_fraction(row["tokens_per_s"], weight_bytes[label],
+                                                              limits.bandwidth_gb_per_s)
+              for label, row in rows.items() if row["tokens_per_s"]}
+    print("decode, share of the memory bandwidth: "
+          + ", ".join(f"{label} {share:.1%}" for label, share in shares.items()))
+    print(limits.describe())
     for note in results["notes"]:
         print("note:", note)
     figures: dict = {}
@@ -88,16 +100,20 @@ def main() -> int:
         key = label.lower().replace(" ", "_").replace("(", "").replace(")", "")
         figures[f"{key}_file_mb"] = round(row["file_bytes"] / 1e6, 2)
         figures[f"{key}_tokens_per_s"] = row["tokens_per_s"]
+        figures[f"{key}_decode_weight_mb"] = round(weight_bytes[label] / 1e6, 2)
+        figures[f"{key}_decode_fraction_of_bandwidth"] = round(shares[label], 3) if label in shares else None
         figures[f"{key}_perplexity"] = round(row["perplexity"], 4)
         figures[f"{key}_perplexity_ratio"] = round(row["perplexity_ratio"], 4)
         figures[f"{key}_next_token_agreement"] = round(row["agreement"], 4)
     figures["tokens_scored"] = results["eval"]["tokens_scored"]
+    figures["machine_bandwidth_gb_per_s"] = round(limits.bandwidth_gb_per_s, 2)
     q8_ratio = rows["Q8_0"]["perplexity_ratio"]
     figures["q8_0_perplexity_ratio_to_f16"] = round(q8_ratio, 4)
     covered = all(t in rows for t in QUANT_TYPES)
     targets = {"q8_0_perplexity_ratio_to_f16_max": 1.02, "types": list(QUANT_TYPES)}
     met = bool(q8_ratio <= 1.02 and covered)
-    report("quantization_lab", figures, targets, met, model=model.name, reference=results["reference_kind"])
+    report("quantization_lab", figures, targets, met, model=model.name, reference=results["reference_kind"],
+           machine=limits.record())
     return 0
 
 

@@ -43,7 +43,7 @@ from engine import privacy  # noqa: E402
 privacy.install()
 
 from assistant.config import default_paths  # noqa: E402
-from benchmarks import compute_bound  # noqa: E402
+from benchmarks import machine_limits  # noqa: E402
 from assistant.tasks.sentiment import PromptConfig, SentimentAnalyzer, SentimentFinished  # noqa: E402
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
@@ -141,6 +141,13 @@ def run(analyzer: SentimentAnalyzer, texts: list[str], with_metrics: bool = Fals
     return final.results, elapsed
 
 
+def gflop_per_sentence(shape: dict, metrics: dict) -> float:
+    """GFLOPs a sentence costs: its tokens after the cached prefix, attending over the prefix and
+    half of itself, and the output head once (the label's scores), from a run's engine metrics."""
+    tokens = metrics.get("item_tokens", 0) / max(1, metrics.get("items", 0))
+    return machine_limits.gflop_per_text(shape, tokens, metrics.get("prefix_tokens", 0) + tokens / 2, head=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=0, help="score only the first N scored lines (0: all)")
@@ -165,20 +172,25 @@ def main() -> int:
         # (a) the method
         method = SentimentAnalyzer(engine, _Library(gemma), neutral_below=0.0)
         results, seconds, run_metrics = run(method, texts, with_metrics=True)
-        gflops_now = compute_bound.gemm_gflops()  # the machine's rate right after, same load
+        gemma_shape = machine_limits.model_shape(gemma)
+        smollm2_shape = machine_limits.model_shape(smollm2)
+        # The machine's matrix-multiply peak right after, same load, on both models' shapes.
+        limits = machine_limits.measure_machine(
+            machine_limits.model_gemm_shapes(gemma_shape, EngineSettings().n_batch)
+            + machine_limits.model_gemm_shapes(smollm2_shape, EngineSettings().n_batch), bandwidth=False)
+        gflops_now = limits.gemm_gflops
         pred = [1 if r.positive >= 0.5 else 0 for r in results]
         figures["accuracy"] = round(accuracy(gold, pred), 4)
         figures["macro_f1"] = round(macro_f1(gold, pred), 4)
         figures["sentences_per_s"] = round(len(texts) / seconds, 2)
         # The arithmetic the target needs, against what this machine multiplies per second
-        # now (benchmarks/compute_bound.py): the ceiling no batching or caching can pass.
-        tokens = run_metrics.get("item_tokens", 0) / max(1, run_metrics.get("items", 0))
-        prefix_tokens = run_metrics.get("prefix_tokens", 0)
-        per_sentence = compute_bound.gflop_per_text(compute_bound.model_shape(gemma), tokens,
-                                                    prefix_tokens + tokens / 2, head=True)
-        figures["tokens_per_sentence"] = round(tokens, 1)
+        # now (benchmarks/machine_limits.py): the ceiling no batching or caching can pass.
+        per_sentence = gflop_per_sentence(gemma_shape, run_metrics)
+        figures["tokens_per_sentence"] = round(run_metrics.get("item_tokens", 0) / max(1, run_metrics.get("items", 0)), 1)
         figures["gflop_per_sentence"] = round(per_sentence, 2)
-        figures["machine_gemm_gflops"] = round(gflops_now, 1)
+        figures["machine_gemm_peak_gflops"] = round(gflops_now, 1)
+        figures["fraction_of_gemm_peak"] = round(
+            machine_limits.compute_fraction(len(texts) / seconds, per_sentence, gflops_now), 3)
         figures["sentences_per_s_ceiling"] = round(gflops_now / per_sentence, 1)
         figures["gflops_needed_for_target"] = round(50 * per_sentence, 1)
         for source in ("imdb", "amazon", "yelp"):
@@ -191,47 +203,55 @@ def main() -> int:
         uncal = [1 if r.positive >= 0.5 else 0 for r in results]  # (same: calibration is inside positive)
         del uncal
         table.append(("method: Gemma 270M few-shot + calibration", figures["accuracy"], figures["macro_f1"],
-                      figures["sentences_per_s"]))
+                      figures["sentences_per_s"], figures["fraction_of_gemm_peak"]))
 
         unseen_results, _ = run(method, [t for t, _ in UNSEEN])
         unseen_pred = [1 if r.positive >= 0.5 else 0 for r in unseen_results]
         figures["unseen_sources_accuracy"] = round(accuracy([g for _, g in UNSEEN], unseen_pred), 4)
         figures["unseen_short_phrases_accuracy"] = round(
             accuracy([g for _, g in UNSEEN[20:]], unseen_pred[20:]), 4)
-        table.append(("method on 40 unseen-source sentences", figures["unseen_sources_accuracy"], None, None))
+        table.append(("method on 40 unseen-source sentences", figures["unseen_sources_accuracy"], None, None, None))
 
         # (b) the issue's baseline: SmolLM2, plain prompt, median threshold
         baseline = SentimentAnalyzer(engine, _Library(smollm2), config=plain, neutral_below=0.0)
-        base_results, base_seconds = run(baseline, texts)
+        base_results, base_seconds, base_metrics = run(baseline, texts, with_metrics=True)
         margins = [r.positive for r in base_results]
         median = statistics.median(margins)
         base_pred = [1 if m > median else 0 for m in margins]
         figures["baseline_accuracy"] = round(accuracy(gold, base_pred), 4)
         figures["baseline_macro_f1"] = round(macro_f1(gold, base_pred), 4)
         figures["baseline_sentences_per_s"] = round(len(texts) / base_seconds, 2)
+        figures["baseline_fraction_of_gemm_peak"] = round(machine_limits.compute_fraction(
+            len(texts) / base_seconds, gflop_per_sentence(smollm2_shape, base_metrics), gflops_now), 3)
         table.append(("baseline: SmolLM2 zero-shot, median threshold", figures["baseline_accuracy"],
-                      figures["baseline_macro_f1"], figures["baseline_sentences_per_s"]))
+                      figures["baseline_macro_f1"], figures["baseline_sentences_per_s"],
+                      figures["baseline_fraction_of_gemm_peak"]))
 
         # (c) the method's prompt on SmolLM2
         small = SentimentAnalyzer(engine, _Library(smollm2), neutral_below=0.0)
-        small_results, small_seconds = run(small, texts)
+        small_results, small_seconds, small_metrics = run(small, texts, with_metrics=True)
         small_pred = [1 if r.positive >= 0.5 else 0 for r in small_results]
         figures["smollm2_fewshot_accuracy"] = round(accuracy(gold, small_pred), 4)
         figures["smollm2_fewshot_sentences_per_s"] = round(len(texts) / small_seconds, 2)
+        figures["smollm2_fewshot_fraction_of_gemm_peak"] = round(machine_limits.compute_fraction(
+            len(texts) / small_seconds, gflop_per_sentence(smollm2_shape, small_metrics), gflops_now), 3)
         table.append(("SmolLM2 few-shot + calibration", figures["smollm2_fewshot_accuracy"],
-                      round(macro_f1(gold, small_pred), 4), figures["smollm2_fewshot_sentences_per_s"]))
+                      round(macro_f1(gold, small_pred), 4), figures["smollm2_fewshot_sentences_per_s"],
+                      figures["smollm2_fewshot_fraction_of_gemm_peak"]))
     figures["scored_lines"] = len(texts)
 
-    print(f"{'system':<48} | {'accuracy':>8} | {'macro-F1':>8} | {'texts/s':>8}")
-    for name, acc, f1, speed in table:
+    print(f"{'system':<48} | {'accuracy':>8} | {'macro-F1':>8} | {'texts/s':>8} | {'of peak':>8}")
+    for name, acc, f1, speed, share in table:
         cells = [f"{acc:>8.4f}", f"{f1:>8.4f}" if f1 is not None else f"{'':>8}",
-                 f"{speed:>8.2f}" if speed is not None else f"{'':>8}"]
+                 f"{speed:>8.2f}" if speed is not None else f"{'':>8}",
+                 f"{share:>8.1%}" if share is not None else f"{'':>8}"]
         print(f"{name:<48} | " + " | ".join(cells))
     print(f"compute: {figures['tokens_per_sentence']} tokens and {figures['gflop_per_sentence']} GFLOP a sentence; "
-          f"this machine multiplies {figures['machine_gemm_gflops']} GFLOP/s now, so at most "
+          f"this machine multiplies {figures['machine_gemm_peak_gflops']} GFLOP/s now, so at most "
           f"{figures['sentences_per_s_ceiling']} sentences/s; 50/s needs {figures['gflops_needed_for_target']} GFLOP/s")
+    print(limits.describe())
     met = figures["accuracy"] >= 0.93 and figures["sentences_per_s"] >= 50
-    report("sentiment_quality", figures, {"accuracy": 0.93, "sentences_per_s": 50}, met)
+    report("sentiment_quality", figures, {"accuracy": 0.93, "sentences_per_s": 50}, met, machine=limits.record())
     return 0
 
 

@@ -53,6 +53,7 @@ from assistant.tasks.sentiment_student import StudentAnalyzer, StudentConfig, te
 from engine import convert_bert, model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
+from benchmarks import machine_limits  # noqa: E402
 from benchmarks.record import report  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
@@ -72,7 +73,7 @@ class _Library:
         return self
 
 
-def _scored(analyzer, texts: list[str]) -> tuple[list[float], float]:
+def _scored(analyzer, texts: list[str]) -> tuple[list[float], float, dict]:
     started = time.perf_counter()
     final = None
     for event in analyzer.classify_stream(list(enumerate(texts))):
@@ -81,7 +82,7 @@ def _scored(analyzer, texts: list[str]) -> tuple[list[float], float]:
     seconds = time.perf_counter() - started
     assert final is not None and not final.bad_rows and not final.cancelled
     by_row = {r.row: r.positive for r in final.results}
-    return [by_row[i] for i in range(len(texts))], seconds
+    return [by_row[i] for i in range(len(texts))], seconds, final.metrics
 
 
 def _accuracy(positive: list[float], gold: list[int]) -> float:
@@ -138,6 +139,8 @@ def main() -> int:
         soft = np.asarray([cached[t] for t in train_texts], dtype=np.float64)
         teacher_pos = [cached[t] for t in test_texts]
 
+        embedded = {"texts": 0, "tokens": 0}  # what the student's encoder read, for its GFLOP/s
+
         def embed(texts: list[str]) -> np.ndarray:
             return np.asarray(engine.embed(minilm, texts, with_metrics=True)[0], dtype=np.float32)
 
@@ -145,7 +148,11 @@ def main() -> int:
         if args.head_only:
             student = train_student(train_texts, teacher, embed, minilm, StudentConfig(), soft_labels=soft,
                                     data_description=description)
-            student_embed = embed
+            def student_embed(texts: list[str]) -> np.ndarray:
+                vectors, metrics = engine.embed(minilm, texts, with_metrics=True)
+                embedded["texts"] += len(texts)
+                embedded["tokens"] += metrics.get("tokens", 0)
+                return np.asarray(vectors, dtype=np.float32)
         else:
             work = Path(tempfile.mkdtemp(prefix="student-bench-"))
             started = time.perf_counter()
@@ -158,19 +165,39 @@ def main() -> int:
             encoder = str(student.encoder_path(saved))
 
             def student_embed(texts: list[str]) -> np.ndarray:
-                return np.asarray(engine.embed(encoder, texts, with_metrics=True)[0], dtype=np.float32)
+                vectors, metrics = engine.embed(encoder, texts, with_metrics=True)
+                embedded["texts"] += len(texts)
+                embedded["tokens"] += metrics.get("tokens", 0)
+                return np.asarray(vectors, dtype=np.float32)
 
         student_embed(["warm-up"])  # the encoder loads once in the worker, outside the timings
 
         # Speed side by side in this run on the same held-out lines: teacher, student, teacher.
         timed = test_texts[: args.speed_lines] if args.speed_lines else test_texts
-        _, teacher_s1 = _scored(teacher, timed)
-        _, student_timed_s = _scored(StudentAnalyzer(student, student_embed), timed)
-        _, teacher_s2 = _scored(teacher, timed[: max(1, len(timed) // 2)])
+        _, teacher_s1, teacher_metrics = _scored(teacher, timed)
+        embedded.update(texts=0, tokens=0)
+        _, student_timed_s, _ = _scored(StudentAnalyzer(student, student_embed), timed)
+        student_tokens = embedded["tokens"] / max(1, embedded["texts"])
+        _, teacher_s2, _ = _scored(teacher, timed[: max(1, len(timed) // 2)])
         teacher_rate = (len(timed) + max(1, len(timed) // 2)) / (teacher_s1 + teacher_s2)
         student_rate = len(timed) / student_timed_s
-        student_pos, _ = _scored(StudentAnalyzer(student, student_embed), test_texts)
+        student_pos, _, _ = _scored(StudentAnalyzer(student, student_embed), test_texts)
     teacher_s, student_s = len(test_texts) / teacher_rate, len(test_texts) / student_rate
+
+    # The machine's matrix-multiply peak in the same run, with the engine closed, on both models'
+    # shapes; each rate's GFLOP/s against it (benchmarks/machine_limits.py).
+    teacher_shape, student_shape = machine_limits.model_shape(gemma), machine_limits.model_shape(minilm)
+    n_batch = settings.n_batch
+    limits = machine_limits.measure_machine(machine_limits.model_gemm_shapes(teacher_shape, n_batch)
+                                            + machine_limits.model_gemm_shapes(student_shape, n_batch), bandwidth=False,
+                                            threads=settings.n_threads)
+    teacher_tokens = teacher_metrics.get("item_tokens", 0) / max(1, teacher_metrics.get("items", 0))
+    teacher_gflop = machine_limits.gflop_per_text(teacher_shape, teacher_tokens,
+                                                  teacher_metrics.get("prefix_tokens", 0) + teacher_tokens / 2,
+                                                  head=True)
+    student_gflop = machine_limits.gflop_per_text(student_shape, student_tokens, student_tokens, head=False)
+    teacher_share = machine_limits.compute_fraction(teacher_rate, teacher_gflop, limits.gemm_gflops)
+    student_share = machine_limits.compute_fraction(student_rate, student_gflop, limits.gemm_gflops)
 
     n = len(test_texts)
     teacher_acc, student_acc = _accuracy(teacher_pos, test_gold), _accuracy(student_pos, test_gold)
@@ -179,6 +206,11 @@ def main() -> int:
         "teacher_sentences_per_s": round(n / teacher_s, 2),
         "student_sentences_per_s": round(n / student_s, 2),
         "sentences_per_s_ratio": round(teacher_s / student_s, 2),
+        "teacher_fraction_of_gemm_peak": round(teacher_share, 3),
+        "student_fraction_of_gemm_peak": round(student_share, 3),
+        "teacher_gflop_per_sentence": round(teacher_gflop, 3),
+        "student_gflop_per_sentence": round(student_gflop, 3),
+        "machine_gemm_peak_gflops": round(limits.gemm_gflops, 1),
         "teacher_accuracy": round(teacher_acc, 4),
         "student_accuracy": round(student_acc, 4),
         "accuracy_gap_points": round(100 * (teacher_acc - student_acc), 2),
@@ -190,10 +222,12 @@ def main() -> int:
         "timed_lines": len(timed),
         "scored_lines": n,
     }
-    print(f"{'model':<44}{'accuracy':>10}{'sent/s':>10}")
-    print(f"{'teacher: Gemma 3 270M few-shot + calibration':<44}{teacher_acc:>10.4f}{n / teacher_s:>10.1f}")
-    print(f"{'student: ' + figures['student_kind']:<44}{student_acc:>10.4f}{n / student_s:>10.1f}")
+    print(f"{'model':<44}{'accuracy':>10}{'sent/s':>10}{'of peak':>10}")
+    print(f"{'teacher: Gemma 3 270M few-shot + calibration':<44}{teacher_acc:>10.4f}{n / teacher_s:>10.1f}"
+          f"{teacher_share:>10.1%}")
+    print(f"{'student: ' + figures['student_kind']:<44}{student_acc:>10.4f}{n / student_s:>10.1f}{student_share:>10.1%}")
     print(f"student/teacher agreement on held-out lines: {agreement:.4f}; speed ratio {teacher_s / student_s:.1f}x")
+    print(limits.describe())
     # Routing: the student answers where it is confident, the teacher the rest. Its speed is
     # computed from the two rates measured above (not timed separately).
     for threshold in (0.6, 0.7, 0.8):
@@ -209,7 +243,7 @@ def main() -> int:
               f"{figures[key + '_accuracy']:.4f}, about {teacher_s / seconds:.1f}x the teacher's speed")
     targets = {"sentences_per_s_ratio_min": 5.0, "accuracy_gap_points_max": 3.0}
     met = figures["sentences_per_s_ratio"] >= 5.0 and figures["accuracy_gap_points"] <= 3.0
-    report("sentiment_student", figures, targets, bool(met))
+    report("sentiment_student", figures, targets, bool(met), machine=limits.record())
     return 0
 
 

@@ -41,6 +41,7 @@ from assistant.tasks.translation import TranslationMemory, Translator, builtin_e
 from engine import model_pack  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from engine.settings import EngineSettings  # noqa: E402
+from benchmarks import machine_limits  # noqa: E402
 from benchmarks.record import report  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
@@ -98,14 +99,28 @@ def load_pairs(path: Path, code3: str) -> list[tuple[str, str]]:
         return [(r["eng"], r[code3]) for r in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
 
 
-def run(translator: Translator, sources: list[str], target: str) -> tuple[list[str], float]:
-    """Translate each line as its own segment, all in one engine request (as a file would)."""
+def run(translator: Translator, sources: list[str], target: str, with_metrics: bool = False):
+    """Translate each line as its own segment, all in one engine request (as a file would);
+    with ``with_metrics`` also the engine's metrics of that request."""
     started = time.perf_counter()
     # One line per input line: the translator keeps the layout, so split the result again.
     result = translator.translate("\n".join(sources), target, source="en")
     lines = result.text.split("\n")
     assert len(lines) == len(sources), (len(lines), len(sources))
+    if with_metrics:
+        return lines, time.perf_counter() - started, result.metrics
     return lines, time.perf_counter() - started
+
+
+def batch_gflops(engine, model: str, shape: dict, metrics: dict, lines: list[str], seconds: float) -> float:
+    """GFLOP/s of one translation request (benchmarks/machine_limits.batch_gflop): the shared
+    prefix, each line's prompt and its translation, and the output head for every generated token.
+    Generated tokens are counted by tokenizing the translations joined by newlines (each line also
+    generated its newline stop token), after the timing."""
+    generated = len(engine.tokenize(model, "\n".join(lines), add_special=False))
+    work = machine_limits.batch_gflop(shape, metrics.get("prefix_tokens_evaluated", 0), metrics.get("item_tokens", 0),
+                                      generated, metrics.get("items", len(lines)))
+    return work / seconds
 
 
 def main() -> int:
@@ -119,6 +134,8 @@ def main() -> int:
     figures: dict = {}
     rows = []
     met = True
+    shape = machine_limits.model_shape(gemma)
+    gflops: dict[str, float] = {}  # "(system)_eng_xxx" -> GFLOP/s of that run, for the fractions at the end
     with EngineClient(EngineSettings()) as engine:
         for code3 in args.directions.split(","):
             code = CODES[code3]
@@ -140,14 +157,18 @@ def main() -> int:
             one_shot = examples[:1]
             import assistant.tasks.translation as tr
 
-            hyp_a, sec_a = run(method, sources, code)
-            hyp_c, sec_c = run(fixed_only, sources, code)
+            hyp_a, sec_a, metrics_a = run(method, sources, code, with_metrics=True)
+            hyp_c, sec_c, metrics_c = run(fixed_only, sources, code, with_metrics=True)
             original = tr.builtin_examples
             tr.builtin_examples = lambda: one_shot  # the plain 1-shot prompt
             try:
-                hyp_b, sec_b = run(baseline, sources, code)
+                hyp_b, sec_b, metrics_b = run(baseline, sources, code, with_metrics=True)
             finally:
                 tr.builtin_examples = original
+            key = f"eng_{code3}"
+            for system, lines, seconds, metrics in (("method", hyp_a, sec_a, metrics_a), ("baseline", hyp_b, sec_b, metrics_b),
+                                                    ("fixed_examples", hyp_c, sec_c, metrics_c)):
+                gflops[f"{system}_{key}"] = batch_gflops(engine, gemma, shape, metrics, lines, seconds)
             chrf_a = sacrebleu.corpus_chrf(hyp_a, refs).score
             chrf_b = sacrebleu.corpus_chrf(hyp_b, refs).score
             chrf_c = sacrebleu.corpus_chrf(hyp_c, refs).score
@@ -159,7 +180,6 @@ def main() -> int:
             ood_chrf_a = sacrebleu.corpus_chrf(ood_a, ood_ref).score
             ood_chrf_c = sacrebleu.corpus_chrf(ood_c, ood_ref).score
 
-            key = f"eng_{code3}"
             figures[f"chrf_{key}"] = round(chrf_a, 2)
             figures[f"baseline_chrf_{key}"] = round(chrf_b, 2)
             figures[f"fixed_examples_chrf_{key}"] = round(chrf_c, 2)
@@ -167,6 +187,8 @@ def main() -> int:
             figures[f"ood_fixed_examples_chrf_{key}"] = round(ood_chrf_c, 2)
             figures[f"lines_{key}"] = len(test)
             figures[f"seconds_per_line_{key}"] = round(sec_a / len(test), 3)
+            figures[f"lines_per_s_{key}"] = round(len(test) / sec_a, 2)
+            figures[f"baseline_lines_per_s_{key}"] = round(len(test) / sec_b, 2)
             figures[f"memory_pairs_removed_as_scored_{key}"] = overlap
             met = met and chrf_a >= TARGETS[code3]
             rows.append((f"eng->{code3}", len(test), chrf_b, chrf_c, chrf_a, TARGETS[code3], ood_chrf_c, ood_chrf_a,
@@ -175,11 +197,23 @@ def main() -> int:
             for src, hyp in list(zip(ood_src, ood_a))[:2]:
                 print(f"  {src} => {hyp}", file=sys.stderr)
 
-    header = ("direction", "lines", "1-shot", "fixed 8", "8+memory", "target", "ood fixed", "ood 8+mem", "s/line")
+    # The machine's matrix-multiply peak in the same run, with the engine closed: batched
+    # translation is compute-bound work (many lines side by side), so its GFLOP/s is set against it.
+    limits = machine_limits.measure_machine(machine_limits.model_gemm_shapes(shape, EngineSettings().n_batch),
+                                            bandwidth=False)
+    for name, rate in gflops.items():
+        figures[f"{name}_gflops"] = round(rate, 1)
+        figures[f"{name}_fraction_of_gemm_peak"] = round(rate / limits.gemm_gflops, 3)
+    figures["machine_gemm_peak_gflops"] = round(limits.gemm_gflops, 1)
+    header = ("direction", "lines", "1-shot", "fixed 8", "8+memory", "target", "ood fixed", "ood 8+mem", "s/line",
+              "of peak")
     print(" | ".join(f"{h:>10}" for h in header))
     for row in rows:
-        print(" | ".join(f"{v:>10.2f}" if isinstance(v, float) else f"{v!s:>10}" for v in row))
-    report("translation_quality", figures, {"chrf_eng_fra": 45.0, "chrf_eng_spa": 45.0, "chrf_eng_deu": 40.0}, met)
+        share = figures[f"method_eng_{row[0].split('>')[1]}_fraction_of_gemm_peak"]
+        print(" | ".join(f"{v:>10.2f}" if isinstance(v, float) else f"{v!s:>10}" for v in row) + f" | {share:>10.1%}")
+    print(limits.describe())
+    report("translation_quality", figures, {"chrf_eng_fra": 45.0, "chrf_eng_spa": 45.0, "chrf_eng_deu": 40.0}, met,
+           machine=limits.record())
     return 0
 
 
