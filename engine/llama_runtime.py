@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from engine.llama_context import EngineError, free_llama, load_model, new_context, tokenize
+from engine.prompt_lookup import DraftBudget, PromptLookup
 from engine.settings import EngineSettings, SamplingParams
 
 
@@ -75,6 +76,9 @@ class _StopMatcher:
 
 class LoadedModel:
     """One model and one llama.cpp context (sequence 0), with its KV cache contents tracked."""
+
+    #: Most drafted tokens verified in one batch (prompt lookup); the budget usually asks fewer.
+    MAX_DRAFT = 8
 
     def __init__(self, path: str, settings: EngineSettings):
         self.path = path
@@ -243,10 +247,17 @@ class LoadedModel:
         return chain
 
     def generate(self, prompt_tokens: list[int], sampling: SamplingParams, on_text=None,
-                 cancel: threading.Event | None = None) -> GenerationResult:
+                 cancel: threading.Event | None = None, speculative: bool = False,
+                 lookup_sources: list[list[int]] | None = None) -> GenerationResult:
         """Evaluate the prompt (re-using the cache) and sample until an end token, a stop
         string, ``max_tokens`` or cancellation. ``on_text`` receives text as it is produced;
-        ``cancel`` is the request's own flag, set by another thread to stop it."""
+        ``cancel`` is the request's own flag, set by another thread to stop it.
+
+        With ``speculative``, tokens drafted by prompt lookup (:mod:`engine.prompt_lookup`,
+        from the prompt, ``lookup_sources`` and the reply so far) are verified several at a
+        time; each position is sampled by the same sampler chain in the same order as plain
+        decoding, and a drafted token is kept only where it is the token sampled, so the
+        reply does not change."""
         self._cancel = cancel if cancel is not None else threading.Event()
         started = time.perf_counter()
         llama_cpp.llama_perf_context_reset(self.ctx)
@@ -278,40 +289,70 @@ class LoadedModel:
         n_generated = 0
         finish = "length"
         single = (llama_cpp.llama_token * 1)()
+        lookup = PromptLookup([*(lookup_sources or []), prompt_tokens]) if speculative else None
+        budget = DraftBudget(self.MAX_DRAFT)
+        draft_batch = llama_cpp.llama_batch_init(self.MAX_DRAFT + 1, 0, 1) if speculative else None
+
+        def take(token: int) -> bool:
+            """Show one sampled token; True when the reply ends with it."""
+            nonlocal n_generated, first_token_at, finish
+            if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                finish = "stop"
+                return True
+            n_generated += 1
+            if first_token_at is None:
+                first_token_at = time.perf_counter()
+            text = stops.feed(decoder.decode(self._piece(token, special=False)))
+            if text:
+                parts.append(text)
+                if on_text is not None:
+                    on_text(text)
+            if stops.hit:
+                finish = "stop"
+                return True
+            if lookup is not None:
+                lookup.append(token)
+            return n_generated >= sampling.max_tokens
+
         try:
-            while n_generated < sampling.max_tokens:
+            if self._cancel.is_set():
+                finish = "cancelled"
+                token = None
+            else:
+                token = llama_cpp.llama_sampler_sample(sampler, self.ctx, -1)
+            while token is not None:
+                if take(token):
+                    break
                 if self._cancel.is_set():
                     finish = "cancelled"
                     break
-                token = llama_cpp.llama_sampler_sample(sampler, self.ctx, -1)
-                if llama_cpp.llama_vocab_is_eog(self.vocab, token):
-                    finish = "stop"
-                    break
-                n_generated += 1
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                text = stops.feed(decoder.decode(self._piece(token, special=False)))
-                if text:
-                    parts.append(text)
-                    if on_text is not None:
-                        on_text(text)
-                if stops.hit:
-                    finish = "stop"
-                    break
-                if len(self.cached_tokens) + 1 >= self.n_ctx:
+                room = min(self.n_ctx - len(self.cached_tokens) - 2, sampling.max_tokens - n_generated - 1)
+                if room < 0:
                     finish = "length"
                     break
-                if n_generated >= sampling.max_tokens:
+                draft: list[int] = []
+                matched = 0
+                if lookup is not None and room > 0:
+                    found, matched = lookup.find(min(room, self.MAX_DRAFT))
+                    draft = found[:budget.length(len(found), matched)]
+                step_started = time.perf_counter()
+                if not draft:
+                    single[0] = token
+                    rc = llama_cpp.llama_decode(self.ctx, llama_cpp.llama_batch_get_one(single, 1))
+                    if rc != 0:
+                        self._truncate_cache(len(self.cached_tokens))
+                        raise EngineError(f"llama.cpp failed while generating (code {rc}).")
+                    self.cached_tokens.append(token)
+                    budget.plain_step((time.perf_counter() - step_started) * 1000.0)
+                    token = llama_cpp.llama_sampler_sample(sampler, self.ctx, -1)
+                    continue
+                token = self._verify_draft(draft_batch, token, draft, sampler, budget, step_started, take, matched)
+                if token is None:
                     break
-                single[0] = token
-                batch = llama_cpp.llama_batch_get_one(single, 1)
-                rc = llama_cpp.llama_decode(self.ctx, batch)
-                if rc != 0:
-                    self._truncate_cache(len(self.cached_tokens))
-                    raise EngineError(f"llama.cpp failed while generating (code {rc}).")
-                self.cached_tokens.append(token)
         finally:
             llama_cpp.llama_sampler_free(sampler)
+            if draft_batch is not None:
+                llama_cpp.llama_batch_free(draft_batch)
         tail = stops.flush() if not stops.hit else ""
         tail += decoder.decode(b"", final=True)
         if tail and finish != "cancelled":
@@ -342,6 +383,10 @@ class LoadedModel:
             "llama_tokens_per_s": (perf.n_eval / perf.t_eval_ms * 1000.0) if perf.t_eval_ms > 0 else None,
             "llama_prompt_eval_ms": float(perf.t_p_eval_ms),
             "seed": seed,
+            "draft_tokens": budget.drafted,
+            "draft_tokens_accepted": budget.accepted,
+            "draft_steps": budget.steps,
+            "draft_cost_ratio": round(budget.cost_ratio, 3) if budget.steps else None,
             "finish_reason": finish,
         }
         if finish == "cancelled":
@@ -349,6 +394,43 @@ class LoadedModel:
             exc.metrics = metrics  # type: ignore[attr-defined]
             raise exc
         return GenerationResult(text=text, finish_reason=finish, metrics=metrics)
+
+    def _verify_draft(self, batch, token: int, draft: list[int], sampler, budget: DraftBudget,
+                      step_started: float, take, matched: int) -> int | None:
+        """Decode ``token`` and its ``draft`` in one batch with a logit row each, then sample
+        position by position: a drafted token stands while it is the token sampled there.
+        Returns the next token to decode, or None when ``take`` ended the reply. The KV cache
+        keeps only the positions whose inputs were the reply's real tokens."""
+        base = len(self.cached_tokens)
+        inputs = [token, *draft]
+        for i, item in enumerate(inputs):
+            batch.token[i] = item
+            batch.pos[i] = base + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = 1
+        batch.n_tokens = len(inputs)
+        rc = llama_cpp.llama_decode(self.ctx, batch)
+        if rc != 0:
+            self._truncate_cache(base)
+            raise EngineError(f"llama.cpp failed while generating (code {rc}).")
+        self.cached_tokens.extend(inputs)
+        elapsed_ms = (time.perf_counter() - step_started) * 1000.0
+        accepted = 0
+        next_token: int | None = None
+        for i in range(len(inputs)):
+            sampled = llama_cpp.llama_sampler_sample(sampler, self.ctx, i)
+            if i < len(draft) and sampled == draft[i]:
+                accepted += 1
+                if take(sampled):
+                    break
+                continue
+            next_token = sampled
+            break
+        budget.verified(len(draft), accepted, elapsed_ms, matched)
+        # Inputs 0..accepted were real tokens of the reply; drafts after them were not.
+        self._truncate_cache(base + 1 + accepted if next_token is not None else base + accepted)
+        return next_token
 
     # ----- many sequences at once (classification, batched translation) -----------------
     def batch_context(self):

@@ -424,7 +424,7 @@ class Worker:
             tokens = self._prompt_tokens(model, rendered.text)
         return self._generate(request_id, model, tokens, sampling,
                               extra={"template": rendered.template_name, "template_warning": rendered.warning,
-                                     "messages_dropped": dropped})
+                                     "messages_dropped": dropped}, speculation=self._speculation(model, params))
 
     def do_complete(self, request_id: str, params: dict) -> dict | None:
         model = self._task_model(request_id, params)
@@ -433,7 +433,7 @@ class Worker:
         if not prompt:
             raise RequestError("The prompt is empty.", "bad_request")
         tokens = self._prompt_tokens(model, prompt)
-        return self._generate(request_id, model, tokens, sampling, extra={})
+        return self._generate(request_id, model, tokens, sampling, extra={}, speculation=self._speculation(model, params))
 
     # ----- many items at once: label scoring and batched greedy continuation -------------
     def _batch_inputs(self, model, params: dict, key: str) -> tuple[list[int], list]:
@@ -544,7 +544,20 @@ class Worker:
         except (TypeError, ValueError) as exc:
             raise RequestError(str(exc), "bad_request") from exc
 
-    def _generate(self, request_id: str, model, tokens: list[int], sampling: SamplingParams, extra: dict):
+    def _speculation(self, model, params: dict) -> dict:
+        """Prompt-lookup drafting for this request: on when ``speculative`` is true (the chat
+        asks for it where the reply is expected to repeat its input: passages from documents,
+        an edited message's old reply); ``lookup_texts`` are more texts to draft from,
+        tokenized as plain text."""
+        lookup_texts = params.get("lookup_texts") or []
+        if not isinstance(lookup_texts, list) or not all(isinstance(t, str) for t in lookup_texts):
+            raise RequestError("'lookup_texts' must be a list of strings.", "bad_request")
+        return {"speculative": bool(params.get("speculative", False)),
+                "lookup_sources": [model.tokenize(text, add_special=False, parse_special=False)
+                                   for text in lookup_texts if text]}
+
+    def _generate(self, request_id: str, model, tokens: list[int], sampling: SamplingParams, extra: dict,
+                  speculation: dict | None = None):
         from engine.llama_runtime import Cancelled, EngineError
 
         emit = self.emit
@@ -554,7 +567,8 @@ class Worker:
 
         threads = self._use_threads(model.ctx, model.settings)
         try:
-            result = model.generate(tokens, sampling, on_text=on_text, cancel=self._current_cancel)
+            result = model.generate(tokens, sampling, on_text=on_text, cancel=self._current_cancel,
+                                    **(speculation or {}))
         except Cancelled as exc:
             metrics = getattr(exc, "metrics", {})
             self.emit(request_id, "error", message="Stopped.", kind="cancelled", partial=exc.text, metrics=metrics)

@@ -118,6 +118,8 @@ class _Turn:
     question: str = ""
     variant_of: str | None = None  # the reply this one is written again for (a regenerate)
     n_ctx: int | None = None  # the model's own context length (its settings), None: the app's
+    # Replies this turn replaces (an edited message's old answers): the engine drafts from them.
+    lookup_texts: list = field(default_factory=list)
 
 
 class ChatSession:
@@ -262,11 +264,16 @@ class ChatSession:
         conversation = None
         user_message = None
         hidden: list[str] = []
+        replaced_replies: list[str] = []
         if replace_from is not None:
-            ids = [m.id for m in self.visible_messages()]
+            visible = self.visible_messages()
+            ids = [m.id for m in visible]
             if replace_from not in ids:
                 raise ChatError("That message is no longer in this conversation, so it cannot be edited.")
             hidden = ids[ids.index(replace_from):]
+            # An edited question is often answered much as before: the old reply seeds the
+            # engine's drafts (prompt lookup), which only ever keeps tokens the model samples.
+            replaced_replies = [m.text for m in visible[ids.index(replace_from):] if m.role == "assistant" and m.text]
         if self.persist:
             conversations = self.conversations
             if self.conversation_id is None:
@@ -287,7 +294,8 @@ class ChatSession:
             user_message = Message(id=new_id(), conversation_id="", role="user", text=text, model=model.id,
                                    created_at=now, updated_at=now)
             self._memory.append(user_message)
-        return self._prepared(model, conversation, user_message, hidden, text)
+        prepared, turn = self._prepared(model, conversation, user_message, hidden, text)
+        return prepared, replace(turn, lookup_texts=replaced_replies)
 
     def _prepare_regenerate(self, reply_id: str | None) -> tuple[TurnPrepared, _Turn]:
         visible = self.visible_messages()
@@ -428,6 +436,12 @@ class ChatSession:
                 # The model's own context length travels with the request; the engine loads the
                 # model with it, and refuses it with the longest that fits when it does not.
                 engine_options = {"engine": {"n_ctx": int(turn.n_ctx)}} if turn.n_ctx else {}
+                if turn.lookup_texts:
+                    engine_options["lookup_texts"] = list(turn.lookup_texts)
+                if turn.lookup_texts or turn.sources:
+                    # The reply is likely to repeat passages or the old reply: let the engine
+                    # draft from them (it stops drafting by itself when drafts are refused).
+                    engine_options["speculative"] = True
                 handle = self.services.engine.chat(turn.model.path, turn.prompt, turn.sampling, adapters=adapters,
                                                    **engine_options)
             except Exception as exc:

@@ -50,12 +50,15 @@ class ScriptedHandle:
                 yield {"event": "token", "text": self.tokens[self.sent - 1]}
 
 
-def scripted(services, handle: ScriptedHandle) -> list:
-    """Give ``services`` an engine that answers with ``handle``; returns the prompts it was sent."""
+def scripted(services, handle: ScriptedHandle, options: list | None = None) -> list:
+    """Give ``services`` an engine that answers with ``handle``; returns the prompts it was sent
+    (and appends each request's other options to ``options`` when given)."""
     prompts = []
 
-    def chat(path, prompt, sampling, adapters=None):
+    def chat(path, prompt, sampling, adapters=None, **more):
         prompts.append(prompt)
+        if options is not None:
+            options.append(more)
         return handle
 
     services._engine = SimpleNamespace(chat=chat, close=lambda: None)
@@ -122,6 +125,21 @@ def test_regenerate_keeps_variants_and_edit_takes_earlier_messages_out_of_view(s
     events = list(session.edit_and_resend(visible[0].id, "Tell me about beavers."))
     assert set(events[0].hidden) == {m.id for m in visible}
     assert [m.text for m in session.visible_messages()] == ["Tell me about beavers.", "Third answer."]
+
+
+def test_an_edited_message_lets_the_engine_draft_from_the_reply_it_replaces(services):
+    handle = ScriptedHandle(["Otters live in rivers and eat fish."])
+    options: list = []
+    scripted(services, handle, options)
+    session = ChatSession(services)
+    list(session.turn("Tell me about otters."))
+    # A plain turn has nothing to draft from: no prompt lookup asked for.
+    assert "speculative" not in options[0] and "lookup_texts" not in options[0]
+    question = session.visible_messages()[0]
+    handle.__init__(["Otters live in rivers."])
+    list(session.edit_and_resend(question.id, "Tell me about sea otters."))
+    assert options[1]["lookup_texts"] == ["Otters live in rivers and eat fish."]
+    assert options[1]["speculative"] is True
 
 
 def test_regenerating_twice_keeps_three_variants_and_the_next_turn_sees_the_chosen_one(services):
