@@ -52,6 +52,8 @@ class Services:
             if self._closed:
                 raise StoreError("Your library was closed (the window was locked or is closing); nothing was done.")
             if self._engine is None:
+                # Fast-prompt copies of the weights (engine.fast_prefill) live with the models.
+                self.settings.engine.prefill_copies_dir = str(self.paths.models_dir / "fast-prefill")
                 self._engine = EngineClient(self.settings.engine, log_path=self.paths.logs_dir / "engine.log")
                 self._engine.start()
             return self._engine

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import ctypes
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from engine.llama_context import EngineError, free_llama, load_model, new_context, tokenize
+from engine import fast_prefill
 from engine.prompt_lookup import DraftBudget, PromptLookup
 from engine.settings import EngineSettings, SamplingParams
 
@@ -113,6 +115,10 @@ class LoadedModel:
         self._adapters: dict[tuple, object] = {}
         #: The adapters applied to the contexts now, as ((key, scale), ...); () is the base model.
         self.active_adapters: tuple[tuple[tuple, float], ...] = ()
+        #: An F16 copy that processes long prompts (engine.fast_prefill), when attached.
+        self.fast_prefill = None
+        #: Whether the last prompt was evaluated by that copy.
+        self.prompt_by_copy = False
 
     # ----- metadata ---------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -195,6 +201,7 @@ class LoadedModel:
         tokens, but it would slow one-token decode steps, where the generation loop checks
         for cancellation between tokens anyway.
         """
+        self.prompt_by_copy = False
         if len(prompt_tokens) >= self.n_ctx:
             raise EngineError(
                 f"The prompt is {len(prompt_tokens)} tokens long but the context holds {self.n_ctx}; "
@@ -208,8 +215,17 @@ class LoadedModel:
         # The last prompt token must be evaluated again so that its logits exist.
         if common == len(prompt_tokens):
             common -= 1
-        self._truncate_cache(common)
         todo = prompt_tokens[common:]
+        if self.fast_prefill is not None and len(todo) >= fast_prefill.MIN_TOKENS and not self.active_adapters:
+            try:
+                evaluated = self.fast_prefill.evaluate(self, prompt_tokens)
+                self.prompt_by_copy = True
+                return evaluated
+            except EngineError as exc:  # the model evaluates the prompt itself, as without a copy
+                print(f"fast prefill skipped: {exc}", file=sys.stderr, flush=True)
+                common = 0
+                todo = prompt_tokens
+        self._truncate_cache(common)
         llama_cpp.llama_set_abort_callback(self.ctx, self._abort_cb, None)
         try:
             step = max(1, int(self.settings.n_batch))
@@ -370,6 +386,7 @@ class LoadedModel:
             "prompt_tokens_evaluated": evaluated,
             "prompt_tokens_done": len(prompt_tokens),
             "prompt_tokens_cached": reused,
+            "prompt_by_fast_copy": self.prompt_by_copy,
             "cache_tokens_before": cached_before,
             "completion_tokens": n_generated,
             "ttft_ms": (first - started) * 1000.0,
@@ -512,7 +529,15 @@ class LoadedModel:
         if llama_cpp.llama_set_adapters_lora(ctx, handles, count, scales) != 0:
             raise EngineError("llama.cpp could not apply the LoRA adapters to the model.")
 
+    def attach_fast_prefill(self, copy_path: str) -> None:
+        """Process long prompts with the F16 copy at ``copy_path`` (engine.fast_prefill)."""
+        if self.fast_prefill is None:
+            self.fast_prefill = fast_prefill.FastPrefill(copy_path, self.settings)
+
     def close(self) -> None:
+        if getattr(self, "fast_prefill", None) is not None:
+            self.fast_prefill.close()
+            self.fast_prefill = None
         # The batch context shares this model's weights: free it before them.
         context = getattr(self, "_batch_context", None)
         if context is not None:

@@ -56,6 +56,10 @@ class EngineSettings:
     # Use fewer threads than n_threads / n_threads_batch while other programs keep the cores
     # busy (see engine.threads); False always uses the settings as they are.
     adapt_threads: bool = True
+    # Long prompts of models whose weights lack fast prompt kernels (Q4_1) go through an F16
+    # copy of the same weights (engine.fast_prefill), kept in prefill_copies_dir ("" = never).
+    fast_prefill: bool = True
+    prefill_copies_dir: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -123,6 +123,7 @@ ENGINE_STATES = {
     "stopped": "Engine: not running",
     "starting": "Engine: starting…",
     "loading": "Engine: loading model…",
+    "preparing": "Engine: preparing the model for long prompts (once)…",
     "ready": "Engine: ready",
     "error": "Engine: error",
 }

@@ -1,0 +1,106 @@
+"""The fast-prompt copy of a model's weights (engine.fast_prefill): made once, handed over.
+
+With the real default chat model (SmolLM2, Q4_1: the format without fast prompt kernels).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from engine import fast_prefill
+from engine.client import EngineClient
+from engine.gguf_check import summarize
+from engine.library import inspect_model
+from engine.settings import EngineSettings, SamplingParams
+
+LONG_PROMPT = ("<|im_start|>user\n" + " ".join(
+    f"Note {i}: the meeting about the river bridge moved to room {i % 7} on day {i % 5}." for i in range(40))
+    + "\nWhere did note 3 say the meeting moved?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_only_small_models_in_formats_without_fast_prompt_kernels_get_a_copy(smollm2_path):
+    summary = inspect_model(smollm2_path, with_hash=False).summary
+    assert summary["quantization"] == "Q4_1"
+    assert fast_prefill.wants_copy(summary)
+    assert not fast_prefill.wants_copy({**summary, "quantization": "Q4_K_M"})
+    assert not fast_prefill.wants_copy({**summary, "quantization": "F16"})
+    assert not fast_prefill.wants_copy({**summary, "parameter_count": 7_000_000_000})
+
+
+def test_the_copy_is_f16_made_once_and_made_again_when_the_source_changes(smollm2_path, tmp_path):
+    source = tmp_path / "chat.gguf"
+    shutil.copyfile(smollm2_path, source)
+    copies = tmp_path / "copies"
+    first = fast_prefill.ensure_copy(str(source), copies)
+    header = inspect_model(str(first), with_hash=False)
+    assert summarize(header.header)["quantization"] == "F16"
+    assert summarize(header.header)["architecture"] == inspect_model(smollm2_path, with_hash=False).summary["architecture"]
+    made = first.stat().st_mtime_ns
+    assert fast_prefill.ensure_copy(str(source), copies) == first and first.stat().st_mtime_ns == made
+    # A re-exported source is a new model: a new copy, and the old one goes.
+    os.utime(source, ns=(made + 10**9, made + 10**9))
+    second = fast_prefill.ensure_copy(str(source), copies)
+    assert second != first and second.exists() and not first.exists()
+    assert not list(copies.glob("*.partial"))
+
+
+@pytest.fixture(scope="module")
+def pair(smollm2_path, tmp_path_factory):
+    from engine.llama_runtime import LoadedModel
+
+    copy = fast_prefill.ensure_copy(smollm2_path, tmp_path_factory.mktemp("copies"))
+    plain = LoadedModel(smollm2_path, EngineSettings(n_ctx=2048))
+    fast = LoadedModel(smollm2_path, EngineSettings(n_ctx=2048))
+    fast.attach_fast_prefill(str(copy))
+    yield plain, fast
+    plain.close()
+    fast.close()
+
+
+def test_a_long_prompt_goes_through_the_copy_and_the_model_decodes_from_the_handed_cache(pair):
+    plain, fast = pair
+    tokens = fast.tokenize(LONG_PROMPT)
+    assert len(tokens) >= fast_prefill.MIN_TOKENS
+    greedy = SamplingParams(temperature=0.0, max_tokens=12)
+    reference = plain.generate(tokens, greedy)
+    result = fast.generate(tokens, greedy)
+    assert result.metrics["prompt_by_fast_copy"] and not reference.metrics["prompt_by_fast_copy"]
+    assert result.text.strip() and result.text == reference.text
+    # The model's cache holds the prompt and the reply: the next turn re-uses all of it.
+    follow = tokens + fast.tokenize(result.text, add_special=False) + fast.tokenize("<|im_end|>\n<|im_start|>user\nThanks.",
+                                                                                     add_special=False)
+    again = fast.generate(follow, SamplingParams(temperature=0.0, max_tokens=4))
+    assert again.metrics["prompt_tokens_cached"] >= len(tokens)
+    assert not again.metrics["prompt_by_fast_copy"]  # a few new tokens: the model itself
+
+
+def test_short_prompts_and_prompts_with_adapters_never_use_the_copy(pair):
+    _plain, fast = pair
+    fast.clear_cache()
+    short = fast.generate(fast.tokenize("<|im_start|>user\nHi.<|im_end|>\n<|im_start|>assistant\n"),
+                          SamplingParams(temperature=0.0, max_tokens=2))
+    assert not short.metrics["prompt_by_fast_copy"]
+    fast.clear_cache()
+    fast.active_adapters = ((("adapter.gguf", 0, 0, 0), 1.0),)  # as set_adapters leaves it
+    try:
+        fast.evaluate_prompt(fast.tokenize(LONG_PROMPT))
+        assert not fast.prompt_by_copy
+    finally:
+        fast.active_adapters = ()
+        fast.clear_cache()
+
+
+def test_the_worker_makes_the_copy_once_says_so_and_uses_it(smollm2_path, tmp_path):
+    statuses = []
+    settings = EngineSettings(n_ctx=2048, prefill_copies_dir=str(tmp_path / "copies"))
+    with EngineClient(settings, on_status=lambda state, info: statuses.append(state)) as client:
+        done = client.complete(smollm2_path, LONG_PROMPT, {"temperature": 0.0, "max_tokens": 4}).result(timeout=120)
+        assert done["metrics"]["prompt_by_fast_copy"]
+    assert "preparing" in statuses
+    assert len(list((tmp_path / "copies").glob("*.f16.gguf"))) == 1
+    with EngineClient(EngineSettings(n_ctx=2048, fast_prefill=False, prefill_copies_dir=str(tmp_path / "copies"))) as client:
+        done = client.complete(smollm2_path, LONG_PROMPT, {"temperature": 0.0, "max_tokens": 4}).result(timeout=120)
+        assert not done["metrics"]["prompt_by_fast_copy"]
