@@ -99,10 +99,13 @@ class DraftBudget:
     """How many drafted tokens are worth verifying in the next step.
 
     Verifying ``k`` drafted tokens costs ``1 + k * r`` one-token steps, where ``r`` is the
-    measured cost of an extra token in a batch relative to a one-token step; the ``i``-th
-    drafted token pays off only when it is accepted, which needs all before it accepted too,
-    with probability ``a ** i`` for a per-token acceptance ``a``. The draft is cut where
-    ``a ** i`` falls below ``r``: a further token would cost more than it is expected to save.
+    measured cost of an extra token in a batch relative to a one-token step, and yields
+    ``1 + a + a**2 + ... + a**k`` tokens on average for a per-token acceptance ``a`` (a drafted
+    token counts only when all before it were accepted). The draft length is the ``k`` with
+    the best yield per cost, and no draft at all unless that beats plain decoding by
+    :attr:`MIN_GAIN`: where a batch costs nearly as much per token as one-token steps (a small
+    model whose weights lack fast batch kernels), drafting gains nothing, and it would only
+    change which of two near-tied tokens wins (a batch rounds differently from a single token).
 
     ``a`` is observed separately for short, medium and long matches (:meth:`PromptLookup.find`):
     a reply that has followed its source for many tokens keeps following it far more often
@@ -117,8 +120,11 @@ class DraftBudget:
     PRIOR_COST_RATIO = 0.5
     #: Weight of the newest observation in the running averages.
     SMOOTHING = 0.3
-    #: One-token steps between probes once drafting has switched itself off.
-    PROBE_EVERY = 32
+    #: Expected tokens per unit of cost a draft must reach to be worth verifying.
+    MIN_GAIN = 1.1
+    #: One-token steps between probes (one drafted token after a medium or long match) once
+    #: drafting has switched itself off: a probe measures the batch cost and the acceptance again.
+    PROBE_EVERY = 64
 
     def __init__(self, max_draft: int = 8):
         self.max_draft = max(0, int(max_draft))
@@ -145,15 +151,19 @@ class DraftBudget:
         limit = min(self.max_draft, available)
         ratio = self.cost_ratio
         acceptance = self.acceptance[self.kind(matched)]
-        length, chance = 0, 1.0
-        while length < limit:
+        best, best_gain = 0, 1.0
+        expected, chance = 1.0, 1.0
+        for length in range(1, limit + 1):
             chance *= acceptance
-            if chance < ratio:
-                break
-            length += 1
-        if length == 0 and limit > 0 and self._since_draft >= self.PROBE_EVERY:
-            length = 1  # drafting has switched itself off: look again now and then
-        return length
+            expected += chance
+            gain = expected / (1.0 + length * ratio)
+            if gain > best_gain:
+                best, best_gain = length, gain
+        if best_gain >= self.MIN_GAIN:
+            return best
+        if limit > 0 and matched >= self.MEDIUM_MATCH and self._since_draft >= self.PROBE_EVERY:
+            return 1  # drafting has switched itself off: look again now and then
+        return 0
 
     def plain_step(self, elapsed_ms: float) -> None:
         """A one-token decode step took ``elapsed_ms``."""

@@ -45,23 +45,38 @@ def test_budget_grows_drafts_that_are_accepted_and_switches_off_after_refusals()
     assert first >= 1
     for _ in range(6):
         budget.verified(first, first, 10.0 + first * 2.0, matched=8)
-    assert budget.length(8, matched=8) > first
     assert budget.cost_ratio == pytest.approx(0.2)
+    assert budget.length(8, matched=8) > first
     for _ in range(6):
         budget.verified(3, 0, 10.0 + 3 * 2.0, matched=2)
-    # Short matches are refused now; long ones still draft: one kind does not switch off the other.
+    # Short matches are refused now; long ones still draft: one kind does not switch the other off.
     assert budget.length(8, matched=2) == 0
     assert budget.length(8, matched=10) > 0
 
 
+def test_budget_does_not_draft_where_a_batch_costs_nearly_as_much_as_its_tokens_one_by_one():
+    budget = DraftBudget(max_draft=8)
+    budget.plain_step(10.0)
+    budget.verified(1, 1, 18.0, matched=8)  # a batch of two costs 1.8 steps
+    assert budget.cost_ratio == pytest.approx(0.8)
+    assert budget.length(8, matched=8) == 0
+    # Cheap batches (a larger model reading its weights once for all tokens): long drafts.
+    cheap = DraftBudget(max_draft=8)
+    cheap.plain_step(10.0)
+    cheap.verified(1, 1, 11.0, matched=8)
+    assert cheap.length(8, matched=8) >= 4
+
+
 def test_budget_probes_now_and_then_once_switched_off():
     budget = DraftBudget(max_draft=8)
-    budget.verified(4, 0, 20.0, matched=2)
-    assert budget.length(8, matched=2) == 0
+    budget.verified(4, 0, 20.0, matched=5)
+    budget.verified(4, 0, 20.0, matched=5)
+    assert budget.length(8, matched=5) == 0
     for _ in range(DraftBudget.PROBE_EVERY):
         budget.plain_step(10.0)
-    assert budget.length(8, matched=2) == 1
-    assert budget.length(0, matched=2) == 0
+    assert budget.length(8, matched=5) == 1
+    assert budget.length(8, matched=2) == 0  # no probe on a chance match of two tokens
+    assert budget.length(0, matched=5) == 0
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +94,21 @@ COPY_PROMPT = ("<|im_start|>user\nRepeat this sentence exactly, word for word: T
                "<|im_start|>assistant\n")
 
 
+@pytest.fixture
+def always_draft(monkeypatch):
+    """Verify every draft found, whatever a batch costs on this machine: the verification must
+    keep the reply and the cache exactly right however often it runs (the budget that decides
+    when drafting pays is tested above)."""
+    monkeypatch.setattr(DraftBudget, "length", lambda self, available, matched=0: available)
+
+
 def greedy(**overrides):
     from engine.settings import SamplingParams
 
     return SamplingParams(**{"temperature": 0.0, "max_tokens": 48, "repeat_penalty": 1.0, **overrides})
 
 
-def test_a_copied_reply_is_verified_in_batches_and_comes_out_as_plain_decoding_gives_it(smollm2):
+def test_a_copied_reply_is_verified_in_batches_and_comes_out_as_plain_decoding_gives_it(smollm2, always_draft):
     tokens = smollm2.tokenize(COPY_PROMPT)
     smollm2.clear_cache()
     plain = smollm2.generate(tokens, greedy())
@@ -101,7 +124,7 @@ def test_a_copied_reply_is_verified_in_batches_and_comes_out_as_plain_decoding_g
     assert plain.metrics["draft_tokens"] == 0
 
 
-def test_speculative_decoding_keeps_the_token_limit_and_stop_strings(smollm2):
+def test_speculative_decoding_keeps_the_token_limit_and_stop_strings(smollm2, always_draft):
     tokens = smollm2.tokenize(COPY_PROMPT)
     smollm2.clear_cache()
     limited = smollm2.generate(tokens, greedy(max_tokens=7), speculative=True)
@@ -114,10 +137,9 @@ def test_speculative_decoding_keeps_the_token_limit_and_stop_strings(smollm2):
     assert "lazy" not in stopped.text and "brown fox" in stopped.text
 
 
-def test_the_engine_drafts_from_the_texts_a_request_names(smollm2):
+def test_the_engine_drafts_from_the_texts_a_request_names(smollm2, always_draft):
     # The reply to the same question again (an edit that changed nothing the model notices):
-    # with the earlier reply as a source, the engine finds drafts it would not find otherwise
-    # (how many it verifies depends on the batch cost it measures on this machine).
+    # with the earlier reply as a source, the engine finds drafts it would not find otherwise.
     prompt = smollm2.tokenize("<|im_start|>user\nWrite a short poem about the sea.<|im_end|>\n<|im_start|>assistant\n")
     smollm2.clear_cache()
     without = smollm2.generate(prompt, greedy(max_tokens=64), speculative=True)
@@ -125,4 +147,4 @@ def test_the_engine_drafts_from_the_texts_a_request_names(smollm2):
     smollm2.clear_cache()
     with_source = smollm2.generate(prompt, greedy(max_tokens=64), speculative=True, lookup_sources=[earlier])
     assert with_source.metrics["draft_tokens_accepted"] > without.metrics["draft_tokens_accepted"]
-    assert with_source.metrics["draft_steps"] > without.metrics["draft_steps"]
+    assert with_source.metrics["draft_tokens_accepted"] >= with_source.metrics["completion_tokens"] // 2
