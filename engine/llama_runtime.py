@@ -119,6 +119,9 @@ class LoadedModel:
         self.fast_prefill = None
         #: Whether the last prompt was evaluated by that copy.
         self.prompt_by_copy = False
+        #: A one-token step's cost and an extra batch token's, as the last speculative reply
+        #: measured them (engine.prompt_lookup.DraftBudget): the next reply starts from them.
+        self._draft_costs: tuple[float | None, float | None] = (None, None)
 
     # ----- metadata ---------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -306,7 +309,7 @@ class LoadedModel:
         finish = "length"
         single = (llama_cpp.llama_token * 1)()
         lookup = PromptLookup([*(lookup_sources or []), prompt_tokens]) if speculative else None
-        budget = DraftBudget(self.MAX_DRAFT)
+        budget = DraftBudget(self.MAX_DRAFT, *self._draft_costs)
         draft_batch = llama_cpp.llama_batch_init(self.MAX_DRAFT + 1, 0, 1) if speculative else None
 
         def take(token: int) -> bool:
@@ -369,6 +372,7 @@ class LoadedModel:
             llama_cpp.llama_sampler_free(sampler)
             if draft_batch is not None:
                 llama_cpp.llama_batch_free(draft_batch)
+                self._draft_costs = (budget.single_ms, budget.extra_ms_per_token)
         tail = stops.flush() if not stops.hit else ""
         tail += decoder.decode(b"", final=True)
         if tail and finish != "cancelled":

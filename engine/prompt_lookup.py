@@ -126,11 +126,13 @@ class DraftBudget:
     #: drafting has switched itself off: a probe measures the batch cost and the acceptance again.
     PROBE_EVERY = 64
 
-    def __init__(self, max_draft: int = 8):
+    def __init__(self, max_draft: int = 8, single_ms: float | None = None, extra_ms_per_token: float | None = None):
+        """``single_ms`` and ``extra_ms_per_token``: the step costs an earlier reply of the same
+        model measured (they belong to the model and the machine; acceptance belongs to a reply)."""
         self.max_draft = max(0, int(max_draft))
         self.acceptance = list(self.PRIOR_ACCEPTANCE)
-        self.single_ms: float | None = None
-        self.extra_ms_per_token: float | None = None
+        self.single_ms = single_ms
+        self.extra_ms_per_token = extra_ms_per_token
         self._since_draft = 0
         self.drafted = 0
         self.accepted = 0
