@@ -144,7 +144,9 @@ def main() -> int:
 
     import llama_cpp
 
-    settings = EngineSettings(n_threads=threads, n_threads_batch=threads)
+    # Threads fixed, as the bare run's are: the worker would see the bare run that just ended as
+    # another program keeping the cores busy and start its request on fewer threads.
+    settings = EngineSettings(n_threads=threads, n_threads_batch=threads, adapt_threads=False)
     client = EngineClient(settings)
     client.start()
     # Defaults, except the thread count, which the comparison holds equal.

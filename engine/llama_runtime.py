@@ -81,6 +81,8 @@ class LoadedModel:
 
     #: Most drafted tokens verified in one batch (prompt lookup); the budget usually asks fewer.
     MAX_DRAFT = 8
+    #: Seconds between two calls of generate's ``on_tick``.
+    TICK_S = 0.1
 
     def __init__(self, path: str, settings: EngineSettings):
         self.path = path
@@ -267,7 +269,7 @@ class LoadedModel:
 
     def generate(self, prompt_tokens: list[int], sampling: SamplingParams, on_text=None,
                  cancel: threading.Event | None = None, speculative: bool = False,
-                 lookup_sources: list[list[int]] | None = None) -> GenerationResult:
+                 lookup_sources: list[list[int]] | None = None, on_tick=None) -> GenerationResult:
         """Evaluate the prompt (re-using the cache) and sample until an end token, a stop
         string, ``max_tokens`` or cancellation. ``on_text`` receives text as it is produced;
         ``cancel`` is the request's own flag, set by another thread to stop it.
@@ -276,7 +278,10 @@ class LoadedModel:
         from the prompt, ``lookup_sources`` and the reply so far) are verified several at a
         time; each position is sampled by the same sampler chain in the same order as plain
         decoding, and a drafted token is kept only where it is the token sampled, so the
-        reply does not change."""
+        reply does not change.
+
+        ``on_tick`` is called between tokens every :attr:`TICK_S` seconds (the worker
+        re-chooses the thread count there, as the machine's load changes during a reply)."""
         self._cancel = cancel if cancel is not None else threading.Event()
         started = time.perf_counter()
         llama_cpp.llama_perf_context_reset(self.ctx)
@@ -339,9 +344,13 @@ class LoadedModel:
                 token = None
             else:
                 token = llama_cpp.llama_sampler_sample(sampler, self.ctx, -1)
+            next_tick = time.perf_counter() + self.TICK_S
             while token is not None:
                 if take(token):
                     break
+                if on_tick is not None and time.perf_counter() >= next_tick:
+                    on_tick()
+                    next_tick = time.perf_counter() + self.TICK_S
                 if self._cancel.is_set():
                     finish = "cancelled"
                     break

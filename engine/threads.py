@@ -165,9 +165,9 @@ class LoadSampler:
                 with self._lock:
                     self._ring.append(snap)
 
-    def others_busy_cores(self) -> float | None:
+    def others_busy_cores(self, window_s: float = WINDOW_S) -> float | None:
         """Cores kept busy by other processes over the most recent window of at least
-        ``WINDOW_S`` the ring holds (a shorter one right after start), or None when no
+        ``window_s`` the ring holds (a shorter one right after start), or None when no
         window is long enough yet."""
         now = self.snapshot()
         if now is None:
@@ -178,7 +178,7 @@ class LoadSampler:
                 self._ring.append(now)
         base = None
         for snap in reversed(ring):
-            if now.at - snap.at >= WINDOW_S:
+            if now.at - snap.at >= window_s:
                 base = snap
                 break
         if base is None and ring and now.at - ring[0].at >= MIN_WINDOW_S:

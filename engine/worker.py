@@ -261,6 +261,14 @@ class Worker:
             free = min(free, max(0, int(settings.memory_limit_bytes) - used))
         return free
 
+    @staticmethod
+    def _copy_threads(model, threads: dict) -> None:
+        """The fast-prompt copy (engine.fast_prefill) evaluates with the model's thread counts."""
+        if model.fast_prefill is not None:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(model.fast_prefill.model.ctx, threads["n_threads"], threads["n_threads_batch"])
+
     def _use_threads(self, ctx, settings: EngineSettings) -> dict:
         """Give ``ctx`` this request's thread counts: the settings' own, or fewer while other
         programs keep cores busy (:mod:`engine.threads`). Returns them for the metrics."""
@@ -589,13 +597,17 @@ class Worker:
             emit(request_id, "token", text=text)
 
         threads = self._use_threads(model.ctx, model.settings)
-        if model.fast_prefill is not None:  # the copy that evaluates long prompts: the same counts
-            import llama_cpp
+        self._copy_threads(model, threads)
 
-            llama_cpp.llama_set_n_threads(model.fast_prefill.model.ctx, threads["n_threads"], threads["n_threads_batch"])
+        def retune() -> None:
+            """Between tokens: the load seen over the last moments (a burst of another program
+            that has ended no longer counts, one that started now does)."""
+            if model.settings.adapt_threads:
+                self._others_busy = self.load.others_busy_cores(window_s=model.TICK_S)
+                threads.update(self._use_threads(model.ctx, model.settings))
         try:
             result = model.generate(tokens, sampling, on_text=on_text, cancel=self._current_cancel,
-                                    **(speculation or {}))
+                                    on_tick=retune, **(speculation or {}))
         except Cancelled as exc:
             metrics = getattr(exc, "metrics", {})
             self.emit(request_id, "error", message="Stopped.", kind="cancelled", partial=exc.text, metrics=metrics)
