@@ -26,7 +26,7 @@ soak: setup system-deps
 	$(PY) -m pytest -m slow -v -s
 
 bench: setup
-	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in benchmarks/*.py; do [ "$$(basename $$b)" = __init__.py ] && continue; echo "== $$b"; $(PY) $$b; done
 
 chat: setup
 	$(PY) -m assistant chat

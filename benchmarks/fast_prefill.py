@@ -51,7 +51,7 @@ from assistant.app import build_services  # noqa: E402
 from assistant.chat.prompt import grounded_chat  # noqa: E402
 from assistant.config import AppPaths  # noqa: E402
 from assistant.documents.retrieval import Scope  # noqa: E402
-from benchmarks.grounded_answers import DATA as GROUNDED_DATA, FOLDERS, SHARED  # noqa: E402
+from benchmarks.grounded_answers import DATA as GROUNDED_DATA, SHARED, index_collections  # noqa: E402
 from benchmarks.grounded_answers import split as split_grounded  # noqa: E402
 from benchmarks.record import THROWAWAY_PASSPHRASE, report  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
@@ -111,6 +111,7 @@ def perplexity(model_path: str, copies: str, part: str) -> dict:
 
     import llama_cpp
     from engine import fast_prefill
+    from engine.llama_context import fill_sequence
     from engine.llama_runtime import LoadedModel
     from engine.settings import EngineSettings
 
@@ -137,13 +138,7 @@ def perplexity(model_path: str, copies: str, part: str) -> dict:
                 first = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(model.ctx, -1), shape=(n_vocab,)).copy()
                 base = len(model.cached_tokens)
                 inputs = scored[:-1]
-                for j, token in enumerate(inputs):
-                    batch.token[j] = token
-                    batch.pos[j] = base + j
-                    batch.n_seq_id[j] = 1
-                    batch.seq_id[j][0] = 0
-                    batch.logits[j] = 1
-                batch.n_tokens = len(inputs)
+                fill_sequence(batch, inputs, base)
                 rc = llama_cpp.llama_decode(model.ctx, batch)
                 if rc != 0:
                     raise RuntimeError(f"llama_decode failed while scoring (code {rc}, {source}, at {base})")
@@ -175,12 +170,7 @@ def main(argv=None) -> int:
     data = args.data or Path(tempfile.mkdtemp(prefix="bench-fast-prefill-")) / "data"
     services = build_services(AppPaths(data), passphrase=THROWAWAY_PASSPHRASE)
     try:
-        documents, _retriever = services.documents_core()
-        indexed = {c["name"] for c in documents.collections() if c["files"]}
-        for name, folder in FOLDERS.items():
-            if name not in indexed:
-                list(documents.add_paths([folder], name))
-        ids = {name: documents.collection_id(name) for name in FOLDERS}
+        ids = index_collections(services.documents_core()[0])
         first = ttft(services, args.part, ids, questions)
         quality = perplexity(str(services.library.for_task("chat").path),
                              str(services.paths.models_dir / "fast-prefill"), args.part)

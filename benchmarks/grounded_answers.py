@@ -79,6 +79,16 @@ _DONT_KNOW_WORDS = re.compile(r"(?:do(?:es)? not|don't|doesn't|cannot|can't|coul
                               r"no (?:information|mention)", re.IGNORECASE)
 
 
+def index_collections(documents) -> dict[str, int]:
+    """Index the three collections through the app's own pipeline (unless the data folder
+    already holds them); their ids by name."""
+    indexed = {c["name"] for c in documents.collections() if c["files"]}
+    for name, folder in FOLDERS.items():
+        if name not in indexed:
+            list(documents.add_paths([folder], name))
+    return {name: documents.collection_id(name) for name in FOLDERS}
+
+
 def split(spec: dict) -> tuple[list[dict], list[dict]]:
     """(development, scored): alternate questions of each collection, fixed before any run."""
     development, scored = [], []
@@ -169,11 +179,7 @@ def main(argv=None) -> int:
     rows = []
     try:
         documents, retriever = services.documents_core()
-        indexed = {c["name"] for c in documents.collections() if c["files"]}
-        for name, folder in FOLDERS.items():
-            if name not in indexed:
-                list(documents.add_paths([folder], name))
-        ids = {name: documents.collection_id(name) for name in FOLDERS}
+        ids = index_collections(documents)
         sampling = replace(services.settings.sampling, seed=args.seed, max_tokens=REPLY_TOKENS)
         model_path = services.library.for_task("chat").path
         for item in questions:

@@ -54,7 +54,7 @@ from assistant.app import build_services  # noqa: E402
 from assistant.chat.prompt import grounded_chat  # noqa: E402
 from assistant.config import AppPaths  # noqa: E402
 from assistant.documents.retrieval import Scope  # noqa: E402
-from benchmarks.grounded_answers import DATA as GROUNDED_DATA, FOLDERS, outcome, says_dont_know  # noqa: E402
+from benchmarks.grounded_answers import DATA as GROUNDED_DATA, index_collections, outcome, says_dont_know  # noqa: E402
 from benchmarks.grounded_answers import split as split_grounded  # noqa: E402
 from benchmarks.record import THROWAWAY_PASSPHRASE, report  # noqa: E402
 
@@ -121,12 +121,7 @@ def main(argv=None) -> int:
     services = build_services(AppPaths(data), passphrase=THROWAWAY_PASSPHRASE)
     tasks: dict[str, list] = {"grounded": [], "edit_and_resend": [], "free_chat": []}
     try:
-        documents, _retriever = services.documents_core()
-        indexed = {c["name"] for c in documents.collections() if c["files"]}
-        for name, folder in FOLDERS.items():
-            if name not in indexed:
-                list(documents.add_paths([folder], name))
-        ids = {name: documents.collection_id(name) for name in FOLDERS}
+        ids = index_collections(services.documents_core()[0])
         engine = services.engine
         model = services.library.for_task("chat").path
         chat = grounded_chat(services, model)

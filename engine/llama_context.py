@@ -122,3 +122,15 @@ def tokenize(vocab, text: str, add_special: bool = True, parse_special: bool = T
         if n >= 0:
             return list(buf[:n])
         capacity = -n
+
+
+def fill_sequence(batch, tokens: list[int], first_pos: int) -> None:
+    """Put ``tokens`` into ``batch`` as positions ``first_pos``… of sequence 0, each asking for
+    its logit row (scoring a text, verifying a draft). Any thread that owns the batch."""
+    for i, token in enumerate(tokens):
+        batch.token[i] = token
+        batch.pos[i] = first_pos + i
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = 0
+        batch.logits[i] = 1
+    batch.n_tokens = len(tokens)

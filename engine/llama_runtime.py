@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import llama_cpp
 
-from engine.llama_context import EngineError, free_llama, load_model, new_context, tokenize
+from engine.llama_context import EngineError, fill_sequence, free_llama, load_model, new_context, tokenize
 from engine import fast_prefill
 from engine.prompt_lookup import DraftBudget, PromptLookup
 from engine.settings import EngineSettings, SamplingParams
@@ -433,13 +433,7 @@ class LoadedModel:
         keeps only the positions whose inputs were the reply's real tokens."""
         base = len(self.cached_tokens)
         inputs = [token, *draft]
-        for i, item in enumerate(inputs):
-            batch.token[i] = item
-            batch.pos[i] = base + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = 1
-        batch.n_tokens = len(inputs)
+        fill_sequence(batch, inputs, base)
         rc = llama_cpp.llama_decode(self.ctx, batch)
         if rc != 0:
             self._truncate_cache(base)

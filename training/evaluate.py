@@ -25,7 +25,7 @@ import llama_cpp
 import numpy as np
 
 from engine.gguf_check import MalformedModelError, check_gguf
-from engine.llama_context import EngineError, free_llama, load_model, new_context, tokenize
+from engine.llama_context import EngineError, fill_sequence, free_llama, load_model, new_context, tokenize
 from engine.llama_runtime import LoadedModel
 from engine.settings import EngineSettings, physical_cores
 
@@ -117,13 +117,7 @@ class _Scorer:
         batch = self.batch
         for start in range(0, len(tokens) - 1, _CHUNK):
             chunk = tokens[start : min(start + _CHUNK, len(tokens) - 1)]
-            for i, token in enumerate(chunk):
-                batch.token[i] = token
-                batch.pos[i] = start + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = 1
-            batch.n_tokens = len(chunk)
+            fill_sequence(batch, chunk, start)
             rc = llama_cpp.llama_decode(self.ctx, batch)
             if rc != 0:
                 raise EvaluationError(f"llama.cpp failed to evaluate the text (code {rc}).")
