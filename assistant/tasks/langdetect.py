@@ -1,17 +1,20 @@
-"""Offline language identification for `--from auto`: stop-word and letter profiles.
+"""Offline language identification for `--from auto`: py3langid, limited to the languages the app names.
 
-Pure functions, any thread. Why not ask the model: a 270M base model guesses the language
-of a short line less reliably than its most frequent words do, and this costs microseconds
-instead of a model call. The profiles below are hand-written: the most frequent function
-words of each language (articles, pronouns, prepositions, auxiliaries) and its letters
-that the others lack. Languages the translator does not support are still recognised, so
-that the user hears "Italian is not supported" rather than a wrong guess.
+Pure functions, any thread; the model (langid.py's, shipped inside the py3langid wheel, never
+fetched) loads once, on the first call, under a lock. Why a library and not the hand-written
+stop-word profiles this module held before: benchmarks/text_tools.py measured both on short
+(Tatoeba) and long (news) lines, and on the development part py3langid was the more accurate
+and the faster on each; why not
+ask the model: a small base model guesses the language of a short line less reliably and a
+model call costs far more. The classifier chooses among the supported languages and the other
+languages in ``OTHER_NAMES``, so that the user hears "Italian is not supported" rather than a
+wrong guess. ``STOPWORDS`` (the most frequent function words of each language) stays for the
+study cards' term finder.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
+import threading
 from dataclasses import dataclass
 
 # Languages the translator serves (code -> English name).
@@ -57,38 +60,14 @@ _STOPWORDS = {
 }
 STOPWORDS = {lang: frozenset(words.split()) for lang, words in _STOPWORDS.items()}
 
-# Letters one language uses and the other Latin-script candidates (almost) never do.
-_LETTERS = {
-    "de": "äöüß",
-    "fr": "çàèêëîïôûùœ",
-    "es": "ñ¿¡áíóú",
-    "pt": "ãõâ",
-    "it": "ìò",
-}
-
-# Letter sequences typical of a language's words; weak evidence that breaks ties between
-# languages sharing short function words ("de", "es", "un", "me").
-_NGRAMS = {
-    "en": ("th", "wh", "ing", "ght", "ly", "ou", "ee", "oo", "w"),
-    "fr": ("eau", "eux", "oi", "ou", "ait", "ez", "qu'", "tion", "ille", "ç"),
-    "de": ("sch", "ch", "ung", "ei", "ie", "tz", "cht", "k", "w", "z"),
-    "es": ("ll", "ción", "os", "as", "ar", "ue", "ie", "ñ", "qu"),
-    "it": ("zione", "gli", "cch", "zz", "tt"),
-}
-
-_SCRIPTS = [  # (first code point, last code point, language) for non-Latin scripts
-    (0x0400, 0x04FF, "ru"), (0x0370, 0x03FF, "el"), (0x0590, 0x05FF, "he"), (0x0600, 0x06FF, "ar"),
-    (0x0900, 0x097F, "hi"), (0x0E00, 0x0E7F, "th"), (0x3040, 0x30FF, "ja"), (0xAC00, 0xD7AF, "ko"),
-    (0x4E00, 0x9FFF, "zh"),
-]
-
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
+_identifier = None
+_identifier_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
 class Detection:
     language: str | None  # ISO 639-1 code, or None when there is too little to tell
-    confidence: float  # 0..1: share of the evidence that points to this language
+    confidence: float  # 0..1: the classifier's probability for this language
     supported: bool
 
     @property
@@ -96,58 +75,28 @@ class Detection:
         return NAMES.get(self.language or "", "an unknown language")
 
 
-def _script_language(text: str) -> str | None:
-    counts: dict[str, int] = {}
-    letters = 0
-    for ch in text:
-        if not ch.isalpha():
-            continue
-        letters += 1
-        code = ord(ch)
-        for lo, hi, lang in _SCRIPTS:
-            if lo <= code <= hi:
-                counts[lang] = counts.get(lang, 0) + 1
-                break
-    if not letters or not counts:
-        return None
-    lang, n = max(counts.items(), key=lambda kv: kv[1])
-    if n < letters * 0.3:
-        return None
-    if lang == "zh" and counts.get("ja"):
-        return "ja"  # Japanese mixes kana with kanji; Chinese has no kana
-    if lang == "ru" and any(ch in text for ch in "їєіґ"):
-        return "uk"
-    return lang
+def _classifier():
+    global _identifier
+    with _identifier_lock:
+        if _identifier is None:
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+            identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            identifier.set_languages(list(NAMES))
+            _identifier = identifier
+        return _identifier
 
 
 def detect(text: str) -> Detection:
-    """The most likely language of ``text``; ``language`` is None when nothing tells."""
-    script = _script_language(text)
-    if script:
-        return Detection(script, 1.0, script in SUPPORTED)
-    lowered = unicodedata.normalize("NFC", text.lower().replace("’", "'"))
-    words = _WORD.findall(lowered)
-    scores = {lang: 0.0 for lang in STOPWORDS}
-    for word in words:
-        for lang, stop in STOPWORDS.items():
-            if word in stop:
-                # A word shared by several languages ("de", "en", "a") counts less for each.
-                scores[lang] += 1.0
-    for word in words:
-        for lang, grams in _NGRAMS.items():
-            scores[lang] += 0.15 * sum(1 for g in grams if g in word)
-    for lang, letters in _LETTERS.items():
-        hits = sum(lowered.count(ch) for ch in letters)
-        scores[lang] += 1.5 * hits
-    # English text has neither accents nor the others' function words; a few plain words
-    # with no stop-word hit at all are most likely English names or jargon, but say so softly.
-    total = sum(scores.values())
-    if total <= 0:
-        if words and all(ch.isascii() for ch in lowered):
-            return Detection("en", 0.3, True)
+    """The most likely language of ``text``; ``language`` is None when nothing tells (no letters,
+    or none of the letter sequences the model knows: every language then scores the same)."""
+    if not any(ch.isalpha() for ch in text):
         return Detection(None, 0.0, False)
-    lang, best = max(scores.items(), key=lambda kv: kv[1])
-    return Detection(lang, best / total, lang in SUPPORTED)
+    identifier = _classifier()
+    language, confidence = identifier.classify(text)
+    if confidence <= 1.0 / len(identifier.nb_classes) + 1e-6:
+        return Detection(None, 0.0, False)
+    return Detection(language, round(confidence, 4), language in SUPPORTED)
 
 
 def language_name(code: str) -> str:

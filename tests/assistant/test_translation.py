@@ -67,16 +67,57 @@ def test_very_long_sentences_are_cut_and_numbers_pass_through():
     assert [p.text for p in pieces if p.text == "42"] and not [p for p in pieces if p.text == "42" and p.translate]
 
 
+@pytest.mark.parametrize("text", [
+    # French typography: the closing » after a space, and the attribution after it, stay with the quote.
+    "« Nous ne céderons pas ! » a lancé la maire devant les grévistes.",
+    "« Le chantier sera fini en mars. », a assuré M. Lefèvre.",
+    "« Êtes-vous certain ? » demande Mme Roux à son voisin.",
+    "\"Le budget ne suffira pas\", a-t-il ajouté.",
+    # Titles and abbreviations that end in a full stop.
+    "Dr. Patel moved the meeting to Friday afternoon.",
+    "Das Treffen mit Dr. Braun findet z.B. nächste Woche statt.",
+    "¿Vendrás mañana? preguntó la Sra. Ortega.",
+    "Prices rose in the north (wheat, barley, etc.) and fell elsewhere.",
+])
+def test_a_quote_or_abbreviation_does_not_cut_its_sentence(text):
+    # Sentences that are not among the prompt's few-shot examples
+    # (resources/prompts/translation_examples.json).
+    paragraph = f"{text} La séance a repris à midi."
+    pieces = segment(paragraph)
+    assert "".join(p.text for p in pieces) == paragraph
+    assert [p.text for p in pieces if p.translate] == [text, "La séance a repris à midi."]
+
+
+def test_a_quote_that_ends_a_sentence_ends_it():
+    text = "Il a dit : « Je pars. » Puis il a fermé la porte. Elle a répondu \"Enfin !\" Tout le monde a ri."
+    assert [p.text for p in segment(text) if p.translate] == [
+        "Il a dit : « Je pars. »", "Puis il a fermé la porte.", "Elle a répondu \"Enfin !\"", "Tout le monde a ri."]
+
+
 @pytest.mark.parametrize("text, code", [
-    ("Where is the train station? I have been looking for it all morning.", "en"),
-    ("Je ne sais pas où se trouve la gare, peux-tu m'aider ?", "fr"),
-    ("Ich weiß nicht, wo der Bahnhof ist. Kannst du mir helfen?", "de"),
-    ("No sé dónde está la estación de tren. ¿Puedes ayudarme?", "es"),
-    ("Non so dove sia la stazione, mi puoi aiutare?", "it"),
+    # Not the prompt's few-shot sentences: short and longer lines in each supported language.
+    ("The museum is closed on Mondays.", "en"),
+    ("My neighbour lent me his ladder last weekend, so I could finally clean the gutters.", "en"),
+    ("Le musée est fermé le lundi.", "fr"),
+    ("Mon voisin m'a prêté son échelle le week-end dernier pour nettoyer les gouttières.", "fr"),
+    ("Das Museum ist montags geschlossen.", "de"),
+    ("Mein Nachbar hat mir am letzten Wochenende seine Leiter geliehen, damit ich die Dachrinne säubern kann.", "de"),
+    ("El museo cierra los lunes.", "es"),
+    ("Mi vecino me prestó su escalera el fin de semana pasado para limpiar los canalones.", "es"),
+    # Other languages are recognised, to be refused by name.
+    ("Il museo è chiuso il lunedì, ma domani possiamo andarci insieme.", "it"),
+    ("O museu fecha às segundas-feiras.", "pt"),
     ("Я не знаю, где вокзал.", "ru"),
 ])
 def test_language_detection(text, code):
-    assert langdetect.detect(text).language == code
+    found = langdetect.detect(text)
+    assert found.language == code
+    assert found.supported == (code in langdetect.SUPPORTED)
+
+
+@pytest.mark.parametrize("text", ["12345 67 89", "!!! ...", "   "])
+def test_language_detection_says_when_nothing_tells(text):
+    assert langdetect.detect(text) == langdetect.Detection(None, 0.0, False)
 
 
 def test_language_names_and_unsupported_pairs():
