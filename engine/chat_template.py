@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import jinja2
+from jinja2 import nodes
+from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 import resources
@@ -82,6 +84,22 @@ def _tojson(value, ensure_ascii: bool = False, indent=None, separators=None, sor
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
+class _GenerationBlock(Extension):
+    """``{% generation %}...{% endgeneration %}``: transformers marks the assistant's tokens with it
+    (for training masks) and renders the body unchanged; templates of some families (LFM2.5) use it.
+    Parsed as transformers parses it, a call block, so ``set`` inside it stays inside it."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return nodes.CallBlock(self.call_method("_render_body"), [], [], body).set_lineno(lineno)
+
+    def _render_body(self, caller):
+        return caller()
+
+
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
     env = _RefusingSandbox(
@@ -89,9 +107,9 @@ def _environment() -> ImmutableSandboxedEnvironment:
         lstrip_blocks=True,
         undefined=jinja2.ChainableUndefined,
         autoescape=False,
-        # transformers' apply_chat_template enables {% break %} and {% continue %}; templates of
-        # popular families use them, and without them they would fall back.
-        extensions=["jinja2.ext.loopcontrols"],
+        # transformers' apply_chat_template enables {% break %} and {% continue %} and knows
+        # {% generation %}; templates of popular families use them, and without them they would fall back.
+        extensions=["jinja2.ext.loopcontrols", _GenerationBlock],
     )
     # transformers' tojson keeps non-ASCII text and <, >, & as they are (Jinja's own escapes them
     # for HTML), and takes indent, separators and sort_keys: a template renders the same here.
@@ -125,8 +143,12 @@ def _render(source: str, messages: list[dict], bos_token: str, eos_token: str, a
     template = _compile(source)
     pieces: list[str] = []
     size = 0
+    # tools and documents are given as None, as transformers gives them when there are none: a
+    # template that tests ``tools is not none`` must see the same value there as here.
     for piece in template.generate(
         messages=messages,
+        tools=None,
+        documents=None,
         add_generation_prompt=add_generation_prompt,
         bos_token=bos_token,
         eos_token=eos_token,
