@@ -16,7 +16,7 @@ import pytest
 
 from assistant.models import discovery
 from engine import model_pack
-from tests.assistant.test_model_discovery import _ollama_manifest, _place, home  # noqa: F401  (a fixture)
+from tests.assistant.test_model_discovery import _ollama_manifest, _place
 from tests.engine.tiny_models import ARCHITECTURES, write_tiny_chat_model
 
 SHORT = {"temperature": 0.0, "max_tokens": 8, "seed": 7}
@@ -29,7 +29,19 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def tool_trees(home, tiny_models) -> dict[str, Path]:  # noqa: F811  (home is the imported fixture)
+def home(tmp_path, monkeypatch) -> Path:
+    """A temporary home, with none of the tools' folder variables set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("OLLAMA_MODELS", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "LLAMA_CACHE",
+                 "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
+def tool_trees(home, tiny_models) -> dict[str, Path]:
     """qwen2 pulled by Ollama; qwen3 in LM Studio's folder, phi3 in its older one."""
     ollama = home / ".ollama" / "models"
     digest = hashlib.sha256(tiny_models["qwen2"].read_bytes()).hexdigest()
