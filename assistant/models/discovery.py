@@ -68,8 +68,7 @@ _OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 # Ollama runs the model with, read only when the model is linked.
 _OLLAMA_PARAMS_LAYER = "application/vnd.ollama.image.params"
 _MAX_PARAMS_BYTES = 64 * 1024
-# Ollama's parameter names -> SamplingParams names (num_ctx, stop and the rest are not sampling
-# a model's settings hold).
+# Ollama's parameter names -> SamplingParams names (num_ctx: read_ollama_context; stop: not kept).
 _OLLAMA_SAMPLING = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
                     "repeat_penalty": "repeat_penalty", "repeat_last_n": "repeat_last_n"}
 _OLLAMA_DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
@@ -355,19 +354,28 @@ def _scan_ollama(scan: _Scan, root: Path) -> None:
                     found.params_path = str(checked) if checked is not None else None
 
 
-def read_ollama_params(path: str | os.PathLike) -> dict:
-    """The sampling an Ollama parameters blob names, by SamplingParams name; {} when it cannot be
-    read or is not the JSON object it should be (the model links all the same)."""
+def _ollama_params_object(path: str | os.PathLike) -> dict:
+    """An Ollama parameters blob's JSON object; {} when it cannot be read or is not one."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read(_MAX_PARAMS_BYTES + 1)
         data = json.loads(raw) if len(raw) <= _MAX_PARAMS_BYTES else None
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict):
-        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_ollama_params(path: str | os.PathLike) -> dict:
+    """The sampling an Ollama parameters blob names, by SamplingParams name ({} when none)."""
+    data = _ollama_params_object(path)
     return {ours: data[theirs] for theirs, ours in _OLLAMA_SAMPLING.items()
             if isinstance(data.get(theirs), (int, float)) and not isinstance(data.get(theirs), bool)}
+
+
+def read_ollama_context(path: str | os.PathLike) -> int | None:
+    """The context length (``num_ctx``) an Ollama parameters blob sets; None when it sets none."""
+    value = _ollama_params_object(path).get("num_ctx")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _ollama_layer_digests(scan: _Scan, manifest: Path) -> tuple[str, str | None] | None:

@@ -14,7 +14,9 @@ Every field left None falls through, so the layers are, winning first:
 
 A context length is checked against this machine's free memory before it is kept and again
 before a reply (:func:`check_context`): a model never loads with a context larger than fits, and
-the refusal names the longest one that does. The engine checks once more when it loads.
+the refusal names the longest one that does. The engine checks once more when it loads. A model
+linked from Ollama starts with the context its Modelfile sets (``num_ctx``), lowered to what fits
+(:func:`adopt_context`).
 
 Qt-free; the store and the memory reading run on a worker thread or the CLI's main thread.
 """
@@ -109,6 +111,25 @@ def update(store: "Store", model: "ModelRecord", free_bytes: int | None = None, 
     current = load(store, model.id)
     changed = replace(current, **{k: v for k, v in changes.items() if v is not None})
     return save(store, model, changed, free_bytes)
+
+
+def adopt_context(store: "Store", model: "ModelRecord", requested: int, free_bytes: int | None = None) -> int | None:
+    """Make ``requested`` tokens (the context the tool ``model`` is linked from runs it with,
+    an Ollama Modelfile's ``num_ctx``) the model's context length, lowered to the longest that
+    fits in ``free_bytes`` (free memory now when None) and that it was trained for. Nothing
+    changes when the user already chose a context for it, or not even :data:`MIN_CONTEXT` fits.
+    Returns the context kept (None: none)."""
+    from engine.library import available_memory
+
+    own = load(store, model.id)
+    if own.n_ctx is not None or not model.is_gguf:
+        return None
+    free = available_memory() if free_bytes is None else int(free_bytes)
+    kept = min(int(requested), largest_context(model, free))
+    if kept < MIN_CONTEXT:
+        return None
+    save(store, model, replace(own, n_ctx=kept), free)
+    return kept
 
 
 def reset(store: "Store", model_id: str) -> ModelSettings:

@@ -135,18 +135,25 @@ def discover_models(services: "Services") -> DiscoveryView:
 
 def link_models(services: "Services", found: Iterable) -> ImportOutcome:
     """Link each found model in place; a refused one gives one message and links nothing."""
-    from assistant.models.discovery import read_ollama_params
+    from assistant.models import model_settings
+    from assistant.models.discovery import read_ollama_context, read_ollama_params
 
     outcome = ImportOutcome([], [])
     for model in found:
         try:
             # An Ollama model's Modelfile parameters become its recommended sampling.
             params = read_ollama_params(model.params_path) if model.params_path else None
-            outcome.added.append(services.library.link(model.path, model.source, model.name,
-                                                       n_ctx=services.settings.engine.n_ctx,
-                                                       recommended_sampling=params))
+            record = services.library.link(model.path, model.source, model.name,
+                                           n_ctx=services.settings.engine.n_ctx, recommended_sampling=params)
         except LibraryError as exc:
             outcome.errors.append(str(exc))
+            continue
+        outcome.added.append(record)
+        # ... and its num_ctx its context length, when this link made the record (a file already
+        # in the library under another name keeps its settings).
+        context = read_ollama_context(model.params_path) if model.params_path else None
+        if context and (record.linked_from, record.link_name) == (model.source, model.name):
+            model_settings.adopt_context(services.store, record, context)
     return outcome
 
 

@@ -213,9 +213,11 @@ def test_a_model_linked_from_ollama_takes_its_modelfile_parameters(services, tmp
     outcome = views.link_models(services, found)
     assert not outcome.errors
     model = outcome.added[0]
-    # Ollama's parameters over the file's own; what is not sampling (stop, num_ctx) is not taken.
+    # Ollama's parameters over the file's own; stop is not sampling a model's settings hold.
     assert model.metadata["recommended_sampling"] == pytest.approx({"temperature": 0.6, "top_p": 0.95, "top_k": 20})
     assert model_settings.effective(services, model)["top_p"] == (0.95, model_settings.FROM_FILE)
+    # num_ctx becomes its context length, capped at the 256 tokens this file was trained for.
+    assert model_settings.load(services.store, model.id).n_ctx == 256
 
 
 def test_an_ollama_parameters_blob_that_is_not_json_links_the_model_without_it(tmp_path):
@@ -227,3 +229,66 @@ def test_an_ollama_parameters_blob_that_is_not_json_links_the_model_without_it(t
     bad.write_text('["a list"]')
     assert read_ollama_params(bad) == {}
     assert read_ollama_params(tmp_path / "gone") == {}
+
+
+def _ollama_tree(root, model_file, params: dict):
+    """``model_file`` moved into an Ollama folder at ``root`` as tiny:latest, with ``params``."""
+    import hashlib
+    import json
+
+    blobs = root / "blobs"
+    blobs.mkdir(parents=True)
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    model_file.rename(blobs / f"sha256-{digest}")
+    raw = json.dumps(params).encode()
+    (blobs / f"sha256-{hashlib.sha256(raw).hexdigest()}").write_bytes(raw)
+    manifest = root / "manifests" / "registry.ollama.ai" / "library" / "tiny" / "latest"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
+        {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}", "size": 1},
+        {"mediaType": "application/vnd.ollama.image.params", "digest": f"sha256:{hashlib.sha256(raw).hexdigest()}",
+         "size": 1},
+    ]}))
+    return root
+
+
+def test_ollamas_num_ctx_becomes_the_models_context_length_as_far_as_it_fits(services, tmp_path):
+    from assistant.models import discovery, fit, views
+    from tests.engine.gguf_corpus import write_valid_gguf
+
+    model_file = write_valid_gguf(tmp_path / "tiny.gguf", name="Tiny Long", context_length=4096)
+    root = _ollama_tree(tmp_path / "ollama", model_file, {"num_ctx": 2048, "temperature": 0.6})
+    found = discovery.discover([discovery.Location(discovery.OLLAMA, root)]).found
+    (model,) = views.link_models(services, found).added
+    assert model_settings.load(services.store, model.id).n_ctx == 2048
+    assert model_settings.effective(services, model)["n_ctx"] == (2048, FROM_MODEL_SETTINGS)
+    # Linking again keeps what the user chose since.
+    model_settings.update(services.store, model, n_ctx=1024)
+    views.link_models(services, found)
+    assert model_settings.load(services.store, model.id).n_ctx == 1024
+    assert model_settings.adopt_context(services.store, model, 2048) is None
+
+    # The fit check caps it: with memory for about 1,000 tokens, that many are kept.
+    model_settings.reset(services.store, model.id)
+    shape = fit.ModelShape.from_metadata(model.metadata, model.size_bytes)
+    free = fit.assess(shape, 1000, 1 << 40, None).needed_bytes
+    kept = model_settings.adopt_context(services.store, model, 4096, free_bytes=free)
+    assert kept == model_settings.largest_context(model, free) and 256 <= kept < 4096
+    assert model_settings.load(services.store, model.id).n_ctx == kept
+    model_settings.reset(services.store, model.id)
+    too_little = fit.assess(shape, 100, 1 << 40, None).needed_bytes
+    assert model_settings.adopt_context(services.store, model, 4096, free_bytes=too_little) is None
+    assert model_settings.load(services.store, model.id).n_ctx is None
+
+
+@pytest.mark.parametrize("value", ["8192", True, 0, -5, 2048.5, None])
+def test_a_num_ctx_that_is_not_a_positive_whole_number_is_ignored(tmp_path, value):
+    import json
+
+    from assistant.models.discovery import read_ollama_context
+
+    params = tmp_path / "params"
+    params.write_text(json.dumps({"num_ctx": value}))
+    assert read_ollama_context(params) is None
+    params.write_text(json.dumps({"num_ctx": 8192}))
+    assert read_ollama_context(params) == 8192
