@@ -48,7 +48,7 @@ def _fixed_clock(monkeypatch):
     monkeypatch.setattr(chat_template, "_dt", types.SimpleNamespace(datetime=_FixedDatetime))
 
 
-MIN_TEMPLATES = 30
+MIN_TEMPLATES = 32
 FAMILIES = ("Llama 3", "Qwen 2.5", "Qwen 3", "Gemma 2", "Gemma 4", "Phi-3", "Phi-4", "Mistral", "DeepSeek-R1 distill",
             "Granite", "LFM2", "SmolLM3", "command-r", "GLM", "Kimi", "Nemotron", "gpt-oss")
 
