@@ -1,8 +1,8 @@
 """Small random-weight GGUF chat models of architectures llama.cpp supports (qwen2, qwen3, phi3).
 
-Written with the gguf package: two layers, width 64, a byte-level BPE vocabulary of a few
-hundred tokens (every byte, a few merges, each family's turn markers as control tokens)
-and a real chat template of the family from the template corpus. The weights are random,
+Written with the gguf package: :data:`LAYERS` layers :data:`WIDTH` wide, a byte-level BPE
+vocabulary (every byte, a few merges, each family's turn markers as control tokens) and a
+real chat template of the family from the template corpus. The weights are random,
 so the replies are noise; what the tests learn is that llama.cpp loads the architecture,
 the template renders and generation finishes.
 
