@@ -117,8 +117,10 @@ class LoadedModel:
         self._adapters: dict[tuple, object] = {}
         #: The adapters applied to the contexts now, as ((key, scale), ...); () is the base model.
         self.active_adapters: tuple[tuple[tuple, float], ...] = ()
-        #: An F16 copy that processes long prompts (engine.fast_prefill), when attached.
+        #: An F16 copy that processes long prompts (engine.fast_prefill), when attached, and
+        #: what makes it on the first long prompt (returns None when it cannot).
         self.fast_prefill = None
+        self.fast_prefill_factory = None
         #: Whether the last prompt was evaluated by that copy.
         self.prompt_by_copy = False
         #: A one-token step's cost and an extra batch token's, as the last speculative reply
@@ -221,7 +223,12 @@ class LoadedModel:
         if common == len(prompt_tokens):
             common -= 1
         todo = prompt_tokens[common:]
-        if self.fast_prefill is not None and len(todo) >= fast_prefill.MIN_TOKENS and not self.active_adapters:
+        long_prompt = len(todo) >= fast_prefill.MIN_TOKENS and not self.active_adapters
+        if long_prompt and self.fast_prefill is None and self.fast_prefill_factory is not None:
+            # The first long prompt makes the copy (once: a failed try is not repeated).
+            make, self.fast_prefill_factory = self.fast_prefill_factory, None
+            self.fast_prefill = make()
+        if long_prompt and self.fast_prefill is not None:
             try:
                 evaluated = self.fast_prefill.evaluate(self, prompt_tokens)
                 self.prompt_by_copy = True

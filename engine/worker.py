@@ -207,7 +207,7 @@ class Worker:
             raise RequestError(str(exc), "load_failed") from exc
         self.models[path] = loaded
         self.model_loads += 1
-        self._attach_fast_prefill(request_id, loaded, summary, settings)
+        self._attach_fast_prefill(loaded, summary, settings)
         template = loaded.chat_template()
         has_chatml = len(loaded.tokenize("<|im_start|>", add_special=False, parse_special=True)) == 1
         self._model_meta[path] = {
@@ -223,27 +223,35 @@ class Worker:
         self.emit(request_id, "status", state="ready", model=path, load_ms=round(loaded.load_ms, 1))
         return loaded
 
-    def _attach_fast_prefill(self, request_id: str, loaded, summary: dict, settings: EngineSettings) -> None:
-        """Give a model whose weights lack fast prompt kernels an F16 copy for long prompts
-        (engine.fast_prefill), made once into the cache folder; without room or a folder the
-        model evaluates its prompts itself, as before."""
+    def _attach_fast_prefill(self, loaded, summary: dict, settings: EngineSettings) -> None:
+        """Let a model whose weights lack fast prompt kernels make an F16 copy for long prompts
+        (engine.fast_prefill) on its first long prompt, into the cache folder; without room or
+        a folder the model evaluates its prompts itself, as before. Nothing is written before a
+        long prompt comes, so a chat of short messages never pays for the copy."""
         from engine import fast_prefill
-        from engine.llama_runtime import EngineError
 
         if not (settings.fast_prefill and settings.prefill_copies_dir and fast_prefill.wants_copy(summary)):
             return
-        try:
-            copy = fast_prefill.copy_path(loaded.path, settings.prefill_copies_dir)
-            if not copy.exists():
-                self.emit(request_id, "status", state="preparing", model=loaded.path,
-                          detail="making a fast copy of the weights for long prompts")
-            copy = fast_prefill.ensure_copy(loaded.path, settings.prefill_copies_dir, threads=settings.n_threads_batch)
-            check_fits(copy.stat().st_size, summary.get("kv_bytes_per_token", 0), loaded.n_ctx, copy.name,
-                       free=self._free_memory(settings), n_vocab=summary.get("vocab_size"),
-                       n_embd=summary.get("embedding_length"), n_batch=settings.n_batch)
-            loaded.attach_fast_prefill(str(copy))
-        except (EngineError, ModelTooLargeError, OSError) as exc:
-            print(f"fast prefill off for {os.path.basename(loaded.path)}: {exc}", file=sys.stderr, flush=True)
+
+        def make():
+            from engine.llama_runtime import EngineError
+
+            try:
+                copy = fast_prefill.copy_path(loaded.path, settings.prefill_copies_dir)
+                if not copy.exists():
+                    self.emit(self._current_id, "status", state="preparing", model=loaded.path,
+                              detail="making a fast copy of the weights for long prompts")
+                copy = fast_prefill.ensure_copy(loaded.path, settings.prefill_copies_dir,
+                                                threads=settings.n_threads_batch)
+                check_fits(copy.stat().st_size, summary.get("kv_bytes_per_token", 0), loaded.n_ctx, copy.name,
+                           free=self._free_memory(settings), n_vocab=summary.get("vocab_size"),
+                           n_embd=summary.get("embedding_length"), n_batch=settings.n_batch)
+                return fast_prefill.FastPrefill(copy, loaded.settings)
+            except (EngineError, ModelTooLargeError, OSError) as exc:
+                print(f"fast prefill off for {os.path.basename(loaded.path)}: {exc}", file=sys.stderr, flush=True)
+                return None
+
+        loaded.fast_prefill_factory = make
 
     def _unload(self, path: str) -> None:
         model = self.models.pop(path, None)

@@ -93,10 +93,13 @@ def test_short_prompts_and_prompts_with_adapters_never_use_the_copy(pair):
         fast.clear_cache()
 
 
-def test_the_worker_makes_the_copy_once_says_so_and_uses_it(smollm2_path, tmp_path):
+def test_the_worker_makes_the_copy_on_the_first_long_prompt_says_so_and_uses_it(smollm2_path, tmp_path):
     statuses = []
     settings = EngineSettings(n_ctx=2048, prefill_copies_dir=str(tmp_path / "copies"))
     with EngineClient(settings, on_status=lambda state, info: statuses.append(state)) as client:
+        # Short messages never make the copy: nothing is written until a long prompt comes.
+        client.complete(smollm2_path, "Hello there.", {"temperature": 0.0, "max_tokens": 2}).result(timeout=120)
+        assert not (tmp_path / "copies").exists() and "preparing" not in statuses
         done = client.complete(smollm2_path, LONG_PROMPT, {"temperature": 0.0, "max_tokens": 4}).result(timeout=120)
         assert done["metrics"]["prompt_by_fast_copy"]
     assert "preparing" in statuses
