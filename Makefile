@@ -15,9 +15,12 @@ run: setup
 # Two pytest-xdist workers, each pinned to its own core (tests/conftest.py): the suite's engines
 # and training jobs then never share a core, and one waits on a process while the other computes.
 # Whole files go to one worker (--dist loadfile), so a file's module fixtures are made once.
+# Tests that need every core to themselves (a CPU hog beside the engine) run first, alone:
+# under xdist each worker has one core, where there is no thread to give up.
 TEST_WORKERS ?= 2
 test: setup system-deps
-	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -m "whole_machine and not slow" -p no:xdist
+	$(PY) -m pytest -m "not slow and not whole_machine" -n $(TEST_WORKERS) --dist loadfile
 
 # The slowest rounds (crash loops, long soaks) that `make test` leaves out, among them the full
 # counts of issue 9 in tests/security (20 ingestion kills, 5 training kills, 10 export kills,

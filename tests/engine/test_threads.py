@@ -78,6 +78,7 @@ def _embed_metrics(client: EngineClient, path: str) -> dict:
     return client.embed(path, ["How busy is the machine?"], with_metrics=True, timeout=120)[1]
 
 
+@pytest.mark.whole_machine
 def test_fewer_threads_beside_a_cpu_hog_and_all_of_them_after(minilm_gguf):
     cores = physical_cores()
     if cores < 2:
