@@ -137,7 +137,9 @@ def release_lock_marker(paths: AppPaths) -> None:
 def unlock_and_encrypt(paths: AppPaths, passphrase: str | None = None, unlocked: Unlocked | None = None) -> Unlocked:
     """The database key (keyring, or ``passphrase``; a fresh one on a new install), with any
     plaintext left by a version before encryption encrypted first. Refuses while another
-    process's window holds the data locked. Worker thread (Argon2, the keyring, the migration)."""
+    process's window holds the data locked. Worker thread (Argon2, the keyring, the migration).
+    On a first start the data folder does not exist yet: it is made here, before the vault writes."""
+    paths = paths.ensure()
     vault = vault_for(paths)
     if locked_by_another_process(paths):
         raise LockedError(locked_message())

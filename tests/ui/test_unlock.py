@@ -19,10 +19,11 @@ def host(qtbot, jobs):
     return widget
 
 
-def _flow(host, data_dir):
+def _flow(host, data_dir, ensure: bool = True):
     outcome: dict = {}
     holder: dict = {}
-    flow = UnlockFlow(host, AppPaths(data_dir).ensure(), holder,
+    paths = AppPaths(data_dir).ensure() if ensure else AppPaths(data_dir)
+    flow = UnlockFlow(host, paths, holder,
                       on_ready=lambda services: outcome.setdefault("services", services),
                       on_failed=lambda message: outcome.setdefault("failed", message))
     return flow, outcome
@@ -53,6 +54,21 @@ def test_with_a_keyring_nothing_is_asked_and_the_recovery_key_is_shown_once(qtbo
     try:
         assert "services" in outcome and again.dialog is None  # second start: no dialog at all
     finally:
+        _close(outcome)
+
+
+def test_a_first_start_makes_the_data_folder_it_does_not_find(qtbot, host, tmp_path):
+    # A new user's data folder does not exist yet: the unlock makes it (it once failed with
+    # "Cannot write to …/data: No such file or directory" and "The library could not be opened").
+    flow, outcome = _flow(host, tmp_path / "new" / "data", ensure=False)
+    flow.start()
+    qtbot.waitUntil(lambda: bool(outcome), timeout=60000)
+    try:
+        assert "services" in outcome, outcome.get("failed")
+        assert (tmp_path / "new" / "data" / "assistant.sqlite3").is_file()
+    finally:
+        if isinstance(flow.dialog, RecoveryKeyDialog):
+            flow.dialog.accept()
         _close(outcome)
 
 
