@@ -9,6 +9,10 @@ Why the low-level API and not ``llama_cpp.Llama``: the high-level class samples 
 (copying the whole logit row into numpy each token) and leaves flash attention off, which
 costs about a fifth of the decode rate of a 135M model. Here sampling is llama.cpp's own
 sampler chain and the Python work per token is one decode call and one detokenise.
+
+Why one module of over 500 lines: the generation loop, the draft verification and the prompt
+evaluation (with its hand-over to the fast-prompt copy) all move the same tracked KV cache
+(``cached_tokens``) of one context; split apart, each would have to keep that record in step.
 """
 
 from __future__ import annotations
