@@ -29,18 +29,6 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """A temporary home, with none of the tools' folder variables set."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("OLLAMA_MODELS", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "LLAMA_CACHE",
-                 "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    return home
-
-
-@pytest.fixture
 def tool_trees(home, tiny_models) -> dict[str, Path]:
     """qwen2 pulled by Ollama; qwen3 in LM Studio's folder, phi3 in its older one."""
     ollama = home / ".ollama" / "models"

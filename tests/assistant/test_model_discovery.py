@@ -65,17 +65,6 @@ def smollm2_split(smollm2_gguf, tmp_path_factory) -> list[Path]:
     return parts
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("OLLAMA_MODELS", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "LLAMA_CACHE",
-                 "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    return home
-
-
 def _ollama_manifest(folder: Path, model: str, tag: str, digest: str, size: int) -> Path:
     path = folder / "manifests" / "registry.ollama.ai" / "library" / model / tag
     path.parent.mkdir(parents=True, exist_ok=True)
