@@ -85,6 +85,18 @@ def joined_pack_dir(tmp_path_factory):
 
 
 @pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A temporary home, with none of the tools' folder variables set (model discovery looks there)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("OLLAMA_MODELS", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "LLAMA_CACHE",
+                 "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
 def no_keyring():
     """No usable system keyring (keyring's "fail" backend): the data is locked with a passphrase."""
     import keyring

@@ -6,8 +6,8 @@ from PySide6.QtCore import Qt
 
 from tests.assistant import test_model_discovery as trees
 
-# The temporary home and the default model written as a split one, shared with the core's tests.
-home, smollm2_split = trees.home, trees.smollm2_split
+# The default model written as a split one, shared with the core's tests (home is suite-wide).
+smollm2_split = trees.smollm2_split
 SPLIT_NAME, _place = trees.SPLIT_NAME, trees._place
 
 
