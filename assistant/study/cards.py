@@ -1,7 +1,7 @@
 """Cards from the user's documents: which sentences are worth learning, and the cards made
 from them. Runs on a worker thread or the CLI's main thread (it embeds through the engine).
 
-Why one module of ~550 lines: the rules that pick sentences, terms and blanks and the check
+Why one module of ~800 lines: the rules that pick sentences, terms and blanks and the check
 that drops cards read the same word lists and patterns; they are changed together when the
 method is developed (benchmarks/study_cards.py --develop).
 
@@ -9,21 +9,35 @@ What a 135M model cannot be trusted with is left to structure and embeddings; ev
 extractive, so its answer is a span of the sentence it cites:
 
 1. Sentences: the documents' paragraphs with markup removed (:mod:`assistant.documents.text`);
-   a sentence is a candidate when it reads alone (6-45 words, ends like a statement, no code,
-   does not start with a pronoun or a connective that needs the sentence before).
+   a sentence is a candidate when it reads alone: 6-45 words, a whole statement with balanced
+   brackets, no code, reST leftover or link; it does not open with a pronoun or a connective
+   that continues the text before ("This...", "Another...", "Finally, ...", "In fact, ..."),
+   and points nowhere around it ("above", "for that argument", "such syntax", "the deprecated
+   functionality", "use cases 1 and 2", "the second alternative", "instead"); it names none of
+   the names the document's examples make up (defined in its code, ``class Employee``, or
+   placeholders such as ``foo``, ``MyType``), which a card alone does not show.
 2. Worth learning: a definition ("X is a ...", "X means ...", in English, French, German and
    Spanish), a rule ("must", "cannot", "should"...), or a list item; ranked by how central the
    sentence is to its document (cosine of its MiniLM embedding with the document's mean) plus
-   those bonuses, near-duplicates left out.
-3. The blank or the answer: a key term of the document found in the sentence (terms the
-   source marks as code, capitalised or CamelCase names, word pairs the document repeats),
-   the highest-scoring one; for a definition, the term it defines.
+   those bonuses, less for a sentence from a section that argues, rejects or recounts
+   (rationale, rejected ideas, history...) or one in the first person or hypothetical ("we
+   could", "would be"); near-duplicates left out.
+3. The blank or the answer: the document's key terms (terms the source marks as code,
+   CamelCase names, capitalised names too in a document that marks few terms, word pairs the
+   document repeats), grown over the pair the term continues into ("Type variable" + "tuples"; backwards
+   only where the longer phrase recurs). Of the terms in the sentence, best weighted first
+   (for a definition, the term it defines first), the first whose blank passes the check's
+   rules, preferring one that does not follow a modifier of its own term ("static _____").
 4. Kinds: a cloze card (the term blanked), a question-answer card for definitions ("What is
-   X?" and the definition itself), and a multiple-choice item whose wrong options are the
-   document's other key terms nearest to the answer in meaning.
+   X?" and the definition itself), and a multiple-choice item whose wrong options are of the
+   answer's kind: for a phrase, the document's phrases with the same head word and a modifier
+   its headings name ("return type" for "argument type"); for a name, other names it marks as
+   code, near the answer in meaning, in the answer's form (capital, plural).
 5. The check: a card whose answer is not in its source sentence, whose blank is not a term
-   (a stop word, a number, a whole clause), or whose question cannot be answered alone is
-   dropped with its reason, never shown (:class:`Proposal` keeps both for measuring).
+   (a stop word, a number, a whole clause, a common word), leaves too few words around it, or
+   is part of a longer term (glued to a word, a version after it, a noun after it: a word the
+   document uses after an article, or followed by an auxiliary, "_____ tuples can") is dropped
+   with its reason, never shown (:class:`Proposal` keeps both for measuring).
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from assistant.documents.text import marked_terms, paragraphs, sentences
+from assistant.documents.text import clean_inline, marked_terms, paragraphs, sentences
 from assistant.tasks.langdetect import STOPWORDS, detect
 
 KINDS = ("cloze", "qa", "choice")
@@ -48,12 +62,14 @@ BLANK = "_____"
 MIN_WORDS, MAX_WORDS = 6, 45
 #: A card's question keeps at least this many words around the blank: less is a guessing game.
 MIN_CONTEXT_WORDS = 5
+#: ... of which at least this many are not function words: "_____ is used in these cases" fits anything.
+MIN_CONTENT_WORDS = 3
 #: Two sentences this similar (cosine) say the same thing: only the better one is proposed.
 DUPLICATE_COSINE = 0.92
 #: Longest term that can be a blank or an answer, in words.
 MAX_TERM_WORDS = 5
 #: Default number of sentences made into cards for each document.
-PER_DOCUMENT = 10
+PER_DOCUMENT = 14
 #: The same answer is asked at most this often in one document: ten cards on one term teach one thing.
 SAME_ANSWER = 2
 
@@ -82,7 +98,12 @@ _CLAUSE_OPENERS = {"if", "when", "while", "as", "because", "since", "although", 
 #: Words that make a sentence lean on the one before it ("This is why...").
 _LEANS_ON_CONTEXT = {
     "en": {"it", "it's", "its", "this", "that", "these", "those", "they", "he", "she", "such", "also", "and", "but", "so", "then",
-           "otherwise", "here", "there", "thus", "hence", "therefore", "however", "instead", "similarly", "likewise"},
+           "otherwise", "here", "there", "thus", "hence", "therefore", "however", "instead", "similarly", "likewise",
+           # Connectives that continue a list or an argument: "Another proposal...", "Finally, ..."
+           "another", "additionally", "first", "firstly", "second", "secondly", "third", "thirdly", "finally", "lastly",
+           "moreover", "furthermore", "again", "still", "rather", "indeed", "ideally", "next", "conversely",
+           "consequently", "accordingly", "nevertheless", "nonetheless", "alternatively", "unfortunately", "luckily",
+           "fortunately", "clearly", "obviously", "now"},
     "fr": {"il", "elle", "ils", "elles", "ce", "cela", "ceci", "ces", "cette", "aussi", "mais", "donc", "ainsi"},
     "de": {"es", "er", "sie", "dies", "diese", "dieser", "dieses", "das", "auch", "aber", "also", "daher"},
     "es": {"esto", "eso", "este", "esta", "estos", "estas", "ello", "también", "pero", "así", "entonces"},
@@ -91,18 +112,33 @@ _LEANS_ON_CONTEXT = {
 _POINTS_BACK = {
     "en": re.compile(r"\b(?:this|these|that) (?:program|example|response|case|code|snippet|section|proposal|"
                      r"way|mind|approach|issue|problem)\b|\b(?:above|below|aforementioned|following|typical example|"
-                     r"for example|for instance|in this|these (?:two|three|four) \w+|(?:where|when|if) this|this occurs)\b|^[A-Z][\w ]{0,30}:\s", re.I),
+                     r"for example|for instance|in this|these (?:two|three|four) \w+|(?:where|when|if) this|this occurs)\b|^[A-Z][\w ]{0,30}:\s|"
+                     r"^(?:in fact|in other words|in addition|as such|as a result|for this reason|on the other hand|"
+                     r"to this end|of course|in particular|in that case|at the same time|in short|in summary|"
+                     r"in contrast|by contrast|even so|that said|put simply)\b", re.I),
     "fr": re.compile(r"\b(?:ci-dessus|ci-dessous|cet exemple|par exemple)\b", re.I),
     "de": re.compile(r"\b(?:oben|unten|dieses Beispiel|zum Beispiel)\b", re.I),
     "es": re.compile(r"\b(?:arriba|abajo|este ejemplo|por ejemplo)\b", re.I),
 }
 #: Pointers back anywhere in an English sentence: "these", "those", "this" (but "this PEP", the
 #: document itself, is the deck's subject), "previous", a link ("is here"), and example names
-#: (a one-letter variable such as "the inner x" or "(y)").
+#: (a one-letter variable such as "the inner x" or "(y)"); "that" or "such" as a determiner ("for
+#: that argument", "such syntax"), "the deprecated functionality", a trailing "though" or "either".
 _POINTS_BACK_ANYWHERE = {
-    "en": re.compile(r"\b(?:these|those|previous|preceding|earlier|latter|former)\b|\bthis (?!PEP\b|document\b)|"
-                     r"\bhere\b|\bthere\b(?!\s+(?:is|are|was|were|must|should|may|can|will|would|might|be|has|have)\b)|"
-                     r"\bas usual\b|\b(?:we|as) (?:mentioned|noted|discussed|saw|described|showed)\b|^Thanks\b|\(\w\)|(?<![\w.])(?!a\b|I\b|A\b)[A-Za-z](?![\w.'’])", re.I),
+    "en": re.compile("|".join((
+        r"\b(?:these|those|previous|preceding|earlier|latter|former)\b|\bthis\b(?!\s+(?:PEP|document)\b)",
+        r"\bhere\b|\bthere\b(?!\s+(?:is|are|was|were|must|should|may|can|will|would|might|be|has|have)\b)",
+        r"\bas usual\b|\bnewly\b|\b(?:early|earlier|later|first|previous) (?:versions?|drafts?|revisions?) of\b",
+        r"\b(?:we|as) (?:mentioned|noted|discussed|saw|described|showed)\b|^Thanks\b|\(\w\)",
+        r"\b(?:for|of|in|to|on|with|by|from|at|into|about|under) that (?!is\b|are\b|was\b|were\b)[a-z]+\b",
+        r"\bsuch (?!as\b|that\b)[a-z]+\b|\bthe (?:deprecated|described|mentioned|suggested|aforementioned) \w+",
+        r", though\b|\bin question\b|\binstead\b(?!\s+of\b)|\beither\s*[.!]$",
+        r"\bthe (?:first|second|third|fourth|last|next|other) (?:alternative|option|approach|case|proposal|way|one|"
+        r"solution|form|variant|point|idea)s?\b",
+        r"\b(?:use cases?|cases?|options?|steps?|items?|points?|examples?|rules?|figures?|tables?|sections?|"
+        r"listings?)\s+\d+\b",
+        r"(?<![\w.])(?!a\b|I\b|A\b)[A-Za-z](?![\w.'’])",
+    )), re.I),
 }
 #: A pronoun in the opening words ("Since it is...", "To do this, ...", "All other ...") leans on
 #: the sentence before, wherever the first word is.
@@ -118,7 +154,8 @@ _GENERIC_MODIFIERS = {
            "additional", "possible", "separate", "similar", "unactionable", "explicit", "implicit", "name", "term",
            "word", "keyword"},
 }
-_CODE = re.compile(r"[=<>{}\[\]#|\\@$^~]|->|\w\(|\(\)|::|\.\w+\(|\b\w+_\w+\b")
+#: Code, or reST markup the parser left (a reference ``above_``, a substitution ``|name|``).
+_CODE = re.compile(r"[=<>{}\[\]#|\\@$^~]|->|\w\(|\(\)|::|\.\w+\(|\b\w+_\w+\b|\w_(?!\w)|https?:|www\.")
 _WORD = re.compile(r"[^\W_][\w'’.\-]*[^\W_]|[^\W_]", re.UNICODE)
 _CAMEL = re.compile(r"\b[A-Z][a-z]+[A-Z]\w*\b|\b[A-Z]{2,}[a-z]\w*\b")
 
@@ -186,7 +223,18 @@ _MORE_STOP = {"en": {"such", "via", "also", "must", "should", "can", "may", "wil
                      "used", "each", "every", "other", "some", "many", "more", "most", "same", "one", "two", "new",
                      "way", "follow", "follows", "see", "note", "e.g", "i.e", "etc", "whose", "which", "where",
                      "latter", "former", "example", "case", "cannot", "might", "shall", "out", "up", "def", "import",
-                     "else", "self", "usability", "exactly"}}
+                     "else", "self", "usability", "exactly",
+                     # prepositions, conjunctions and adverbs the short profile lacks
+                     "between", "across", "within", "without", "among", "through", "throughout", "during", "before",
+                     "after", "above", "below", "onto", "upon", "against", "along", "around", "behind", "beyond",
+                     "despite", "except", "inside", "outside", "over", "under", "toward", "towards", "per", "versus",
+                     "until", "unless", "since", "because", "although", "though", "while", "whether", "both", "either",
+                     "neither", "nor", "only", "even", "still", "yet", "already", "always", "never", "often",
+                     "sometimes", "usually", "instead", "rather", "much", "few", "own", "itself", "themselves",
+                     "whatever", "being", "having", "done", "doing", "get", "gets", "got", "make", "makes", "made",
+                     "let", "lets", "thus", "hence", "therefore", "however", "so", "too", "anything", "something",
+                     "nothing", "everything", "now", "again", "further", "once", "first", "last", "well", "almost",
+                     "allows", "allow", "given", "able", "unlike", "otherwise", "possible", "currently"}}
 
 
 def _stop(language: str) -> frozenset:
@@ -194,8 +242,14 @@ def _stop(language: str) -> frozenset:
 
 
 # ----- reading the documents --------------------------------------------------------------------
+#: Sections that argue, reject, recount or plan rather than settle: their sentences rank lower.
+_ASIDE_SECTION = re.compile(r"\b(?:rejected|alternatives?|discussion|open issues?|history|historical|deferred|"
+                            r"backwards? compatibility|implementation|how to teach|future|faq|rationale|motivation)\b", re.I)
+#: A sentence in the first person or hypothetical ("we could", "would be") argues, it does not state.
+_OPINION = {"en": re.compile(r"\b(?:we|our|us|would|could|might|ideally|perhaps|maybe|probably|arguably)\b|(?-i:\bI\b)",
+                             re.I)}
 #: Sections that hold nothing to learn: thanks, references, licences, footnotes.
-_BOILERPLATE_SECTION = re.compile(r"\b(?:acknowledge?ments?|thanks|references?|copyright|footnotes?|licen[cs]e|"
+_BOILERPLATE_SECTION = re.compile(r"\b(?:acknowledge?ments?|thanks|endorsements?|references?|copyright|footnotes?|licen[cs]e|"
                                   r"remerciements|références|danksagung|literatur|agradecimientos|referencias)\b", re.I)
 
 
@@ -221,7 +275,8 @@ def reads_alone(sentence: str, language: str) -> str | None:
     words = _words(sentence)
     if not MIN_WORDS <= len(words) <= MAX_WORDS:
         return "too short or too long to stand alone"
-    if sentence[-1:] not in ".!" or sentence[:1].islower():
+    if sentence[-1:] not in ".!" or sentence[:1].islower() or sentence[:1] in "([{\"'" or \
+            sentence.count("(") != sentence.count(")"):
         return "not a whole statement"
     if _CODE.search(sentence):
         return "code or markup left in the sentence"
@@ -245,6 +300,51 @@ def reads_alone(sentence: str, language: str) -> str | None:
 #: A term's weight from which it is sure enough to be offered as a wrong option: marked by the
 #: source, or a name or word pair the document uses at least three times.
 STRONG_TERM = 1.5
+#: A document that marks at least this many terms as code or roles names its terms that way.
+MARKED_DOCUMENT = 5
+
+
+_DEFINED_IN_CODE = re.compile(r"^[ \t]*(?:(?:async\s+)?def|class)\s+([A-Za-z_]\w*)|"
+                              r"^[ \t]+([A-Za-z_]\w*)\s*(?::[^=\n]{1,60})?=(?!=)", re.M)
+#: Names examples are made of, wherever they are defined.
+_PLACEHOLDER = re.compile(r"^(?:foo|bar|baz|qux|quux|spam|eggs|ham|My[A-Z_]\w*|my_\w+)$")
+
+
+def example_names(document_text: str, headings: Iterable[str]) -> frozenset:
+    """Names the document's examples make up: defined in its code (``class Employee``, ``def
+    concat``, ``UserId = ...``) or placeholders (``foo``, ``MyType``), and never in a heading or
+    a builtin. A card on one asks about an example, which the card alone does not show."""
+    import builtins
+
+    named_in_headings = " ".join(headings)
+    found = set()
+    for match in _DEFINED_IN_CODE.finditer(document_text):
+        name = match.group(1) or match.group(2)
+        if len(name) > 1 and not hasattr(builtins, name) and not re.search(r"(?<![\w])" + re.escape(name) + r"(?![\w])",
+                                                                           named_in_headings):
+            found.add(name)
+    found.update(m for m in set(re.findall(r"[A-Za-z_]\w*", document_text)) if _PLACEHOLDER.match(m))
+    return frozenset(found)
+
+
+def document_nouns(sentence_texts: list[str]) -> frozenset:
+    """Words the document uses as nouns: those it writes after an article or a determiner ("a
+    tuple", "the checkers"), folded and singular. Without a tagger, this tells the noun in
+    "_____ tuples can..." (the blank is a modifier of a longer term) from the verb in
+    "_____ proposes..." (the blank is the subject)."""
+    found = set()
+    for sentence in sentence_texts:
+        for match in re.finditer(r"\b(?:a|an|the|each|every|these|those|its|their)\s+"
+                                 r"([^\W\d_][\w-]*)", sentence, re.I):
+            found.add(_singular(match.group(1).casefold()))
+    return frozenset(found)
+
+
+def _singular(word: str) -> str:
+    for ending, replacement in (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh")):
+        if word.endswith(ending):
+            return word[: -len(ending)] + replacement
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
 
 
 def key_terms(document_text: str, sentence_texts: list[str], language: str) -> tuple[dict, dict]:
@@ -263,14 +363,20 @@ def key_terms(document_text: str, sentence_texts: list[str], language: str) -> t
         pattern = re.compile(r"(?<![\w])" + re.escape(term.casefold()) + r"(?![\w])")
         return sum(1 for s in lowered if pattern.search(s))
 
-    for term in marked_terms(document_text):
+    marked = marked_terms(document_text)
+    for term in marked:
         words = term.split()
         if re.fullmatch(r"[\w.\- ]+", term) and not term.isdigit() and not any(w.casefold() in stop for w in words):
             weights[term] = 1.5
+    # A document that marks its terms as code names its subject's terms that way: a capitalised
+    # word it never marks is a proper name there ("Python", "Scala") or a sentence's opening word
+    # after a colon ("Class", "Number"), not a term to learn.
+    names_marked = len(marked) >= MARKED_DOCUMENT
     for sentence in sentence_texts:
         words = _words(sentence)
         for i, word in enumerate(words):
-            if i > 0 and (_CAMEL.fullmatch(word) or (word[:1].isupper() and word.casefold() not in stop and len(word) > 3)):
+            if i > 0 and (_CAMEL.fullmatch(word) or (word[:1].isupper() and word.casefold() not in stop and len(word) > 3
+                                                     and not names_marked)):
                 counts[word] += 1
         plain = [w.casefold() for w in words]
         for i, (a, b) in enumerate(zip(plain, plain[1:])):
@@ -350,44 +456,97 @@ def _meaningful(term: str, language: str) -> str | None:
     return None
 
 
-def _part_of_longer_term(front: str, language: str) -> bool:
-    """Whether the blank is glued to the words around it ("typing._____", "_____ module"): the
-    term the sentence uses is longer than the blank, so the card asks for a fragment."""
+_AUXILIARY = {"en": {"can", "cannot", "may", "must", "should", "will", "would", "could", "might", "shall", "are", "were",
+                     "have", "do", "don't", "need", "allow", "provide", "become"}}
+
+
+def _part_of_longer_term(front: str, language: str, nouns: frozenset = frozenset()) -> bool:
+    """Whether the blank is glued to the words around it ("typing._____", "_____ module",
+    "Python _____", "_____ 3.8"): the term the sentence uses is longer than the blank, so the
+    card asks for a fragment. ``nouns``: the document's nouns (:func:`document_nouns`)."""
     at = front.find(BLANK)
     if at < 0:
         return False
     before, after = front[:at], front[at + len(BLANK):]
     if re.search(r"[\w.]$", before) or re.match(r"[\w]|\.\w", after):
         return True
-    following = re.match(r"\s+([^\W\d_][\w’'-]*)", after)
+    if re.match(r"\s+\d", after):  # "_____ 3.8": a version of the blanked name
+        return True
+    following = re.match(r"\s+([^\W\d_][\w’'-]*)(?:\s+([\w’']+))?", after)
     if following is None:
         return False
-    word = following.group(1)
+    word, then = following.group(1), (following.group(2) or "").casefold()
+    if not word.islower() or word.casefold() in _stop(language):
+        return False
     # A lowercase noun right after the blank makes it a modifier ("the _____ module"); a verb
-    # ("_____ proposes", "_____ have") does not. Without a tagger, a word ending in "s" or a
-    # function word is taken for a verb, so "_____ tuples can" passes: a fragment kept, not a
-    # good card lost.
-    return word.islower() and word.casefold() not in _stop(language) and not word.endswith("s")
+    # ("_____ proposes", "_____ have") does not. A word not ending in "s" is taken for a noun;
+    # one ending in "s" is a noun when the document uses it after an article or when an
+    # auxiliary follows it ("_____ tuples can"), else a verb.
+    if not word.endswith("s"):
+        return True
+    return _singular(word.casefold()) in nouns or then in _AUXILIARY.get(language, ())
 
 
-def _whole_term(answer: str, text: str, terms: dict[str, float]) -> str:
+def _whole_term(answer: str, text: str, terms: dict[str, float], corpus: str = "",
+                nouns: frozenset | None = None) -> str:
     """``answer`` grown over the next words of ``text`` while its last word and the next one are a
     pair the document repeats: "Type variable" in "Type variable tuples can..." is part of the
-    term "Type variable tuples", and a card blanking the first two words asks for a fragment."""
+    term "Type variable tuples", and a card blanking the first two words asks for a fragment
+    (with ``nouns``, only over a word the document uses as a noun).
+    Likewise over the words before it when the longer phrase recurs in ``corpus`` (the document's
+    sentences, folded): "type checkers" in "runtime type checkers", not "declare type hints"."""
     folded = {t.casefold() for t in terms}
     match = _find(answer, text)
     while match is not None and len(answer.split()) < MAX_TERM_WORDS:
         following = re.match(r"\s+([^\W\d_][\w’'-]*)", text[match.end():])
-        if following is None or f"{answer.split()[-1]} {following.group(1)}".casefold() not in folded:
-            break
+        if following is None or f"{answer.split()[-1]} {following.group(1)}".casefold() not in folded or \
+                nouns is not None and _singular(following.group(1).casefold()) not in nouns:
+            break  # a pair the document repeats, grown only over a noun: not "typing module provides"
         answer = text[match.start(): match.end() + following.end()]
+        match = _find(answer, text)
+    while match is not None and len(answer.split()) < MAX_TERM_WORDS:
+        preceding = re.search(r"([^\W\d_][\w’'-]*)\s+$", text[: match.start()])
+        if preceding is None or f"{preceding.group(1)} {answer.split()[0]}".casefold() not in folded or \
+                corpus.count(f"{preceding.group(1)} {answer}".casefold()) < 2:
+            break
+        answer = text[preceding.start(): match.end()]
         match = _find(answer, text)
     return answer
 
 
 # ----- making cards ----------------------------------------------------------------------------
+def _blanked(answer: str, text: str, terms: dict[str, float], corpus: str = "",
+             nouns: frozenset | None = None) -> tuple[str, str]:
+    """The answer as the sentence writes it (grown to the whole term) and the sentence with it blanked."""
+    answer = _whole_term(answer, text, terms, corpus, nouns)
+    match = _find(answer, text)
+    if match is None:
+        return answer, text
+    return match.group(0), text[: match.start()] + BLANK + text[match.end():]
+
+
+def _after_modifier(answer: str, front: str, terms: dict[str, float]) -> bool:
+    """Whether the blank follows a word that, with the answer's first word, is a pair the document
+    repeats ("static _____" for "type checking", "Variadic _____" for "type arguments"): the
+    card then asks for the rest of a longer term."""
+    before = re.search(r"([^\W\d_][\w’'-]*)\s+$", front[: front.find(BLANK)])
+    if before is None or before.group(1).casefold().endswith("ing"):
+        return False
+    pair = f"{before.group(1)} {answer.split()[0]}".casefold()
+    return any(t.casefold() == pair for t in terms)
+
+
+def _blank_problem(answer: str, front: str, language: str, nouns: frozenset) -> str | None:
+    """Why ``answer`` blanked in ``front`` would make a poor card (the check's rules on blanks,
+    with the document's nouns), or None."""
+    return _meaningful(answer, language) or _context_problem(front, language) or \
+        ("the answer shows elsewhere in the question" if _find(answer, front.replace(BLANK, " ")) else None) or \
+        ("the blank is part of a longer term" if _part_of_longer_term(front, language, nouns) else None)
+
+
 def _cards_for(sentence: SourceSentence, language: str, terms: dict[str, float], reason: str, score: float,
-               vectors: dict[str, np.ndarray], strong: dict[str, float]) -> list[Card]:
+               vectors: dict[str, np.ndarray], strong: dict[str, float], nouns: frozenset = frozenset(),
+               marked: frozenset = frozenset(), corpus: str = "", headings: str = "") -> list[Card]:
     text = sentence.text
     source = {"path": sentence.path, "file": sentence.path.rsplit("/", 1)[-1], "location": sentence.location,
               "chunk_id": sentence.chunk_id, "sentence": text}
@@ -405,27 +564,30 @@ def _cards_for(sentence: SourceSentence, language: str, terms: dict[str, float],
         # A short subject is the term the sentence defines, even when the document names it once.
         if not (known or named or len(subject.split()) <= 2) or len(subject.split()) > 3:
             definition = None
+    options: list[str] = []
     if definition is not None:
         subject = definition.group("term").strip()
-        answer = subject if _meaningful(subject, language) is None else None
-    if answer is None and present:
-        answer = present[0]
+        if _meaningful(subject, language) is None:
+            options.append(subject)
+    for term in present:
         # "Type" in "Type checkers": blank the whole term the sentence uses.
-        span = _find(answer, text).span()
+        span = _find(term, text).span()
         for other in sorted(present, key=len, reverse=True):
             found = _find(other, text)
-            if found and found.start() <= span[0] and found.end() >= span[1] and len(other) > len(answer):
-                answer = other
+            if found and found.start() <= span[0] and found.end() >= span[1] and len(other) > len(term):
+                term = other
                 break
-    if answer is None:
+        if term not in options:
+            options.append(term)
+    if not options:
         return [Card("cloze", text, "", source, language, reason=reason or "central", score=score)]
-    answer = _whole_term(answer, text, terms)
-    match = _find(answer, text)
-    if match is not None:
-        answer = match.group(0)  # as the sentence writes it
-        front = text[: match.start()] + BLANK + text[match.end():]
-    else:
-        front = text
+    # The best-weighted term whose blank makes a good card; when none does, the first, which the
+    # check then drops with its reason.
+    blanks = [_blanked(term, text, terms, corpus, nouns or None) for term in options[:6]]
+    good = [(a, f) for a, f in blanks if _blank_problem(a, f, language, nouns) is None]
+    # Of those, one that does not follow a modifier ("static _____", "Variadic _____") asks for the
+    # whole term rather than the rest of it.
+    answer, front = next((b for b in good if not _after_modifier(*b, terms)), good[0] if good else blanks[0])
     cards.append(Card("cloze", front, answer, source, language, reason=reason or "central", score=score))
     example_like = definition is not None and re.match(r"(?:one|an?|the) (?:example|case|instance|way)\b",
                                                         definition.group("definition"), re.I)
@@ -439,33 +601,90 @@ def _cards_for(sentence: SourceSentence, language: str, terms: dict[str, float],
             and any(t == answer.lower() for t in terms) else answer
         cards.append(Card("qa", _QUESTION[language].format(term=shown), back, source, language,
                           reason="definition", score=score))
-    # Multiple choice: the document's other terms nearest to the answer in meaning.
-    key = next((t for t in vectors if t.casefold() == answer.casefold()), None)
-    if key is not None:
-        code_like = _is_code_like(answer)
-        stems = _stems(answer)
-        others = [t for t in terms if t in vectors and t.casefold() != answer.casefold() and len(t) >= 4
-                  and strong.get(t, 0.0) >= STRONG_TERM and _same_kind(t, answer)
-                  and _is_code_like(t) == code_like and not _stems(t) & stems and _find(t, text) is None
-                  and _meaningful(t, language) is None
-                  and CHOICE_COSINE[0] <= float(vectors[t] @ vectors[key]) <= CHOICE_COSINE[1]]
-        others.sort(key=lambda t: -float(vectors[t] @ vectors[key]))
-        picked: list[str] = []
-        for other in others:  # wrong options that do not repeat each other's words
-            if not any(_stems(other) & _stems(p) for p in picked):
-                picked.append(other)
-            if len(picked) == 3:
-                break
-        if len(picked) == 3:
-            options = [answer] + picked
-            random.Random(normalise(front)).shuffle(options)
-            cards.append(Card("choice", front, answer, source, language, choices=options,
-                              reason=reason or "central", score=score))
+    # Multiple choice: the document's other terms of the same kind, nearest to the answer in meaning.
+    picked = _wrong_options(answer, text, terms, vectors, strong, marked, language, headings)
+    if len(picked) == 3:
+        options = [answer] + picked
+        random.Random(normalise(front)).shuffle(options)
+        cards.append(Card("choice", front, answer, source, language, choices=options,
+                          reason=reason or "central", score=score))
     return cards
 
 
-def check(card: Card) -> str | None:
-    """None when ``card`` can be shown, else the reason it is dropped."""
+def _plural(word: str) -> str:
+    if re.search(r"[^aeiou]y$", word):
+        return word[:-1] + "ies"
+    return word + ("es" if re.search(r"(?:s|x|ch|sh)$", word) else "s")
+
+
+def _as_answer_is_written(option: str, answer: str) -> str:
+    """A phrase option in the answer's form, so that neither a capital nor a plural gives the
+    answer away: "type alias" beside "Type variables" is shown "Type aliases"."""
+    words = option.split()
+    head = _singular(words[-1].casefold())
+    plural = _singular(answer.split()[-1].casefold()) != answer.split()[-1].casefold()
+    words[-1] = _plural(head) if plural else head
+    if answer[:1].isupper() and answer[1:2].islower():
+        words[0] = words[0][:1].upper() + words[0][1:]
+    return " ".join(words)
+
+
+def _wrong_options(answer: str, text: str, terms: dict[str, float], vectors: dict[str, np.ndarray],
+                   strong: dict[str, float], marked: frozenset, language: str, headings: str = "") -> list[str]:
+    """Three wrong options of the answer's kind, or fewer when the document has not got them.
+    A phrase ("argument type") gets phrases of the document with the same head word and another
+    modifier ("return type", "union type"): the learner must know which one the sentence says.
+    A name (``Final``, ``typing.TypeVar``, PEP 484) gets other names the document marks as code,
+    of the same form, in a band of meaning near it (:data:`CHOICE_COSINE`)."""
+    key = next((t for t in vectors if t.casefold() == answer.casefold()), None)
+    if key is None:
+        return []
+    phrase = " " in answer and not _is_code_like(answer) and not re.match(r"^PEP \d+$", answer)
+
+    def usable(t: str) -> bool:
+        return (t in vectors and t.casefold() != answer.casefold() and len(t) >= 4 and strong.get(t, 0.0) >= STRONG_TERM
+                and _find(t, text) is None and _meaningful(t, language) is None)
+
+    if phrase:
+        # The modifier names one of the document's subjects (it is in a heading): "variadic type"
+        # beside "tuple type", not "inferred type" or "individual type".
+        head = _singular(answer.split()[-1].casefold())
+        modifiers = {w.casefold() for w in answer.split()[:-1]}
+        others = [t for t in terms if usable(t) and " " in t and len(t.split()) == len(answer.split())
+                  and not _is_code_like(t) and _singular(t.split()[-1].casefold()) == head
+                  and not {w.casefold() for w in t.split()[:-1]} & modifiers
+                  and all(re.search(r"(?<![\w])" + re.escape(w.casefold()), headings) for w in t.split()[:-1])
+                  and CHOICE_COSINE[0] <= float(vectors[t] @ vectors[key]) <= CHOICE_COSINE[1]]
+    else:
+        stems = _stems(answer)
+        others = [t for t in terms if usable(t) and (t in marked or _CAMEL.fullmatch(t) or re.match(r"^PEP \d+$", t))
+                  and _same_kind(t, answer) and _is_code_like(t) == _is_code_like(answer) and not _stems(t) & stems
+                  and CHOICE_COSINE[0] <= float(vectors[t] @ vectors[key]) <= CHOICE_COSINE[1]]
+    others.sort(key=lambda t: -float(vectors[t] @ vectors[key]))
+    picked: list[str] = []
+    for other in others:  # wrong options that do not repeat each other
+        shown = _as_answer_is_written(other, answer) if phrase else other
+        if phrase and normalise(shown) not in {normalise(p) for p in picked}:
+            picked.append(shown)
+        elif not phrase and not any(_stems(other) & _stems(p) for p in picked):
+            picked.append(shown)
+        if len(picked) == 3:
+            break
+    return picked
+
+
+def _context_problem(front: str, language: str) -> str | None:
+    """Why the words around a blank are too few to answer it ("_____ have a wide range of uses"), or None."""
+    around = _words(front.replace(BLANK, " "))
+    content = [w for w in around if w.casefold() not in _stop(language) and not w.isdigit()]
+    if len(around) < MIN_CONTEXT_WORDS or len(content) < MIN_CONTENT_WORDS:
+        return "too little is left around the blank to answer it"
+    return None
+
+
+def check(card: Card, nouns: frozenset = frozenset()) -> str | None:
+    """None when ``card`` can be shown, else the reason it is dropped. ``nouns``: the document's
+    nouns (:func:`document_nouns`), to tell a blank that modifies a noun from one that is a subject."""
     sentence = card.source.get("sentence", "")
     if not card.back or normalise(card.back) not in normalise(sentence):
         return "the answer is not in the source sentence"
@@ -473,13 +692,14 @@ def check(card: Card) -> str | None:
         why = _meaningful(card.back, card.language)
         if why:
             return why
-        if len(_words(card.front.replace(BLANK, " "))) < MIN_CONTEXT_WORDS:
-            return "too little is left around the blank to answer it"
+        why = _context_problem(card.front, card.language)
+        if why:
+            return why
         if BLANK not in card.front:
             return "the answer was not blanked"
         if _find(card.back, card.front.replace(BLANK, " ")) is not None:
             return "the answer shows elsewhere in the question"
-        if _part_of_longer_term(card.front, card.language):
+        if _part_of_longer_term(card.front, card.language, nouns):
             return "the blank is part of a longer term"
     if card.kind == "qa" and len(_words(card.back)) < 3:
         return "the definition is too short to be an answer"
@@ -501,15 +721,23 @@ def propose(documents: Iterable[SourceDocument], embed: Callable[[list[str]], np
         all_sentences = document_sentences(document)
         text = "\n".join(raw for raw, _loc, _chunk in document.sections)
         language = language_of(" ".join(s.text for s in all_sentences[:200]) or text)
+        examples = example_names(text, {loc for _raw, loc, _chunk in document.sections})
+        mentions_example = re.compile(r"(?<![\w.])(?:" + "|".join(map(re.escape, sorted(examples, key=len, reverse=True)))
+                                      + r")(?![\w])") if examples else None
         candidates = []
         for sentence in all_sentences:
             why = reads_alone(sentence.text, language)
-            if why is None:
+            if why is None and not (mentions_example and mentions_example.search(sentence.text)):
                 candidates.append(sentence)
         n_sentences += len(candidates)
         if not candidates:
             continue
         terms, base_weights = key_terms(text, [s.text for s in all_sentences], language)
+        terms = {t: w for t, w in terms.items() if t not in examples}
+        nouns = document_nouns([s.text for s in all_sentences])
+        marked = frozenset(marked_terms(text))
+        corpus = "\n".join(s.text for s in all_sentences).casefold()
+        headings = clean_inline(" ".join({loc for _raw, loc, _chunk in document.sections})).casefold()
         vectors_list = np.asarray(embed([s.text for s in candidates]), dtype=np.float32)
         centroid = vectors_list.mean(axis=0)
         centroid /= np.linalg.norm(centroid) or 1.0
@@ -527,7 +755,13 @@ def propose(documents: Iterable[SourceDocument], embed: Callable[[list[str]], np
             elif sentence.item:
                 reason, bonus = "list item", 0.05
             has_term = any(_find(t, sentence.text) for t in terms)
-            scored.append((float(central[i]) + bonus + (0.05 if has_term else -0.2), i, reason))
+            bonus += 0.05 if has_term else -0.2
+            # What the document settles is worth more than what it argues, rejects or recounts.
+            if _ASIDE_SECTION.search(sentence.location):
+                bonus -= 0.1
+            if _OPINION.get(language) is not None and _OPINION[language].search(sentence.text):
+                bonus -= 0.1
+            scored.append((float(central[i]) + bonus, i, reason))
         scored.sort(reverse=True)
         chosen: list[int] = []
         answers: Counter = Counter()
@@ -537,7 +771,8 @@ def propose(documents: Iterable[SourceDocument], embed: Callable[[list[str]], np
                 break
             if any(float(vectors_list[i] @ vectors_list[j]) >= DUPLICATE_COSINE for j in chosen):
                 continue
-            cards = _cards_for(candidates[i], language, terms, reason, round(score, 4), term_vectors, base_weights)
+            cards = _cards_for(candidates[i], language, terms, reason, round(score, 4), term_vectors, base_weights,
+                               nouns, marked, corpus, headings)
             answer = normalise(cards[0].back) if cards and cards[0].back else ""
             if answer and answers[answer] >= SAME_ANSWER:
                 continue
@@ -545,7 +780,7 @@ def propose(documents: Iterable[SourceDocument], embed: Callable[[list[str]], np
             chosen.append(i)
             good = False
             for card in cards:
-                why = check(card)
+                why = check(card, nouns)
                 if why is None:
                     kept.append(card)
                     good = good or card.kind == "cloze" or card.kind == "qa"

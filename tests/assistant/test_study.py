@@ -106,6 +106,92 @@ def test_a_card_whose_answer_is_not_in_its_sentence_is_dropped():
     assert check(good) is None
 
 
+def test_sentences_that_lean_on_their_context_are_not_made_into_cards():
+    from assistant.study.cards import reads_alone
+
+    leaning = [
+        "Another proposal we considered was defining new operators on a domain of function types.",
+        "Finally, note that a type variable tuple may not be used as the type of keyword arguments.",
+        "In fact, forbidding instantiation of parameterized types is what the typing module does today.",
+        "We do not allow this; type unions may not appear within the parameters of a tuple.",
+        "Expressions whose type is a subtype of an argument type are also accepted for that argument.",
+        "The deprecated functionality may eventually be removed from the typing module in a later release.",
+        "An early version of this PEP discussed matters beyond generics in standard collections.",
+        "As alluded to above_ , the issue is name collisions between positional parameters.",
+    ]
+    for sentence in leaning:
+        assert reads_alone(sentence, "en") is not None, sentence
+    assert reads_alone("Type checkers should infer a final attribute that is initialized in a class body as "
+                       "being a class variable.", "en") is None
+
+
+def test_a_blank_that_is_part_of_a_longer_term_is_dropped():
+    from assistant.study.cards import Card, document_nouns
+
+    sentence = "Type variable tuples can be used anywhere a normal TypeVar can be used in a function."
+    source = {"sentence": sentence, "file": "p.rst", "location": "", "chunk_id": 1, "path": "p.rst"}
+    nouns = document_nouns(["A tuple of types is packed into a type variable.", sentence])
+    fragment = Card("cloze", sentence.replace("Type variable", BLANK, 1), "Type variable", source, "en")
+    assert check(fragment, nouns) == "the blank is part of a longer term"
+    version = "The annotations are evaluated lazily from Python 3.10 onwards in every module of a program."
+    source = dict(source, sentence=version)
+    assert check(Card("cloze", version.replace("Python", BLANK), "Python", source, "en")) == \
+        "the blank is part of a longer term"
+    subject = "Type checkers proposes to check the annotations of every function in a module."
+    source = dict(source, sentence=subject)
+    assert check(Card("cloze", subject.replace("Type checkers", BLANK), "Type checkers", source, "en"), nouns) is None
+
+
+def test_cards_leave_out_example_names_and_choices_are_terms_of_the_same_kind():
+    import numpy as np
+
+    from assistant.study.cards import SourceDocument, example_names, propose
+
+    examples = """For example::
+
+    class Employee:
+        pass
+    UserId = int
+
+The alias Employee stands for a record of a person who works for the company.
+"""
+    kinds = {
+        "Return type": "The return type of a function is checked against each value the function gives back.\n"
+                       "A declared return type is shown by the editor beside the function signature.\n"
+                       "The return type may be omitted when the function body returns nothing.\n",
+        "Argument type": "The argument type of a parameter is checked against every value passed to the function.\n"
+                         "An argument type given as a string is evaluated when annotations are resolved.\n"
+                         "The argument type may be a protocol that the passed value must satisfy.\n",
+        "Union type": "A union type accepts the values of any of its member types in an annotation.\n"
+                      "The union type of two classes is written with a vertical bar between the classes.\n"
+                      "A union type with a single member is simplified to that member by checkers.\n",
+        "Generic type": "A generic type has type parameters that are filled in where the class is used.\n"
+                        "The generic type of a container names the kind of items the container holds.\n"
+                        "A generic type without parameters is treated as having parameters of any kind.\n",
+    }
+    text = examples + "".join(kinds.values())
+    assert {"Employee", "UserId"} <= example_names(text, kinds)
+    assert "int" not in example_names(text, kinds)  # a builtin, not an example's name
+    sections = [(examples, "Examples", 1)] + [(body, heading, i + 2) for i, (heading, body) in enumerate(kinds.items())]
+    document = SourceDocument("/x/types.rst", "Types", sections)
+
+    def embed(texts):  # a stand-in embedding: hashed bag of words, normalised
+        vectors = np.zeros((len(texts), 64), dtype=np.float32)
+        for row, t in enumerate(texts):
+            for word in t.lower().split():
+                vectors[row, sum(map(ord, word)) % 64] += 1
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+    proposal = propose([document], embed)
+    cards = proposal.kept + [card for card, _why in proposal.dropped]
+    assert cards and not any("Employee" in card.source["sentence"] for card in cards)
+    choices = [card for card in proposal.kept if card.kind == "choice"]
+    assert choices, [(c.kind, c.front) for c in proposal.kept]
+    for card in choices:  # wrong options share the answer's head word: other types, not other things
+        assert len(set(card.choices)) == 4 and card.back in card.choices
+        assert all(option.lower().split()[-1] == card.back.lower().split()[-1] for option in card.choices), card.choices
+
+
 def test_markup_is_left_out_of_the_sentences():
     rst = ("Use ``TypedDict`` from :pep:`589` for `dictionaries <https://docs.python.org>`_ with fixed keys::\n\n"
            "    Movie = TypedDict('Movie', {'name': str})\n\n"
