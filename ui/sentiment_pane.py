@@ -50,6 +50,7 @@ from assistant.tasks.sentiment import (
     export_csv,
     read_table,
 )
+from assistant.tasks.sentiment_default import RoutedAnalyzer, default_analyzer
 from assistant.tasks.sentiment_student import (
     Lesson,
     SentimentStudent,
@@ -68,6 +69,8 @@ if TYPE_CHECKING:
     from assistant.app import Services
     from ui.jobs import Job, Jobs
 
+#: The model chooser's data for the automatic (routed) path.
+AUTOMATIC = "automatic"
 COLOURS = {"positive": "#3a9d5d", "negative": "#c8553d", "neutral": "#8a8f98"}
 
 
@@ -138,7 +141,8 @@ class SentimentPane(QWidget):
         super().__init__(parent)
         self.services = services
         self.jobs = jobs
-        self.analyzer = SentimentAnalyzer.from_services(services)
+        # The default path: the routed default student where set-up built it, else the language model.
+        self.analyzer = default_analyzer(services)
         # The latest job (Stop stops it) and every job not yet ended (shutdown waits for them).
         self._job: "Job | None" = None
         self._live: set["Job"] = set()
@@ -161,9 +165,14 @@ class SentimentPane(QWidget):
         self.text_edit.setAccessibleName("Text to analyse")
         self.analyse_button = QPushButton("Analyse")
         self.single_result = QLabel("")
-        # The language model (the teacher) or a fast student taught by it (issue 8).
+        # Automatic (the default student, the language model for what it is unsure of), the
+        # language model alone (the teacher), or a fast student the user taught.
         self.model_combo = QComboBox()
         self.model_combo.setAccessibleName("Sentiment model")
+        if isinstance(self.analyzer, RoutedAnalyzer):
+            self.model_combo.addItem("Automatic: fast, the language model when unsure", AUTOMATIC)
+            self.model_combo.setItemData(0, "The default student answers the texts it is sure of; the language "
+                                            "model answers the others.", Qt.ItemDataRole.ToolTipRole)
         self.model_combo.addItem("Language model (most accurate)", "")
         for student_path in student_files(services.paths.models_dir):
             self.model_combo.addItem(f"Student: {student_path.stem} (fast)", str(student_path))
@@ -239,9 +248,13 @@ class SentimentPane(QWidget):
 
     def _choose_model(self, index: int) -> None:
         path = self.model_combo.itemData(index)
-        # Both are cheap to build: a student opens its file and MiniLM on first use, in the job.
-        self.analyzer = (StudentAnalyzer.from_services(self.services, path) if path
-                         else SentimentAnalyzer.from_services(self.services))
+        # All are cheap to build: a student opens its file and its encoder on first use, in the job.
+        if path == AUTOMATIC:
+            self.analyzer = default_analyzer(self.services)
+        elif path:
+            self.analyzer = StudentAnalyzer.from_services(self.services, path)
+        else:
+            self.analyzer = SentimentAnalyzer.from_services(self.services)
 
     # ----- jobs -------------------------------------------------------------------------
     @property
@@ -465,6 +478,10 @@ class SentimentPane(QWidget):
             self._append(event.results)
         elif isinstance(event, SentimentFinished):
             self.results, self.bad_rows = list(event.results), list(event.bad_rows)
+            if self._shown_rows() != [r.row for r in self.results]:
+                # The automatic path answers the student's sure texts first: show them in file order.
+                self.results_table.setRowCount(0)
+                self._append(self.results)
             self.chart.set_counts(event.counts())
             self.export_button.setEnabled(bool(self.results))
             note = f"{len(event.results)} texts analysed"
@@ -476,6 +493,9 @@ class SentimentPane(QWidget):
                 note += f"; {len(event.bad_rows)} rows skipped (lines {lines}{more}: {event.bad_rows[0].error})"
             self.status.setText(note + ".")
             self.sig_batch_finished.emit(event)
+
+    def _shown_rows(self) -> list[int]:
+        return [int(self.results_table.item(row, 0).text()) for row in range(self.results_table.rowCount())]
 
     def _append(self, results: list[SentimentResult]) -> None:
         table = self.results_table

@@ -152,10 +152,25 @@ def cmd_models_prepare(args, services: Services | None) -> int:
     """Join the default pack's files in the models folder (the slow part of a first start). It
     touches no database, so the set-up (`make`) needs no key and asks no passphrase; the app
     registers the joined files when it next opens the library."""
+    from assistant.errors import StudentError
+    from assistant.tasks import sentiment_default
     from engine import model_pack
 
-    for model_id, path in model_pack.prepare_pack(default_paths().ensure().models_dir).items():
+    models_dir = default_paths().ensure().models_dir
+    for model_id, path in model_pack.prepare_pack(models_dir).items():
         print(f"ready: {model_id}  ({path})")
+    # The default sentiment student is built once here, from the shipped public lines (about a
+    # minute); without it the Sentiment page still works with the language model alone.
+    if sentiment_default.find_default_student(models_dir) is None:
+        print("building the default sentiment student (once, about a minute)…", flush=True)
+    try:
+        student = sentiment_default.ensure_default_student(models_dir, model_pack.locate(model_pack.MINILM, models_dir))
+    except StudentError as error:
+        print(f"The default sentiment student could not be built: {error} The Sentiment page will use the "
+              "language model alone.", file=sys.stderr)
+    else:
+        print(f"ready: default sentiment student  ({student})" if student else
+              "no default sentiment student: this installation cannot train (the language model answers)")
     return 0
 
 

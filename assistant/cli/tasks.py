@@ -27,6 +27,7 @@ from assistant.tasks.sentiment import (
     parse_examples,
     read_table,
 )
+from assistant.tasks.sentiment_default import default_analyzer
 from assistant.tasks.suggestions import Suggester
 from assistant.tasks.translation import (
     SegmentDone,
@@ -154,7 +155,9 @@ def cmd_translate(args, services) -> int:
 # ----- sentiment ------------------------------------------------------------------------
 def cmd_sentiment(args, services) -> int:
     examples = parse_examples(args.examples) if args.examples else None
-    analyzer = SentimentAnalyzer.from_services(services, user_examples=examples, neutral_below=args.neutral_below)
+    options = {"user_examples": examples, "neutral_below": args.neutral_below}
+    analyzer = (SentimentAnalyzer.from_services(services, **options) if args.method == "language-model"
+                else default_analyzer(services, **options))
     source = Path(args.input)
     if source.is_file():
         table = read_table(source)
@@ -235,6 +238,9 @@ def add_task_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--examples", help="your own labelled examples (CSV/TSV with text and label columns)")
     p.add_argument("--neutral-below", type=float, default=None,
                    help="confidence under which a text is neutral (default from the prompt file)")
+    p.add_argument("--method", choices=("auto", "language-model"), default="auto",
+                   help="auto (default): the fast default student answers the texts it is sure of and the "
+                        "language model the rest; language-model: the language model answers every text")
     p.set_defaults(handler=cmd_sentiment)
 
     p = subparsers.add_parser("suggest", help="the next few words after TEXT (what the composer shows in grey)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
@@ -98,5 +100,48 @@ def test_teaching_a_student_from_the_open_file_in_the_window(qtbot, services, jo
             pane.analyse_text()
         assert blocker.args[0].label in ("positive", "negative", "neutral") and blocker.args[0].confidence > 0
         assert pane.teach_button.isEnabled()
+    finally:
+        assert pane.shutdown()
+
+
+def test_the_automatic_default_comes_first_and_shows_rows_in_file_order(qtbot, services, jobs, tmp_path):
+    """Where set-up built the default student, the pane starts on "Automatic"; a file is answered
+    partly by the student and partly by the language model, and the table ends in file order.
+    (A head on the library's MiniLM stands in for the fine-tuned default student here; the built
+    one is covered in tests/assistant/test_sentiment_default.py.)"""
+    from assistant.tasks.sentiment_default import ROUTE_CONFIDENCE, RoutedAnalyzer, default_student_path
+
+    embed = engine_embedder(services)
+    vectors = embed([t for t, _ in LABELLED])
+    weights, bias = fit_logistic(vectors, np.array([y for _, y in LABELLED]), l2=1e-3)
+    minilm = ensure_gguf(model_pack.locate(model_pack.MINILM, services.paths.models_dir), services.paths.models_dir)
+    student = SentimentStudent(weights, bias, 0.6, embedder_identity(minilm, vectors.shape[1]),
+                               {"data": "8 hand-labelled sentences"})
+    student.save(default_student_path(services.paths.models_dir))
+    reviews = tmp_path / "reviews.csv"
+    texts = ["I loved it, wonderful from start to finish.", "It arrived on Tuesday.", "Awful. Just awful.",
+             "The second half was slower than the first.", "Great value and lovely staff."]
+    positive = student.positive(np.asarray(embed(texts), dtype=np.float64))
+    unsure = int(np.sum(np.maximum(positive, 1 - positive) < ROUTE_CONFIDENCE))
+    with open(reviews, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([["text"]] + [[t] for t in texts])
+    pane = SentimentPane(services, jobs)
+    qtbot.addWidget(pane)
+    try:
+        combo = pane.model_combo
+        assert combo.itemText(0) == "Automatic: fast, the language model when unsure" and combo.currentIndex() == 0
+        assert combo.itemText(1) == "Language model (most accurate)"
+        assert isinstance(pane.analyzer, RoutedAnalyzer)
+        pane.load_file(reviews)
+        qtbot.waitUntil(lambda: pane.run_button.isEnabled(), timeout=60000)
+        with qtbot.waitSignal(pane.sig_batch_finished, timeout=600000) as blocker:
+            pane.run_batch()
+        assert blocker.args[0].metrics["routed"] == unsure  # the student's unsure rows went to the language model
+        assert [pane.results_table.item(row, 0).text() for row in range(pane.results_table.rowCount())] == \
+            ["2", "3", "4", "5", "6"]  # the file's line numbers (the header is line 1)
+        combo.setCurrentIndex(1)
+        assert isinstance(pane.analyzer, SentimentAnalyzer)
+        combo.setCurrentIndex(0)
+        assert isinstance(pane.analyzer, RoutedAnalyzer)
     finally:
         assert pane.shutdown()
