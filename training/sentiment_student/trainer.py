@@ -61,7 +61,9 @@ def train_student(texts: list[str], labels: np.ndarray, encoder_dir: Path, outpu
     def logits(batch: list[str]) -> torch.Tensor:
         return head(embed(batch) * LOGIT_SCALE).squeeze(-1)
 
-    steps_per_epoch = math.ceil(len(fit) / config.batch_size)
+    window = config.batch_size * LENGTH_WINDOW_BATCHES
+    steps_per_epoch = sum(math.ceil(min(window, len(fit) - start) / config.batch_size)
+                          for start in range(0, len(fit), window))
     epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
     total_steps = epochs * steps_per_epoch
     warmup = max(1, min(config.warmup_steps, total_steps // 10))
@@ -75,12 +77,12 @@ def train_student(texts: list[str], labels: np.ndarray, encoder_dir: Path, outpu
     reporter.defer_stop = True
     started, step, losses = time.monotonic(), 0, []
     encoder.train()
+    lengths = np.asarray([len(ids) for ids in tokenizer([texts[i] for i in fit], truncation=True,
+                                                          max_length=config.max_length)["input_ids"]])
     for epoch in range(epochs):
-        shuffled = fit[rng.permutation(len(fit))]
-        for start in range(0, len(shuffled), config.batch_size):
+        for rows in _batches_of_similar_length(fit, lengths, config.batch_size, rng):
             if reporter.stop_requested:
                 raise JobCancelled(step)
-            rows = shuffled[start:start + config.batch_size]
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits([texts[i] for i in rows]),
                                                                         targets[rows])
             optimizer.zero_grad()
@@ -136,6 +138,26 @@ def train_student(texts: list[str], labels: np.ndarray, encoder_dir: Path, outpu
     }
     write_json_atomic(output_dir / "result.json", result)
     return result
+
+
+#: Batches are drawn from windows of this many batches, sorted by length within a window.
+LENGTH_WINDOW_BATCHES = 16
+
+
+def _batches_of_similar_length(rows: np.ndarray, lengths: np.ndarray, batch_size: int,
+                               rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's batches: the rows shuffled, cut into windows of LENGTH_WINDOW_BATCHES
+    batches, each window sorted by token length and cut into batches, the batches shuffled.
+    Each batch is padded to its longest text, so texts of like length waste far less work than
+    a random mix of short and long reviews, while every epoch still sees new mixes."""
+    order = rng.permutation(len(rows))
+    window = batch_size * LENGTH_WINDOW_BATCHES
+    batches = []
+    for start in range(0, len(order), window):
+        part = order[start:start + window]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(rows[part[i:i + batch_size]] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _gguf_positive(encoder_gguf: Path, texts: list[str], weights: np.ndarray, bias: float) -> np.ndarray:
