@@ -205,8 +205,9 @@ def scored_run(work: Path) -> int:
         figures["unseen_language_model"] = figures_of(unseen_lm, unseen_gold)
 
     lines = (texts * 2)[:SPEED_LINES]
-    input_path = work / "speed.tsv"
-    input_path.write_text("text\n" + "".join(t + "\n" for t in lines), encoding="utf-8")
+    input_path = work / "speed.csv"
+    with open(input_path, "w", encoding="utf-8", newline="") as handle:  # quoted where a review has quotes
+        csv.writer(handle).writerows([["text"]] + [[t] for t in lines])
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(data_dir), "ASSISTANT_PASSPHRASE": THROWAWAY_PASSPHRASE}
     subprocess.run([sys.executable, "-m", "assistant", "sentiment", "a warm-up sentence"], env=env, check=True,
                    cwd=ROOT, stdout=subprocess.DEVNULL)
