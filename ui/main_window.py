@@ -109,7 +109,7 @@ ACTION_HELP = {
 SHORTCUTS = tuple((ACTION_KEYS[name], ACTION_HELP[name]) for name in ACTION_KEYS if name != "quit") + (
     ("Enter", "Send the message"),
     ("Shift+Enter", "New line in the message"),
-    ("Tab", "Accept the grey writing suggestion (any other key dismisses it)"),
+    ("Tab", "Accept the grey writing suggestion (typing its next letters keeps the rest; any other key dismisses it)"),
     ("Esc", "Stop the reply (or cancel editing)"),
     ("F2", "Rename the selected conversation"),
     ("Delete", "Delete the selected conversation (Undo offered)"),
