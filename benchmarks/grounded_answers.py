@@ -30,9 +30,11 @@ not know when there is an answer; wrong: anything else. Also counted: how often 
 wording was shown beside the answer (the agreement check passed) and how often it then lacked
 every accepted phrase.
 
-``--part development`` also searches the sentence score's weights and threshold and the
-agreement cosine (assistant.documents.answers) on the development questions and prints the best;
-those are then set in the code. The scored part runs with the app's settings as they are.
+``--part development`` also searches the sentence score's weights, the overlap floor, the score
+threshold and the agreement cosine (assistant.documents.answers) on the development questions
+and prints the best (the most correct answers with at most 10 % wrong, then fewer wrong; the
+middle of the thresholds that tie); those are then set in the code. The scored part runs with
+the app's settings as they are.
 
 Prints a line a question, a table, then one JSON line; the scored part writes
 benchmarks/results/grounded_answers.json.
@@ -129,24 +131,33 @@ def ask(services, collection_id: int, question: str, sampling) -> tuple[TurnPrep
 
 
 def develop(rows: list[dict]) -> dict:
-    """The best weights, answer threshold and agreement cosine on the development rows."""
-    weights_grid = list(itertools.product([1.0], [0.0, 0.25, 0.5, 0.75, 1.0], [0.0, 0.3, 0.6], [0.0, 0.1, 0.2]))
-    thresholds = [round(0.30 + 0.02 * i, 2) for i in range(50)]
+    """The best weights, overlap floor, answer threshold and agreement cosine on the development
+    rows: the most correct answers with at most the target's share wrong, then fewer wrong; of
+    the thresholds that tie for the best weights and floor, the middle one."""
+    weights_grid = list(itertools.product([1.0], [0.25, 0.5, 0.75, 1.0], [0.0, 0.3], [0.0, 0.1, 0.2],
+                                          [0.0, 0.3, 0.6], [0.0, 0.1, 0.2, 0.3, 0.4]))
+    overlaps = [0.3, 0.35, 0.4, 0.45]
+    thresholds = [round(0.5 + 0.1 * i, 2) for i in range(11)]
     n = len(rows)
     best = None
     for weights in weights_grid:
-        for threshold in thresholds:
-            results = []
-            for row in rows:
-                answer = method.best_answer(row["candidates"], weights, threshold)
-                text = answer.text if answer else method.NOT_FOUND
-                results.append(outcome(text, row["accept"], answer is None))
-            correct, wrong = results.count("correct") / n, results.count("wrong") / n
-            # The most correct answers with at most the target's share wrong; then fewer wrong.
-            key = (wrong <= TARGETS["answer_wrong_rate"], correct, -wrong)
-            if best is None or key > best[0]:
-                best = (key, weights, threshold, correct, wrong)
-    _key, weights, threshold, correct, wrong = best
+        # The best candidate depends on the weights only; the floors decide whether it is shown.
+        tops = [max(row["candidates"], key=lambda c: c.score(weights)) if row["candidates"] else None for row in rows]
+        for min_overlap in overlaps:
+            for threshold in thresholds:
+                results = []
+                for row, top in zip(rows, tops):
+                    answer = method.best_answer([top] if top else [], weights, threshold, min_overlap)
+                    text = answer.text if answer else method.NOT_FOUND
+                    results.append(outcome(text, row["accept"], answer is None))
+                correct, wrong = results.count("correct") / n, results.count("wrong") / n
+                key = (wrong <= TARGETS["answer_wrong_rate"], correct, -wrong)
+                if best is None or key > best[0]:
+                    best = (key, weights, min_overlap, [threshold], correct, wrong)
+                elif key == best[0] and (weights, min_overlap) == (best[1], best[2]):
+                    best[3].append(threshold)
+    _key, weights, min_overlap, tied, correct, wrong = best
+    threshold = tied[len(tied) // 2]
     agree_best = None
     for agree in [round(0.30 + 0.05 * i, 2) for i in range(14)]:
         shown_right = shown_wrong = 0
@@ -161,7 +172,8 @@ def develop(rows: list[dict]) -> dict:
         key = (shown_right - 3 * shown_wrong, agree)
         if agree_best is None or key > agree_best[0]:
             agree_best = (key, agree, shown_right, shown_wrong)
-    return {"weights": weights, "threshold": threshold, "dev_correct": round(correct, 4), "dev_wrong": round(wrong, 4),
+    return {"weights": weights, "min_overlap": min_overlap, "threshold": threshold, "thresholds_tied": tied,
+            "dev_correct": round(correct, 4), "dev_wrong": round(wrong, 4),
             "agree_cosine": agree_best[1], "dev_shown_right": agree_best[2], "dev_shown_wrong": agree_best[3]}
 
 
@@ -223,11 +235,14 @@ def main(argv=None) -> int:
         "baseline_correct_rate": baseline["correct"], "baseline_wrong_rate": baseline["wrong"],
         "baseline_i_dont_know_rate": baseline["i_dont_know"],
         "model_wording_shown": len(shown), "model_wording_shown_without_accepted_phrase": shown_wrong,
-        "settings": {"weights": [method.W_COSINE, method.W_OVERLAP, method.W_PASSAGE, method.W_KIND],
-                     "min_answer_score": method.MIN_ANSWER_SCORE, "agree_cosine": method.AGREE_COSINE},
+        "settings": {"weights": [method.W_COSINE, method.W_OVERLAP, method.W_PASSAGE, method.W_KIND, method.W_FORM,
+                                 method.W_NAMES],
+                     "min_overlap": method.MIN_OVERLAP, "min_answer_score": method.MIN_ANSWER_SCORE,
+                     "agree_cosine": method.AGREE_COSINE},
     }
     if chosen is not None:
-        print(f"development search: weights {chosen['weights']}, threshold {chosen['threshold']} "
+        print(f"development search: weights {chosen['weights']}, overlap floor {chosen['min_overlap']}, "
+              f"threshold {chosen['threshold']} (tied: {chosen['thresholds_tied']}) "
               f"(correct {chosen['dev_correct']}, wrong {chosen['dev_wrong']}); agreement cosine "
               f"{chosen['agree_cosine']} (shown right {chosen['dev_shown_right']}, wrong {chosen['dev_shown_wrong']})")
         figures["development_search"] = chosen

@@ -2,24 +2,38 @@
 model's wording against it, and the boilerplate passages left out of the sources.
 
 A 135M chat model often contradicts the passage it was given ("introduced by PEP 32" under a
-quote saying PEP 484), so the answer shown first is extractive (:func:`choose_answer`): each
-sentence of the retrieved passages (markup removed, :mod:`assistant.documents.text`) is scored by
+quote saying PEP 484), so the answer shown first is extractive (:func:`choose_answer`): every
+sentence of every retrieved passage (markup and code blocks removed,
+:mod:`assistant.documents.text`) is scored by
 
     W_COSINE * cosine(question, sentence)      MiniLM, through the engine's embed path
-  + W_OVERLAP * overlap(question, sentence)    share of the question's content words (Snowball
-                                               stems, the ``snowballstemmer`` package) it holds
+  + W_OVERLAP * overlap(question, sentence)    weighted share of the question's terms it holds
   + W_PASSAGE * cosine(question, passage)      the passage's own retrieval score
   + W_KIND * kind(question, sentence)          1 when a "how many / when" question meets a
                                                number, a "who" question a name
+  - W_FORM * (1 - form(sentence))              it is a question, a line of code, only an
+                                               introduction, or from a rejected proposal
+  + W_NAMES * names(sentence)                  1 when it holds a term its passage marks as
+                                               code (``total=False``) that the question lacks
 
-and the best sentence is the answer with its citation, unless its score is under
-:data:`MIN_ANSWER_SCORE`: then the app says :data:`NOT_FOUND` rather than guess. The weights
-and the threshold were chosen on the development part of ``benchmarks/grounded_answers.py``.
+The question's terms are its content words as Snowball stems (the ``snowballstemmer`` package;
+stop words, question words and light verbs such as "say" or "mean" left out) and its numbers;
+each weighs by how rare it is among the candidate sentences (a term none of them holds weighs
+the most), and a term found only in the heading or title of the sentence's passage counts
+:data:`HEADING_CREDIT`.
+
+The best candidate is the answer with its citation, unless the app should say :data:`NOT_FOUND`
+rather than guess: the question names something no source holds (a number such as "4.0", a
+capitalised name such as "Porto"), the best sentence holds under :data:`MIN_OVERLAP` of the
+question's weighted terms, or its score is under :data:`MIN_ANSWER_SCORE`. The weights, the
+overlap and the score threshold are chosen on the development part of
+``benchmarks/grounded_answers.py`` (its ``--part development`` search).
 
 The model's wording is shown beside that sentence only when :func:`judge_reply` finds that it
 agrees: its cosine with the chosen sentence is at least :data:`AGREE_COSINE` and every number
 and name it states is in the sources (or the question). Otherwise the screens keep it behind
-"Show the model's attempt".
+"Show the model's attempt". The reply never chooses the answer: the sentence is chosen before
+the model writes.
 
 :func:`is_boilerplate` tells copyright notices, reference and link lists and acknowledgements
 by their structure (the share of lines that are links, URLs, citations or legal wording, and
@@ -38,6 +52,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from assistant.documents.retrieval import STOPWORDS
+from assistant.documents.text import clean_inline
 
 if TYPE_CHECKING:
     from assistant.documents.grounded import Source
@@ -45,14 +60,23 @@ if TYPE_CHECKING:
 #: What the app says when no sentence of the sources answers well enough.
 NOT_FOUND = "I couldn't find this in your documents."
 #: Weights of the sentence score (see the module docstring); chosen on the development part.
-#: The search (benchmarks/grounded_answers.py --part development) took the most correct answers
-#: with at most 10 % wrong; the passage's own score added nothing there, so its weight is 0.
+#: The search (benchmarks/grounded_answers.py --part development) takes the most correct answers
+#: with at most 10 % wrong; a weight of 0 is a feature that added nothing there.
 W_COSINE = 1.0
-W_OVERLAP = 0.5
+W_OVERLAP = 0.25
 W_PASSAGE = 0.0
-W_KIND = 0.2
+W_KIND = 0.0
+W_FORM = 0.3
+W_NAMES = 0.3
+#: Share of a form point taken off a sentence for each way it is not a statement (see form()).
+FORM_PENALTY = 0.5
+#: A question term found only in the heading or title of a sentence's passage counts this much.
+HEADING_CREDIT = 0.5
+#: Weighted share of the question's terms under which the best sentence does not answer;
+#: chosen on the development part.
+MIN_OVERLAP = 0.4
 #: Best sentence score under which the app does not know; chosen on the development part.
-MIN_ANSWER_SCORE = 1.16
+MIN_ANSWER_SCORE = 0.6
 #: Cosine of the model's reply with the chosen sentence from which the reply agrees with it;
 #: chosen on the development part (most replies shown that hold an accepted answer, a wrong
 #: one shown counting three times against).
@@ -77,6 +101,8 @@ _LEGAL = re.compile(r"\bcopyright\b|©|\(c\)\s*\d{4}|all rights reserved|public 
 _THANKS = re.compile(r"\b(?:thanks? (?:to|go)|grateful|acknowledge)", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+#: A number standing on its own ("4.0", "14,500"; not the 3 of "E3").
+_FREE_NUMBER = re.compile(r"(?<![\w.,])\d+(?:[.,:]\d+)*(?![\w])")
 _WORD = re.compile(r"[A-Za-z][\w'-]*")
 _CITATION_MARK = re.compile(r"\s?\[\d+\]")
 _DONT_KNOW = re.compile(r"\b(?:do(?:es)? not|don't|doesn't|cannot|can't|no) (?:know|contain|mention|say|"
@@ -85,6 +111,14 @@ _COUNT_QUESTION = re.compile(r"^\s*(?:how (?:many|much|long|often|far|old|big|he
                              r"which (?:day|date|year|month)|what (?:year|day|number|percentage))\b", re.IGNORECASE)
 _WHO_QUESTION = re.compile(r"^\s*(?:who|whom|whose)\b", re.IGNORECASE)
 _QUESTION_WORDS = frozenset("how what which who whom whose when where why much many long often".split())
+#: Verbs any question may use that say nothing of its subject.
+_LIGHT_WORDS = frozenset("say says said mean means meant use used uses using give gives given get gets make makes "
+                         "need needs tell tells called call also each".split())
+#: A line of code: an assignment or annotation, a call, a class or def, a comment after code.
+_CODE = re.compile(r"^\s*(?:class|def|import|from)\s+\w|^\s*\w+(?:\.\w+)*\s*(?::\s*[\w\[\]\.\"']+\s*)?=\s*\S|"
+                   r"\w\([^)]*\)\s*(?:->|:)\s*(?:\w|$)|\S\s+#\s")
+_LITERAL_TERM = re.compile(r"``[^`]{2,60}``|:[\w-]+:`[^`]{2,60}`|(?<![`\w])`[^`<]{2,60}`(?![`_])")
+_REJECTED = re.compile(r"\b(?:rejected|postponed)\b", re.IGNORECASE)
 
 
 # ----- boilerplate -----------------------------------------------------------------------------
@@ -122,16 +156,25 @@ _STEM = _stemmer()
 
 
 def content_stems(text: str) -> set[str]:
-    """The stems of ``text``'s content words (no stop or question words), lower-cased."""
+    """The stems of ``text``'s content words (no stop, question or light words), lower-cased."""
     words = [w.lower() for w in _WORD.findall(text)]
-    words = [w for w in words if w not in STOPWORDS and w not in _QUESTION_WORDS and len(w) > 1]
+    words = [w for w in words if w not in STOPWORDS and w not in _QUESTION_WORDS and w not in _LIGHT_WORDS
+             and len(w) > 1]
     return set(_STEM.stemWords(words))
 
 
-def overlap(question: str, sentence: str) -> float:
-    """The share of the question's content stems that the sentence holds (0 when it has none)."""
-    asked = content_stems(question)
-    return len(asked & content_stems(sentence)) / len(asked) if asked else 0.0
+def terms(text: str) -> set[str]:
+    """What a question asks about: its content stems and its numbers ("4.0", "24", "E3" is a word)."""
+    return content_stems(text) | set(_FREE_NUMBER.findall(text))
+
+
+def names(question: str) -> set[str]:
+    """The terms a question names precisely: its numbers and its capitalised words that do not
+    open it, lower-cased ("What time does the museum in Porto open?": porto)."""
+    found = set(_FREE_NUMBER.findall(question))
+    words = _WORD.findall(question)
+    found |= {word.lower() for word in words[1:] if word[0].isupper() and word.lower() not in STOPWORDS}
+    return found
 
 
 def kind_match(question: str, sentence: str) -> float:
@@ -144,6 +187,23 @@ def kind_match(question: str, sentence: str) -> float:
     return 0.0
 
 
+def form(sentence: str, heading: str = "") -> float:
+    """How much the sentence reads as something a document states, 0 to 1: a question, a line
+    of code, a sentence that only introduces what follows (ends with ":") or one from a
+    rejected or postponed proposal's section lose :data:`FORM_PENALTY` each."""
+    penalty = 0.0
+    stripped = sentence.rstrip(" …")
+    if stripped.endswith("?"):
+        penalty += FORM_PENALTY
+    if stripped.endswith(":") and "\n" not in sentence:
+        penalty += FORM_PENALTY
+    if _CODE.search(sentence):
+        penalty += FORM_PENALTY
+    if _REJECTED.search(heading):
+        penalty += FORM_PENALTY
+    return max(0.0, 1.0 - penalty)
+
+
 # ----- the extractive answer -------------------------------------------------------------------
 @dataclass
 class Candidate:
@@ -152,13 +212,19 @@ class Candidate:
     text: str
     source: "Source"
     cosine: float  # MiniLM cosine with the question
-    overlap: float
+    overlap: float  # weighted share of the question's terms it holds (its heading's at half)
     passage: float  # the passage's cosine with the question (0 when unknown)
     kind: float
+    form: float = 1.0  # see form()
+    missing: bool = False  # the question names a term that no source holds
+    names: float = 0.0  # 1 when it holds a term its passage marks as code that the question lacks
 
-    def score(self, weights: tuple[float, float, float, float] | None = None) -> float:
-        w = weights or (W_COSINE, W_OVERLAP, W_PASSAGE, W_KIND)
-        return w[0] * self.cosine + w[1] * self.overlap + w[2] * self.passage + w[3] * self.kind
+    def score(self, weights: Sequence[float] | None = None) -> float:
+        """The weighted sum of the module docstring; ``weights`` (W_COSINE, W_OVERLAP,
+        W_PASSAGE, W_KIND, W_FORM, W_NAMES), the module's when None."""
+        w = tuple(weights) if weights else (W_COSINE, W_OVERLAP, W_PASSAGE, W_KIND, W_FORM, W_NAMES)
+        return (w[0] * self.cosine + w[1] * self.overlap + w[2] * self.passage + w[3] * self.kind
+                - w[4] * (1.0 - self.form) + w[5] * self.names)
 
 
 @dataclass
@@ -185,6 +251,20 @@ def passage_sentences(passage: str) -> list[str]:
     return out
 
 
+def _marked(passage: str) -> set[str]:
+    """What a passage marks as code or a role's target (``TypedDict``, ``total=False``,
+    :pep:`484`), cleaned and lower-cased, two characters or more."""
+    found = {_normal(clean_inline(match.group(0))) for match in _LITERAL_TERM.finditer(passage)}
+    return {term for term in found if len(term) >= 2}
+
+
+def _weights(asked: set[str], pools: list[set[str]]) -> dict[str, float]:
+    """Each asked term's weight: rarer among the candidate sentences weighs more (an inverse
+    document frequency over them), a term none holds the most."""
+    n = len(pools)
+    return {term: float(np.log(1.0 + n / (1.0 + sum(term in pool for pool in pools)))) for term in asked}
+
+
 def candidates(question: str, sources: Sequence["Source"], embed: Callable[[list[str]], np.ndarray]) -> list[Candidate]:
     """Every sentence of ``sources`` (each once, from the best-ranked source that has it) with
     its features; one embedding batch for the question and the sentences."""
@@ -199,18 +279,47 @@ def candidates(question: str, sources: Sequence["Source"], embed: Callable[[list
                 texts.append(sentence)
     if not texts:
         return []
+    asked = terms(question)
+    held = [terms(text) for text in texts]
+    headings = {id(source): terms(f"{source.title} {source.heading}") for source in sources}
+    weights = _weights(asked, held)
+    total = sum(weights.values())
+    everywhere = " ".join(_normal(f"{s.title} {s.heading} {s.passage}") for s in sources)
+    everywhere_terms = set().union(*held, *headings.values(), terms(everywhere))
+    missing = any(term not in everywhere_terms and term not in everywhere for term in names(question))
+
+    def covered(pool: set[str], heading: set[str]) -> float:
+        if not total:
+            return 0.0
+        return sum(w * (1.0 if t in pool else HEADING_CREDIT if t in heading else 0.0)
+                   for t, w in weights.items()) / total
+
+    question_text = _normal(question)
+    marked = {id(source): [term for term in _marked(source.passage) if term not in question_text]
+              for source in sources}
+
+    def names_term(text: str, owner) -> float:
+        plain = f" {_normal(text)} "
+        return 1.0 if any(re.search(rf"(?<!\w){re.escape(term)}(?!\w)", plain) for term in marked[id(owner)]) else 0.0
+
     vectors = np.asarray(embed([question] + texts), dtype=np.float32)
     cosines = vectors[1:] @ vectors[0]
-    return [Candidate(text, owner, float(cos), overlap(question, text), float(owner.relevance or 0.0),
-                      kind_match(question, text)) for text, owner, cos in zip(texts, owners, cosines)]
+    return [Candidate(text, owner, float(cos), covered(pool, headings[id(owner)]), float(owner.relevance or 0.0),
+                      kind_match(question, text), form(text, owner.heading), missing, names_term(text, owner))
+            for text, owner, cos, pool in zip(texts, owners, cosines, held)]
 
 
-def best_answer(found: Sequence[Candidate], weights=None, threshold: float | None = None) -> Answer | None:
-    """The best-scoring candidate as an :class:`Answer`, or None under the threshold."""
+def best_answer(found: Sequence[Candidate], weights=None, threshold: float | None = None,
+                min_overlap: float | None = None) -> Answer | None:
+    """The best-scoring candidate as an :class:`Answer`, or None (the app does not know): when
+    the question names a term no source holds, when the best one holds under
+    :data:`MIN_OVERLAP` of the question's terms, or when its score is under the threshold."""
     if not found:
         return None
     best = max(found, key=lambda c: c.score(weights))
     score = best.score(weights)
+    if best.missing or best.overlap < (MIN_OVERLAP if min_overlap is None else min_overlap):
+        return None
     if score < (MIN_ANSWER_SCORE if threshold is None else threshold):
         return None
     return Answer(best.text, best.source.number, best.source.chunk_id, round(score, 4))

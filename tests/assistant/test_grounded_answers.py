@@ -1,7 +1,8 @@
 """Answers the app stands behind (assistant/documents/answers.py), with the real MiniLM through
-the session's engine: the extractive answer is a sentence of the sources with its citation, a
-model reply that contradicts it is hidden, an unanswerable question gets "I couldn't find
-this", boilerplate passages leave the sources unless they are all that matched."""
+the session's engine: the extractive answer is a sentence of the sources with its citation (from
+any retrieved passage, the question's terms and the document's marked terms counting beside the
+cosine), a model reply that contradicts it is hidden, an unanswerable question gets "I couldn't
+find this", boilerplate passages leave the sources unless they are all that matched."""
 
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ from assistant.documents.answers import (
     choose_answer,
     drop_boilerplate,
     is_boilerplate,
+    form,
     judge_reply,
+    names,
     passage_sentences,
+    terms,
     unsupported_facts,
 )
 from assistant.documents.collections import Documents, default_counter
 from assistant.documents.grounded import GroundedChat
 from assistant.documents.retrieval import Retriever, Scope
+from assistant.documents.text import clean_inline
 from assistant.store import Store
 from tests.keyring_for_tests import TEST_DATABASE_KEY
 
@@ -40,6 +45,40 @@ descale light flashes. The water filter should be replaced every two months.
 
 E1 means the water tank is empty. E3 means the machine is overheating; unplug it and let it
 cool down for 30 minutes.
+"""
+#: A few sections of PEP 484 as a user might keep them (reST, its own markup).
+PEP = """PEP 484 -- Type Hints
+====================
+
+Type aliases
+------------
+
+Type aliases are defined by simple variable assignments::
+
+  Url = str
+
+  def retry(url: Url, retry_count: int) -> None: ...
+
+Note that we recommend capitalizing alias names, since they represent
+user-defined types, which (like user-defined classes) are typically
+spelled that way.
+
+The ``Any`` type
+----------------
+
+A special kind of type is ``Any``.  Every type is consistent with
+``Any``.  It can be considered a type that has all values and all methods.
+Note that ``Any`` and builtin type ``object`` are completely different.
+
+When the type of a value is ``object``, the type checker will reject
+almost all operations on it, and assigning it to a variable (or using
+it as a return value) of a more specialized type is a type error.
+
+Union types
+-----------
+
+Since accepting a small, limited set of expected types for a single
+argument is common, there is a new special factory called ``Union``.
 """
 LEGAL = """# Legal notice
 
@@ -86,6 +125,52 @@ def test_the_answer_is_a_sentence_of_the_sources_with_its_citation(manual, embed
     sources = chat.prepare("What does error E3 mean?", Scope(collections=[ids["manual"]])).sources
     error = best_answer(candidates("What does error E3 mean?", sources, embed), threshold=0.0)
     assert error is not None and "overheating" in error.text
+
+
+@pytest.fixture()
+def pep(tmp_path, embed, engine, smollm2_path):
+    """A collection holding the PEP excerpt, indexed with the session's engine."""
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
+    documents = Documents(store, embed, default_counter())
+    (tmp_path / "peps").mkdir()
+    (tmp_path / "peps" / "pep-0484.rst").write_text(PEP, encoding="utf-8")
+    list(documents.add_paths([tmp_path / "peps"], "peps"))
+    yield GroundedChat(Retriever(store, embed), engine, smollm2_path, context_tokens=2048, reply_tokens=64)
+    store.close()
+
+
+def test_the_pep_question_gets_the_sentence_that_answers_from_any_passage(pep):
+    prepared = pep.prepare("What does PEP 484 say about the Any type?")
+    quote = prepared.quote
+    assert quote is not None, "the first sources hold the answer: the app must not say it does not know"
+    # A sentence of the section on Any, as written there, that says something of Any.
+    source = prepared.sources[quote.number - 1]
+    assert clean_inline(source.location).endswith("The Any type") and quote.text in passage_sentences(source.passage)
+    assert "Any" in quote.text and "Union" not in quote.text
+    aliases = pep.prepare("How are type aliases defined?").quote
+    assert aliases is not None and "simple variable assignments" in aliases.text
+
+
+def test_a_question_the_documents_do_not_answer_gets_i_couldnt_find_this(pep, embed):
+    for question in ("When will Python 4.0 be released?",  # a number no source holds
+                     "How much memory does an Any value use compared to a dataclass?"):  # its subject is not there
+        prepared = pep.prepare(question)
+        assert prepared.sources and prepared.quote is None, question
+        sources = [{"number": s.number, "chunk_id": s.chunk_id, "path": s.path, "file": Path(s.path).name,
+                    "location": s.location, "passage": s.passage} for s in prepared.sources]
+        assert shown_answer(sources)["text"] == NOT_FOUND
+
+
+def test_what_a_question_asks_about_and_what_a_sentence_is():
+    assert terms("What does error E3 mean?") == {"error", "e3"}  # "mean" says nothing; E3 is one term
+    assert terms("When will Python 4.0 be released?") == {"python", "releas", "4.0"}
+    assert names("What time does the museum in Porto open?") == {"porto"}
+    assert names("When will Python 4.0 be released?") == {"python", "4.0"}
+    assert form("E3 means the machine is overheating.") == 1.0
+    assert form("x: TypeAlias = int  # type alias") < 1.0  # a line of code
+    assert form("What does this mean?") < 1.0
+    assert form("Here is how to do this using the class-based syntax:") < 1.0  # it only introduces
+    assert form("Forget about ClassVar altogether.", "Rejected/Postponed Proposals") < 1.0
 
 
 def test_an_unanswerable_question_gets_i_dont_know(manual, embed):
