@@ -107,6 +107,32 @@ class SentimentFinished:
         return counts
 
 
+def split_empty(rows: list[tuple[int, str]], bad_rows: list[SentimentResult] | None = None
+                ) -> tuple[list[tuple[int, str]], list[SentimentResult]]:
+    """(the rows with text, the bad rows given plus an "empty text" row for each without):
+    every analyzer's ``classify_stream`` scores the first and reports the second."""
+    bad = list(bad_rows or [])
+    good: list[tuple[int, str]] = []
+    for number, text in rows:
+        if text is None or not str(text).strip():
+            bad.append(SentimentResult(number, text or "", "", 0.0, 0.0, "empty text"))
+        else:
+            good.append((number, str(text)))
+    return good, bad
+
+
+def classify_one(analyzer, text: str) -> SentimentResult:
+    """One text through ``analyzer.classify_stream`` (any analyzer); SentimentError for no text."""
+    if not text or not text.strip():
+        raise SentimentError("There is no text to analyse.")
+    final = None
+    for event in analyzer.classify_stream([(1, text)]):
+        if isinstance(event, SentimentFinished):
+            final = event
+    assert final is not None
+    return final.results[0]
+
+
 def _clean(text: str) -> str:
     text = " ".join(str(text).split())  # one line: the prompt's layout must not break
     if len(text) > MAX_TEXT_CHARS:
@@ -223,27 +249,14 @@ class SentimentAnalyzer:
 
     # ----- public -----------------------------------------------------------------------
     def classify_one(self, text: str) -> SentimentResult:
-        if not text or not text.strip():
-            raise SentimentError("There is no text to analyse.")
-        final = None
-        for event in self.classify_stream([(1, text)]):
-            if isinstance(event, SentimentFinished):
-                final = event
-        assert final is not None
-        return final.results[0]
+        return classify_one(self, text)
 
     def classify_stream(self, rows: list[tuple[int, str]], bad_rows: list[SentimentResult] | None = None,
                         cancel: threading.Event | None = None) -> Iterator[object]:
         """Yield :class:`SentimentProgress` after every engine batch, then
         :class:`SentimentFinished`. ``rows`` are (row number, text); empty texts become bad
         rows and the others are still scored. A cancel keeps every finished result."""
-        bad = list(bad_rows or [])
-        good: list[tuple[int, str]] = []
-        for number, text in rows:
-            if text is None or not str(text).strip():
-                bad.append(SentimentResult(number, text or "", "", 0.0, 0.0, "empty text"))
-            else:
-                good.append((number, str(text)))
+        good, bad = split_empty(rows, bad_rows)
         total = len(good)
         results: list[SentimentResult] = []
         metrics: dict = {"items": 0, "total_ms": 0.0}

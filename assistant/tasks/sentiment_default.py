@@ -40,10 +40,11 @@ from assistant.errors import StudentError
 from assistant.tasks.sentiment import (
     PromptConfig,
     SentimentAnalyzer,
-    SentimentError,
     SentimentFinished,
     SentimentProgress,
     SentimentResult,
+    classify_one,
+    split_empty,
 )
 from assistant.tasks.sentiment_student import (
     SentimentStudent,
@@ -212,14 +213,7 @@ class RoutedAnalyzer:
         self.language_model.cancel()
 
     def classify_one(self, text: str) -> SentimentResult:
-        if not text or not text.strip():
-            raise SentimentError("There is no text to analyse.")
-        final = None
-        for event in self.classify_stream([(1, text)]):
-            if isinstance(event, SentimentFinished):
-                final = event
-        assert final is not None
-        return final.results[0]
+        return classify_one(self, text)
 
     def classify_stream(self, rows: list[tuple[int, str]], bad_rows: list[SentimentResult] | None = None,
                         cancel: threading.Event | None = None) -> Iterator[object]:
@@ -228,13 +222,7 @@ class RoutedAnalyzer:
         :class:`SentimentFinished` with the results in row order. A cancel keeps every
         finished result. ``metrics["routed"]`` counts the texts the language model answered."""
         self._cancel = cancel if cancel is not None else threading.Event()
-        bad = list(bad_rows or [])
-        good: list[tuple[int, str]] = []
-        for number, text in rows:
-            if text is None or not str(text).strip():
-                bad.append(SentimentResult(number, text or "", "", 0.0, 0.0, "empty text"))
-            else:
-                good.append((number, str(text)))
+        good, bad = split_empty(rows, bad_rows)
         started = time.perf_counter()
         results: list[SentimentResult] = []
         unsure: list[tuple[int, str]] = []

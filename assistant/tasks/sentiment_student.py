@@ -53,6 +53,7 @@ from assistant.tasks.sentiment import (
     SentimentResult,
     _clean,
     scored,
+    split_empty,
 )
 
 #: ``embed(texts) -> float32 array (n, dim)`` of unit vectors (assistant.documents.collections.EmbedFn).
@@ -533,13 +534,7 @@ class StudentAnalyzer:
                         cancel: threading.Event | None = None) -> Iterator[object]:
         """Same events as :meth:`SentimentAnalyzer.classify_stream`, one progress per batch."""
         self._cancel = cancel if cancel is not None else threading.Event()
-        bad = list(bad_rows or [])
-        good = []
-        for number, text in rows:
-            if text is None or not str(text).strip():
-                bad.append(SentimentResult(number, text or "", "", 0.0, 0.0, "empty text"))
-            else:
-                good.append((number, str(text)))
+        good, bad = split_empty(rows, bad_rows)
         results: list[SentimentResult] = []
         started = time.perf_counter()
         cancelled = False
