@@ -34,7 +34,16 @@ class Paragraph:
     item: bool  # a list item (its own short unit)
 
 
+_ESCAPED_SPACE = re.compile(r"\\[ \t]")
+_ESCAPED_MARKUP = re.compile(r"\\([*_`|])")
+_HELD_BASE = 0xF0000  # Supplementary Private Use Area-A: never in a document's own text
+_HELD = re.compile("[" + "".join(chr(_HELD_BASE + ord(c)) for c in "*_`|") + "]")
+
+
 def _inline(text: str) -> str:
+    # An escaped markup character is itself, never the start or end of markup: held aside as a
+    # private-use character until the markup is gone.
+    text = _ESCAPED_MARKUP.sub(lambda m: chr(_HELD_BASE + ord(m.group(1))), text)
     text = _FOOTNOTE.sub("", text)
 
     def role(match: re.Match) -> str:
@@ -52,6 +61,10 @@ def _inline(text: str) -> str:
     text = _MD_LINK.sub(lambda m: m.group("text"), text)
     text = _STRONG.sub(lambda m: m.group("text"), text)
     text = _EMPHASIS.sub(lambda m: m.group("text"), text)
+    # An escaped space only separates markup from what follows ("``f``\ s" reads "fs"): dropped.
+    # Other backslashes (paths, code) stay as written.
+    text = _ESCAPED_SPACE.sub("", text)
+    text = _HELD.sub(lambda m: chr(ord(m.group(0)) - _HELD_BASE), text)
     return " ".join(text.split())
 
 
