@@ -1,26 +1,59 @@
-"""Translation quality: chrF (sacrebleu) of the app's translator on the Tatoeba test lines.
+"""Translation quality: chrF (sacrebleu) of the app's translator in six directions, on short
+everyday sentences and on long news sentences, for a new user and with a translation memory.
 
-Method (a): `assistant.tasks.translation.Translator` as the app runs it on Gemma 3 270M: 8 fixed
-hand-written example pairs (resources/prompts) plus the 4 nearest pairs from a translation
-memory, which here is `../shared/data/translation/parallel/eng-XXX.tsv` (disjoint pairs, but ~10% of
-the scored English sentences recur there with other translations: those pairs are removed
-before the run, so nothing scored is ever an example or used to choose anything). Baseline (b), side by side in the same run: a plain 1-shot prompt (one fixed
-pair, no memory), the issue's "plain prompt". (c): the fixed 8 examples without a memory,
-what a user without a translation memory gets.
+What is scored: `assistant.tasks.translation.Translator` as the app runs it on Gemma 3 270M (the
+fixed hand-written example pairs of resources/prompts, plus the nearest memory pairs when there
+is a memory), each test line a segment of one engine request per chunk of lines, as a file
+would be translated. A cell is one (set, direction, condition, part):
 
-Out-of-domain check: 6 hand-written news / encyclopaedia sentences with hand-made
-references (below), scored with (a) (memory of conversational Tatoeba pairs, so its
-neighbours are mostly unrelated) and (c).
+* sets: ``tatoeba`` (``../shared/data/translation/tatoeba-eng-XXX.tsv``, short everyday
+  sentences) and ``news`` (``translation/news/newstest2013-eng-XXX.tsv``, long news sentences),
+  500 pairs each;
+* directions: eng->fra/deu/spa and fra/deu/spa->eng, the same files read either way;
+* conditions: ``none``, what a new user gets (the fixed examples, an empty memory), and
+  ``memory``, a memory built from ``translation/parallel/eng-XXX.tsv`` of that language pair
+  (the memory holds both directions; the translator asks it in the direction translated).
+  Near copies of the Tatoeba test lines were removed from those files upstream
+  (``../shared/data/README.md``); pairs that still equal a test line of the set on either side
+  (normalised words) are dropped here too and counted in the cell;
+* parts, fixed here before any run: in each file, lines 0, 2, 4, ... (0-based) are the
+  *development* part and lines 1, 3, 5, ... the *scored* part; ``all`` is every line.
 
-    python benchmarks/translation_quality.py [--limit N] [--directions fra,spa,deu]
+chrF is sacrebleu's corpus chrF of the hypotheses against the reference side of the cell's
+lines. The benchmark itself has no settings to search; a change to the translator (examples,
+memory size, segmenting) is judged on ``--part development`` cells only, and the scored part is
+run once for the change chosen. The issue's targets (:data:`TARGETS`) are on newstest2013, all
+500 lines (``--part all``), in the ``none`` condition (what every user gets), with the memory
+cell beside it; for Tatoeba the check is that its cells do not drop below those of the same
+part before the change.
 
-Prints a table, then one JSON line.
+Resuming and dividing a run: each cell finished is merged into the results file
+(``benchmarks/results/translation_quality.json``; ``--results`` for another) with its chrF,
+line count, seconds, date, commit and load average; a cell already there is kept and not run
+again unless ``--replace``, and a replaced cell keeps what it replaced under ``replaces``.
+With ``--work DIR`` the hypotheses of each (set, direction, condition) are appended to
+``DIR/SET-DIRECTION-CONDITION.jsonl`` after every chunk of lines, keyed by line number and
+stamped with a fingerprint of the translator's module, examples, model and memory pairs: a run
+that was stopped goes on from the lines it has, and ``--part all`` reuses the lines of the
+development and scored runs; a different fingerprint starts the file again. Each line is
+translated once per work folder (``--replace`` with the same folder scores the kept lines again;
+a new folder translates them again); no line or cell is ever chosen among runs. ``--limit N``
+scores the first N lines of the part (its cell is named ``.../first-N``).
+
+    python benchmarks/translation_quality.py [--part development|scored|all] [--sets tatoeba,news]
+        [--directions eng-fra,...] [--conditions none,memory] [--limit N] [--work DIR]
+        [--results PATH] [--replace]
+
+Prints a table of every cell in the results file, then one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import hashlib
+import json
 import os
 import re
 import sys
@@ -36,45 +69,32 @@ privacy.install()
 
 import sacrebleu  # noqa: E402
 
+import resources  # noqa: E402
 from assistant.config import default_paths  # noqa: E402
-from assistant.tasks.translation import TranslationMemory, Translator, builtin_examples  # noqa: E402
+from assistant.tasks import translation  # noqa: E402
+from assistant.tasks.translation import TranslationMemory, Translator  # noqa: E402
 from engine import model_pack  # noqa: E402
-from engine.client import EngineClient  # noqa: E402
-from engine.settings import EngineSettings  # noqa: E402
-from benchmarks import machine_limits  # noqa: E402
-from benchmarks.record import report  # noqa: E402
+from engine.atomic import atomic_write_text  # noqa: E402
+from benchmarks.record import RESULTS_DIR, results_line  # noqa: E402
 
 DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
-CODES = {"fra": "fr", "spa": "es", "deu": "de"}
-TARGETS = {"fra": 45.0, "spa": 45.0, "deu": 40.0}
+BENCHMARK = "translation_quality"
+DEFAULT_RESULTS = RESULTS_DIR / f"{BENCHMARK}.json"
+SETS = {"tatoeba": "tatoeba-eng-{code3}.tsv", "news": "news/newstest2013-eng-{code3}.tsv"}
+DIRECTIONS = ("eng-fra", "eng-deu", "eng-spa", "fra-eng", "deu-eng", "spa-eng")
+CONDITIONS = ("none", "memory")
+PARTS = ("development", "scored", "all")
+CODES = {"eng": "en", "fra": "fr", "spa": "es", "deu": "de"}
+#: The issue's chrF targets: newstest2013, all 500 lines, condition ``none``.
+TARGETS = {"eng-fra": 50.0, "eng-deu": 35.0, "eng-spa": 47.0, "fra-eng": 58.0, "deu-eng": 50.0, "spa-eng": 53.0}
+TARGET_SET, TARGET_PART, TARGET_CONDITION, TARGET_LINES = "news", "all", "none", 500
+#: Lines per engine request: a few more than the engine's 31 side-by-side slots keep them busy
+#: at the end of a chunk; a stopped run loses at most one chunk.
+CHUNK = 48
 
-# Hand-written for this benchmark (news and encyclopaedia register), with our own references.
-OUT_OF_DOMAIN = [
-    {"en": "The central bank raised interest rates for the third time this year.",
-     "fr": "La banque centrale a relevé ses taux d'intérêt pour la troisième fois cette année.",
-     "de": "Die Zentralbank hat die Zinsen in diesem Jahr zum dritten Mal erhöht.",
-     "es": "El banco central subió los tipos de interés por tercera vez este año."},
-    {"en": "Thousands of people were evacuated after heavy rain flooded the region.",
-     "fr": "Des milliers de personnes ont été évacuées après que de fortes pluies ont inondé la région.",
-     "de": "Tausende Menschen wurden evakuiert, nachdem starker Regen die Region überflutet hatte.",
-     "es": "Miles de personas fueron evacuadas después de que fuertes lluvias inundaran la región."},
-    {"en": "The minister said the new law would come into force next month.",
-     "fr": "Le ministre a déclaré que la nouvelle loi entrerait en vigueur le mois prochain.",
-     "de": "Der Minister sagte, das neue Gesetz werde nächsten Monat in Kraft treten.",
-     "es": "El ministro dijo que la nueva ley entraría en vigor el próximo mes."},
-    {"en": "The Danube is the second-longest river in Europe.",
-     "fr": "Le Danube est le deuxième plus long fleuve d'Europe.",
-     "de": "Die Donau ist der zweitlängste Fluss Europas.",
-     "es": "El Danubio es el segundo río más largo de Europa."},
-    {"en": "Photosynthesis converts light energy into chemical energy.",
-     "fr": "La photosynthèse convertit l'énergie lumineuse en énergie chimique.",
-     "de": "Die Photosynthese wandelt Lichtenergie in chemische Energie um.",
-     "es": "La fotosíntesis convierte la energía luminosa en energía química."},
-    {"en": "The castle was built in the twelfth century and rebuilt after a fire.",
-     "fr": "Le château a été construit au douzième siècle et reconstruit après un incendie.",
-     "de": "Die Burg wurde im zwölften Jahrhundert erbaut und nach einem Brand wieder aufgebaut.",
-     "es": "El castillo fue construido en el siglo doce y reconstruido después de un incendio."},
-]
+
+class CellExists(Exception):
+    """The results file already holds this cell; ``--replace`` runs it again."""
 
 
 class _Library:
@@ -90,130 +110,342 @@ class _Library:
         return {}
 
 
+# ----- data and split (no model) ------------------------------------------------------------
 def normalise(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
 def load_pairs(path: Path, code3: str) -> list[tuple[str, str]]:
+    """(English, other language) pairs of a TSV whose columns are ``eng`` and ``code3``."""
     with open(path, encoding="utf-8", newline="") as handle:
         return [(r["eng"], r[code3]) for r in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
 
 
-def run(translator: Translator, sources: list[str], target: str, with_metrics: bool = False):
-    """Translate each line as its own segment, all in one engine request (as a file would);
-    with ``with_metrics`` also the engine's metrics of that request."""
+def other_language(direction: str) -> str:
+    source, target = direction.split("-")
+    return target if source == "eng" else source
+
+
+def oriented(pairs: list[tuple[str, str]], direction: str) -> list[tuple[str, str]]:
+    """(source, reference) in the direction translated."""
+    return list(pairs) if direction.startswith("eng-") else [(t, s) for s, t in pairs]
+
+
+def part_indices(n: int, part: str, limit: int = 0) -> list[int]:
+    """Line numbers (0-based) of a part of an n-line file: development the even ones, scored the
+    odd ones, all of them for ``all``; with ``limit``, the first ``limit`` of those."""
+    if part == "development":
+        indices = list(range(0, n, 2))
+    elif part == "scored":
+        indices = list(range(1, n, 2))
+    elif part == "all":
+        indices = list(range(n))
+    else:
+        raise ValueError(f"unknown part {part!r}")
+    return indices[:limit] if limit else indices
+
+
+def cell_key(set_name: str, direction: str, condition: str, part: str, limit: int = 0) -> str:
+    return f"{set_name}/{direction}/{condition}/{part}" + (f"/first-{limit}" if limit else "")
+
+
+def memory_pairs(parallel: list[tuple[str, str]], test: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
+    """The memory's (English, other) pairs without those equal to a test line on either side
+    (normalised words), and how many were dropped."""
+    sources = {normalise(s) for s, _ in test}
+    references = {normalise(t) for _, t in test}
+    kept = [(s, t) for s, t in parallel if normalise(s) not in sources and normalise(t) not in references]
+    return kept, len(parallel) - len(kept)
+
+
+# ----- results file -------------------------------------------------------------------------
+def load_results(path: Path) -> dict:
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data.setdefault("cells", {})
+        return data
+    return {"benchmark": BENCHMARK, "cells": {}}
+
+
+def merge_cell(data: dict, key: str, cell: dict, replace: bool = False) -> dict:
+    """``data`` with ``cell`` under ``key``, every other cell kept. A cell already there is
+    replaced only with ``replace``; the new one then carries the old one's figures (and what
+    that one replaced) under ``replaces``, so the file shows every run of the cell."""
+    cells = dict(data.get("cells", {}))
+    old = cells.get(key)
+    if old is not None:
+        if not replace:
+            raise CellExists(key)
+        earlier = old.get("replaces", [])
+        summary = {k: v for k, v in old.items() if k != "replaces"}
+        cell = {**cell, "replaces": earlier + [summary]}
+    cells[key] = cell
+    return {**data, "benchmark": BENCHMARK, "cells": dict(sorted(cells.items())),
+            "targets": {f"chrf_{TARGET_SET}_{d.replace('-', '_')}_{TARGET_CONDITION}_{TARGET_PART}": v
+                        for d, v in TARGETS.items()}}
+
+
+def store_cell(path: Path, key: str, cell: dict, replace: bool = False) -> dict:
+    """Merge one cell into the results file as it is on disk now (another run may have added
+    cells since this one started) and write it atomically."""
+    data = merge_cell(load_results(path), key, cell, replace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", permissions=0o644)
+    return data
+
+
+# ----- hypotheses cache ---------------------------------------------------------------------
+class HypothesisCache:
+    """The hypotheses of one (set, direction, condition), one JSON line each after a header
+    with the fingerprint; appended after every chunk and flushed, so a stopped run resumes.
+    Without a folder it only keeps lines in memory."""
+
+    def __init__(self, folder: Path | None, name: str, fingerprint: str):
+        self.path = folder / f"{name}.jsonl" if folder is not None else None
+        self.fingerprint = fingerprint
+        self.lines: dict[int, dict] = {}
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file():
+            content = self.path.read_text(encoding="utf-8")
+            raw = content.splitlines()
+            try:
+                header = json.loads(raw[0]) if raw else {}
+            except json.JSONDecodeError:
+                header = {}
+            if header.get("fingerprint") == fingerprint:
+                whole = content.endswith("\n")
+                for text in raw[1:]:
+                    try:
+                        line = json.loads(text)
+                    except json.JSONDecodeError:
+                        whole = False  # the half-written last line of a killed run
+                        continue
+                    self.lines[int(line["i"])] = line
+                if not whole:  # write it again without that line, or the next one would be appended to it
+                    self.path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n"
+                                                 for x in [header, *self.lines.values()]), encoding="utf-8")
+                return
+            print(f"{self.path.name}: written by another translator or data (fingerprint differs); starting it again",
+                  file=sys.stderr)
+            self.path.replace(self.path.with_name(self.path.name + ".old"))
+        self.path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
+
+    def get(self, index: int, source: str) -> dict | None:
+        line = self.lines.get(index)
+        return line if line is not None and line.get("src") == source else None
+
+    def add(self, entries: list[dict]) -> None:
+        for entry in entries:
+            self.lines[int(entry["i"])] = entry
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(model_sha256: str, memory: list[tuple[str, str]] | None) -> str:
+    """What the hypotheses depend on: the translator's code and examples, the model, the chunk
+    size and the memory's pairs (the test lines themselves are checked line by line)."""
+    parts = [Path(translation.__file__).read_bytes(),
+             resources.path("prompts", "translation_examples.json").read_bytes(),
+             model_sha256.encode(), str(CHUNK).encode(),
+             json.dumps(memory, ensure_ascii=False).encode() if memory is not None else b"no memory"]
+    return _sha256(b"\0".join(_sha256(p).encode() for p in parts))[:16]
+
+
+# ----- translating --------------------------------------------------------------------------
+def translate_lines(translator: Translator, sources: list[str], source: str,
+                    target: str) -> tuple[list[str], float, dict]:
+    """Each line its own segment, all in one engine request (as a file would be); the
+    translator keeps the layout, so the result is split at the line breaks again. The
+    hypotheses, the seconds and the engine's metrics of the request."""
     started = time.perf_counter()
-    # One line per input line: the translator keeps the layout, so split the result again.
-    result = translator.translate("\n".join(sources), target, source="en")
+    result = translator.translate("\n".join(" ".join(s.split()) for s in sources), target, source=source)
     lines = result.text.split("\n")
     assert len(lines) == len(sources), (len(lines), len(sources))
-    if with_metrics:
-        return lines, time.perf_counter() - started, result.metrics
-    return lines, time.perf_counter() - started
+    return [line.strip() for line in lines], time.perf_counter() - started, result.metrics
 
 
-def batch_gflops(engine, model: str, shape: dict, metrics: dict, lines: list[str], seconds: float) -> float:
-    """GFLOP/s of one translation request (benchmarks/machine_limits.batch_gflop): the shared
-    prefix, each line's prompt and its translation, and the output head for every generated token.
-    Generated tokens are counted by tokenizing the translations joined by newlines (each line also
-    generated its newline stop token), after the timing."""
-    generated = len(engine.tokenize(model, "\n".join(lines), add_special=False))
-    work = machine_limits.batch_gflop(shape, metrics.get("prefix_tokens_evaluated", 0), metrics.get("item_tokens", 0),
-                                      generated, metrics.get("items", len(lines)))
-    return work / seconds
+def translate_chunk(translator: Translator, sources: list[str], direction: str) -> tuple[list[str], float]:
+    hyps, seconds, _metrics = translate_lines(translator, sources, *(CODES[c] for c in direction.split("-")))
+    return hyps, seconds
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--limit", type=int, default=500, help="score the first N of the 500 lines per direction")
-    parser.add_argument("--directions", default="fra,spa,deu")
-    args = parser.parse_args()
-    gemma = str(model_pack.join_parts(model_pack.GEMMA3, default_paths().ensure().models_dir))
-    library = _Library(gemma)
-    examples = builtin_examples()
-    figures: dict = {}
-    rows = []
-    met = True
-    shape = machine_limits.model_shape(gemma)
-    gflops: dict[str, float] = {}  # "(system)_eng_xxx" -> GFLOP/s of that run, for the fractions at the end
-    with EngineClient(EngineSettings()) as engine:
-        for code3 in args.directions.split(","):
-            code = CODES[code3]
-            test = load_pairs(DATA / "translation" / f"tatoeba-eng-{code3}.tsv", code3)[: args.limit]
-            # The parallel file repeats ~10% of the scored English sentences (with other
-            # translations): drop those pairs, or the memory would hand the model the answer.
-            scored = {normalise(s) for s, _ in test}
-            pairs = load_pairs(DATA / "translation" / "parallel" / f"eng-{code3}.tsv", code3)
-            kept = [(s, t) for s, t in pairs if normalise(s) not in scored]
-            overlap = len(pairs) - len(kept)
-            memory = TranslationMemory()
-            memory.add_pairs("en", code, kept)
-            sources = [s for s, _ in test]
-            refs = [[t for _, t in test]]
+def run(translator: Translator, sources: list[str], target: str, with_metrics: bool = False):
+    """English lines into ``target`` (two-letter code) in one request: (hypotheses, seconds), with
+    ``with_metrics`` also the engine's metrics (benchmarks/translation_adapter.py scores this way)."""
+    hyps, seconds, metrics = translate_lines(translator, sources, "en", target)
+    return (hyps, seconds, metrics) if with_metrics else (hyps, seconds)
 
-            method = Translator(engine, library, memory=memory)
-            fixed_only = Translator(engine, library, memory=TranslationMemory())
-            baseline = Translator(engine, library, memory=TranslationMemory())
-            one_shot = examples[:1]
-            import assistant.tasks.translation as tr
 
-            hyp_a, sec_a, metrics_a = run(method, sources, code, with_metrics=True)
-            hyp_c, sec_c, metrics_c = run(fixed_only, sources, code, with_metrics=True)
-            original = tr.builtin_examples
-            tr.builtin_examples = lambda: one_shot  # the plain 1-shot prompt
-            try:
-                hyp_b, sec_b, metrics_b = run(baseline, sources, code, with_metrics=True)
-            finally:
-                tr.builtin_examples = original
-            key = f"eng_{code3}"
-            for system, lines, seconds, metrics in (("method", hyp_a, sec_a, metrics_a), ("baseline", hyp_b, sec_b, metrics_b),
-                                                    ("fixed_examples", hyp_c, sec_c, metrics_c)):
-                gflops[f"{system}_{key}"] = batch_gflops(engine, gemma, shape, metrics, lines, seconds)
-            chrf_a = sacrebleu.corpus_chrf(hyp_a, refs).score
-            chrf_b = sacrebleu.corpus_chrf(hyp_b, refs).score
-            chrf_c = sacrebleu.corpus_chrf(hyp_c, refs).score
+def run_cell(translator_for, cache: HypothesisCache, pairs: list[tuple[str, str]], indices: list[int],
+             direction: str) -> dict:
+    """Translate the lines of ``indices`` not in ``cache``, chunk by chunk; the cell's figures."""
+    todo = [i for i in indices if cache.get(i, pairs[i][0]) is None]
+    from_cache = len(indices) - len(todo)
+    seconds_now = 0.0
+    load_max = os.getloadavg()[0]
+    for start in range(0, len(todo), CHUNK):
+        chunk = todo[start: start + CHUNK]
+        hyps, seconds = translate_chunk(translator_for(), [pairs[i][0] for i in chunk], direction)
+        seconds_now += seconds
+        cache.add([{"i": i, "src": pairs[i][0], "hyp": h, "s": round(seconds / len(chunk), 4)}
+                   for i, h in zip(chunk, hyps)])
+        load_max = max(load_max, os.getloadavg()[0])
+        print(f"  {len(indices) - len(todo) + start + len(chunk)}/{len(indices)} lines "
+              f"({seconds / len(chunk):.2f} s/line, load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+    lines = [cache.get(i, pairs[i][0]) for i in indices]
+    hyps = [line["hyp"] for line in lines]
+    seconds = sum(line["s"] for line in lines)
+    chrf = sacrebleu.corpus_chrf(hyps, [[pairs[i][1] for i in indices]]).score
+    return {"chrf": round(chrf, 2), "lines": len(indices), "seconds": round(seconds, 1),
+            "seconds_per_line": round(seconds / max(1, len(indices)), 3), "seconds_this_run": round(seconds_now, 1),
+            "lines_from_cache": from_cache, "load_average_1m_max": round(load_max, 2)}
 
-            ood_src = [e["en"] for e in OUT_OF_DOMAIN]
-            ood_ref = [[e[code] for e in OUT_OF_DOMAIN]]
-            ood_a, _ = run(method, ood_src, code)
-            ood_c, _ = run(fixed_only, ood_src, code)
-            ood_chrf_a = sacrebleu.corpus_chrf(ood_a, ood_ref).score
-            ood_chrf_c = sacrebleu.corpus_chrf(ood_c, ood_ref).score
 
-            figures[f"chrf_{key}"] = round(chrf_a, 2)
-            figures[f"baseline_chrf_{key}"] = round(chrf_b, 2)
-            figures[f"fixed_examples_chrf_{key}"] = round(chrf_c, 2)
-            figures[f"ood_chrf_{key}"] = round(ood_chrf_a, 2)
-            figures[f"ood_fixed_examples_chrf_{key}"] = round(ood_chrf_c, 2)
-            figures[f"lines_{key}"] = len(test)
-            figures[f"seconds_per_line_{key}"] = round(sec_a / len(test), 3)
-            figures[f"lines_per_s_{key}"] = round(len(test) / sec_a, 2)
-            figures[f"baseline_lines_per_s_{key}"] = round(len(test) / sec_b, 2)
-            figures[f"memory_pairs_removed_as_scored_{key}"] = overlap
-            met = met and chrf_a >= TARGETS[code3]
-            rows.append((f"eng->{code3}", len(test), chrf_b, chrf_c, chrf_a, TARGETS[code3], ood_chrf_c, ood_chrf_a,
-                         sec_a / len(test)))
-            print(f"{key}: done ({len(test)} lines)", file=sys.stderr, flush=True)
-            for src, hyp in list(zip(ood_src, ood_a))[:2]:
-                print(f"  {src} => {hyp}", file=sys.stderr)
+def stamp() -> dict:
+    """Date, commit and 1-minute load average now (benchmarks/record.py's one way)."""
+    line = results_line(BENCHMARK, {}, {}, False)
+    return {k: line[k] for k in ("date", "commit", "load_average_1m")}
 
-    # The machine's matrix-multiply peak in the same run, with the engine closed: batched
-    # translation is compute-bound work (many lines side by side), so its GFLOP/s is set against it.
-    limits = machine_limits.measure_machine(machine_limits.model_gemm_shapes(shape, EngineSettings().n_batch),
-                                            bandwidth=False)
-    for name, rate in gflops.items():
-        figures[f"{name}_gflops"] = round(rate, 1)
-        figures[f"{name}_fraction_of_gemm_peak"] = round(rate / limits.gemm_gflops, 3)
-    figures["machine_gemm_peak_gflops"] = round(limits.gemm_gflops, 1)
-    header = ("direction", "lines", "1-shot", "fixed 8", "8+memory", "target", "ood fixed", "ood 8+mem", "s/line",
-              "of peak")
-    print(" | ".join(f"{h:>10}" for h in header))
-    for row in rows:
-        share = figures[f"method_eng_{row[0].split('>')[1]}_fraction_of_gemm_peak"]
-        print(" | ".join(f"{v:>10.2f}" if isinstance(v, float) else f"{v!s:>10}" for v in row) + f" | {share:>10.1%}")
-    print(limits.describe())
-    report("translation_quality", figures, {"chrf_eng_fra": 45.0, "chrf_eng_spa": 45.0, "chrf_eng_deu": 40.0}, met,
-           machine=limits.record())
+
+# ----- table and results line ---------------------------------------------------------------
+def _cell_rows(cells: dict) -> list[tuple]:
+    """One row per (part, set, direction, limit) with the two conditions side by side."""
+    rows: dict[tuple, dict] = {}
+    for key, cell in cells.items():
+        set_name, direction, condition, part, *rest = key.split("/")
+        rows.setdefault((part, set_name, direction, rest[0] if rest else ""), {})[condition] = cell
+    order = {p: n for n, p in enumerate(PARTS)}
+    return sorted(((k, v) for k, v in rows.items()),
+                  key=lambda kv: (order.get(kv[0][0], 9), list(SETS).index(kv[0][1]) if kv[0][1] in SETS else 9,
+                                  DIRECTIONS.index(kv[0][2]) if kv[0][2] in DIRECTIONS else 9, kv[0][3]))
+
+
+def table(cells: dict) -> str:
+    header = ("part", "set", "direction", "lines", "none", "memory", "diff", "target", "s/l none", "s/l mem")
+    out = [" | ".join(f"{h:>11}" for h in header)]
+    for (part, set_name, direction, limit), by in _cell_rows(cells):
+        none, memory = by.get("none"), by.get("memory")
+        lines = sorted({c["lines"] for c in by.values()})
+        target = TARGETS.get(direction) if set_name == TARGET_SET else None
+        values = (part, set_name, direction + (f" {limit}" if limit else ""), "/".join(map(str, lines)),
+                  none["chrf"] if none else "-", memory["chrf"] if memory else "-",
+                  round(memory["chrf"] - none["chrf"], 2) if none and memory else "-",
+                  target if target is not None else "",
+                  none["seconds_per_line"] if none else "-", memory["seconds_per_line"] if memory else "-")
+        out.append(" | ".join(f"{v:>11.2f}" if isinstance(v, float) else f"{v!s:>11}" for v in values))
+    return "\n".join(out)
+
+
+def figures_and_met(cells: dict) -> tuple[dict, dict, bool | None]:
+    """chrF of every cell as ``chrf_SET_DIR_CONDITION_PART[_firstN]``; the targets; met: every
+    target cell present with all its lines and at or above its target (None until all are)."""
+    figures = {"chrf_" + key.replace("/", "_").replace("-", "_"): cell["chrf"] for key, cell in cells.items()}
+    targets = {f"chrf_{TARGET_SET}_{d.replace('-', '_')}_{TARGET_CONDITION}_{TARGET_PART}": v
+               for d, v in TARGETS.items()}
+    met: bool | None = True
+    for direction, target in TARGETS.items():
+        cell = cells.get(cell_key(TARGET_SET, direction, TARGET_CONDITION, TARGET_PART))
+        if cell is None or cell["lines"] != TARGET_LINES:
+            met = None
+            break
+        met = met and cell["chrf"] >= target
+    return figures, targets, met
+
+
+# ----- main ---------------------------------------------------------------------------------
+def _choices(text: str, allowed: tuple | list, what: str) -> list[str]:
+    chosen = [t.strip() for t in text.split(",") if t.strip()]
+    wrong = [t for t in chosen if t not in allowed]
+    if wrong or not chosen:
+        raise SystemExit(f"--{what}: choose among {', '.join(allowed)} (got {text!r})")
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=PARTS, default="scored")
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--directions", default=",".join(DIRECTIONS))
+    parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--limit", type=int, default=0, help="only the first N lines of the part (a cell of its own)")
+    parser.add_argument("--work", type=Path, default=None, help="folder keeping hypotheses, so a stopped run resumes")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results file the cells are merged into")
+    parser.add_argument("--replace", action="store_true", help="run cells the results file already holds again")
+    args = parser.parse_args(argv)
+    sets = _choices(args.sets, list(SETS), "sets")
+    directions = _choices(args.directions, DIRECTIONS, "directions")
+    conditions = _choices(args.conditions, CONDITIONS, "conditions")
+
+    engine_stack = contextlib.ExitStack()
+    started: dict = {}
+
+    def make_translator(memory: TranslationMemory) -> Translator:
+        """The app's translator over one engine, started at the first line to translate (a run
+        whose lines are all in the work folder or the results file needs none)."""
+        if not started:
+            from engine.client import EngineClient
+            from engine.settings import EngineSettings
+
+            started["model"] = str(model_pack.join_parts(model_pack.GEMMA3, default_paths().ensure().models_dir))
+            started["engine"] = engine_stack.enter_context(EngineClient(EngineSettings()))
+            # Untimed: starting the worker, loading the model and making its batch context
+            # would otherwise count as the first cell's translation time.
+            Translator(started["engine"], _Library(started["model"])).translate("Good morning.", "fr", source="en")
+        return Translator(started["engine"], _Library(started["model"]), memory=memory)
+
+    model_sha = model_pack.expected_sha256(model_pack.GEMMA3) or "unknown"
+    with engine_stack:
+        for set_name in sets:
+            for direction in directions:
+                code3 = other_language(direction)
+                test_file = DATA / "translation" / SETS[set_name].format(code3=code3)
+                test = load_pairs(test_file, code3)
+                pairs = oriented(test, direction)
+                indices = part_indices(len(pairs), args.part, args.limit)
+                for condition in conditions:
+                    key = cell_key(set_name, direction, condition, args.part, args.limit)
+                    if key in load_results(args.results)["cells"] and not args.replace:
+                        print(f"{key}: in {args.results.name} already (--replace runs it again)", file=sys.stderr)
+                        continue
+                    memory = TranslationMemory()
+                    kept: list[tuple[str, str]] | None = None
+                    dropped = 0
+                    if condition == "memory":
+                        memory_file = DATA / "translation" / "parallel" / f"eng-{code3}.tsv"
+                        kept, dropped = memory_pairs(load_pairs(memory_file, code3), test)
+                        memory.add_pairs("en", CODES[code3], kept)
+                    cache = HypothesisCache(args.work, f"{set_name}-{direction}-{condition}",
+                                            fingerprint(model_sha, kept))
+                    print(f"{key}: {len(indices)} lines", file=sys.stderr, flush=True)
+                    load_start = os.getloadavg()[0]
+                    figures = run_cell(lambda memory=memory: make_translator(memory), cache, pairs, indices, direction)
+                    cell = {"set": set_name, "direction": direction, "condition": condition, "part": args.part,
+                            "limit": args.limit or None, **figures,
+                            "memory_pairs": len(kept or []),
+                            "memory_pairs_dropped_as_test_lines": dropped,
+                            "fingerprint": cache.fingerprint, "load_average_1m_start": round(load_start, 2),
+                            **stamp()}
+                    store_cell(args.results, key, cell, args.replace)
+                    print(f"{key}: chrF {cell['chrf']:.2f} on {cell['lines']} lines, {cell['seconds']:.0f} s "
+                          f"({cell['lines_from_cache']} lines from {args.work or 'no work folder'})",
+                          file=sys.stderr, flush=True)
+
+    cells = load_results(args.results)["cells"]
+    print(f"\n{args.results}: {len(cells)} cells; targets on {TARGET_SET}, part {TARGET_PART}, "
+          f"condition {TARGET_CONDITION}")
+    print(table(cells))
+    figures, targets, met = figures_and_met(cells)
+    print(json.dumps({**results_line(BENCHMARK, figures, targets, bool(met), part=args.part),
+                      "met": met, "results": str(args.results)}), flush=True)
     return 0
 
 
