@@ -26,15 +26,19 @@ LABELLED = [
 ]
 
 
-@pytest.fixture
-def student_path(services):
+def _head_student(services, neutral_below: float) -> SentimentStudent:
+    """A head fitted on LABELLED through the library's MiniLM (seconds, no training process)."""
     embed = engine_embedder(services)
     vectors = embed([t for t, _ in LABELLED])
     weights, bias = fit_logistic(vectors, np.array([y for _, y in LABELLED]), l2=1e-3)
     minilm = ensure_gguf(model_pack.locate(model_pack.MINILM, services.paths.models_dir), services.paths.models_dir)
-    student = SentimentStudent(weights, bias, 0.0, embedder_identity(minilm, vectors.shape[1]),
-                               {"data": "8 hand-labelled sentences"})
-    return student.save(students_dir(services.paths.models_dir) / "reviews.json")
+    return SentimentStudent(weights, bias, neutral_below, embedder_identity(minilm, vectors.shape[1]),
+                            {"data": "8 hand-labelled sentences"})
+
+
+@pytest.fixture
+def student_path(services):
+    return _head_student(services, 0.0).save(students_dir(services.paths.models_dir) / "reviews.json")
 
 
 def test_pane_offers_students_and_uses_the_chosen_one(qtbot, services, jobs, student_path):
@@ -111,13 +115,9 @@ def test_the_automatic_default_comes_first_and_shows_rows_in_file_order(qtbot, s
     one is covered in tests/assistant/test_sentiment_default.py.)"""
     from assistant.tasks.sentiment_default import ROUTE_CONFIDENCE, RoutedAnalyzer, default_student_path
 
-    embed = engine_embedder(services)
-    vectors = embed([t for t, _ in LABELLED])
-    weights, bias = fit_logistic(vectors, np.array([y for _, y in LABELLED]), l2=1e-3)
-    minilm = ensure_gguf(model_pack.locate(model_pack.MINILM, services.paths.models_dir), services.paths.models_dir)
-    student = SentimentStudent(weights, bias, 0.6, embedder_identity(minilm, vectors.shape[1]),
-                               {"data": "8 hand-labelled sentences"})
+    student = _head_student(services, 0.6)
     student.save(default_student_path(services.paths.models_dir))
+    embed = engine_embedder(services)
     reviews = tmp_path / "reviews.csv"
     texts = ["I loved it, wonderful from start to finish.", "It arrived on Tuesday.", "Awful. Just awful.",
              "The second half was slower than the first.", "Great value and lovely staff."]
