@@ -2,9 +2,10 @@
 
     xvfb-run -a -s "-screen 0 1280x900x24" .venv/bin/python docs/screenshots.py [--size 1180x760] [--out docs/images]
 
-Starts the real app (``ui.app.run``) on a fresh data folder, does on each page what a new user
-does first (a chat question, a translation, a sentence scored, the typing PEPs added to
-Documents and a question asked of them), then saves one picture of each page. ``--size
+Prepares a fresh data folder as set-up does (``assistant models prepare``), starts the real
+app (``ui.app.run``) on it, does on each page what a new user does first (a chat question, a
+translation, a sentence scored, the typing PEPs added to Documents and a question asked of
+them), then saves one picture of each page. ``--size
 1024x640`` takes the same pictures at the smallest size the layout promises, for looking at,
 not for the guide. Nothing is downloaded: the default model pack and ../shared/data are used.
 Runs on the GUI thread of its own process; each step waits for the page to be idle.
@@ -37,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(n) for n in args.size.split("x"))
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("ASSISTANT_DATA_DIR", tempfile.mkdtemp(prefix="assistant-shots-"))
+    # What set-up (`make run`) leaves in a new user's data folder: the joined pack and the
+    # default sentiment student.
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "assistant", "models", "prepare"], cwd=ROOT, check=True)
 
     from engine import privacy
 
