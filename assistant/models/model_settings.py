@@ -46,6 +46,8 @@ FROM_MODEL_SETTINGS = "this model's settings"
 FROM_APP = "app settings"
 FROM_MODEL_DEFAULTS = "model default"
 FROM_FILE = "the model file's recommendation"
+#: A persona typed for one conversation (the chat's Persona… box), which wins over all the rest.
+FROM_CONVERSATION = "this conversation"
 #: The record's metadata key of the sampling its file (or the tool it is linked from) recommends.
 META_RECOMMENDED = "recommended_sampling"
 
@@ -285,6 +287,18 @@ def system_prompt_for(own: ModelSettings, chosen: str | None, app_default: str) 
     if chosen is None or not chosen.strip() or chosen == app_default:
         return own.system_prompt
     return chosen
+
+
+def system_prompt_source(own: ModelSettings, chosen: str | None, app_default: str) -> str:
+    """Where the persona :func:`system_prompt_for` picks comes from: :data:`FROM_CONVERSATION`,
+    :data:`FROM_MODEL_SETTINGS`, :data:`FROM_APP`, or :data:`FROM_MODEL_DEFAULTS` when nothing
+    was chosen (the session then falls back to the model's tuned default, often none)."""
+    inherits = chosen is None or not chosen.strip() or chosen == app_default
+    if own.system_prompt is not None and inherits:
+        return FROM_MODEL_SETTINGS
+    if chosen is None or not chosen.strip():
+        return FROM_MODEL_DEFAULTS
+    return FROM_APP if chosen == app_default else FROM_CONVERSATION
 
 
 def as_dict(settings: ModelSettings) -> dict:

@@ -14,7 +14,13 @@ from assistant.chat.events import ReplyDone
 from assistant.chat.session import ChatSession
 from assistant.errors import SettingsError
 from assistant.models import model_settings
-from assistant.models.model_settings import FROM_APP, FROM_MODEL_DEFAULTS, FROM_MODEL_SETTINGS, ModelSettings
+from assistant.models.model_settings import (
+    FROM_APP,
+    FROM_CONVERSATION,
+    FROM_MODEL_DEFAULTS,
+    FROM_MODEL_SETTINGS,
+    ModelSettings,
+)
 from assistant.store import model_scope
 from engine.library import largest_context
 from engine.settings import SamplingParams
@@ -123,6 +129,51 @@ def test_the_chat_uses_the_models_settings_and_its_context(services):
     list(ChatSession(services, model_id=model.id).turn("Hello"))
     assert "engine" not in calls[-1] and calls[-1]["sampling"] == without["sampling"]
     assert calls[-1]["prompt"] == without["prompt"]
+
+
+def test_the_chat_view_shows_the_persona_a_turn_uses_and_where_it_comes_from(services, tmp_path):
+    from assistant.chat import views as chat_views
+    from assistant.chat.incognito import IncognitoConversations
+    from assistant.chat.prompt import SETTING_SYSTEM_PROMPT
+    from tests.engine.gguf_corpus import write_valid_gguf
+
+    calls = capture(services)
+    model = chat_model(services)
+    other = services.library.add(write_valid_gguf(tmp_path / "tiny.gguf"))
+    services.settings.default_system_prompt = "You are helpful."
+    assert chat_views.new_conversation_view(services).persona == chat_views.Persona("You are helpful.", FROM_APP)
+
+    model_settings.save(services.store, model, ModelSettings(system_prompt="Answer like a pirate."),
+                        free_bytes=64 * GIB)
+    new = chat_views.new_conversation_view(services)
+    assert new.persona == chat_views.Persona("Answer like a pirate.", FROM_MODEL_SETTINGS)
+    assert new.system_prompt == "You are helpful."  # the conversation's choice stays the app's: it follows the model
+    # Another model, without a persona of its own, takes the app's; with nothing chosen anywhere, none.
+    assert chat_views.persona_for(services, other.id, new.system_prompt) == chat_views.Persona("You are helpful.",
+                                                                                               FROM_APP)
+    assert chat_views.persona_for(services, other.id, "") == chat_views.Persona("", FROM_MODEL_DEFAULTS)
+
+    # A stored conversation that chose nothing shows the model's persona, the one its turns were sent.
+    session = ChatSession(services, model_id=model.id, system_prompt=new.system_prompt)
+    list(session.turn("Hello"))
+    shown = chat_views.load_conversation(services, session.conversation_id)
+    assert shown.persona == chat_views.Persona("Answer like a pirate.", FROM_MODEL_SETTINGS)
+    assert calls[-1]["prompt"][0] == {"role": "system", "content": shown.persona.text}
+    # Its own persona wins, and is shown as its own.
+    chat_views.set_conversation_setting(services, session.conversation_id, SETTING_SYSTEM_PROMPT, "Be brief.")
+    shown = chat_views.load_conversation(services, session.conversation_id)
+    assert shown.persona == chat_views.Persona("Be brief.", FROM_CONVERSATION)
+
+    # An incognito chat the same, its choice kept in memory.
+    incognito = IncognitoConversations()
+    hidden = ChatSession(services, model_id=model.id, system_prompt=new.system_prompt, conversations=incognito)
+    list(hidden.turn("Hello"))
+    assert chat_views.load_conversation(services, hidden.conversation_id, incognito).persona \
+        == chat_views.Persona("Answer like a pirate.", FROM_MODEL_SETTINGS)
+    chat_views.set_conversation_setting(services, hidden.conversation_id, SETTING_SYSTEM_PROMPT, "Be kind.", incognito)
+    assert chat_views.load_conversation(services, hidden.conversation_id, incognito).persona \
+        == chat_views.Persona("Be kind.", FROM_CONVERSATION)
+    incognito.discard()
 
 
 def test_the_engine_loads_the_model_with_its_own_context(services):
