@@ -229,6 +229,71 @@ def test_persona_is_kept_per_conversation(qtbot, window, services):
     qtbot.waitUntil(lambda: window.chat.persona_edit.toPlainText() == "You are a pirate.", timeout=10000)
 
 
+def test_the_persona_box_shows_the_persona_the_model_gets_and_where_it_comes_from(qtbot, window, services,
+                                                                                 tmp_path):
+    from assistant.models import model_settings
+    from assistant.models.model_settings import ModelSettings
+    from tests.engine.gguf_corpus import write_valid_gguf
+
+    chat, combo = window.chat, window.chat.model_combo
+    model = services.library.for_task("chat")
+    other = services.library.add(write_valid_gguf(tmp_path / "tiny.gguf"))
+    services.settings.default_system_prompt = "You are helpful."
+    model_settings.save(services.store, model, ModelSettings(system_prompt="Answer like a pirate."),
+                        free_bytes=64 * 1024 ** 3)
+    chat.refresh_models()
+    chat.new_conversation()
+    # A new chat with a model that has a persona of its own: the box shows that one, and says so.
+    qtbot.waitUntil(lambda: chat.persona_edit.toPlainText() == "Answer like a pirate."
+                    and combo.findData(other.id) >= 0, timeout=10000)
+    assert chat.persona_source_label.text() == "From this model's settings (Models → Settings…)."
+    # Another model in the chat's model box: the box follows it (the app's default), and back.
+    combo.setCurrentIndex(combo.findData(other.id))
+    qtbot.waitUntil(lambda: chat.persona_edit.toPlainText() == "You are helpful.", timeout=10000)
+    assert chat.persona_source_label.text() == "The app's default (Settings → Default system prompt)."
+    combo.setCurrentIndex(combo.findData(model.id))
+    qtbot.waitUntil(lambda: chat.persona_edit.toPlainText() == "Answer like a pirate.", timeout=10000)
+
+    # A stored conversation that chose nothing: saving the inherited text unchanged pins nothing, so
+    # a later change of the model's settings still reaches it.
+    conversation = services.conversations.create("Persona")
+    services.conversations.set_setting(conversation.id, "model", model.id)
+    window.open_conversation(conversation.id)
+    qtbot.waitUntil(lambda: chat.conversation_id == conversation.id
+                    and chat.persona_edit.toPlainText() == "Answer like a pirate.", timeout=10000)
+    chat.persona_button.click()
+    chat.persona_save.click()
+    assert not chat.persona_panel.isVisible()
+    model_settings.save(services.store, model, ModelSettings(system_prompt="Answer like a robot."),
+                        free_bytes=64 * 1024 ** 3)
+    chat.persona_button.click()  # opening reads it again
+    qtbot.waitUntil(lambda: chat.persona_edit.toPlainText() == "Answer like a robot.", timeout=10000)
+    assert services.conversations.get_setting(conversation.id, "system_prompt") is None
+    # Different text becomes the conversation's own, as before.
+    chat.persona_edit.setPlainText("You are a cat.")
+    chat.persona_save.click()
+    qtbot.waitUntil(lambda: services.conversations.get_setting(conversation.id, "system_prompt") == "You are a cat."
+                    and chat.persona_source_label.text() == "Chosen for this conversation.", timeout=10000)
+    assert chat.persona_edit.toPlainText() == "You are a cat."
+
+    # A conversation with its own persona shows that one, whatever the model's.
+    window.new_chat()
+    qtbot.waitUntil(lambda: chat.conversation_id is None and chat.persona_edit.toPlainText() == "Answer like a robot.",
+                    timeout=10000)
+    window.open_conversation(conversation.id)
+    qtbot.waitUntil(lambda: chat.persona_edit.toPlainText() == "You are a cat.", timeout=10000)
+    assert chat.persona_source_label.text() == "Chosen for this conversation."
+
+    # An incognito chat the same: the model's persona, and an unchanged save keeps following it.
+    chat.new_incognito_conversation()
+    qtbot.waitUntil(lambda: chat.incognito is not None and chat.persona_edit.toPlainText() == "Answer like a robot.",
+                    timeout=10000)
+    assert chat.persona_source_label.text() == "From this model's settings (Models → Settings…)."
+    chat.persona_button.click()
+    chat.persona_save.click()
+    assert chat.system_prompt == "You are helpful."  # the app's default, which the model's persona replaces
+
+
 def test_markdown_replies_render_code_lists_and_tables(qtbot, qapp):
     view = MessageView("assistant", COLORS["light"])
     qtbot.addWidget(view)

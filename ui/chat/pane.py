@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from assistant.app import Services
     from assistant.chat.incognito import IncognitoConversations
     from assistant.chat.session import ChatSession
-    from assistant.chat.views import ConversationView
+    from assistant.chat.views import ConversationView, Persona
     from ui.jobs import Job, Jobs
 
 #: The empty chat's hint, in a normal and in an incognito chat.
@@ -68,6 +68,19 @@ EMPTY_HINT = "Ask anything. Everything you write stays on this computer."
 EMPTY_INCOGNITO_HINT = "Incognito: nothing you write here is saved, searched or listed. Leaving the chat forgets it."
 #: Said once an incognito chat was left (another conversation, a new chat).
 INCOGNITO_FORGOTTEN = "The incognito chat was closed and forgotten: nothing of it was saved."
+
+
+def persona_caption(source: str) -> str:
+    """Under the Persona… box: where the system prompt shown comes from (a ``Persona.source``)."""
+    # Imported here: the model settings module brings the store, which must not delay the first paint.
+    from assistant.models import model_settings
+
+    return {
+        model_settings.FROM_CONVERSATION: "Chosen for this conversation.",
+        model_settings.FROM_MODEL_SETTINGS: "From this model's settings (Models → Settings…).",
+        model_settings.FROM_APP: "The app's default (Settings → Default system prompt).",
+        model_settings.FROM_MODEL_DEFAULTS: "None chosen: the model's own default applies.",
+    }.get(source, "")
 
 
 class ChatPane(QWidget):
@@ -91,7 +104,11 @@ class ChatPane(QWidget):
         self.documents_choice: dict | None = None  # see assistant.chat.prompt
         self.collections: list[dict] = []
         self.source_dialog: SourceDialog | None = None
+        # The conversation's own choice, handed to the session (stored with the first turn);
+        # ``persona`` is what a turn with ``model_id`` uses, which the Persona… box shows.
         self.system_prompt = ""
+        self.persona: Persona | None = None
+        self.persona_model_id: str | None = None  # the model ``persona`` was read for
         self.models: list = []
         self.views: list[MessageView] = []
         # The incognito chat's in-memory conversation while one is shown; None for a stored one.
@@ -176,7 +193,7 @@ class ChatPane(QWidget):
         self.persona_panel.setObjectName("ChatHeader")
         persona = QVBoxLayout(self.persona_panel)
         persona.setContentsMargins(14, 6, 10, 8)
-        caption = QLabel("System prompt for this conversation (empty: the model's own default)")
+        caption = QLabel("System prompt for this conversation")
         caption.setObjectName("MutedLabel")
         persona.addWidget(caption)
         self.persona_edit = QPlainTextEdit(self.persona_panel)
@@ -187,7 +204,11 @@ class ChatPane(QWidget):
         caption.setBuddy(self.persona_edit)
         persona.addWidget(self.persona_edit)
         buttons = QHBoxLayout()
-        buttons.addStretch(1)
+        self.persona_source_label = QLabel("", self.persona_panel)
+        self.persona_source_label.setObjectName("MutedLabel")
+        self.persona_source_label.setAccessibleName("Where this system prompt comes from")
+        self.persona_source_label.setWordWrap(True)
+        buttons.addWidget(self.persona_source_label, 1)
         self.persona_save = QPushButton("Use this prompt")
         self.persona_save.setAccessibleName("Save the system prompt")
         self.persona_save.clicked.connect(self._save_persona)
@@ -402,7 +423,7 @@ class ChatPane(QWidget):
         self.conversation_id = view.conversation.id if view.conversation else None
         self.title_label.setText(self._title_text(view.conversation.title if view.conversation else None))
         self.system_prompt = view.system_prompt or ""
-        self.persona_edit.setPlainText(self.system_prompt)
+        self._show_persona(view.persona, view.model_id, replace_text=True)
         self._fill_models(view.models, view.model_id)
         self._set_documents_choice(view.documents)
         self.budget_label.setText("")
@@ -439,6 +460,8 @@ class ChatPane(QWidget):
         self.model_combo.setCurrentIndex(index)
         self.model_combo.blockSignals(False)
         self.model_id = self.model_combo.currentData() if index >= 0 else selected
+        if self.model_id != self.persona_model_id:  # the chosen model is gone: another one answers
+            self._refresh_persona()
         if not self.models:
             self.banner.show_message("No chat model is installed. Import a GGUF model on the Models page.", "warning")
         self._update_buttons()
@@ -509,19 +532,56 @@ class ChatPane(QWidget):
         if self.conversation_id and self.services and self.jobs:
             self.jobs.run(chat_views.set_conversation_setting, self.services, self.conversation_id,
                           chat_prompt.SETTING_MODEL, model_id, self.incognito, on_error=self._show_error)
+        self._refresh_persona()  # the new model may have a persona of its own
 
+    # ----- persona ------------------------------------------------------------------------
     def _toggle_persona(self, shown: bool) -> None:
         self.persona_panel.setVisible(shown)
         if shown:
+            if self.persona is not None:  # an edit closed unsaved was not kept
+                self.persona_edit.setPlainText(self.persona.text)
             self.persona_edit.setFocus()
+            # Read again on every opening: the model's settings or the app's default may have
+            # changed on another page since. Not forced: what the user starts typing meanwhile stays.
+            self._refresh_persona()
+
+    def _refresh_persona(self, replace_text: bool = False) -> None:
+        """Read the persona a turn with the chosen model uses (pool thread) and show it."""
+        if self.services is None or self.jobs is None:
+            return
+        generation, model_id, chosen = self._generation, self.model_id, self.system_prompt
+
+        def show(persona: "Persona") -> None:
+            # Dropped when the conversation, the model or the choice changed while it was read.
+            if (generation, model_id, chosen) == (self._generation, self.model_id, self.system_prompt):
+                self._show_persona(persona, model_id, replace_text)
+
+        self.jobs.run(chat_views.persona_for, self.services, model_id, chosen, on_done=show,
+                      on_error=self._show_error)
+
+    def _show_persona(self, persona: "Persona", model_id: str | None, replace_text: bool = False) -> None:
+        """Show ``persona`` in the box, unless the user is editing it (``replace_text`` to show it anyway)."""
+        edited = self.persona is not None and self.persona_edit.toPlainText().strip() != self.persona.text.strip()
+        self.persona = persona
+        self.persona_model_id = model_id
+        if replace_text or not edited:
+            self.persona_edit.setPlainText(persona.text)
+        self.persona_source_label.setText(persona_caption(persona.source))
 
     def _save_persona(self) -> None:
-        self.system_prompt = self.persona_edit.toPlainText().strip()
+        text = self.persona_edit.toPlainText().strip()
         self.persona_button.setChecked(False)
+        if self.persona is not None and text == self.persona.text.strip():
+            # Unchanged: an inherited persona (the model's, the app's) stays inherited, so a later
+            # change of the model's settings still applies; the conversation's own is kept already.
+            return
+        self.system_prompt = text
         if self.conversation_id and self.services and self.jobs:
             self.jobs.run(chat_views.set_conversation_setting, self.services, self.conversation_id,
                           chat_prompt.SETTING_SYSTEM_PROMPT, self.system_prompt, self.incognito,
                           on_error=self._show_error)
+        # Emptied, or set to the app's default, it inherits again: the box says what applies now.
+        self._refresh_persona(replace_text=True)
 
     # ----- message views -------------------------------------------------------------------
     def _clear_views(self) -> None:
