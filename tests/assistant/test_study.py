@@ -142,6 +142,86 @@ def test_a_blank_that_is_part_of_a_longer_term_is_dropped():
     assert check(Card("cloze", subject.replace("Type checkers", BLANK), "Type checkers", source, "en"), nouns) is None
 
 
+def cloze(sentence: str, answer: str):
+    """A cloze card on ``sentence`` with its first ``answer`` blanked."""
+    from assistant.study.cards import Card
+
+    source = {"sentence": sentence, "file": "p.rst", "location": "", "chunk_id": 1, "path": "p.rst"}
+    return Card("cloze", sentence.replace(answer, BLANK, 1), answer, source, "en")
+
+
+def test_sentences_that_point_at_another_part_or_at_the_drafting_are_not_made_into_cards():
+    from assistant.study.cards import reads_alone
+
+    elsewhere = [
+        "See Rejected or out-of-scope ideas for more details.",
+        "See the ClassVar section for examples and explanations for the usage of ClassVar.",
+        "In accordance with Multiple Type Variable Tuples: Not Allowed, at most one TypeVarTuple may appear in the "
+        "type parameters to an alias.",
+        "The main advantage is that in some cases, axis sizes really are what we care about.",
+        "The new proposal is then considered incompatible with the specification of PEP 3107.",
+        "When using the short form, the entire annotation must be one line.",
+        "A live draft for this PEP lives on GitHub.",
+        "Analogically, the expected return type is str.",
+    ]
+    for sentence in elsewhere:
+        assert reads_alone(sentence, "en") is not None, sentence
+    # Names in a list are not a title; a statement about its subject reads alone.
+    for sentence in ("Generic versions of abstract collections like Mapping or Sequence and generic versions of "
+                     "built-in classes -- List, Dict, Set, and FrozenSet -- cannot be instantiated.",
+                     "The problem with type hints is that annotations are evaluated at the time a function is defined."):
+        assert reads_alone(sentence, "en") is None, sentence
+
+
+def test_blanks_that_cut_a_name_or_a_modified_phrase_are_dropped():
+    fragment = "the blank is part of a longer term"
+    # Inside a person's name or a title.
+    assert check(cloze("Most importantly, Guido van Rossum explicitly stated interest in restricting annotations.",
+                       "Rossum")) == fragment
+    assert check(cloze("Guido van Rossum stated an interest in gradually restricting the use of annotations.",
+                       "Guido van")) == "the blank is part of a name"
+    # After a word that grades or modifies it.
+    assert check(cloze("The programmer may know that an expression is of a more constrained type than a checker "
+                       "may be able to infer.", "constrained type")) == fragment
+    assert check(cloze("Future standard collections must implement the same behavior.", "standard collections")) == fragment
+    # A noun after the blank, known by its ending: the blank modifies "declarations".
+    assert check(cloze("Note that a type checker need not allow Final declarations inside loops since the runtime "
+                       "will see multiple assignments.", "Final")) == fragment
+    # A verb or an adverb after the blank leaves the blank the subject.
+    assert check(cloze("Sealed classes seem most useful in combination with pattern matching in other languages.",
+                       "Sealed classes")) is None
+    assert check(cloze("The main point is that in some cases, axis sizes really are what a library cares about.",
+                       "axis sizes")) is None
+    # A gerund that opens the sentence does not modify the blank.
+    assert check(cloze("Unpacking tuple types also allows more precise types for heterogeneous arguments.",
+                       "tuple types")) is None
+
+
+def test_verb_phrases_and_capitalised_common_words_are_not_blanks():
+    from assistant.study.cards import document_nouns, document_verbs
+
+    verb = "the blank is a verb or adverb phrase, not a term"
+    assert check(cloze("Modules and variables imported into the stub are not considered exported from the stub.",
+                       "considered exported")) == verb
+    assert check(cloze("Unknown decorators in a stub file are silently ignored by every type checker.",
+                       "silently ignored")) == verb
+    text = ["Authors may want to declare type hints in stub files.", "A type hint is an annotation of a name.",
+            "The checker must declare the error."]
+    nouns = document_nouns(text)
+    verbs = document_verbs(text, nouns)
+    assert "declare" in verbs and "type" not in verbs
+    sentence = "Full deprecation in 3.7 makes declare type hints the only allowed use of annotations in Python."
+    assert check(cloze(sentence, "declare type hints"), nouns, {"type hints": 2.0}, verbs) == verb
+    assert check(cloze(sentence, "type hints"), nouns, {"type hints": 2.0}, verbs) is None
+    # "Typing" opens the sentence; the document's term is the common word "typing".
+    opening = "Typing does not support using the inferred type anywhere else in a program."
+    assert check(cloze(opening, "Typing"), frozenset(), {"typing": 1.5}) == "the blank is a common word, not a term"
+    # A blank that is the rest of a term the word before it opens ("type" + "alias declarations").
+    rest = "Ambiguous or incorrect type alias declarations implicitly default to a valid value assignment."
+    assert check(cloze(rest, "alias declarations"), frozenset(), {"type alias": 2.0, "alias declarations": 1.0}) == \
+        "the blank is part of a longer term"
+
+
 def test_cards_leave_out_example_names_and_choices_are_terms_of_the_same_kind():
     import numpy as np
 
