@@ -22,6 +22,7 @@ from assistant.cli.model_fit import with_fit_columns
 from assistant.cli.model_settings import add_model_settings_command
 from assistant.cli.study import add_study_commands
 from assistant.cli.tasks import add_task_commands
+from assistant.cli.train import add_train_commands
 from assistant.config import default_paths
 from assistant.errors import ChatError, CorruptDatabaseError, LibraryError, StoreError, is_expected, user_message
 from assistant.models.library import ModelRecord
@@ -402,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_documents_commands(sub)
     add_task_commands(sub)
     add_study_commands(sub)
+    add_train_commands(sub)
     add_vault_commands(sub)
     return parser
 

@@ -15,7 +15,8 @@ subprocess for the CLI; the window starts the prepared job file with QProcess
 The copy of the user's text a job reads (``documents.jsonl`` in its folder, named in the job's
 ``text_copies``) lives only as long as the job may need it: the training process shreds it when the
 job ends and cannot be resumed (see ``training/run.py``), :meth:`TrainingJobs.abandon` when the
-user gives up a stopped job, and a refused job's folder is shredded whole.
+user gives up (discards) a stopped job, with the rest of its folder, and a refused job's folder is
+shredded whole.
 
 Threading: :meth:`TrainingJobs.prepare_documents` and the other ``prepare_*`` read the database,
 write files and wait for the check child (seconds): call them from a worker thread (the
@@ -41,6 +42,7 @@ from assistant.train.process import (  # noqa: F401
     TrainingProcess,
     check_job,
     job_launch,
+    job_process_ids,
     parse_event,
 )
 from engine.atomic import atomic_write, write_json_atomic
@@ -50,6 +52,8 @@ from engine.shred import shred_tree, shredding_replaced
 
 #: The job folder's copy of the documents a job trains on (one {"title", "text"} per line).
 DOCUMENTS_FILE = "documents.jsonl"
+#: The files a job writes when it finishes: a fine-tune's result.json, a distillation's distill.json.
+RESULT_FILES = ("result.json", "distill.json")
 
 
 # ----- documents from the store -------------------------------------------------------------
@@ -222,17 +226,50 @@ class TrainingJobs:
     def resume(self, folder: Path) -> "TrainingProcess":
         return TrainingProcess.spawn(self.python, self.resumable(folder).job_file, resume=True)
 
+    def job_folder(self, job_id: str) -> Path:
+        """The folder of the job named ``job_id`` (its folder's name, as ``assistant train list``
+        and the Train page show it); raises :class:`TrainingJobError` for a name that is no job
+        of this app. Any thread (it only looks at the disk)."""
+        job_id = str(job_id).strip()
+        # A name, never a path: "../x" or "/tmp/x" must not reach a folder outside runs_dir.
+        folder = self.runs_dir / job_id
+        if not job_id or Path(job_id).name != job_id or job_id in (".", "..") or not (folder / JOB_FILE).is_file():
+            raise TrainingJobError(f"No training job called {job_id!r}; `assistant train list` shows them.")
+        return folder
+
+    @staticmethod
+    def finished(folder: Path) -> bool:
+        """Whether the job in ``folder`` wrote its result (a fine-tune's result.json, a
+        distillation's distill.json): what it made is the user's, never discarded with it."""
+        return any((Path(folder) / name).is_file() for name in RESULT_FILES)
+
     def abandon(self, folder: Path) -> None:
-        """Give up a stopped job that will not be resumed: its copies of the user's text are
-        shredded and its checkpoints removed (they only served the resume), so it lists as not
-        finished and cannot resume; whatever it finished (an adapter, a model) stays. The caller
-        makes sure its process is not running. Worker thread (shredding writes the files over)."""
+        """Give up (discard) a job that is not running and did not finish: its copies of the user's
+        text are shredded (overwritten, then deleted), then the rest of its folder (checkpoints,
+        log, job.json) is removed, so it no longer lists. A running job is refused (it must be
+        stopped first: its process would write the files again), and so is a finished one (its
+        folder holds the adapter or model it made). Worker thread or the CLI's main thread
+        (shredding writes the files over; the check reads the process table)."""
         folder = Path(folder)
         if not (folder / JOB_FILE).is_file() or folder.resolve().parent != self.runs_dir.resolve():
             raise TrainingJobError(f"{folder} is not a training job folder of this app.")
-        forget_job_texts(json.loads((folder / JOB_FILE).read_text(encoding="utf-8")))
+        if self.finished(folder):
+            raise TrainingJobError(f"The job {folder.name} finished; what it made stays, so nothing was deleted.")
+        if job_process_ids(folder / JOB_FILE):
+            raise TrainingJobError(f"The job {folder.name} is running; stop it first (Cancel on the Train page), "
+                                   "then discard it.")
+        try:
+            job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
+        except ValueError:
+            job = {}  # a damaged job file names no copies; those in the folder are shredded below
+        # The text first, wherever the job names it: if removing the rest fails, no copy is left.
+        forget_job_texts(job if isinstance(job, dict) else {})
         shred_job_texts(folder)  # a job.json whose output_dir is elsewhere: its own folder too
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            raise TrainingJobError(f"The copies of your text in {folder} were shredded, but the folder could not "
+                                   f"be removed ({exc.strerror or exc}).") from exc
 
     def runs(self) -> list[dict]:
         """Job folders, newest first, with their result when finished.
@@ -245,8 +282,7 @@ class TrainingJobs:
             for folder in sorted(self.runs_dir.iterdir(), reverse=True):
                 if not (folder / JOB_FILE).is_file():
                     continue
-                # A fine-tune writes result.json, a distillation distill.json (see their jobs).
-                result_file = next((f for f in (folder / "result.json", folder / "distill.json") if f.is_file()), None)
+                result_file = next((folder / name for name in RESULT_FILES if (folder / name).is_file()), None)
                 result = json.loads(result_file.read_text()) if result_file is not None else None
                 if result is not None:
                     shred_job_texts(folder)

@@ -14,14 +14,17 @@ the job's folder.
   the process died without saying why. Both followers use it, so a line means the same to both;
 - :func:`check_job` runs the checks a job makes before it starts (``python -m training.run
   --check``, the job on stdin) in a short child started the same way, so that the app refuses a
-  job that cannot work, with the training package's own message, before it keeps a job folder.
+  job that cannot work, with the training package's own message, before it keeps a job folder;
+- :func:`job_process_ids` finds a job's running processes, whoever started them (the window, the
+  CLI, another window), so that a job is never given up under its own feet.
 
 Threads: :func:`check_job` blocks for the check's few seconds (a worker thread or the CLI's
 main thread, never the GUI's); :meth:`TrainingProcess.events` blocks on the child's output (a worker thread or the
 CLI's main thread, never the GUI's); :class:`ProgressReader` does no I/O but reading the log's
 last lines when the process died, and runs on whichever thread reads the output;
 :meth:`TrainingProcess.cancel` is safe from any thread (it only sends SIGTERM: the job saves a
-checkpoint and exits with code 3).
+checkpoint and exits with code 3); :func:`job_process_ids` reads the process table (a worker thread
+or the CLI's main thread).
 """
 
 from __future__ import annotations
@@ -269,3 +272,31 @@ class TrainingProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         return self.process.wait(timeout)
+
+
+def job_process_ids(job_file: Path) -> list[int]:
+    """Ids of the running ``python -m training.run`` processes (``torchrun`` and its workers too)
+    of ``job_file``, started by anyone: a window keeps no record another process could read, so
+    the process table is the one place that knows whether a job runs. A process whose command line
+    cannot be read (another user's, one that just ended) is not this user's job."""
+    import psutil  # a dependency of the app; imported when asked, like engine.settings does
+
+    target = Path(job_file).resolve()
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = process.info.get("cmdline") or []
+        if "training.run" not in command:
+            continue
+        for argument in command:
+            if Path(argument).name != target.name:
+                continue
+            path = Path(argument)
+            if not path.is_absolute():  # relative to where that process was started
+                try:
+                    path = Path(process.cwd()) / path
+                except psutil.Error:
+                    continue
+            if path.resolve() == target:
+                found.append(process.pid)
+                break
+    return found

@@ -126,3 +126,31 @@ def test_an_incognito_terminal_chat_leaves_nothing_in_history(data_dir):
     finally:
         store.close()
     assert not [p for p in data_dir.rglob("*") if p.is_file() and b"zqincognitocli" in p.read_bytes()]
+
+
+def test_train_discard_refuses_unknown_and_running_jobs_and_discards_a_stopped_one(data_dir):
+    import uuid
+
+    from tests.assistant.test_training_jobs import files_holding, stand_in_job_process, stopped_job
+
+    marker = "zq" + uuid.uuid4().hex[:16]
+    folder = stopped_job(data_dir / "training" / "runs", marker)
+    listed = run_cli("train", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert folder.name in listed.stdout and "stopped, can resume" in listed.stdout
+
+    unknown = run_cli("train", "discard", "20990101-000000-nope-000000")
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1 and "No training job called" in unknown.stderr
+
+    with stand_in_job_process(folder / "job.json"):
+        running = run_cli("train", "discard", folder.name)
+    assert running.returncode == 2 and len(running.stderr.strip().splitlines()) == 1
+    assert "is running; stop it first" in running.stderr
+    assert (folder / "documents.jsonl").is_file() and (folder / "checkpoints" / "latest").is_file()
+
+    discarded = run_cli("train", "discard", folder.name)
+    assert discarded.returncode == 0, discarded.stderr
+    assert f"Discarded {folder.name}" in discarded.stdout
+    assert not folder.exists() and files_holding(data_dir / "training", marker) == []
+    assert folder.name not in run_cli("train", "list").stdout

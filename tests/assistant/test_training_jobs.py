@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -161,11 +162,88 @@ def test_a_stopped_job_given_up_keeps_no_copy_and_cannot_resume(jobs_, store, sm
     (spec.folder / "checkpoints" / "latest").write_text("step-0000001")
     assert jobs_.runs()[0]["resumable"]
     jobs_.abandon(spec.folder)
-    assert not jobs_.runs()[0]["resumable"] and files_holding(tmp_path, marker) == []
-    with pytest.raises(tj.TrainingJobError, match="no checkpoint"):
+    assert not spec.folder.exists() and jobs_.runs() == [] and files_holding(tmp_path, marker) == []
+    with pytest.raises(tj.TrainingJobError, match="not a training job folder"):
         jobs_.resumable(spec.folder)
     with pytest.raises(tj.TrainingJobError, match="not a training job folder"):
         jobs_.abandon(tmp_path)
+
+
+def stopped_job(runs_dir: Path, marker: str, name: str = "20260101-000000-documents-abcdef",
+                result: dict | None = None) -> Path:
+    """A job folder as a job stopped after its first checkpoint leaves it (or, with ``result``, as
+    a finished one): job.json, the copies of the user's text holding ``marker``, a checkpoint and
+    a log. Made on the disk, without a model: what is given up is the folder, not a run."""
+    folder = runs_dir / name
+    (folder / "checkpoints" / "step-0000002").mkdir(parents=True)
+    (folder / "checkpoints" / "step-0000002" / "adapter_model.safetensors").write_bytes(b"\x01" * 64)
+    (folder / "checkpoints" / "latest").write_text("step-0000002")
+    copies = [folder / name for name in ("documents.jsonl", "labels.jsonl", "teacher_texts.jsonl")]
+    for copy in copies:
+        copy.write_text(json.dumps({"title": "notes", "text": f"my notes {marker}"}) + "\n", encoding="utf-8")
+    (folder / "stderr.log").write_text("step 2 saved\n")
+    job = {"kind": "lora", "name": "documents", "output_dir": str(folder), "preset": "quick",
+           "dataset": {"type": "documents", "path": str(copies[0]), "collections": ["private"]},
+           "text_copies": [str(copies[0])], "created_at": 1767225600.0}
+    (folder / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    if result is not None:
+        (folder / "adapter.gguf").write_bytes(b"GGUF")
+        (folder / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    return folder
+
+
+@contextmanager
+def stand_in_job_process(job_file: Path, cwd: Path | None = None):
+    """A process whose command line is a running job's (``... -m training.run JOB.json``) but that
+    only sleeps: what the process table shows while a job runs, without loading a model."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "-m", "training.run",
+                                str(job_file)], cwd=cwd)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_discarding_shreds_every_copy_of_the_text_then_removes_the_folder(jobs_, tmp_path, monkeypatch):
+    marker = "zq" + uuid.uuid4().hex[:16]
+    folder = stopped_job(jobs_.runs_dir, marker)
+    import engine.job_files
+
+    shredded = []
+    real_shred = engine.job_files.shred_file
+    monkeypatch.setattr(engine.job_files, "shred_file", lambda path: (shredded.append(Path(path).name),
+                                                                      real_shred(path)))
+    assert jobs_.job_folder(folder.name) == folder and jobs_.runs()[0]["resumable"]
+    jobs_.abandon(jobs_.job_folder(folder.name))
+    # Overwritten before deleted (engine.shred), not merely unlinked: every copy the folder held.
+    assert sorted(set(shredded)) == ["documents.jsonl", "labels.jsonl", "teacher_texts.jsonl"]
+    assert not folder.exists() and jobs_.runs() == [] and files_holding(tmp_path, marker) == []
+
+
+def test_discarding_refuses_a_running_job_a_finished_one_and_names_that_are_not_jobs(jobs_, tmp_path):
+    marker = "zq" + uuid.uuid4().hex[:16]
+    folder = stopped_job(jobs_.runs_dir, marker)
+    before = (folder / "documents.jsonl").read_bytes()
+    # Started with the job file's full path (the window, the CLI) or one relative to its folder.
+    for job_file, cwd in ((folder / "job.json", None), (Path(folder.name) / "job.json", jobs_.runs_dir)):
+        with stand_in_job_process(job_file, cwd) as process:
+            assert tj.job_process_ids(folder / "job.json") == [process.pid]
+            with pytest.raises(tj.TrainingJobError, match="is running; stop it first"):
+                jobs_.abandon(folder)
+            assert (folder / "documents.jsonl").read_bytes() == before and tj.has_checkpoint(folder)
+    assert tj.job_process_ids(folder / "job.json") == []
+
+    finished = stopped_job(jobs_.runs_dir, marker, "20260102-000000-documents-fedcba", result={"steps": 3})
+    with pytest.raises(tj.TrainingJobError, match="finished; what it made stays"):
+        jobs_.abandon(finished)
+    assert (finished / "adapter.gguf").read_bytes() == b"GGUF" and (finished / "result.json").is_file()
+
+    for name in ("nope", "../runs/" + folder.name, str(folder), "", ".."):
+        with pytest.raises(tj.TrainingJobError, match="No training job called"):
+            jobs_.job_folder(name)
+    jobs_.abandon(folder)  # stopped for good now: it goes
+    assert not folder.exists() and [Path(run["folder"]) for run in jobs_.runs()] == [finished]
 
 
 def test_runs_finished_before_issue_24_lose_their_copies_when_listed(jobs_, tmp_path):
