@@ -93,6 +93,13 @@ def resume_job(services: "Services", folder: str):
     return _jobs(services).resumable(Path(folder))
 
 
+def discard_job(services: "Services", folder: str) -> None:
+    """Give up the stopped job in ``folder``: its copies of the user's text shredded, its folder
+    removed; the core refuses a running or finished job. Pool thread (shredding writes the files
+    over)."""
+    _jobs(services).abandon(Path(folder))
+
+
 def with_job(result: dict | None, job: dict) -> dict | None:
     """The job's result with the base model it was trained for (from its job.json)."""
     if not result:

@@ -1,6 +1,6 @@
 """The Train pane: teach a model the user's documents or translation memory (LoRA).
 
-Why one module of ~660 lines: the form, the run's progress (chart and log) and the result card
+Why one module of ~720 lines: the form, the run's progress (chart and log) and the result card
 follow one run through its states (checked, running, cancelled, resumable, done); the run
 itself is in :mod:`assistant.train` and the process in :mod:`ui.train_process`.
 
@@ -8,7 +8,9 @@ GUI thread only. The job is checked and written on a pool thread of the window's
 :class:`ui.jobs.Jobs` (:class:`assistant.train.jobs.TrainingJobs`); its work runs in its own
 process (``python -m training.run``), followed by :class:`ui.train_process.JobProcess` (a
 QProcess: each progress line arrives through the event loop, no thread waits on the pipe).
-Cancel sends SIGTERM: the job saves a checkpoint and stops, and Resume carries on from it.
+Cancel sends SIGTERM: the job saves a checkpoint and stops, and Resume carries on from it;
+Discard… gives up a run that did not finish (after a confirmation: its copies of the user's text
+are shredded and its folder removed, on a pool thread).
 Closing the window does the same and waits for the job to be gone, so nothing is lost. When a run ends, its result card shows held-out perplexity before and
 after (measured by the job through llama.cpp on the GGUF the user will run), sample
 outputs before and after, and buttons to use the adapter in chat or for translation.
@@ -30,6 +32,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -54,6 +57,10 @@ if TYPE_CHECKING:
 #: The right half before any run: one sentence and one action (issue 19, point 5).
 EMPTY_STATE_TEXT = ("No training run yet: a run teaches a model the words of your documents or a translation "
                     "memory, and its learning curve and a before-and-after comparison show here.")
+
+#: The confirmation before a run is discarded: what goes, what stays, and that it is for good.
+DISCARD_TEXT = ("This deletes the run's checkpoints and its copies of your text (overwritten first) and cannot be "
+                "undone; the trained results of finished runs are not touched.")
 
 #: What each preset means, in the user's words.
 PRESET_TEXT = {
@@ -261,8 +268,19 @@ class TrainPane(QWidget):
         self.resume_button.setAccessibleName("Resume the selected run")
         self.resume_button.setEnabled(False)
         self.resume_button.clicked.connect(self.resume_selected)
+        # Shown only for a run that did not finish: one that finished holds what it made.
+        self.discard_button = QPushButton("Discard…")
+        self.discard_button.setAccessibleName("Discard the selected stopped run")
+        self.discard_button.setToolTip("Delete its checkpoints and its copies of your text (asks first)")
+        self.discard_button.hide()
+        self.discard_button.clicked.connect(self.ask_discard)
+        self.active_dialog: QMessageBox | None = None  # the discard question while it shows
+        run_buttons = QHBoxLayout()
+        run_buttons.addWidget(self.resume_button)
+        run_buttons.addWidget(self.discard_button)
+        run_buttons.addStretch(1)
         runs_layout.addWidget(self.runs)
-        runs_layout.addWidget(self.resume_button)
+        runs_layout.addLayout(run_buttons)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -421,6 +439,9 @@ class TrainPane(QWidget):
     def _run_selected(self, item: QListWidgetItem | None, _previous=None) -> None:
         run = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
         self.resume_button.setEnabled(bool(run and run.get("resumable")) and not self.busy)
+        discardable = bool(run) and not run.get("result")
+        self.discard_button.setVisible(discardable)
+        self.discard_button.setEnabled(discardable and not self.busy)
         if run and run.get("result") and not self.busy:
             self.result = {**run["result"], "base_gguf": (run.get("job") or {}).get("base_gguf", "")}
             self._show_result(self.result)
@@ -460,13 +481,56 @@ class TrainPane(QWidget):
         self.jobs.run(*prepare, on_done=self._follow, on_error=self._start_failed)
 
     def resume_selected(self) -> None:
-        item = self.runs.currentItem()
-        run = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        run = self.selected_run()
         if not run or self.busy:
             return
         self._begin("Resuming from the last checkpoint…")
         self.jobs.run(ops.resume_job, self.services, run["folder"], on_done=lambda spec: self._follow(spec, resume=True),
                       on_error=self._start_failed)
+
+    def selected_run(self) -> dict | None:
+        item = self.runs.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def ask_discard(self) -> QMessageBox | None:
+        """Ask before the selected run that did not finish is given up; on "Discard" it goes on a
+        pool thread and the list is read again. Returns the question (shown window-modal)."""
+        run = self.selected_run()
+        if not run or run.get("result") or self.busy:
+            return None
+        box = QMessageBox(QMessageBox.Icon.Warning, "Discard this run?",
+                          f"Discard the run “{run['label']}”?", parent=self)
+        box.setInformativeText(DISCARD_TEXT)
+        discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        discard.setAccessibleName("Discard the run for good")
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)  # Enter must not delete anything
+
+        def answered(_result: int) -> None:
+            self.active_dialog = None
+            if box.clickedButton() is discard:
+                self._discard(run["folder"])
+
+        box.finished.connect(answered)
+        box.finished.connect(lambda _r: box.deleteLater())
+        self.active_dialog = box
+        box.open()
+        return box
+
+    def _discard(self, folder: str) -> None:
+        self.discard_button.setEnabled(False)  # one request per run, even on a double click
+        self.resume_button.setEnabled(False)
+        self.status.setText("Discarding the run…")
+        self.jobs.run(ops.discard_job, self.services, folder, on_done=self._discarded,
+                      on_error=self._discard_failed)
+
+    def _discarded(self, _none=None) -> None:
+        self.status.setText("Discarded: its checkpoints and its copies of your text are gone.")
+        self.refresh()
+
+    def _discard_failed(self, message: str, _exc: Any = None) -> None:
+        self.status.setText(message)
+        self.refresh()  # the list shows what is on the disk now
 
     def _begin(self, text: str) -> None:
         self.process = "starting"  # busy until the job is followed or failed to start
@@ -480,6 +544,7 @@ class TrainPane(QWidget):
         self.status.setText(text)
         self.start_button.setEnabled(False)
         self.resume_button.setEnabled(False)
+        self.discard_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
 
     def _start_failed(self, message: str, _exc: Any = None) -> None:

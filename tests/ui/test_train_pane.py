@@ -247,3 +247,48 @@ def test_the_translation_memory_dialog_starts_in_home_or_beside_the_chosen_file(
     pane._choose_memory()
     assert asked == [str(Path.home()), str(tmp_path)]
     assert pane.shutdown()
+
+
+def test_a_stopped_run_can_be_discarded_after_a_confirmation(qtbot, services, jobs):
+    """Discard… shows for a run that did not finish, never for a finished one; it asks first, and
+    once confirmed the run's folder is gone from the disk and the run from the list."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMessageBox
+
+    from tests.assistant.test_training_jobs import stopped_job
+    from ui.train_pane import TrainPane
+
+    runs_dir = services.paths.data_dir / "training" / "runs"
+    stopped = stopped_job(runs_dir, "my notes", "20260102-000000-documents-aaaaaa")
+    finished = stopped_job(runs_dir, "my notes", "20260101-000000-documents-bbbbbb", result={"steps": 3})
+    pane = TrainPane(services, jobs)
+    qtbot.addWidget(pane)
+    pane.show()
+    qtbot.waitUntil(lambda: pane.runs.count() == 2, timeout=30000)
+    rows = {pane.runs.item(i).data(Qt.ItemDataRole.UserRole)["folder"]: i for i in range(pane.runs.count())}
+
+    pane.runs.setCurrentRow(rows[str(finished)])
+    assert pane.discard_button.isHidden()
+    pane.runs.setCurrentRow(rows[str(stopped)])
+    assert pane.discard_button.isVisible() and pane.discard_button.isEnabled() and pane.resume_button.isEnabled()
+    assert pane.discard_button.accessibleName() and pane.discard_button.focusPolicy() & Qt.FocusPolicy.TabFocus
+    assert type(pane.discard_button) is type(pane.resume_button) and not pane.discard_button.styleSheet()
+    assert pane.resume_button.nextInFocusChain() is pane.discard_button, "Tab goes from Resume to Discard…"
+
+    # "Cancel" (also what Enter picks) deletes nothing.
+    box = pane.ask_discard()
+    text = box.informativeText()
+    for words in ("checkpoints", "copies of your text", "cannot be undone", "finished runs are not touched"):
+        assert words in text, text
+    assert box.defaultButton() is box.button(QMessageBox.StandardButton.Cancel)
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    qtbot.wait(200)
+    assert (stopped / "documents.jsonl").is_file() and pane.runs.count() == 2
+
+    box = pane.ask_discard()
+    next(b for b in box.buttons() if b.text() == "Discard").click()
+    qtbot.waitUntil(lambda: pane.runs.count() == 1, timeout=30000)
+    assert not stopped.exists() and (finished / "adapter.gguf").is_file()
+    assert pane.runs.item(0).data(Qt.ItemDataRole.UserRole)["folder"] == str(finished)
+    assert "Discarded" in pane.status.text() and pane.discard_button.isHidden()
+    assert pane.shutdown()
