@@ -13,19 +13,15 @@ extractive, so its answer is a span of the sentence it cites:
    brackets, no code, reST leftover or link; it does not open with a pronoun or a connective
    that continues the text before ("This...", "Another...", "Finally, ...", "In fact, ..."),
    and points nowhere around it ("above", "for that argument", "such syntax", "the deprecated
-   functionality", "use cases 1 and 2", "the second alternative", "instead") nor at another part
-   of the document ("See Rejected ideas for more details", a section's title quoted, "the short
-   form", "The main advantage is..."), and is not about the document's drafting (a draft, GitHub,
-   a mailing list); it names none of the names the document's examples make up (defined in its
-   code, ``class Employee``, or placeholders such as ``foo``, ``MyType``), which a card alone
-   does not show.
+   functionality", "use cases 1 and 2", "the second alternative", "instead"); it names none of
+   the names the document's examples make up (defined in its code, ``class Employee``, or
+   placeholders such as ``foo``, ``MyType``), which a card alone does not show.
 2. Worth learning: a definition ("X is a ...", "X means ...", in English, French, German and
    Spanish), a rule ("must", "cannot", "should"...), or a list item; ranked by how central the
    sentence is to its document (cosine of its MiniLM embedding with the document's mean) plus
    those bonuses, less for a sentence from a section that argues, rejects or recounts
-   (rationale, rejected ideas, history...), one in the first person or hypothetical ("we
-   could", "would be") or one that recounts the debate ("Discussions on..."); near-duplicates
-   left out.
+   (rationale, rejected ideas, history...) or one in the first person or hypothetical ("we
+   could", "would be"); near-duplicates left out.
 3. The blank or the answer: the document's key terms (terms the source marks as code,
    CamelCase names, capitalised names too in a document that marks few terms, word pairs the
    document repeats), grown over the pair the term continues into ("Type variable" + "tuples"; backwards
@@ -38,16 +34,10 @@ extractive, so its answer is a span of the sentence it cites:
    its headings name ("return type" for "argument type"); for a name, other names it marks as
    code, near the answer in meaning, in the answer's form (capital, plural).
 5. The check: a card whose answer is not in its source sentence, whose blank is not a term
-   (a stop word, a number, a whole clause, a common word, also when a capital only opens the
-   sentence, "Typing does..."; a verb or adverb phrase: "considered exported", "declare type
-   hints" with a verb the document writes after "to" or a modal), leaves too few words around
-   it, or is part of a longer term (glued to a word, a version after it, a noun after it: a word
-   the document uses after an article or as the head of a repeated pair, one with a noun's
-   ending, "-tions", or followed by an auxiliary, "_____ tuples can"; a capitalised word of a
-   name or title beside it, "Guido van _____", "Multiple _____ Tuples"; a grading word or a
-   sentence's first word before it, "a more _____", "Future _____ must"; or the rest of a term
-   the word before it opens, "type _____" for "alias declarations") is dropped with its reason,
-   never shown (:class:`Proposal` keeps both for measuring).
+   (a stop word, a number, a whole clause, a common word), leaves too few words around it, or
+   is part of a longer term (glued to a word, a version after it, a noun after it: a word the
+   document uses after an article, or followed by an auxiliary, "_____ tuples can") is dropped
+   with its reason, never shown (:class:`Proposal` keeps both for measuring).
 """
 
 from __future__ import annotations
@@ -113,7 +103,7 @@ _LEANS_ON_CONTEXT = {
            "another", "additionally", "first", "firstly", "second", "secondly", "third", "thirdly", "finally", "lastly",
            "moreover", "furthermore", "again", "still", "rather", "indeed", "ideally", "next", "conversely",
            "consequently", "accordingly", "nevertheless", "nonetheless", "alternatively", "unfortunately", "luckily",
-           "fortunately", "clearly", "obviously", "now", "analogically", "analogously", "correspondingly"},
+           "fortunately", "clearly", "obviously", "now"},
     "fr": {"il", "elle", "ils", "elles", "ce", "cela", "ceci", "ces", "cette", "aussi", "mais", "donc", "ainsi"},
     "de": {"es", "er", "sie", "dies", "diese", "dieser", "dieses", "das", "auch", "aber", "also", "daher"},
     "es": {"esto", "eso", "este", "esta", "estos", "estas", "ello", "también", "pero", "así", "entonces"},
@@ -150,30 +140,6 @@ _POINTS_BACK_ANYWHERE = {
         r"(?<![\w.])(?!a\b|I\b|A\b)[A-Za-z](?![\w.'’])",
     )), re.I),
 }
-#: A sentence that sends the reader to another part of the document ("See Rejected ideas for more
-#: details", "listed at the end of this PEP", "in accordance with Multiple Type Variable Tuples:
-#: Not Allowed"), or whose subject is a thing the text before named ("The main advantage is...",
-#: "The new proposal...", "the short form"): alone on a card it points nowhere.
-_POINTS_ELSEWHERE = {
-    "en": re.compile("|".join((
-        r"(?i:^see\b|\bsections?\b|\bfor (?:more |further )?details\b|\bin accordance with\b|"
-        r"\b(?:at the end|the rest|the remainder|later|elsewhere) (?:of|in) this (?:PEP|document)\b|"
-        r"\b(?:listed|described|discussed|explained|shown|given|outlined) (?:later|earlier|in detail)\b)",
-        r"(?<=\s)(?:[A-Z][a-z]+[\s:]+){3,}",  # a title quoted in the sentence: three capitalised words
-        r"(?i:^the (?:new |main |proposed |biggest |only |original |key |primary )?(?:idea|proposal|problem|change|"
-        r"feature|approach|solution|alternative|suggestion|issue|concern|downside|drawback|advantage|benefit|"
-        r"disadvantage|reason|motivation|goal|result|consequence|effect|outcome|objection|question)s?\b"
-        r"(?!\s+(?:of|for|with|to|that|in)\b))",
-        r"(?i:\bthe (?:new|old|short|long|proposed|alternative|original|other) (?:syntax|form|proposal|approach|notation|"
-        r"version|spelling|idea|design|scheme)\b)",
-    ))),
-}
-#: Sentences about where the document itself is written and argued over (a draft, a mailing list,
-#: a tracker): what they name (GitHub, python-ideas) is not a term of the subject.
-_ABOUT_THE_DOCUMENT = {"en": re.compile(r"\b(?:drafts?|mailing[- ]lists?|python-ideas|python-dev|typing-sig|issue tracker|"
-                                        r"github|threads?|discourse|bpo)\b", re.I)}
-#: ... and sentences that recount the debate ("Discussions on ... started in 2016"): they rank lower.
-_RECOUNTS = {"en": re.compile(r"\b(?:discussions?|debaters?|debated|proponents?|opponents?)\b", re.I)}
 #: A pronoun in the opening words ("Since it is...", "To do this, ...", "All other ...") leans on
 #: the sentence before, wherever the first word is.
 _OPENING_LEANS = {
@@ -186,20 +152,8 @@ _GENERIC_MODIFIERS = {
            "different", "same", "outer", "inner", "current", "following", "simple", "general", "common",
            "particular", "actual", "original", "existing", "various", "several", "related", "main", "whole",
            "additional", "possible", "separate", "similar", "unactionable", "explicit", "implicit", "name", "term",
-           "word", "keyword", "special", "unique", "older", "newer", "longer", "shorter", "more", "most", "less",
-           "corresponding", "respective", "usual", "ordinary", "typical"},
+           "word", "keyword"},
 }
-#: Words that grade the word after them ("more _____", "very _____"): a blank after one starts
-#: with the adjective of a modified phrase ("a more constrained type"), not a term.
-_DEGREE = {"en": {"more", "most", "less", "least", "very", "too", "quite", "fairly", "rather"}}
-#: Particles inside personal names ("Guido van Rossum"): a blank next to one cuts a name.
-_NAME_PARTICLES = {"van", "von", "der", "den", "de", "da", "di", "du", "la", "le", "del", "bin"}
-#: Verbs a plural subject takes without an "s" ("_____ seem most useful", "_____ really are").
-_PLURAL_VERBS = {"en": {"seem", "appear", "need", "tend", "become", "remain", "behave", "look", "mean", "allow", "provide",
-                        "require", "make", "take", "have", "are", "were", "do", "work", "exist", "support", "accept",
-                        "return", "use", "get", "give", "help", "share", "differ", "apply", "refer", "depend", "belong"}}
-#: Endings of nouns, never of verbs: "_____ declarations" makes the blank a modifier.
-_NOUN_ENDING = re.compile(r"(?:tion|sion|ment|ance|ence|ity|ness|ism|ist|ship|ency|ancy|ture|ator|ure)s?$")
 #: Code, or reST markup the parser left (a reference ``above_``, a substitution ``|name|``).
 _CODE = re.compile(r"[=<>{}\[\]#|\\@$^~]|->|\w\(|\(\)|::|\.\w+\(|\b\w+_\w+\b|\w_(?!\w)|https?:|www\.")
 _WORD = re.compile(r"[^\W_][\w'’.\-]*[^\W_]|[^\W_]", re.UNICODE)
@@ -340,12 +294,6 @@ def reads_alone(sentence: str, language: str) -> str | None:
     opening = _OPENING_LEANS.get(language)
     if opening is not None and opening.search(sentence):
         return "leans on the sentence before it"
-    elsewhere = _POINTS_ELSEWHERE.get(language)
-    if elsewhere is not None and elsewhere.search(sentence):
-        return "points at another part of the document"
-    about = _ABOUT_THE_DOCUMENT.get(language)
-    if about is not None and about.search(sentence):
-        return "about the document's drafting, not its subject"
     return None
 
 
@@ -390,26 +338,6 @@ def document_nouns(sentence_texts: list[str]) -> frozenset:
                                  r"([^\W\d_][\w-]*)", sentence, re.I):
             found.add(_singular(match.group(1).casefold()))
     return frozenset(found)
-
-
-def document_verbs(sentence_texts: list[str], nouns: frozenset) -> frozenset:
-    """Words the document uses as verbs: written after "to" or a modal ("to declare", "must
-    use") and never after an article. A blank that opens with one ("declare type hints") is a
-    verb phrase, not a term."""
-    found = set()
-    for sentence in sentence_texts:
-        for match in re.finditer(r"\b(?:to|must|should|can|cannot|may|will|would|could|might)\s+([a-z][a-z-]*)\b", sentence):
-            word = match.group(1)
-            if word not in nouns and _singular(word) not in nouns and word not in _stop("en"):
-                found.add(word)
-    return frozenset(found)
-
-
-def term_heads(terms: dict, strong: dict) -> frozenset:
-    """The last words of the lowercase word pairs the document repeats ("type hints" -> "hint"):
-    a term ends in a noun, so "_____ hints as the only..." blanks a modifier of "type hints"."""
-    return frozenset(_singular(t.split()[-1]) for t in terms
-                     if " " in t and t.islower() and strong.get(t, 0.0) >= STRONG_TERM and not _is_code_like(t))
 
 
 def _singular(word: str) -> str:
@@ -525,14 +453,6 @@ def _meaningful(term: str, language: str) -> str | None:
     if len(words) == 1 and term.islower() and not _is_code_like(term):
         # "type", "typing", "class": a common word of the subject, guessed rather than learnt.
         return "the blank is a common word, not a term"
-    last = words[-1]
-    if language == "en" and len(words) > 1 and last.islower() and not _is_code_like(term) and \
-            (re.search(r"[^aeiou]ed$|ly$", last) and len(last) > 4):
-        # "longer evaluated", "considered exported": a term is named by a noun, not a participle
-        # or an adverb.
-        return "the blank is a verb or adverb phrase, not a term"
-    if words[-1].casefold() in _NAME_PARTICLES or (len(words) > 1 and words[0].casefold() in _NAME_PARTICLES):
-        return "the blank is part of a name"
     return None
 
 
@@ -552,40 +472,19 @@ def _part_of_longer_term(front: str, language: str, nouns: frozenset = frozenset
         return True
     if re.match(r"\s+\d", after):  # "_____ 3.8": a version of the blanked name
         return True
-    preceding = re.search(r"(?:^|\s)([^\W\d_][\w’'-]*)\s+$", before)
-    if preceding is not None:
-        previous = preceding.group(1)
-        # "a more _____", "very _____": the blank is the rest of a graded phrase.
-        if previous.casefold() in _DEGREE.get(language, ()) and previous.islower():
-            return True
-        # "Guido van _____", "with Multiple _____ Tuples": inside a name or a title.
-        if previous in _NAME_PARTICLES or (previous[:1].isupper() and previous[1:].islower() and preceding.start(1) > 0
-                                           and not _is_code_like(previous) and previous.casefold() not in _stop(language)):
-            return True
-        # "Future _____ must...", "Static _____ was built...": a sentence's first word that is not a
-        # function word or a gerund ("Unpacking _____ allows"), right before the blank, modifies it.
-        if preceding.start(1) == 0 and previous.casefold() not in _stop(language) and \
-                not (language == "en" and previous.casefold().endswith("ing")):
-            return True
     following = re.match(r"\s+([^\W\d_][\w’'-]*)(?:\s+([\w’']+))?", after)
     if following is None:
         return False
     word, then = following.group(1), (following.group(2) or "").casefold()
-    if word[:1].isupper() and word[1:].islower() and len(word) > 1 and word.casefold() not in _stop(language) \
-            and not _is_code_like(word):
-        return True  # "_____ Rossum", "_____ Tuples: Not Allowed": the blank cuts a name or a title
     if not word.islower() or word.casefold() in _stop(language):
         return False
     # A lowercase noun right after the blank makes it a modifier ("the _____ module"); a verb
-    # ("_____ proposes", "_____ have", "_____ seem") or an adverb ("_____ really are") does not.
-    # A word not ending in "s" is taken for a noun unless it is a verb a plural subject takes or
-    # ends in "-ly"; one ending in "s" is a noun when the document uses it after an article, when
-    # it has a noun's ending ("declarations") or when an auxiliary follows it ("_____ tuples can"),
-    # else a verb.
+    # ("_____ proposes", "_____ have") does not. A word not ending in "s" is taken for a noun;
+    # one ending in "s" is a noun when the document uses it after an article or when an
+    # auxiliary follows it ("_____ tuples can"), else a verb.
     if not word.endswith("s"):
-        return word.casefold() not in _PLURAL_VERBS.get(language, ()) and not word.endswith("ly")
-    return _singular(word.casefold()) in nouns or then in _AUXILIARY.get(language, ()) or \
-        (language == "en" and _NOUN_ENDING.search(word.casefold()) is not None)
+        return True
+    return _singular(word.casefold()) in nouns or then in _AUXILIARY.get(language, ())
 
 
 def _whole_term(answer: str, text: str, terms: dict[str, float], corpus: str = "",
@@ -637,27 +536,9 @@ def _after_modifier(answer: str, front: str, terms: dict[str, float]) -> bool:
     return any(t.casefold() == pair for t in terms)
 
 
-def _capitalised_common_word(answer: str, terms: dict) -> bool:
-    """Whether ``answer`` is one lowercase word of the document written with a capital only because
-    it opens the sentence ("Typing does not support...", the term being ``typing``)."""
-    if " " in answer or not (answer[:1].isupper() and answer[1:].islower()) or _is_code_like(answer):
-        return False
-    return any(t == answer.lower() for t in terms) and answer not in terms
-
-
-def _opens_with_verb(answer: str, verbs: frozenset) -> bool:
-    words = answer.split()
-    return len(words) > 1 and words[0] in verbs
-
-
-def _blank_problem(answer: str, front: str, language: str, nouns: frozenset, terms: dict | None = None,
-                   verbs: frozenset = frozenset()) -> str | None:
+def _blank_problem(answer: str, front: str, language: str, nouns: frozenset) -> str | None:
     """Why ``answer`` blanked in ``front`` would make a poor card (the check's rules on blanks,
-    with the document's nouns, terms and verbs), or None."""
-    if terms and _capitalised_common_word(answer, terms):
-        return "the blank is a common word, not a term"
-    if _opens_with_verb(answer, verbs):
-        return "the blank is a verb or adverb phrase, not a term"
+    with the document's nouns), or None."""
     return _meaningful(answer, language) or _context_problem(front, language) or \
         ("the answer shows elsewhere in the question" if _find(answer, front.replace(BLANK, " ")) else None) or \
         ("the blank is part of a longer term" if _part_of_longer_term(front, language, nouns) else None)
@@ -665,8 +546,7 @@ def _blank_problem(answer: str, front: str, language: str, nouns: frozenset, ter
 
 def _cards_for(sentence: SourceSentence, language: str, terms: dict[str, float], reason: str, score: float,
                vectors: dict[str, np.ndarray], strong: dict[str, float], nouns: frozenset = frozenset(),
-               marked: frozenset = frozenset(), corpus: str = "", headings: str = "",
-               verbs: frozenset = frozenset()) -> list[Card]:
+               marked: frozenset = frozenset(), corpus: str = "", headings: str = "") -> list[Card]:
     text = sentence.text
     source = {"path": sentence.path, "file": sentence.path.rsplit("/", 1)[-1], "location": sentence.location,
               "chunk_id": sentence.chunk_id, "sentence": text}
@@ -704,7 +584,7 @@ def _cards_for(sentence: SourceSentence, language: str, terms: dict[str, float],
     # The best-weighted term whose blank makes a good card; when none does, the first, which the
     # check then drops with its reason.
     blanks = [_blanked(term, text, terms, corpus, nouns or None) for term in options[:6]]
-    good = [(a, f) for a, f in blanks if _blank_problem(a, f, language, nouns, terms, verbs) is None]
+    good = [(a, f) for a, f in blanks if _blank_problem(a, f, language, nouns) is None]
     # Of those, one that does not follow a modifier ("static _____", "Variadic _____") asks for the
     # whole term rather than the rest of it.
     answer, front = next((b for b in good if not _after_modifier(*b, terms)), good[0] if good else blanks[0])
@@ -802,13 +682,9 @@ def _context_problem(front: str, language: str) -> str | None:
     return None
 
 
-def check(card: Card, nouns: frozenset = frozenset(), terms: dict | None = None,
-          verbs: frozenset = frozenset()) -> str | None:
+def check(card: Card, nouns: frozenset = frozenset()) -> str | None:
     """None when ``card`` can be shown, else the reason it is dropped. ``nouns``: the document's
-    nouns (:func:`document_nouns`), to tell a blank that modifies a noun from one that is a subject;
-    ``terms``: the document's terms (:func:`key_terms`), to tell a blank that is the rest of a term
-    the word before it opens ("incorrect type _____" for "alias declarations", "type alias" a term);
-    ``verbs``: the document's verbs (:func:`document_verbs`), to tell a verb phrase from a term."""
+    nouns (:func:`document_nouns`), to tell a blank that modifies a noun from one that is a subject."""
     sentence = card.source.get("sentence", "")
     if not card.back or normalise(card.back) not in normalise(sentence):
         return "the answer is not in the source sentence"
@@ -825,12 +701,6 @@ def check(card: Card, nouns: frozenset = frozenset(), terms: dict | None = None,
             return "the answer shows elsewhere in the question"
         if _part_of_longer_term(card.front, card.language, nouns):
             return "the blank is part of a longer term"
-        if terms and _after_modifier(card.back, card.front, terms):
-            return "the blank is part of a longer term"
-        if terms and _capitalised_common_word(card.back, terms):
-            return "the blank is a common word, not a term"
-        if _opens_with_verb(card.back, verbs):
-            return "the blank is a verb or adverb phrase, not a term"
     if card.kind == "qa" and len(_words(card.back)) < 3:
         return "the definition is too short to be an answer"
     if card.kind == "choice" and (len(card.choices) < 4 or card.back not in card.choices):
@@ -864,8 +734,7 @@ def propose(documents: Iterable[SourceDocument], embed: Callable[[list[str]], np
             continue
         terms, base_weights = key_terms(text, [s.text for s in all_sentences], language)
         terms = {t: w for t, w in terms.items() if t not in examples}
-        nouns = document_nouns([s.text for s in all_sentences]) | term_heads(terms, base_weights)
-        verbs = document_verbs([s.text for s in all_sentences], nouns) if language == "en" else frozenset()
+        nouns = document_nouns([s.text for s in all_sentences])
         marked = frozenset(marked_terms(text))
         corpus = "\n".join(s.text for s in all_sentences).casefold()
         headings = clean_inline(" ".join({loc for _raw, loc, _chunk in document.sections})).casefold()
@@ -892,8 +761,6 @@ def propose(documents: Iterable[SourceDocument], embed: Callable[[list[str]], np
                 bonus -= 0.1
             if _OPINION.get(language) is not None and _OPINION[language].search(sentence.text):
                 bonus -= 0.1
-            if _RECOUNTS.get(language) is not None and _RECOUNTS[language].search(sentence.text):
-                bonus -= 0.1
             scored.append((float(central[i]) + bonus, i, reason))
         scored.sort(reverse=True)
         chosen: list[int] = []
@@ -905,7 +772,7 @@ def propose(documents: Iterable[SourceDocument], embed: Callable[[list[str]], np
             if any(float(vectors_list[i] @ vectors_list[j]) >= DUPLICATE_COSINE for j in chosen):
                 continue
             cards = _cards_for(candidates[i], language, terms, reason, round(score, 4), term_vectors, base_weights,
-                               nouns, marked, corpus, headings, verbs)
+                               nouns, marked, corpus, headings)
             answer = normalise(cards[0].back) if cards and cards[0].back else ""
             if answer and answers[answer] >= SAME_ANSWER:
                 continue
@@ -913,7 +780,7 @@ def propose(documents: Iterable[SourceDocument], embed: Callable[[list[str]], np
             chosen.append(i)
             good = False
             for card in cards:
-                why = check(card, nouns, terms, verbs)
+                why = check(card, nouns)
                 if why is None:
                     kept.append(card)
                     good = good or card.kind == "cloze" or card.kind == "qa"
