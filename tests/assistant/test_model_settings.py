@@ -237,28 +237,13 @@ def test_a_files_recommended_sampling_applies_where_nothing_else_was_chosen(serv
 
 
 def test_a_model_linked_from_ollama_takes_its_modelfile_parameters(services, tmp_path):
-    import hashlib
-    import json
-
     from assistant.models import discovery, views
     from tests.engine.gguf_corpus import write_valid_gguf
 
-    root = tmp_path / "ollama"
-    blobs = root / "blobs"
-    blobs.mkdir(parents=True)
     model_file = write_valid_gguf(tmp_path / "tiny.gguf", name="Tiny Ollama", floats={"general.sampling.temp": 0.9,
                                                                                       "general.sampling.top_k": 20})
-    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
-    model_file.rename(blobs / f"sha256-{digest}")
-    params = json.dumps({"temperature": 0.6, "top_p": 0.95, "stop": ["<|im_end|>"], "num_ctx": 8192}).encode()
-    params_digest = hashlib.sha256(params).hexdigest()
-    (blobs / f"sha256-{params_digest}").write_bytes(params)
-    manifest = root / "manifests" / "registry.ollama.ai" / "library" / "tiny" / "latest"
-    manifest.parent.mkdir(parents=True)
-    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
-        {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}", "size": 1},
-        {"mediaType": "application/vnd.ollama.image.params", "digest": f"sha256:{params_digest}", "size": 1},
-    ]}))
+    root = _ollama_tree(tmp_path / "ollama", model_file,
+                        {"temperature": 0.6, "top_p": 0.95, "stop": ["<|im_end|>"], "num_ctx": 8192})
     found = discovery.discover([discovery.Location(discovery.OLLAMA, root)]).found
     assert [f.name for f in found] == ["tiny:latest"] and found[0].params_path
     outcome = views.link_models(services, found)
