@@ -44,7 +44,7 @@ from assistant.chat.events import ModelLoading, ReplyDone, ReplyFailed, Token, T
 from assistant.wording import counted, passages_line
 from ui.compact_widgets import ElidedLabel
 from ui.empty_state import EmptyState
-from ui.markdown import quote_html, show_passage
+from ui.markdown import markdown_html, quote_html, show_passage
 
 if TYPE_CHECKING:
     from assistant.app import Services
@@ -366,7 +366,7 @@ class DocumentsPane(QWidget):
         parts = []
         shown = shown_answer(self._sources)
         if shown is None:
-            parts.append(f"<p>{escape(text)}</p>")  # no sources: "only from my documents" said no
+            parts.append(self._markdown(text))  # no sources: "only from my documents" said no
         else:
             # The sentence of the user's own text comes first: the app stands behind it, not
             # behind a small model's wording (see assistant/documents/answers.py).
@@ -378,10 +378,11 @@ class DocumentsPane(QWidget):
             if not shown["checked"] and not final:
                 parts.append("<p><i>The model is writing; its wording is shown if it agrees with your documents…</i></p>")
             elif shown["agrees"] and text.strip():
-                parts.append(f"<p><b>The model's answer:</b> {escape(text)}</p>")
+                # The model's wording is Markdown, shown as the chat shows replies.
+                parts.append(f"<p><b>The model's answer:</b></p>{self._markdown(text)}")
             elif text.strip() and self._show_attempt:
                 parts.append(f"<p><a href=\"attempt:hide\">Hide the model's attempt</a><br><i>The model's attempt "
-                             f"(it does not agree with your documents):</i> {escape(text)}</p>")
+                             f"(it does not agree with your documents):</i></p>{self._markdown(text)}")
             elif text.strip():
                 parts.append('<p><a href="attempt:show">Show the model\'s attempt</a></p>')
         if note:
@@ -395,6 +396,12 @@ class DocumentsPane(QWidget):
                              f"{escape(source['location'])}</a><br><small>{snippet}</small></li>")
             parts.append("</ol>")
         self.answer.setHtml("".join(parts))
+
+    def _markdown(self, text: str) -> str:
+        from ui.theme import COLORS
+
+        dark = self.answer.palette().base().color().lightness() < 128
+        return markdown_html(text, COLORS["dark" if dark else "light"], self.answer.font())
 
     def _open_link(self, url: QUrl) -> None:
         text = url.toString()

@@ -184,6 +184,21 @@ def show_passage(browser: QTextBrowser, passage: str, where: str = "", colors: d
     render(browser.document(), text, colors, browser.font())
 
 
+_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.DOTALL)
+
+
+def markdown_html(text: str, colors: dict, base_font: QFont | None = None) -> str:
+    """``text`` rendered by :func:`render` (the chat bubbles' Markdown, line breaks kept, code
+    styled) as an HTML fragment, for a page that composes its view from HTML pieces (the
+    Documents answer). GUI thread, like every QTextDocument use here."""
+    document = QTextDocument()
+    if base_font is not None:
+        document.setDefaultFont(base_font)
+    render(document, text, colors, base_font)
+    found = _BODY.search(document.toHtml())
+    return found.group(1).strip() if found else ""
+
+
 def quote_html(number: int, chunk_id: int, sentence: str) -> str:
     """The "From your documents [n]: “…”" line of a grounded reply; [n] opens the passage."""
     from html import escape

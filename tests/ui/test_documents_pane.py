@@ -124,11 +124,20 @@ def test_the_answer_shows_first_and_the_model_wording_only_when_it_agrees(pane, 
     pane.answer.anchorClicked.emit(QUrl("attempt:hide"))
     assert "water error" not in pane.answer.toPlainText()
 
-    # The model agrees: its wording beside the answer, no link.
-    pane._on_answer_event(session, ReplyDone(SimpleNamespace(text="Overheating."), {},
+    # The model agrees: its wording beside the answer, no link, its Markdown rendered as the chat
+    # renders it (emphasis without its stars, a list, a line break kept).
+    pane._on_answer_event(session, ReplyDone(SimpleNamespace(text="**Overheating.** Do this:\n\n- unplug it\n"
+                                                                  "- let it cool\n\nThen\nrestart."), {},
                                              (_source(1, sentence, agrees=True),)))
     text = pane.answer.toPlainText()
-    assert text.index(sentence) < text.index("The model's answer: Overheating.") and "attempt" not in text
+    assert text.index(sentence) < text.index("The model's answer:\nOverheating. Do this:") and "attempt" not in text
+    assert "**" not in text and "- unplug" not in text and "Then\nrestart." in text
+    document = pane.answer.document()
+    bold = document.find("Overheating. Do this:")  # the model's line, not the extractive one
+    bold.setPosition(bold.selectionStart() + 1)
+    assert bold.charFormat().fontWeight() >= 700
+    listed = document.find("unplug it")
+    assert listed.block().textList() is not None and listed.block().textList().count() == 2
 
     # No sentence answers: the page says so, and the model's guess stays behind the link.
     pane._on_answer_event(session, ReplyDone(SimpleNamespace(text="It is 42."), {}, (_source(1), _source(2))))
