@@ -48,13 +48,15 @@ def init_backend() -> None:
             _backend_ready = True
 
 
-def load_model(path: str | os.PathLike, *, use_mmap: bool = True, what: str = "the model"):
+def load_model(path: str | os.PathLike, *, use_mmap: bool = True, what: str = "the model", vocab_only: bool = False):
     """Load a GGUF's weights on the CPU; raises :class:`EngineError` naming ``what`` failed.
 
-    ``use_mmap`` False reads the file into memory instead of mapping it."""
+    ``use_mmap`` False reads the file into memory instead of mapping it; ``vocab_only`` loads
+    the tokenizer and metadata without the weights (no context can be made on it)."""
     init_backend()
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = 0
+    params.vocab_only = bool(vocab_only)
     if not use_mmap:
         params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
     model = llama_cpp.llama_model_load_from_file(os.fsencode(path), params)

@@ -278,14 +278,20 @@ class Worker:
             llama_cpp.llama_set_n_threads(model.fast_prefill.model.ctx, threads["n_threads"], threads["n_threads_batch"])
 
     def _use_threads(self, ctx, settings: EngineSettings) -> dict:
-        """Give ``ctx`` this request's thread counts: the settings' own, or fewer while other
-        programs keep cores busy (:mod:`engine.threads`). Returns them for the metrics."""
+        """Give ``ctx`` this request's thread counts (:meth:`_thread_counts`); returns them for
+        the metrics."""
         import llama_cpp
 
+        counts = self._thread_counts(settings)
+        llama_cpp.llama_set_n_threads(ctx, counts["n_threads"], counts["n_threads_batch"])
+        return counts
+
+    def _thread_counts(self, settings: EngineSettings) -> dict:
+        """This request's thread counts: the settings' own, or fewer while other programs keep
+        cores busy (:mod:`engine.threads`)."""
         n_threads, n_batch = max(1, int(settings.n_threads)), max(1, int(settings.n_threads_batch or settings.n_threads))
         others = self._others_busy if settings.adapt_threads else None
         n_threads, n_batch = self.load.threads(n_threads, others), self.load.threads(n_batch, others)
-        llama_cpp.llama_set_n_threads(ctx, n_threads, n_batch)
         return {"n_threads": n_threads, "n_threads_batch": n_batch,
                 "others_busy_cores": None if self._others_busy is None else round(self._others_busy, 2)}
 
@@ -652,7 +658,8 @@ class Worker:
             embedder = self.encoders.get(path, params, self.settings, on_status)
         except EngineError as exc:
             raise RequestError(str(exc), "load_failed") from exc
-        threads = self._use_threads(embedder.ctx, self.settings)
+        threads = self._thread_counts(self.settings)
+        embedder.set_threads(threads["n_threads_batch"])  # a whole batch of texts: prompt-like work
 
         try:
             vectors, metrics = embedder.embed(texts, cancel=self._current_cancel)

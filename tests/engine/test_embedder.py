@@ -85,3 +85,48 @@ def test_bad_requests_are_clear(engine, minilm_gguf, tmp_path):
         engine.embed(str(bogus), ["text"], timeout=60)
     # The engine still serves after the bad file.
     assert len(engine.embed(minilm_gguf, ["still here"])[0]) == 384
+
+
+def test_the_numpy_forward_gives_llama_cpps_vectors(minilm_gguf, reference):
+    """A BERT with mean pooling is computed on numpy's BLAS (engine/bert_numpy.py): the vectors
+    are llama.cpp's for the same tokens, with one thread or several, for any number of texts
+    (groups of like length, padding masked), and both stay sentence-transformers'."""
+    from engine import bert_numpy
+    from engine.embedder import Embedder
+
+    numpy_path, llama_path = Embedder(minilm_gguf, n_threads=2), Embedder(minilm_gguf, n_threads=2, force_llama=True)
+    try:
+        assert numpy_path.backend == "numpy" and llama_path.backend == "llama.cpp"
+        assert numpy_path.ctx is None  # the weights are numpy's; llama.cpp holds only the tokenizer
+        many = TEXTS * 4  # more than one group of bert_numpy.GROUP_TOKENS, short and long mixed
+        fast, metrics = numpy_path.embed(many)
+        assert metrics["backend"] == "numpy" and metrics["texts"] == len(many)
+        assert sum(len(numpy_path.tokenize(t)) for t in many) > 2 * bert_numpy.GROUP_TOKENS
+        baseline, _ = llama_path.embed(many)
+        assert ((fast * baseline).sum(axis=1) > 0.9999).all()
+        assert ((fast[:len(TEXTS)] * reference).sum(axis=1) >= 0.99).all()
+        numpy_path.set_threads(1)
+        alone, _ = numpy_path.embed(many)
+        assert np.allclose(alone, fast, atol=1e-5)
+    finally:
+        numpy_path.close()
+        llama_path.close()
+
+
+def test_the_numpy_forward_stops_on_cancel_and_leaves_other_models_to_llama_cpp(minilm_gguf, smollm2_path):
+    import threading
+
+    from engine import bert_numpy
+    from engine.embedder import Embedder
+    from engine.llama_runtime import Cancelled
+
+    assert bert_numpy.load(str(smollm2_path)) is None  # a decoder (llama), not a BERT
+    embedder = Embedder(minilm_gguf, n_threads=2)
+    try:
+        cancel = threading.Event()
+        cancel.set()
+        with pytest.raises(Cancelled):
+            embedder.embed(TEXTS * 10, cancel=cancel)
+        assert embedder.embed(["still here"])[0].shape == (1, 384)
+    finally:
+        embedder.close()
