@@ -554,6 +554,8 @@ class TrainPane(QWidget):
         self.status.setText(message)
         self.cancel_button.setEnabled(False)
         self.start_button.setEnabled(self.model_combo.count() > 0 and not self.unavailable)
+        # The selected run is still there: Resume and Discard… may be tried again after a failure.
+        self._run_selected(self.runs.currentItem())
 
     def _follow(self, spec, resume: bool = False) -> None:
         """GUI thread: the job is written (``spec``, an assistant.train.jobs.JobSpec); start its

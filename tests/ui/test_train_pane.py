@@ -292,3 +292,30 @@ def test_a_stopped_run_can_be_discarded_after_a_confirmation(qtbot, services, jo
     assert pane.runs.item(0).data(Qt.ItemDataRole.UserRole)["folder"] == str(finished)
     assert "Discarded" in pane.status.text() and pane.discard_button.isHidden()
     assert pane.shutdown()
+
+
+def test_resume_can_be_tried_again_after_it_fails_to_start(qtbot, services, jobs, monkeypatch):
+    """A resume that fails before its process starts says why and leaves the run's buttons usable
+    (they were greyed out for good before)."""
+    from engine.errors import UserError
+    from tests.assistant.test_training_jobs import stopped_job
+    from ui import train_operations
+    from ui.train_pane import TrainPane
+
+    stopped_job(services.paths.data_dir / "training" / "runs", "my notes", "20260102-000000-documents-aaaaaa")
+
+    def refuse(*_args):
+        raise UserError("Not enough free disk space to resume (needs 2.0 GB).")
+
+    monkeypatch.setattr(train_operations, "resume_job", refuse)
+    pane = TrainPane(services, jobs)
+    qtbot.addWidget(pane)
+    pane.show()
+    qtbot.waitUntil(lambda: pane.runs.count() == 1, timeout=30000)
+    pane.runs.setCurrentRow(0)
+    assert pane.resume_button.isEnabled()
+    pane.resume_button.click()
+    qtbot.waitUntil(lambda: "disk space" in pane.status.text(), timeout=30000)
+    assert not pane.busy
+    assert pane.resume_button.isEnabled() and pane.discard_button.isEnabled()
+    assert pane.shutdown()
