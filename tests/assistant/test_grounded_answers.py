@@ -94,19 +94,23 @@ LINKS = """# Further reading
 """
 
 
+def _indexed(tmp_path, embed, collections: dict) -> tuple:
+    """An encrypted store with each collection's files (name -> text) written and indexed."""
+    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
+    documents = Documents(store, embed, default_counter())
+    for collection, files in collections.items():
+        (tmp_path / collection).mkdir()
+        for name, text in files.items():
+            (tmp_path / collection / name).write_text(text, encoding="utf-8")
+        list(documents.add_paths([tmp_path / collection], collection))
+    return store, documents
+
+
 @pytest.fixture()
 def manual(tmp_path, embed, engine, smollm2_path):
     """A manual collection and a legal-only collection indexed with the session's engine."""
-    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
-    documents = Documents(store, embed, default_counter())
-    (tmp_path / "manual").mkdir()
-    (tmp_path / "manual" / "k2.md").write_text(MANUAL, encoding="utf-8")
-    (tmp_path / "manual" / "legal.md").write_text(LEGAL, encoding="utf-8")
-    (tmp_path / "manual" / "links.md").write_text(LINKS, encoding="utf-8")
-    (tmp_path / "legal").mkdir()
-    (tmp_path / "legal" / "legal.md").write_text(LEGAL, encoding="utf-8")
-    list(documents.add_paths([tmp_path / "manual"], "manual"))
-    list(documents.add_paths([tmp_path / "legal"], "legal"))
+    store, documents = _indexed(tmp_path, embed, {"manual": {"k2.md": MANUAL, "legal.md": LEGAL, "links.md": LINKS},
+                                                  "legal": {"legal.md": LEGAL}})
     chat = GroundedChat(Retriever(store, embed), engine, smollm2_path, context_tokens=2048, reply_tokens=64)
     yield chat, {name: documents.collection_id(name) for name in ("manual", "legal")}
     store.close()
@@ -130,11 +134,7 @@ def test_the_answer_is_a_sentence_of_the_sources_with_its_citation(manual, embed
 @pytest.fixture()
 def pep(tmp_path, embed, engine, smollm2_path):
     """A collection holding the PEP excerpt, indexed with the session's engine."""
-    store = Store(tmp_path / "db.sqlite3", key=TEST_DATABASE_KEY)
-    documents = Documents(store, embed, default_counter())
-    (tmp_path / "peps").mkdir()
-    (tmp_path / "peps" / "pep-0484.rst").write_text(PEP, encoding="utf-8")
-    list(documents.add_paths([tmp_path / "peps"], "peps"))
+    store, _documents = _indexed(tmp_path, embed, {"peps": {"pep-0484.rst": PEP}})
     yield GroundedChat(Retriever(store, embed), engine, smollm2_path, context_tokens=2048, reply_tokens=64)
     store.close()
 

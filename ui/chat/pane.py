@@ -12,7 +12,7 @@ reaches the conversation list or the history search, and it is forgotten when th
 it (another conversation, a new chat, the window closed), with a notice saying so. There is no
 undo and no confirmation: forgetting it is the point, and the banner says it from the start.
 
-Why one module of ~840 lines: the page's controller; its message views and smaller widgets
+Why one module of ~900 lines: the page's controller; its message views and smaller widgets
 live beside it (message_view.py, widgets.py), what remains shares the conversation shown.
 """
 
