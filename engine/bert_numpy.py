@@ -35,6 +35,9 @@ GROUP_TOKENS = 512
 MEAN_POOLING = 1
 _FLOAT_TYPES = {"F16", "F32"}
 _GELU_C = math.sqrt(2.0 / math.pi)
+#: -2y = x * (_GELU_LINEAR + _GELU_CUBE * x^2), y being the tanh form's argument.
+_GELU_LINEAR = -2.0 * _GELU_C
+_GELU_CUBE = -2.0 * _GELU_C * 0.044715
 
 
 @dataclass
@@ -83,6 +86,8 @@ def load(path: str) -> "BertEncoder | None":
     if not hidden or not heads or not blocks or hidden % heads:
         return None
 
+    query_scale = np.float32(1.0 / math.sqrt(hidden // heads))
+
     def weight(name: str) -> np.ndarray:
         return np.asarray(tensors[name].data, dtype=np.float32)
 
@@ -94,9 +99,10 @@ def load(path: str) -> "BertEncoder | None":
 
             layers.append(_Layer(
                 # GGUF keeps a Linear's weight as (out, in); x @ weight.T is the product.
-                qkv_w=np.ascontiguousarray(np.concatenate([w("attn_q.weight"), w("attn_k.weight"),
+                # Queries carry attention's 1/sqrt(head size): one pass fewer over the scores.
+                qkv_w=np.ascontiguousarray(np.concatenate([w("attn_q.weight") * query_scale, w("attn_k.weight"),
                                                            w("attn_v.weight")]).T),
-                qkv_b=np.concatenate([w("attn_q.bias"), w("attn_k.bias"), w("attn_v.bias")]),
+                qkv_b=np.concatenate([w("attn_q.bias") * query_scale, w("attn_k.bias"), w("attn_v.bias")]),
                 out_w=np.ascontiguousarray(w("attn_output.weight").T), out_b=w("attn_output.bias"),
                 norm1_w=w("attn_output_norm.weight"), norm1_b=w("attn_output_norm.bias"),
                 up_w=np.ascontiguousarray(w("ffn_up.weight").T), up_b=w("ffn_up.bias"),
@@ -113,6 +119,21 @@ def load(path: str) -> "BertEncoder | None":
     return encoder
 
 
+class _Buffers:
+    """One thread's float32 work arrays, kept between groups and grown when a group needs more."""
+
+    def __init__(self):
+        self._flat: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A C-contiguous array of ``shape`` over the buffer ``name`` (its contents are stale)."""
+        need = math.prod(shape)
+        flat = self._flat.get(name)
+        if flat is None or flat.size < need:
+            flat = self._flat[name] = np.empty(need, dtype=np.float32)
+        return flat[:need].reshape(shape)
+
+
 class BertEncoder:
     """The network's weights in F32 and the forward pass; see the module docstring."""
 
@@ -127,6 +148,7 @@ class BertEncoder:
         # Kept between calls: a new thread's first BLAS call allocates OpenBLAS's buffers for it.
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        self._local = threading.local()
 
     def close(self) -> None:
         """Stop the pool threads (the caller's thread; waits for none running: calls are serial)."""
@@ -136,29 +158,44 @@ class BertEncoder:
 
     # ----- the forward pass ---------------------------------------------------------------
     def _layer_norm(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        x = x - x.mean(axis=1, keepdims=True)
-        variance = np.einsum("ij,ij->i", x, x)[:, None] / x.shape[1]
-        x *= 1.0 / np.sqrt(variance + self.epsilon)
+        """Layer norm of each row of ``x``, in place."""
+        x -= x.mean(axis=1, keepdims=True)
+        variance = np.einsum("ij,ij->i", x, x)
+        variance /= x.shape[1]
+        variance += self.epsilon
+        x *= (1.0 / np.sqrt(variance))[:, None]
         x *= weight
         x += bias
         return x
 
     @staticmethod
-    def _gelu(x: np.ndarray) -> np.ndarray:
-        """GELU in its tanh form, as llama.cpp's BERT computes it, in place."""
-        y = x * x
-        y *= 0.044715 * x
-        y += x
-        y *= _GELU_C
-        np.tanh(y, out=y)
-        y += 1.0
-        y *= x
-        y *= 0.5
-        return y
+    def _gelu(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """GELU in its tanh form, as llama.cpp's BERT computes it, written as
+        ``x * sigmoid(2 * y)`` (the same function: ``(1 + tanh(y)) / 2 == sigmoid(2 * y)``),
+        because numpy's ``exp`` is several times faster than its ``tanh``. Into ``out``."""
+        t = np.multiply(x, x, out=out)
+        t *= _GELU_CUBE
+        t += _GELU_LINEAR
+        t *= x  # t = -2y
+        with np.errstate(over="ignore"):  # exp(-2y) overflows to inf for very negative x: x / inf = -0
+            np.exp(t, out=t)
+        t += 1.0
+        np.divide(x, t, out=t)
+        return t
+
+    def _buffers(self) -> "_Buffers":
+        """This thread's work arrays (each pool thread has its own)."""
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = _Buffers()
+        return buffers
 
     def forward(self, group: list[list[int]]) -> np.ndarray:
         """Mean-pooled, unit-length vectors of a group of token lists (each at most
-        ``max_positions`` long), one row each."""
+        ``max_positions`` long), one row each.
+
+        Every large array is a view of this thread's reused buffers (``out=`` everywhere):
+        allocating fresh megabytes per product cost page faults worth about a tenth of the time."""
         count, longest = len(group), max(len(tokens) for tokens in group)
         ids = np.zeros((count, longest), dtype=np.int64)
         lengths = np.array([len(tokens) for tokens in group])
@@ -167,35 +204,41 @@ class BertEncoder:
         real = np.arange(longest)[None, :] < lengths[:, None]
         hidden, heads = self.hidden, self.heads
         size = hidden // heads
-        x = self.token_embd[ids]
-        x += self.position_embd[:longest][None]
+        rows = count * longest
+        take = self._buffers().take
+        x, spare = take("x", (rows, hidden)), take("spare", (rows, hidden))
+        qkv, wide, gelu = take("qkv", (rows, 3 * hidden)), take("wide", (rows, 4 * hidden)), take("gelu", (rows, 4 * hidden))
+        scores = take("scores", (count, heads, longest, longest))
+        by_head, attended = take("by_head", (count, heads, longest, size)), take("attended", (rows, hidden))
+        np.take(self.token_embd, ids.reshape(-1), axis=0, out=x)
+        x.reshape(count, longest, hidden)[...] += self.position_embd[:longest][None]
         x += self.token_type0
-        x = self._layer_norm(x.reshape(count * longest, hidden), self.embd_norm_w, self.embd_norm_b)
+        self._layer_norm(x, self.embd_norm_w, self.embd_norm_b)
         # Padding keys get -inf-like scores: a passage never attends to the zeros after it.
         padding = None if real.all() else np.where(real, 0.0, -1e9).astype(np.float32)[:, None, None, :]
-        scale = 1.0 / math.sqrt(size)
         for layer in self.layers:
-            qkv = x @ layer.qkv_w
+            np.matmul(x, layer.qkv_w, out=qkv)
             qkv += layer.qkv_b
-            qkv = qkv.reshape(count, longest, 3, heads, size).transpose(2, 0, 3, 1, 4)
-            scores = np.matmul(qkv[0], qkv[1].transpose(0, 1, 3, 2))
-            scores *= scale
+            parts = qkv.reshape(count, longest, 3, heads, size).transpose(2, 0, 3, 1, 4)
+            np.matmul(parts[0], parts[1].transpose(0, 1, 3, 2), out=scores)
             if padding is not None:
                 scores += padding
             scores -= scores.max(axis=-1, keepdims=True)
             np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            attended = np.matmul(scores, qkv[2]).transpose(0, 2, 1, 3).reshape(count * longest, hidden)
-            h = attended @ layer.out_w
-            h += layer.out_b
-            h += x
-            x = self._layer_norm(h, layer.norm1_w, layer.norm1_b)
-            up = x @ layer.up_w
-            up += layer.up_b
-            down = self._gelu(up) @ layer.down_w
-            down += layer.down_b
-            down += x
-            x = self._layer_norm(down, layer.norm2_w, layer.norm2_b)
+            total = scores.sum(axis=-1, keepdims=True)
+            scores *= np.reciprocal(total, out=total)
+            np.matmul(scores, parts[2], out=by_head)
+            np.copyto(attended.reshape(count, longest, heads, size), by_head.transpose(0, 2, 1, 3))
+            np.matmul(attended, layer.out_w, out=spare)
+            spare += layer.out_b
+            spare += x
+            x, spare = self._layer_norm(spare, layer.norm1_w, layer.norm1_b), x
+            np.matmul(x, layer.up_w, out=wide)
+            wide += layer.up_b
+            np.matmul(self._gelu(wide, gelu), layer.down_w, out=spare)
+            spare += layer.down_b
+            spare += x
+            x, spare = self._layer_norm(spare, layer.norm2_w, layer.norm2_b), x
         x = x.reshape(count, longest, hidden)
         x *= real[..., None]
         pooled = x.sum(axis=1) / lengths[:, None]

@@ -108,6 +108,10 @@ def test_the_numpy_forward_gives_llama_cpps_vectors(minilm_gguf, reference):
         numpy_path.set_threads(1)
         alone, _ = numpy_path.embed(many)
         assert np.allclose(alone, fast, atol=1e-5)
+        # Each thread's work arrays outlive a call: a lone short text after the mixed batch
+        # (arrays of other shapes, stale contents) gets the vector it got inside the batch.
+        single, _ = numpy_path.embed(TEXTS[:1])
+        assert np.allclose(single[0], alone[0], atol=1e-5)
     finally:
         numpy_path.close()
         llama_path.close()
