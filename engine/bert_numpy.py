@@ -21,6 +21,7 @@ llama.cpp for it.
 from __future__ import annotations
 
 import math
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,7 +72,10 @@ def load(path: str) -> "BertEncoder | None":
     F32 weights, or None when the file is anything else (the caller then uses llama.cpp)."""
     import gguf
 
-    reader = gguf.GGUFReader(path)
+    try:
+        reader = gguf.GGUFReader(path)
+    except (OSError, ValueError, IndexError, KeyError, struct.error):
+        return None  # not a GGUF this reader can read: llama.cpp's load says what is wrong with it
     if _field(reader, "general.architecture") != "bert":
         return None
     if _field(reader, "bert.pooling_type") != MEAN_POOLING or _field(reader, "bert.attention.causal"):

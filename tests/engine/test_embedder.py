@@ -117,7 +117,8 @@ def test_the_numpy_forward_gives_llama_cpps_vectors(minilm_gguf, reference):
         llama_path.close()
 
 
-def test_the_numpy_forward_stops_on_cancel_and_leaves_other_models_to_llama_cpp(minilm_gguf, smollm2_path):
+def test_the_numpy_forward_stops_on_cancel_and_leaves_other_models_to_llama_cpp(minilm_gguf, smollm2_path,
+                                                                                 tmp_path):
     import threading
 
     from engine import bert_numpy
@@ -125,6 +126,10 @@ def test_the_numpy_forward_stops_on_cancel_and_leaves_other_models_to_llama_cpp(
     from engine.llama_runtime import Cancelled
 
     assert bert_numpy.load(str(smollm2_path)) is None  # a decoder (llama), not a BERT
+    # A damaged file is left to llama.cpp, whose load explains the fault, instead of raising here.
+    damaged = tmp_path / "damaged.gguf"
+    damaged.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64)
+    assert bert_numpy.load(str(damaged)) is None
     embedder = Embedder(minilm_gguf, n_threads=2)
     try:
         cancel = threading.Event()
