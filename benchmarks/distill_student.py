@@ -112,9 +112,9 @@ def fine_tune_teacher(teacher, tokenizer, data, seconds: float, out_dir: Path):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-seconds", type=float, default=1800.0, help="distillation time budget (at most)")
+    parser.add_argument("--train-seconds", type=float, default=1800.0, help="time budget of the distillation, and of the teacher's fine-tune (at most)")
     parser.add_argument("--budget-minutes", type=float, default=75.0,
-                        help="wall time of the whole run; the distillation gets what the rest leaves")
+                        help="wall time of the whole run; the two trainings share what the rest leaves")
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 s of each training, less text to score")
     parser.add_argument("--max-steps", type=int, default=100000, help="cap on distillation steps")
     parser.add_argument("--seq-len", type=int, default=128)
