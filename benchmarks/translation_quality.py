@@ -4,7 +4,8 @@ everyday sentences and on long news sentences, for a new user and with a transla
 What is scored: `assistant.tasks.translation.Translator` as the app runs it on Gemma 3 270M (the
 fixed hand-written example pairs of resources/prompts, plus the nearest memory pairs when there
 is a memory), each test line a segment of one engine request per chunk of lines, as a file
-would be translated. A cell is one (set, direction, condition, part):
+would be translated; the engine configured as the app's, so such a chunk runs on the model's
+F16 copy (engine.fast_prefill). A cell is one (set, direction, condition, part):
 
 * sets: ``tatoeba`` (``../shared/data/translation/tatoeba-eng-XXX.tsv``, short everyday
   sentences) and ``news`` (``translation/news/newstest2013-eng-XXX.tsv``, long news sentences),
@@ -73,7 +74,7 @@ import resources  # noqa: E402
 from assistant.config import default_paths  # noqa: E402
 from assistant.tasks import translation  # noqa: E402
 from assistant.tasks.translation import TranslationMemory, Translator  # noqa: E402
-from engine import model_pack  # noqa: E402
+from engine import fast_prefill, model_pack  # noqa: E402
 from engine.atomic import atomic_write_text  # noqa: E402
 from benchmarks.record import RESULTS_DIR, results_line  # noqa: E402
 
@@ -251,9 +252,10 @@ def _sha256(data: bytes) -> str:
 
 
 def fingerprint(model_sha256: str, memory: list[tuple[str, str]] | None) -> str:
-    """What the hypotheses depend on: the translator's code and examples, the model, the chunk
+    """What the hypotheses depend on: the translator's code and examples, which weights run
+    batches (engine.fast_prefill), the model, the chunk
     size and the memory's pairs (the test lines themselves are checked line by line)."""
-    parts = [Path(translation.__file__).read_bytes(),
+    parts = [Path(translation.__file__).read_bytes(), Path(fast_prefill.__file__).read_bytes(),
              resources.path("prompts", "translation_examples.json").read_bytes(),
              model_sha256.encode(), str(CHUNK).encode(),
              json.dumps(memory, ensure_ascii=False).encode() if memory is not None else b"no memory"]
@@ -395,11 +397,16 @@ def main(argv: list[str] | None = None) -> int:
             from engine.client import EngineClient
             from engine.settings import EngineSettings
 
-            started["model"] = str(model_pack.join_parts(model_pack.GEMMA3, default_paths().ensure().models_dir))
-            started["engine"] = engine_stack.enter_context(EngineClient(EngineSettings()))
-            # Untimed: starting the worker, loading the model and making its batch context
-            # would otherwise count as the first cell's translation time.
-            Translator(started["engine"], _Library(started["model"])).translate("Good morning.", "fr", source="en")
+            models_dir = default_paths().ensure().models_dir
+            started["model"] = str(model_pack.join_parts(model_pack.GEMMA3, models_dir))
+            # As the app configures its engine: wide batches run on the F16 copy (engine.fast_prefill).
+            started["engine"] = engine_stack.enter_context(EngineClient(EngineSettings(
+                prefill_copies_dir=str(models_dir / "fast-prefill"))))
+            # Untimed: starting the worker, loading the model (and its copy, which a batch of
+            # MIN_BATCH_ITEMS segments makes and loads) and making the batch context would
+            # otherwise count as the first cell's translation time.
+            Translator(started["engine"], _Library(started["model"])).translate(
+                "\n".join(["Good morning."] * fast_prefill.MIN_BATCH_ITEMS), "fr", source="en")
         return Translator(started["engine"], _Library(started["model"]), memory=memory)
 
     model_sha = model_pack.expected_sha256(model_pack.GEMMA3) or "unknown"

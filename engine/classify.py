@@ -87,6 +87,8 @@ class BatchContext:
         self.n_vocab = model.n_vocab
         #: Tokens of the shared prefix held by sequence 0.
         self.prefix: list[int] = []
+        #: Tokens the last :meth:`generate` chose (end tokens included: each cost a logits row).
+        self.generated_tokens = 0
         self._batch = llama_cpp.llama_batch_init(int(self.config.n_batch), 0, 1)
 
     # ----- cancellation -----------------------------------------------------------------
@@ -255,6 +257,7 @@ class BatchContext:
         ``on_done(index, text, finish_reason)`` reports each finished item, so a caller that
         is cancelled keeps the items finished before."""
         self._arm(cancel)
+        self.generated_tokens = 0
         n_prefix = len(self.prefix)
         budget = int(self.config.n_batch)
         n_slots = min(int(self.config.n_seq) - 1, max_parallel or 10**9)
@@ -330,6 +333,7 @@ class BatchContext:
                     if slot.batch_index < 0:
                         continue
                     token = int(np.argmax(self._row(slot.batch_index)))
+                    self.generated_tokens += 1
                     if llama_cpp.llama_vocab_is_eog(self.model.vocab, token):
                         finish(slot, "stop")
                         continue

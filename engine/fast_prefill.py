@@ -18,6 +18,16 @@ The copy sees only the prompt; LoRA adapters are not on it, so a request with ad
 never uses it. What the hand-over costs in quality is measured by
 ``benchmarks/fast_prefill.py`` (perplexity of the Q4_1 model after either cache).
 
+The same copy also carries batched generation (many sequences decoded side by side:
+translation of a whole file) for models in formats without fast *batched* kernels: each step
+of a batch multiplies some tens of tokens by every weight matrix, which llama.cpp's fast
+kernels cover for F16 but not for Q4_1 or the K-quants (Q4_K_M, the default translation
+model's format). Unlike the prompt hand-over, the copy then produces the text itself: its
+outputs are the same weights' greedy continuation with activations rounded to F16 instead
+of 8 bits, so they can differ from the model's in a word here and there. What that costs
+(or gains) is measured by ``benchmarks/batch_translation.py`` (chrF and lines/s of both).
+Classification (label scoring) stays on the model's own weights.
+
 The copy is a derived file of public weights (or of a model the user linked): it is kept in
 the engine's cache folder (``EngineSettings.prefill_copies_dir``), named after the source
 file's identity, written atomically, and made again when the source changes.
@@ -37,6 +47,11 @@ from engine.llama_context import EngineError
 #: Weight formats that have no fast prompt kernels in llama.cpp's CPU back end, as
 #: ``general.file_type`` names (see engine.gguf_check.file_type_name).
 SLOW_PROMPT_FORMATS = frozenset({"Q4_1"})
+#: Formats whose batched generation is faster on the F16 copy (measured: see the module doc).
+SLOW_BATCH_FORMATS = frozenset({"Q4_1", "Q4_K_M"})
+#: Batches narrower than this many sequences side by side stay on the model's own weights:
+#: one sequence decodes faster on the fewer bytes of the quantized weights.
+MIN_BATCH_ITEMS = 8
 #: Bytes of parameters an F16 copy may take: the copy exists for small models, where the
 #: prompt is what the user waits for; a large model's copy would cost more memory than it saves time.
 MAX_COPY_BYTES = 1 << 30
@@ -50,6 +65,13 @@ def wants_copy(summary: dict) -> bool:
     quantization = summary.get("quantization")
     parameters = summary.get("parameter_count") or 0
     return quantization in SLOW_PROMPT_FORMATS and 0 < int(parameters) * 2 <= MAX_COPY_BYTES
+
+
+def wants_batch_copy(summary: dict) -> bool:
+    """Whether a model's batched generation should run on its F16 copy."""
+    quantization = summary.get("quantization")
+    parameters = summary.get("parameter_count") or 0
+    return quantization in SLOW_BATCH_FORMATS and 0 < int(parameters) * 2 <= MAX_COPY_BYTES
 
 
 def copy_path(model_path: str, folder: str | Path) -> Path:
@@ -88,6 +110,16 @@ def ensure_copy(model_path: str, folder: str | Path, threads: int = 2) -> Path:
         if old != target:
             old.unlink(missing_ok=True)
     return target
+
+
+def batch_model(copy: str | Path, settings):
+    """The copy loaded for batched generation only: its one-sequence chat context is never
+    used, so it gets the smallest one llama.cpp allows instead of the model's full length."""
+    import dataclasses
+
+    from engine.llama_runtime import LoadedModel
+
+    return LoadedModel(str(copy), dataclasses.replace(settings, n_ctx=256))
 
 
 class FastPrefill:

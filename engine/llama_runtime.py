@@ -125,6 +125,10 @@ class LoadedModel:
         #: what makes it on the first long prompt (returns None when it cannot).
         self.fast_prefill = None
         self.fast_prefill_factory = None
+        #: The F16 copy's own LoadedModel for batched generation (see batch_context), when
+        #: made, and what makes it on the first batch that wants it (returns None when it cannot).
+        self.batch_copy = None
+        self.batch_copy_factory = None
         #: Whether the last prompt was evaluated by that copy.
         self.prompt_by_copy = False
         #: A one-token step's cost and an extra batch token's, as the last speculative reply
@@ -468,9 +472,21 @@ class LoadedModel:
         return next_token
 
     # ----- many sequences at once (classification, batched translation) -----------------
-    def batch_context(self):
+    def batch_context(self, wide_generation: bool = False):
         """The model's multi-sequence context (:mod:`engine.classify`), created on first use
-        so that chat-only sessions never pay its memory. Same thread rules as the model."""
+        so that chat-only sessions never pay its memory. Same thread rules as the model.
+
+        With ``wide_generation`` (a batched greedy continuation of at least
+        engine.fast_prefill.MIN_BATCH_ITEMS sequences side by side) and no adapters active, the
+        context is the F16 copy's (engine.fast_prefill) where one is attached or can be made:
+        the copy's weights have fast batched kernels where these may not."""
+        if wide_generation and not self.active_adapters:
+            if self.batch_copy is None and self.batch_copy_factory is not None:
+                # Made once: a factory that fails (no room, no folder) leaves the model's own weights.
+                make, self.batch_copy_factory = self.batch_copy_factory, None
+                self.batch_copy = make()
+            if self.batch_copy is not None:
+                return self.batch_copy.batch_context()
         context = getattr(self, "_batch_context", None)
         if context is None:
             from engine.classify import BatchContext
@@ -552,10 +568,18 @@ class LoadedModel:
         if self.fast_prefill is None:
             self.fast_prefill = fast_prefill.FastPrefill(copy_path, self.settings)
 
+    def attach_batch_copy(self, copy_path: str) -> None:
+        """Run batched generation on the F16 copy at ``copy_path`` (engine.fast_prefill)."""
+        if self.batch_copy is None:
+            self.batch_copy = fast_prefill.batch_model(copy_path, self.settings)
+
     def close(self) -> None:
         if getattr(self, "fast_prefill", None) is not None:
             self.fast_prefill.close()
             self.fast_prefill = None
+        if getattr(self, "batch_copy", None) is not None:
+            self.batch_copy.close()
+            self.batch_copy = None
         # The batch context shares this model's weights: free it before them.
         context = getattr(self, "_batch_context", None)
         if context is not None:

@@ -225,33 +225,41 @@ class Worker:
 
     def _attach_fast_prefill(self, loaded, summary: dict, settings: EngineSettings) -> None:
         """Let a model whose weights lack fast prompt kernels make an F16 copy for long prompts
-        (engine.fast_prefill) on its first long prompt, into the cache folder; without room or
-        a folder the model evaluates its prompts itself, as before. Nothing is written before a
-        long prompt comes, so a chat of short messages never pays for the copy."""
+        (engine.fast_prefill) on its first long prompt, and one whose weights lack fast batched
+        kernels use the same copy for batched generation on its first batch, into the cache
+        folder; without room or a folder the model does the work itself, as before. Nothing is
+        written before such a request comes, so a chat of short messages never pays for the copy."""
         from engine import fast_prefill
 
-        if not (settings.fast_prefill and settings.prefill_copies_dir and fast_prefill.wants_copy(summary)):
+        if not (settings.fast_prefill and settings.prefill_copies_dir):
             return
 
-        def make():
-            from engine.llama_runtime import EngineError
+        def maker(purpose: str, build):
+            def make():
+                from engine.llama_runtime import EngineError
 
-            try:
-                copy = fast_prefill.copy_path(loaded.path, settings.prefill_copies_dir)
-                if not copy.exists():
-                    self.emit(self._current_id, "status", state="preparing", model=loaded.path,
-                              detail="making a fast copy of the weights for long prompts")
-                copy = fast_prefill.ensure_copy(loaded.path, settings.prefill_copies_dir,
-                                                threads=settings.n_threads_batch)
-                check_fits(copy.stat().st_size, summary.get("kv_bytes_per_token", 0), loaded.n_ctx, copy.name,
-                           free=self._free_memory(settings), n_vocab=summary.get("vocab_size"),
-                           n_embd=summary.get("embedding_length"), n_batch=settings.n_batch)
-                return fast_prefill.FastPrefill(copy, loaded.settings)
-            except (EngineError, ModelTooLargeError, OSError) as exc:
-                print(f"fast prefill off for {os.path.basename(loaded.path)}: {exc}", file=sys.stderr, flush=True)
-                return None
+                try:
+                    copy = fast_prefill.copy_path(loaded.path, settings.prefill_copies_dir)
+                    if not copy.exists():
+                        self.emit(self._current_id, "status", state="preparing", model=loaded.path,
+                                  detail=f"making a fast copy of the weights for {purpose}")
+                    copy = fast_prefill.ensure_copy(loaded.path, settings.prefill_copies_dir,
+                                                    threads=settings.n_threads_batch)
+                    check_fits(copy.stat().st_size, summary.get("kv_bytes_per_token", 0), loaded.n_ctx, copy.name,
+                               free=self._free_memory(settings), n_vocab=summary.get("vocab_size"),
+                               n_embd=summary.get("embedding_length"), n_batch=settings.n_batch)
+                    return build(copy, loaded.settings)
+                except (EngineError, ModelTooLargeError, OSError) as exc:
+                    print(f"fast copy for {purpose} off for {os.path.basename(loaded.path)}: {exc}",
+                          file=sys.stderr, flush=True)
+                    return None
 
-        loaded.fast_prefill_factory = make
+            return make
+
+        if fast_prefill.wants_copy(summary):
+            loaded.fast_prefill_factory = maker("long prompts", fast_prefill.FastPrefill)
+        if fast_prefill.wants_batch_copy(summary):
+            loaded.batch_copy_factory = maker("batches", fast_prefill.batch_model)
 
     def _unload(self, path: str) -> None:
         model = self.models.pop(path, None)
@@ -546,10 +554,14 @@ class Worker:
         """Greedy continuation of ``prefix`` + each of ``items``, many side by side. Streams
         ``token`` events with ``index`` and ``text`` and an ``item`` event (``index``, ``text``,
         ``finish_reason``) as each item finishes, so a cancelled request keeps those."""
+        from engine import fast_prefill
         from engine.llama_runtime import Cancelled, EngineError
 
         model = self._task_model(request_id, params)
         prefix_tokens, items = self._batch_inputs(model, params, "items")
+        max_parallel = params.get("max_parallel")
+        if max_parallel is not None and (not isinstance(max_parallel, int) or max_parallel < 1):
+            raise RequestError("max_parallel must be a positive whole number.", "bad_request")
         stop = params.get("stop") or []
         if not isinstance(stop, list) or not all(isinstance(x, str) for x in stop):
             raise RequestError("Stop words must be a list of strings.", "bad_request")
@@ -560,7 +572,8 @@ class Worker:
         # The items carry the user's text: special tokens stay text, so typing "<eos>" cannot end a prompt.
         suffixes = [model.tokenize(item, add_special=False, parse_special=False) for item in items]
         started = time.perf_counter()
-        context = model.batch_context()
+        width = min(len(items), max_parallel or len(items))
+        context = model.batch_context(wide_generation=width >= fast_prefill.MIN_BATCH_ITEMS)
         threads = self._use_threads(context.ctx, model.settings)
         emit = self.emit
         try:
@@ -570,7 +583,7 @@ class Worker:
                 on_text=lambda index, text: emit(request_id, "token", index=index, text=text),
                 on_done=lambda index, text, reason: emit(request_id, "item", index=index, text=text,
                                                          finish_reason=reason),
-                max_parallel=params.get("max_parallel"))
+                max_parallel=max_parallel)
         except Cancelled:
             self.emit(request_id, "error", message="Stopped.", kind="cancelled")
             return None
@@ -581,7 +594,8 @@ class Worker:
                 "metrics": {"items": len(items), "prefix_tokens": len(prefix_tokens),
                             "prefix_tokens_evaluated": evaluated,
                             "item_tokens": sum(len(s) for s in suffixes), "total_ms": elapsed * 1000.0,
-                            **threads}}
+                            "generated_tokens": context.generated_tokens,
+                            "by_fast_copy": context.model is not model, **threads}}
 
     def _sampling(self, params: dict) -> SamplingParams:
         try:

@@ -123,7 +123,7 @@ ENGINE_STATES = {
     "stopped": "Engine: not running",
     "starting": "Engine: starting…",
     "loading": "Engine: loading model…",
-    "preparing": "Engine: preparing the model for long prompts (once)…",
+    "preparing": "Engine: making a faster copy of the model (once)…",
     "ready": "Engine: ready",
     "error": "Engine: error",
 }

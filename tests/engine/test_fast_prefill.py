@@ -107,3 +107,58 @@ def test_the_worker_makes_the_copy_on_the_first_long_prompt_says_so_and_uses_it(
     with EngineClient(EngineSettings(n_ctx=2048, fast_prefill=False, prefill_copies_dir=str(tmp_path / "copies"))) as client:
         done = client.complete(smollm2_path, LONG_PROMPT, {"temperature": 0.0, "max_tokens": 4}).result(timeout=120)
         assert not done["metrics"]["prompt_by_fast_copy"]
+
+
+BATCH_ITEMS = [f"Shopping list {i}: eggs, milk, bread and" for i in range(fast_prefill.MIN_BATCH_ITEMS)]
+
+
+def test_wide_batches_of_a_model_without_fast_batched_kernels_run_on_the_copy(smollm2_path, tmp_path):
+    from engine.llama_runtime import LoadedModel
+
+    copies = tmp_path / "copies"
+    statuses = []
+    with EngineClient(EngineSettings(n_ctx=2048, prefill_copies_dir=str(copies)),
+                      on_status=lambda state, info: statuses.append(state)) as client:
+        # A narrow batch decodes faster on the quantized weights: no copy is made for it.
+        narrow = client.generate_batch(smollm2_path, BATCH_ITEMS[:2], max_tokens=6).result(timeout=300)
+        assert not narrow["metrics"]["by_fast_copy"] and not copies.exists()
+        capped = client.generate_batch(smollm2_path, BATCH_ITEMS, max_tokens=6, max_parallel=2).result(timeout=300)
+        assert not capped["metrics"]["by_fast_copy"] and not copies.exists()
+        wide = client.generate_batch(smollm2_path, BATCH_ITEMS, max_tokens=6).result(timeout=300)
+        assert wide["metrics"]["by_fast_copy"] and "preparing" in statuses
+        assert wide["metrics"]["generated_tokens"] >= len(BATCH_ITEMS)
+    [copy] = list(copies.glob("*.f16.gguf"))
+    # The texts are the copy's own greedy continuations, each item's in its place.
+    model = LoadedModel(str(copy), EngineSettings(n_ctx=256))
+    try:
+        context = model.batch_context()
+        context.set_prefix(model.tokenize("", add_special=True, parse_special=True))  # as the worker does
+        expected = context.generate([model.tokenize(item, add_special=False, parse_special=False) for item in BATCH_ITEMS],
+                                    [6] * len(BATCH_ITEMS), [])
+    finally:
+        model.close()
+    assert wide["result"]["texts"] == expected and all(text.strip() for text in expected)
+
+
+def test_with_adapters_active_a_wide_batch_stays_on_the_model_and_closing_frees_the_copy(smollm2_path, tmp_path):
+    from engine.llama_runtime import LoadedModel
+
+    copy = fast_prefill.ensure_copy(smollm2_path, tmp_path / "copies")
+    model = LoadedModel(smollm2_path, EngineSettings(n_ctx=512))
+    try:
+        model.attach_batch_copy(str(copy))
+        assert model.batch_context(wide_generation=True).model is model.batch_copy
+        assert model.batch_context().model is model  # classification: the model's own weights
+        model.active_adapters = ((("adapter.gguf", 0, 0, 0), 1.0),)  # as set_adapters leaves it
+        assert model.batch_context(wide_generation=True).model is model
+        model.active_adapters = ()
+    finally:
+        model.close()
+    assert model.batch_copy is None and model.model is None
+
+
+def test_a_bad_max_parallel_is_refused_in_words(engine, smollm2_path):
+    from engine.client import EngineRequestError
+
+    with pytest.raises(EngineRequestError, match="max_parallel"):
+        engine.generate_batch(smollm2_path, BATCH_ITEMS, max_tokens=2, max_parallel=0).result(timeout=300)
