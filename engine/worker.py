@@ -238,9 +238,11 @@ class Worker:
             def make():
                 from engine.llama_runtime import EngineError
 
+                preparing = False
                 try:
                     copy = fast_prefill.copy_path(loaded.path, settings.prefill_copies_dir)
                     if not copy.exists():
+                        preparing = True
                         self.emit(self._current_id, "status", state="preparing", model=loaded.path,
                                   detail=f"making a fast copy of the weights for {purpose}")
                     copy = fast_prefill.ensure_copy(loaded.path, settings.prefill_copies_dir,
@@ -253,6 +255,9 @@ class Worker:
                     print(f"fast copy for {purpose} off for {os.path.basename(loaded.path)}: {exc}",
                           file=sys.stderr, flush=True)
                     return None
+                finally:
+                    if preparing:  # made (or given up): the status bar must not stay on "preparing"
+                        self.emit(self._current_id, "status", state="ready", model=loaded.path)
 
             return make
 

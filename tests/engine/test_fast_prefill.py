@@ -102,7 +102,7 @@ def test_the_worker_makes_the_copy_on_the_first_long_prompt_says_so_and_uses_it(
         assert not (tmp_path / "copies").exists() and "preparing" not in statuses
         done = client.complete(smollm2_path, LONG_PROMPT, {"temperature": 0.0, "max_tokens": 4}).result(timeout=120)
         assert done["metrics"]["prompt_by_fast_copy"]
-    assert "preparing" in statuses
+    assert "preparing" in statuses and "ready" in statuses[statuses.index("preparing"):]
     assert len(list((tmp_path / "copies").glob("*.f16.gguf"))) == 1
     with EngineClient(EngineSettings(n_ctx=2048, fast_prefill=False, prefill_copies_dir=str(tmp_path / "copies"))) as client:
         done = client.complete(smollm2_path, LONG_PROMPT, {"temperature": 0.0, "max_tokens": 4}).result(timeout=120)
@@ -126,6 +126,8 @@ def test_wide_batches_of_a_model_without_fast_batched_kernels_run_on_the_copy(sm
         assert not capped["metrics"]["by_fast_copy"] and not copies.exists()
         wide = client.generate_batch(smollm2_path, BATCH_ITEMS, max_tokens=6).result(timeout=300)
         assert wide["metrics"]["by_fast_copy"] and "preparing" in statuses
+        # Once the copy is made the status says ready again (the window's status bar follows it).
+        assert "ready" in statuses[statuses.index("preparing"):]
         assert wide["metrics"]["generated_tokens"] >= len(BATCH_ITEMS)
     [copy] = list(copies.glob("*.f16.gguf"))
     # The texts are the copy's own greedy continuations, each item's in its place.
