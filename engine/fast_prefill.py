@@ -112,6 +112,29 @@ def ensure_copy(model_path: str, folder: str | Path, threads: int = 2) -> Path:
     return target
 
 
+def latin_copy_path(model_path: str, folder: str | Path) -> Path:
+    """Where the vocabulary-cut F16 copy (engine.vocab_cut) of ``model_path`` lives. Its name does
+    not end in ``.f16.gguf``, so making a new full copy never removes it as an old one."""
+    return copy_path(model_path, folder).with_name(copy_path(model_path, folder).name.replace(".f16.gguf", ".latin-f16.gguf"))
+
+
+def ensure_latin_copy(model_path: str, folder: str | Path, threads: int = 2) -> Path:
+    """The vocabulary-cut F16 copy of ``model_path``, made now from the full copy if missing
+    (atomically); older cut copies of the same model are removed. EngineError when the model's
+    vocabulary cannot be cut."""
+    from engine import vocab_cut
+
+    target = latin_copy_path(model_path, folder)
+    if target.exists():
+        return target
+    full = ensure_copy(model_path, folder, threads)
+    vocab_cut.cut_to_latin(full, target)
+    for old in target.parent.glob(f"{_family(model_path)}-*.latin-f16.gguf"):
+        if old != target:
+            old.unlink(missing_ok=True)
+    return target
+
+
 def batch_model(copy: str | Path, settings):
     """The copy loaded for batched generation only: its one-sequence chat context is never
     used, so it gets the smallest one llama.cpp allows instead of the model's full length."""

@@ -125,10 +125,11 @@ class LoadedModel:
         #: what makes it on the first long prompt (returns None when it cannot).
         self.fast_prefill = None
         self.fast_prefill_factory = None
-        #: The F16 copy's own LoadedModel for batched generation (see batch_context), when
-        #: made, and what makes it on the first batch that wants it (returns None when it cannot).
-        self.batch_copy = None
-        self.batch_copy_factory = None
+        #: F16 copies' own LoadedModels for batched generation (see batch_context) by kind —
+        #: "f16" the full copy, "latin" its vocabulary cut (engine.vocab_cut) — once made (None:
+        #: could not be), and what makes each on the first batch that wants it (None when it cannot).
+        self.batch_copies: dict[str, object] = {}
+        self.batch_copy_factories: dict[str, object] = {}
         #: Whether the last prompt was evaluated by that copy.
         self.prompt_by_copy = False
         #: A one-token step's cost and an extra batch token's, as the last speculative reply
@@ -472,21 +473,23 @@ class LoadedModel:
         return next_token
 
     # ----- many sequences at once (classification, batched translation) -----------------
-    def batch_context(self, wide_generation: bool = False):
+    def batch_context(self, wide_generation: bool = False, latin: bool = False):
         """The model's multi-sequence context (:mod:`engine.classify`), created on first use
         so that chat-only sessions never pay its memory. Same thread rules as the model.
 
         With ``wide_generation`` (a batched greedy continuation of at least
         engine.fast_prefill.MIN_BATCH_ITEMS sequences side by side) and no adapters active, the
         context is the F16 copy's (engine.fast_prefill) where one is attached or can be made:
-        the copy's weights have fast batched kernels where these may not."""
+        the copy's weights have fast batched kernels where these may not. With ``latin`` too
+        (the caller vouches that the request is Latin-script text to be continued in Latin
+        script) the vocabulary-cut copy is preferred, the full copy next.
+
+        The returned context's ``model`` is the one whose vocabulary the tokens must come from."""
         if wide_generation and not self.active_adapters:
-            if self.batch_copy is None and self.batch_copy_factory is not None:
-                # Made once: a factory that fails (no room, no folder) leaves the model's own weights.
-                make, self.batch_copy_factory = self.batch_copy_factory, None
-                self.batch_copy = make()
-            if self.batch_copy is not None:
-                return self.batch_copy.batch_context()
+            for kind in ("latin", "f16") if latin else ("f16",):
+                copy = self.batch_copy(kind)
+                if copy is not None:
+                    return copy.batch_context()
         context = getattr(self, "_batch_context", None)
         if context is None:
             from engine.classify import BatchContext
@@ -568,18 +571,26 @@ class LoadedModel:
         if self.fast_prefill is None:
             self.fast_prefill = fast_prefill.FastPrefill(copy_path, self.settings)
 
-    def attach_batch_copy(self, copy_path: str) -> None:
-        """Run batched generation on the F16 copy at ``copy_path`` (engine.fast_prefill)."""
-        if self.batch_copy is None:
-            self.batch_copy = fast_prefill.batch_model(copy_path, self.settings)
+    def batch_copy(self, kind: str):
+        """The loaded copy of ``kind`` ("f16", "latin"), made on first use by its factory;
+        None where there is none or it could not be made (then never tried again)."""
+        if kind not in self.batch_copies and kind in self.batch_copy_factories:
+            self.batch_copies[kind] = self.batch_copy_factories.pop(kind)()
+        return self.batch_copies.get(kind)
+
+    def attach_batch_copy(self, copy_path: str, kind: str = "f16") -> None:
+        """Run batched generation on the copy at ``copy_path`` (engine.fast_prefill)."""
+        if self.batch_copies.get(kind) is None:
+            self.batch_copies[kind] = fast_prefill.batch_model(copy_path, self.settings)
 
     def close(self) -> None:
         if getattr(self, "fast_prefill", None) is not None:
             self.fast_prefill.close()
             self.fast_prefill = None
-        if getattr(self, "batch_copy", None) is not None:
-            self.batch_copy.close()
-            self.batch_copy = None
+        for copy in getattr(self, "batch_copies", {}).values():
+            if copy is not None:
+                copy.close()
+        self.batch_copies = {}
         # The batch context shares this model's weights: free it before them.
         context = getattr(self, "_batch_context", None)
         if context is not None:

@@ -234,19 +234,18 @@ class Worker:
         if not (settings.fast_prefill and settings.prefill_copies_dir):
             return
 
-        def maker(purpose: str, build):
+        def maker(purpose: str, build, path_of=fast_prefill.copy_path, ensure=fast_prefill.ensure_copy):
             def make():
                 from engine.llama_runtime import EngineError
 
                 preparing = False
                 try:
-                    copy = fast_prefill.copy_path(loaded.path, settings.prefill_copies_dir)
+                    copy = path_of(loaded.path, settings.prefill_copies_dir)
                     if not copy.exists():
                         preparing = True
                         self.emit(self._current_id, "status", state="preparing", model=loaded.path,
                                   detail=f"making a fast copy of the weights for {purpose}")
-                    copy = fast_prefill.ensure_copy(loaded.path, settings.prefill_copies_dir,
-                                                    threads=settings.n_threads_batch)
+                    copy = ensure(loaded.path, settings.prefill_copies_dir, threads=settings.n_threads_batch)
                     check_fits(copy.stat().st_size, summary.get("kv_bytes_per_token", 0), loaded.n_ctx, copy.name,
                                free=self._free_memory(settings), n_vocab=summary.get("vocab_size"),
                                n_embd=summary.get("embedding_length"), n_batch=settings.n_batch)
@@ -264,7 +263,9 @@ class Worker:
         if fast_prefill.wants_copy(summary):
             loaded.fast_prefill_factory = maker("long prompts", fast_prefill.FastPrefill)
         if fast_prefill.wants_batch_copy(summary):
-            loaded.batch_copy_factory = maker("batches", fast_prefill.batch_model)
+            loaded.batch_copy_factories["f16"] = maker("batches", fast_prefill.batch_model)
+            loaded.batch_copy_factories["latin"] = maker("batches of Latin-script text", fast_prefill.batch_model,
+                                                         fast_prefill.latin_copy_path, fast_prefill.ensure_latin_copy)
 
     def _unload(self, path: str) -> None:
         model = self.models.pop(path, None)
@@ -559,7 +560,7 @@ class Worker:
         """Greedy continuation of ``prefix`` + each of ``items``, many side by side. Streams
         ``token`` events with ``index`` and ``text`` and an ``item`` event (``index``, ``text``,
         ``finish_reason``) as each item finishes, so a cancelled request keeps those."""
-        from engine import fast_prefill
+        from engine import fast_prefill, vocab_cut
         from engine.llama_runtime import Cancelled, EngineError
 
         model = self._task_model(request_id, params)
@@ -574,11 +575,19 @@ class Worker:
         max_tokens = list(max_tokens) if isinstance(max_tokens, list) else [max_tokens] * len(items)
         if len(max_tokens) != len(items) or not all(isinstance(n, int) and n >= 1 for n in max_tokens):
             raise RequestError("max_tokens must be a positive whole number (or one per item).", "bad_request")
-        # The items carry the user's text: special tokens stay text, so typing "<eos>" cannot end a prompt.
-        suffixes = [model.tokenize(item, add_special=False, parse_special=False) for item in items]
+        # A vocabulary-cut copy (engine.vocab_cut) only where the caller asks for Latin-script
+        # output and every text is made of characters the cut keeps (so it tokenizes the same).
+        prefix = str(params.get("prefix", ""))
+        latin = bool(params.get("latin_only")) and vocab_cut.latin_text(prefix) and all(map(vocab_cut.latin_text, items))
         started = time.perf_counter()
         width = min(len(items), max_parallel or len(items))
-        context = model.batch_context(wide_generation=width >= fast_prefill.MIN_BATCH_ITEMS)
+        context = model.batch_context(wide_generation=width >= fast_prefill.MIN_BATCH_ITEMS, latin=latin)
+        vocabulary = context.model  # a cut copy numbers its tokens differently
+        if vocabulary is not model:
+            prefix_tokens = vocabulary.tokenize(prefix, add_special=bool(self._model_meta[model.path]["add_bos"]),
+                                                parse_special=True)
+        # The items carry the user's text: special tokens stay text, so typing "<eos>" cannot end a prompt.
+        suffixes = [vocabulary.tokenize(item, add_special=False, parse_special=False) for item in items]
         threads = self._use_threads(context.ctx, model.settings)
         emit = self.emit
         try:
@@ -600,7 +609,8 @@ class Worker:
                             "prefix_tokens_evaluated": evaluated,
                             "item_tokens": sum(len(s) for s in suffixes), "total_ms": elapsed * 1000.0,
                             "generated_tokens": context.generated_tokens,
-                            "by_fast_copy": context.model is not model, **threads}}
+                            "by_fast_copy": context.model is not model,
+                            "copy_vocabulary": context.n_vocab if context.model is not model else None, **threads}}
 
     def _sampling(self, params: dict) -> SamplingParams:
         try:

@@ -400,7 +400,10 @@ class Translator:
                                 self.memory.nearest(pieces[i].text, source, target)) for i in todo]
         handle = self.engine.generate_batch(model, items, prefix=fixed_prefix(source, target),
                                             max_tokens=[max_tokens_for(pieces[i].text) for i in todo], stop=["\n"],
-                                            adapters=self._adapters(model))
+                                            adapters=self._adapters(model),
+                                            # Every supported language is written in Latin script:
+                                            # the engine may use a copy whose vocabulary keeps only that.
+                                            latin_only=True)
         with self._lock:
             self._handles.add(handle)
         cancelled = False

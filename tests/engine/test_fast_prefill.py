@@ -149,14 +149,16 @@ def test_with_adapters_active_a_wide_batch_stays_on_the_model_and_closing_frees_
     model = LoadedModel(smollm2_path, EngineSettings(n_ctx=512))
     try:
         model.attach_batch_copy(str(copy))
-        assert model.batch_context(wide_generation=True).model is model.batch_copy
+        assert model.batch_context(wide_generation=True).model is model.batch_copies["f16"]
+        # Without a cut copy, a Latin-only batch takes the full one.
+        assert model.batch_context(wide_generation=True, latin=True).model is model.batch_copies["f16"]
         assert model.batch_context().model is model  # classification: the model's own weights
         model.active_adapters = ((("adapter.gguf", 0, 0, 0), 1.0),)  # as set_adapters leaves it
         assert model.batch_context(wide_generation=True).model is model
         model.active_adapters = ()
     finally:
         model.close()
-    assert model.batch_copy is None and model.model is None
+    assert model.batch_copies == {} and model.model is None
 
 
 def test_a_bad_max_parallel_is_refused_in_words(engine, smollm2_path):
@@ -164,3 +166,46 @@ def test_a_bad_max_parallel_is_refused_in_words(engine, smollm2_path):
 
     with pytest.raises(EngineRequestError, match="max_parallel"):
         engine.generate_batch(smollm2_path, BATCH_ITEMS, max_tokens=2, max_parallel=0).result(timeout=300)
+
+
+LATIN_ITEMS = [f"English: The {word} opened at nine, and the queue reached the corner.\nFrench:"
+               for word in ("bakery", "museum", "library", "station", "market", "pharmacy", "school", "bank")]
+
+
+def test_a_latin_cut_copy_tokenizes_and_continues_latin_text_as_the_full_copy_does(gemma_path, tmp_path):
+    from engine import vocab_cut
+    from engine.llama_runtime import LoadedModel
+
+    full = fast_prefill.ensure_copy(gemma_path, tmp_path)
+    cut = fast_prefill.ensure_latin_copy(gemma_path, tmp_path)
+    assert cut != full and full.exists() and not list(tmp_path.glob("*.partial"))
+    models = [LoadedModel(str(path), EngineSettings(n_ctx=256)) for path in (full, cut)]
+    try:
+        whole, small = models
+        assert small.n_vocab % vocab_cut.PAD_TO == 0 and small.n_vocab < whole.n_vocab * 2 // 3
+        text = "« Il a ajouté : l'été à Zürich coûte 3 € — naïve façade… » Straße, niño, ¿qué?"
+        assert ([whole.token_text(t) for t in whole.tokenize(text, add_special=True)]
+                == [small.token_text(t) for t in small.tokenize(text, add_special=True)])  # BOS included
+        outputs = []
+        for model in models:
+            context = model.batch_context()
+            context.set_prefix(model.tokenize("", add_special=True))
+            outputs.append(context.generate([model.tokenize(item, add_special=False) for item in LATIN_ITEMS],
+                                            [12] * len(LATIN_ITEMS), ["\n"]))
+        assert outputs[0] == outputs[1] and all(text.strip() for text in outputs[0])
+    finally:
+        for model in models:
+            model.close()
+
+
+def test_latin_only_batches_run_on_the_cut_copy_unless_a_text_has_other_characters(gemma_path, tmp_path):
+    settings = EngineSettings(n_ctx=2048, prefill_copies_dir=str(tmp_path / "copies"))
+    with EngineClient(settings) as client:
+        cut = client.generate_batch(gemma_path, LATIN_ITEMS, max_tokens=6, stop=["\n"], latin_only=True).result(timeout=300)
+        assert cut["metrics"]["by_fast_copy"] and cut["metrics"]["copy_vocabulary"] < 200_000
+        greek = client.generate_batch(gemma_path, LATIN_ITEMS[:-1] + ["English: Ω is the last letter.\nFrench:"],
+                                      max_tokens=6, stop=["\n"], latin_only=True).result(timeout=300)
+        assert greek["metrics"]["by_fast_copy"] and greek["metrics"]["copy_vocabulary"] == 262144
+        plain = client.generate_batch(gemma_path, LATIN_ITEMS, max_tokens=6, stop=["\n"]).result(timeout=300)
+        assert plain["metrics"]["copy_vocabulary"] == 262144
+    assert plain["result"]["texts"] == cut["result"]["texts"]
