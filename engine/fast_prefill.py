@@ -60,18 +60,21 @@ MAX_COPY_BYTES = 1 << 30
 MIN_TOKENS = 256
 
 
-def wants_copy(summary: dict) -> bool:
-    """Whether a model (its :func:`engine.gguf_check.summarize` dict) benefits from a copy."""
-    quantization = summary.get("quantization")
+def _small_and_in(summary: dict, formats: frozenset) -> bool:
+    """A model (its :func:`engine.gguf_check.summarize` dict) in one of ``formats`` whose F16
+    copy stays within MAX_COPY_BYTES."""
     parameters = summary.get("parameter_count") or 0
-    return quantization in SLOW_PROMPT_FORMATS and 0 < int(parameters) * 2 <= MAX_COPY_BYTES
+    return summary.get("quantization") in formats and 0 < int(parameters) * 2 <= MAX_COPY_BYTES
+
+
+def wants_copy(summary: dict) -> bool:
+    """Whether a model's long prompts benefit from a copy."""
+    return _small_and_in(summary, SLOW_PROMPT_FORMATS)
 
 
 def wants_batch_copy(summary: dict) -> bool:
     """Whether a model's batched generation should run on its F16 copy."""
-    quantization = summary.get("quantization")
-    parameters = summary.get("parameter_count") or 0
-    return quantization in SLOW_BATCH_FORMATS and 0 < int(parameters) * 2 <= MAX_COPY_BYTES
+    return _small_and_in(summary, SLOW_BATCH_FORMATS)
 
 
 def copy_path(model_path: str, folder: str | Path) -> Path:
@@ -115,7 +118,8 @@ def ensure_copy(model_path: str, folder: str | Path, threads: int = 2) -> Path:
 def latin_copy_path(model_path: str, folder: str | Path) -> Path:
     """Where the vocabulary-cut F16 copy (engine.vocab_cut) of ``model_path`` lives. Its name does
     not end in ``.f16.gguf``, so making a new full copy never removes it as an old one."""
-    return copy_path(model_path, folder).with_name(copy_path(model_path, folder).name.replace(".f16.gguf", ".latin-f16.gguf"))
+    full = copy_path(model_path, folder)
+    return full.with_name(full.name.replace(".f16.gguf", ".latin-f16.gguf"))
 
 
 def ensure_latin_copy(model_path: str, folder: str | Path, threads: int = 2) -> Path:
